@@ -1,0 +1,194 @@
+//! `tally bench`: durable ingest throughput and acknowledgement latency, Tally over HTTP versus
+//! the PostgreSQL baseline, side by side in one run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use tally_load::http::{run_http, HttpLoadOptions};
+use tally_load::postgres::{run_postgres, PgLoadOptions};
+use tally_load::{LoadMode, LoadReport};
+use tally_server::auth::{KeyStore, Scope};
+use tally_server::{AppState, ServerSettings};
+use tally_store::{DataDir, Log, LogConfig};
+
+/// Measure durable ingest: Tally over HTTP against a PostgreSQL baseline built as the classic
+/// audit-table design (append-only table, INSERT-only role, SHA-256 hash chain computed on
+/// insert by a trigger), with the same generated events (about 400 bytes, Zipf-distributed
+/// actors and resources, some PII).
+///
+/// Without --url it starts a Tally server in this process on a fresh data directory. Every
+/// acknowledgement counted is durable (fsync'd / committed). Prints events/s, requests/s and
+/// p50/p90/p99 acknowledgement latency per run, and the Tally/PostgreSQL ratios.
+///
+/// Example: tally bench --duration 10 --mode both
+///          tally bench --url http://127.0.0.1:7700 --token "$TALLY_TOKEN" --no-postgres
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Benchmark a running server instead of an embedded one.
+    #[arg(long)]
+    url: Option<String>,
+    /// API key for --url.
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data directory of the embedded server (default: a new temporary directory).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Which workloads to run.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    mode: Mode,
+    /// Events per request in batched mode.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Requests in flight in batched mode.
+    #[arg(long, default_value_t = 4)]
+    batch_concurrency: usize,
+    /// Requests in flight in single-event mode.
+    #[arg(long, default_value_t = 64)]
+    single_concurrency: usize,
+    /// Seconds of measurement per run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of warm-up per run (not measured).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// PostgreSQL connection string of the baseline.
+    #[arg(long, default_value = "host=127.0.0.1 user=postgres dbname=test")]
+    postgres: String,
+    /// Skip the PostgreSQL baseline.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also print the results as a Markdown table (for BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// No progress lines.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Batched,
+    Single,
+    Both,
+}
+
+/// A Tally server running inside this process for the benchmark.
+struct Embedded {
+    url: String,
+    token: String,
+    log: Log,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+async fn start_embedded(data: Option<PathBuf>) -> Result<Embedded> {
+    let (path, tmp) = match data {
+        Some(p) => (p, None),
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("tally-bench-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let dir =
+        DataDir::create_or_open(&path).with_context(|| format!("creating {}", path.display()))?;
+    let (log, _) = Log::open(dir.clone(), LogConfig::default())?;
+    let keys = Arc::new(KeyStore::open(dir.api_keys_path())?);
+    let (_, token) = keys.create("bench", vec![Scope::Admin], "*")?;
+    let state = AppState::new(log.clone(), keys, ServerSettings::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, tally_server::router(state)).await;
+    });
+    eprintln!("embedded Tally server on {url}, data in {}", path.display());
+    Ok(Embedded {
+        url,
+        token,
+        log,
+        _tmp: tmp,
+    })
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let embedded = match &args.url {
+        Some(_) => None,
+        None => Some(start_embedded(args.data.clone()).await?),
+    };
+    let (url, token) = match (&args.url, &embedded) {
+        (Some(url), _) => (
+            url.clone(),
+            args.token
+                .clone()
+                .context("--url needs --token (or TALLY_TOKEN) with the ingest scope")?,
+        ),
+        (None, Some(e)) => (e.url.clone(), e.token.clone()),
+        (None, None) => unreachable!("embedded server started when no --url"),
+    };
+    let mut workloads = Vec::new();
+    if matches!(args.mode, Mode::Batched | Mode::Both) {
+        workloads.push((
+            LoadMode::Batched {
+                batch_size: args.batch_size,
+            },
+            args.batch_concurrency,
+        ));
+    }
+    if matches!(args.mode, Mode::Single | Mode::Both) {
+        workloads.push((LoadMode::Single, args.single_concurrency));
+    }
+    let duration = Duration::from_secs(args.duration);
+    let warmup = Duration::from_secs(args.warmup);
+    let mut rows: Vec<LoadReport> = Vec::new();
+    for (mode, concurrency) in workloads {
+        let ours = run_http(&HttpLoadOptions {
+            url: url.clone(),
+            token: token.clone(),
+            mode,
+            concurrency,
+            duration,
+            warmup,
+            total_events: None,
+            seed: args.seed,
+            tenant: None,
+            quiet: args.quiet,
+        })
+        .await
+        .context("Tally run")?;
+        println!("{}", LoadReport::header());
+        println!("{ours}");
+        rows.push(ours.clone());
+        if !args.no_postgres {
+            let baseline = run_postgres(&PgLoadOptions {
+                dsn: args.postgres.clone(),
+                mode,
+                concurrency,
+                duration,
+                warmup,
+                total_events: None,
+                seed: args.seed,
+                schema: "tally_bench".into(),
+                quiet: args.quiet,
+            })
+            .await
+            .context("PostgreSQL baseline run (pass --no-postgres to skip it)")?;
+            println!("{baseline}");
+            println!("{}", tally_load::comparison(&ours, &baseline));
+            rows.push(baseline);
+        }
+    }
+    if args.markdown {
+        println!("\n{}", tally_load::markdown_table(&rows));
+    }
+    if let Some(e) = embedded {
+        tokio::task::spawn_blocking(move || e.log.shutdown()).await?;
+    }
+    Ok(())
+}

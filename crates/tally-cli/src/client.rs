@@ -1,0 +1,99 @@
+//! A small HTTP client of the Tally API that turns error responses into readable messages.
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::{Response, StatusCode};
+
+use crate::ServerArgs;
+
+/// Client bound to one server and API key.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// A client for `args.url` with `args.token`.
+    pub fn new(args: &ServerArgs) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tally-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(ApiClient {
+            http,
+            base: args.url.trim_end_matches('/').to_string(),
+            token: args.token.clone(),
+        })
+    }
+
+    /// A request to `path` (absolute, e.g. `/v1/events`) with the API key attached.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        let token = self.token.as_deref().ok_or_else(|| {
+            anyhow!("no API key: pass --token or set TALLY_TOKEN (tally serve prints one on first start)")
+        })?;
+        Ok(self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token))
+    }
+
+    /// GET `path` with query parameters; the successful response.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Response> {
+        let response = self
+            .request(reqwest::Method::GET, path)?
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {} (is `tally serve` running?)", self.base))?;
+        check(response).await
+    }
+
+    /// GET without credentials (public endpoints).
+    pub async fn get_public(&self, path: &str) -> Result<Response> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {} (is `tally serve` running?)", self.base))?;
+        check(response).await
+    }
+}
+
+/// Passes a 2xx response through; turns any other into an error carrying the API's message.
+pub async fn check(response: Response) -> Result<Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            let mut m = e.get("message")?.as_str()?.to_string();
+            if let Some(details) = e.get("details").and_then(|d| d.as_array()) {
+                for d in details.iter().take(20) {
+                    let event = d
+                        .get("event")
+                        .and_then(|x| x.as_u64())
+                        .map(|i| format!("event {i}: "))
+                        .unwrap_or_default();
+                    let field = d
+                        .get("field")
+                        .and_then(|x| x.as_str())
+                        .map(|f| format!("{f}: "))
+                        .unwrap_or_default();
+                    let rule = d.get("rule").and_then(|x| x.as_str()).unwrap_or_default();
+                    m.push_str(&format!("\n  - {event}{field}{rule}"));
+                }
+            }
+            Some(m)
+        })
+        .unwrap_or(text);
+    match status {
+        StatusCode::UNAUTHORIZED => bail!("{message} (HTTP 401: check --token / TALLY_TOKEN)"),
+        _ => bail!("{message} (HTTP {})", status.as_u16()),
+    }
+}

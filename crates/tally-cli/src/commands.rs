@@ -1,0 +1,348 @@
+//! Thin clients of the API: `tally get`, `tally checkpoint`, `tally prove`, `tally keys`.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use clap::{Args, Subcommand};
+use tally_tlog::checkpoint::Checkpoint;
+use tally_tlog::note::NoteVerifier;
+use tally_tlog::Hash;
+
+use crate::client::ApiClient;
+use crate::{ServerArgs, TenantArg};
+
+/// Print one stored event exactly as it is hashed into the log.
+///
+/// Example: tally get 0192b7c4-5f0e-7cc4-a2a8-3d1f5a0e9b11
+///          tally get 42 --tenant acme
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Event id (UUID) or leaf index.
+    key: String,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    tenant: TenantArg,
+}
+
+pub async fn get(args: GetArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server)?;
+    let response = client
+        .get(
+            &format!("/v1/events/{}", args.key),
+            &tenant_query(&args.tenant),
+        )
+        .await?;
+    let index = response
+        .headers()
+        .get("tally-leaf-index")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string();
+    let body = response.bytes().await?;
+    eprintln!("leaf index {index}");
+    println!("{}", String::from_utf8_lossy(&body));
+    Ok(())
+}
+
+/// The log's public key: a verifier key string, or a file holding one.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArg {
+    /// Log public key (`name+id+base64`) or a file holding it, e.g. DATA_DIR/log.pub. Without it
+    /// the key is fetched from the server, which proves nothing against a server that lies.
+    #[arg(long, short = 'k', env = "TALLY_LOG_KEY")]
+    pub key: Option<String>,
+}
+
+impl KeyArg {
+    /// Loads the verifier, from the argument or else from the server (with a warning).
+    pub async fn load(&self, client: Option<&ApiClient>) -> Result<NoteVerifier> {
+        let text = match &self.key {
+            Some(k) if std::path::Path::new(k).exists() => {
+                std::fs::read_to_string(k).with_context(|| format!("reading key file {k}"))?
+            }
+            Some(k) => k.clone(),
+            None => {
+                let client =
+                    client.ok_or_else(|| anyhow!("pass the log's public key with --key"))?;
+                eprintln!("warning: no --key given: using the key the server reports; pass --key to check against a key you trust");
+                client.get_public("/v1/log-key").await?.text().await?
+            }
+        };
+        NoteVerifier::parse_vkey(text.trim())
+            .map_err(|e| anyhow!("not a log public key ({e}): expected name+keyid+base64"))
+    }
+}
+
+/// Fetch (and check) the latest signed checkpoint of a tenant's log.
+///
+/// Keep the saved file: `tally verify --since FILE` later proves the log only grew since.
+///
+/// Example: tally checkpoint --key ./data/log.pub --out acme.checkpoint --tenant acme
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    key: KeyArg,
+    /// Also save the checkpoint note to this file.
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+}
+
+pub async fn checkpoint(args: CheckpointArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server)?;
+    let verifier = args.key.load(Some(&client)).await?;
+    let note = client
+        .get("/v1/checkpoint", &tenant_query(&args.tenant))
+        .await?
+        .text()
+        .await?;
+    let cp = open_checkpoint(&note, &verifier)?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &note).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("saved to {}", out.display());
+    }
+    print!("{note}");
+    eprintln!("signature OK ({}); tree size {}", verifier.name(), cp.size);
+    Ok(())
+}
+
+/// Checks a signed checkpoint note and parses its body.
+pub fn open_checkpoint(note: &str, verifier: &NoteVerifier) -> Result<Checkpoint> {
+    let verified = tally_tlog::note::open(note, std::slice::from_ref(verifier)).map_err(|e| {
+        anyhow!(
+            "checkpoint signature does not verify with {}: {e}",
+            verifier.to_vkey()
+        )
+    })?;
+    Checkpoint::parse(&verified.text).map_err(|e| anyhow!("malformed checkpoint: {e}"))
+}
+
+/// Get and check proofs from a server.
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    #[command(subcommand)]
+    kind: ProveKind,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    tenant: TenantArg,
+    #[command(flatten)]
+    key: KeyArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProveKind {
+    /// Prove that an event is in the log: fetches the record, its inclusion proof and the
+    /// signed checkpoint, and checks all three locally.
+    ///
+    /// Example: tally prove inclusion --id 0192b7c4-5f0e-7cc4-a2a8-3d1f5a0e9b11
+    Inclusion {
+        /// Leaf index of the event.
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        index: Option<u64>,
+        /// Event id.
+        #[arg(long)]
+        id: Option<String>,
+        /// Write an offline proof bundle (record, proof, checkpoint, key) to this JSON file.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Prove that the log's current tree extends an older tree size.
+    ///
+    /// Example: tally prove consistency --from 1000
+    Consistency {
+        /// The older tree size.
+        #[arg(long)]
+        from: u64,
+    },
+}
+
+fn b64_hash(s: &serde_json::Value, what: &str) -> Result<Hash> {
+    let text = s
+        .as_str()
+        .ok_or_else(|| anyhow!("server answer lacks {what}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| anyhow!("{what} is not base64"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("{what} is not 32 bytes"))
+}
+
+fn hashes(v: &serde_json::Value) -> Result<Vec<Hash>> {
+    v.as_array()
+        .ok_or_else(|| anyhow!("server answer lacks proof"))?
+        .iter()
+        .map(|h| b64_hash(h, "proof hash"))
+        .collect()
+}
+
+pub async fn prove(args: ProveArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server)?;
+    let verifier = args.key.load(Some(&client)).await?;
+    let mut query = tenant_query(&args.tenant);
+    match args.kind {
+        ProveKind::Inclusion { index, id, bundle } => {
+            match (&index, &id) {
+                (Some(i), _) => query.push(("index", i.to_string())),
+                (None, Some(id)) => query.push(("id", id.clone())),
+                _ => bail!("give --index or --id"),
+            }
+            let v: serde_json::Value = client
+                .get("/v1/proof/inclusion", &query)
+                .await?
+                .json()
+                .await?;
+            let index = v["index"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("server answer lacks index"))?;
+            let note = v["checkpoint"]
+                .as_str()
+                .ok_or_else(|| anyhow!("server answer lacks the checkpoint"))?;
+            let cp = open_checkpoint(note, &verifier)?;
+            let proof = hashes(&v["proof"])?;
+            let record = client
+                .get(&format!("/v1/events/{index}"), &tenant_query(&args.tenant))
+                .await?
+                .bytes()
+                .await?;
+            let leaf = tally_tlog::leaf_hash(&record);
+            if leaf != b64_hash(&v["leaf_hash"], "leaf_hash")? {
+                bail!("the record served does not hash to the proven leaf: the server is inconsistent");
+            }
+            tally_tlog::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root)
+                .map_err(|e| anyhow!("inclusion proof does NOT verify: {e}"))?;
+            if let Some(path) = bundle {
+                let b = serde_json::json!({
+                    "format": "tally-inclusion-bundle-v1",
+                    "tenant": v["tenant"],
+                    "index": index,
+                    "record": String::from_utf8_lossy(&record),
+                    "leaf_hash": v["leaf_hash"],
+                    "proof": v["proof"],
+                    "checkpoint": note,
+                    "log_key": verifier.to_vkey(),
+                });
+                std::fs::write(&path, serde_json::to_vec_pretty(&b)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("proof bundle written to {}", path.display());
+            }
+            println!(
+                "OK: leaf {index} is in the tree of size {} (origin {}), signed by {}",
+                cp.size,
+                cp.origin,
+                verifier.name()
+            );
+        }
+        ProveKind::Consistency { from } => {
+            query.push(("from", from.to_string()));
+            let v: serde_json::Value = client
+                .get("/v1/proof/consistency", &query)
+                .await?
+                .json()
+                .await?;
+            let note = v["checkpoint"]
+                .as_str()
+                .ok_or_else(|| anyhow!("server answer lacks the checkpoint"))?;
+            let cp = open_checkpoint(note, &verifier)?;
+            let old_root = b64_hash(&v["from_root"], "from_root")?;
+            tally_tlog::verify_consistency(
+                from,
+                cp.size,
+                &hashes(&v["proof"])?,
+                &old_root,
+                &cp.root,
+            )
+            .map_err(|e| anyhow!("consistency proof does NOT verify: {e}"))?;
+            println!(
+                "OK: the tree of size {} extends the tree of size {from} (root {})",
+                cp.size,
+                base64::engine::general_purpose::STANDARD.encode(old_root)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Manage API keys (needs an admin key).
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    action: KeysAction,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key; its token is printed once.
+    ///
+    /// Example: tally keys create billing --scope ingest --tenant acme
+    Create {
+        /// A label for people.
+        name: String,
+        /// ingest, read or admin; repeat for several.
+        #[arg(long = "scope", required = true, value_parser = ["ingest", "read", "admin"])]
+        scopes: Vec<String>,
+        /// Tenant the key is confined to, or * for all.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// List keys (without secrets).
+    List,
+    /// Revoke a key at once.
+    Revoke {
+        /// Key id (from `tally keys list`).
+        id: String,
+    },
+}
+
+pub async fn keys(args: KeysArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server)?;
+    match args.action {
+        KeysAction::Create {
+            name,
+            scopes,
+            tenant,
+        } => {
+            let response = client
+                .request(reqwest::Method::POST, "/v1/keys")?
+                .json(&serde_json::json!({"name": name, "scopes": scopes, "tenant": tenant}))
+                .send()
+                .await?;
+            let v: serde_json::Value = crate::client::check(response).await?.json().await?;
+            println!("{}", v["token"].as_str().unwrap_or_default());
+            eprintln!(
+                "key {} created; the token above is shown only once",
+                v["key"]["id"]
+            );
+        }
+        KeysAction::List => {
+            let v: serde_json::Value = client.get("/v1/keys", &[]).await?.json().await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        KeysAction::Revoke { id } => {
+            let response = client
+                .request(reqwest::Method::DELETE, &format!("/v1/keys/{id}"))?
+                .send()
+                .await?;
+            crate::client::check(response).await?;
+            println!("key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// `tenant=` query parameter, when given.
+pub fn tenant_query(tenant: &TenantArg) -> Vec<(&'static str, String)> {
+    tenant
+        .tenant
+        .iter()
+        .map(|t| ("tenant", t.clone()))
+        .collect()
+}

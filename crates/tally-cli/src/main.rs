@@ -1,0 +1,114 @@
+//! `tally`: the audit log server, its offline verifier, and thin clients of its API.
+//!
+//! The command line is parsed into validated settings (clap), then each subcommand builds the
+//! components it needs and runs. Exit codes: 0 success; 1 the operation failed or a
+//! verification found a problem; 2 bad command-line usage.
+
+mod bench;
+mod client;
+mod commands;
+mod ingest;
+mod serve;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Tally: a tamper-evident audit log.
+///
+/// Applications send audit events (who did what, to which resource, when, from where, with
+/// what outcome); Tally appends them durably to a per-tenant Merkle log, signs checkpoints,
+/// and proves inclusion and consistency to anyone holding the log's public key.
+///
+/// Start a server:      tally serve --data ./data
+/// Send events:         tally ingest events.ndjson
+/// Check a data dir:    tally verify ./data --key ./data/log.pub
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Serve(serve::ServeArgs),
+    Verify(verify::VerifyArgs),
+    Ingest(ingest::IngestArgs),
+    Get(commands::GetArgs),
+    Checkpoint(commands::CheckpointArgs),
+    Prove(commands::ProveArgs),
+    Keys(commands::KeysArgs),
+    Bench(bench::BenchArgs),
+}
+
+/// How to reach a running server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Base URL of the Tally server.
+    #[arg(long, env = "TALLY_URL", default_value = "http://127.0.0.1:7700")]
+    pub url: String,
+    /// API key (printed by `tally serve` on first start, or made with `tally keys create`).
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The tenant a client command addresses.
+#[derive(Debug, Clone, Args)]
+pub struct TenantArg {
+    /// Tenant (default: the API key's tenant, or `default`).
+    #[arg(long, short = 't', env = "TALLY_TENANT")]
+    pub tenant: Option<String>,
+}
+
+/// A file argument where `-` means standard input.
+pub fn is_stdin(path: &std::path::Path) -> bool {
+    path == PathBuf::from("-")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
+            Command::Ingest(args) => ingest::run(args).await,
+            Command::Get(args) => commands::get(args).await,
+            Command::Checkpoint(args) => commands::checkpoint(args).await,
+            Command::Prove(args) => commands::prove(args).await,
+            Command::Keys(args) => commands::keys(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

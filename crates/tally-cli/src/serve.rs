@@ -1,0 +1,142 @@
+//! `tally serve`: run the audit log server on a local data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tally_server::auth::{KeyStore, Scope};
+use tally_server::{AppState, ServerSettings};
+use tally_store::{DataDir, Log, LogConfig};
+
+/// Run the audit log server.
+///
+/// On first start it creates DATA_DIR, generates the log's Ed25519 signing key (DATA_DIR/log.key,
+/// mode 0600; its public half in DATA_DIR/log.pub) and prints an admin API key once. Every
+/// acknowledged event is fsync'd first. Stop with Ctrl-C or SIGTERM: the server finishes what it
+/// has, signs final checkpoints and exits.
+///
+/// Example: tally serve --data ./data --listen 127.0.0.1:7700
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (created if missing).
+    #[arg(long, short = 'd', env = "TALLY_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(
+        long,
+        short = 'l',
+        env = "TALLY_LISTEN",
+        default_value = "127.0.0.1:7700"
+    )]
+    listen: SocketAddr,
+    /// Name of the log: the signing key's name and the prefix of every tenant's checkpoint
+    /// origin (`<origin>/<tenant>`). Fixed at first start.
+    #[arg(long, env = "TALLY_ORIGIN", default_value = "tally.localhost")]
+    origin: String,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// Most events accepted in one request.
+    #[arg(long, default_value_t = 10_000)]
+    max_batch_events: usize,
+    /// Seconds an event's time may lie in the future.
+    #[arg(long, default_value_t = 86_400)]
+    max_future_skew_secs: u64,
+    /// Milliseconds between checkpoints while a log grows.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
+    /// Size at which a record segment file is closed, in MiB.
+    #[arg(long, default_value_t = 256)]
+    segment_mib: u64,
+    /// On first start, also write the admin API key to this file (mode 0600), for automation.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    if args.max_batch_events == 0 || args.max_body_bytes == 0 {
+        anyhow::bail!("--max-batch-events and --max-body-bytes must be positive");
+    }
+    let dir = DataDir::create_or_open(&args.data)
+        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    let config = LogConfig {
+        origin: args.origin.clone(),
+        segment_bytes: args.segment_mib.max(1) << 20,
+        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(10)),
+        ..LogConfig::default()
+    };
+    let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
+        .await
+        .context("recovery task panicked")?
+        .context("opening the log")?;
+    for (tenant, r) in &report.tenants {
+        if r.torn_bytes_cut > 0 || r.leaf_entries_dropped > 0 || r.leaf_entries_rebuilt > 0 {
+            eprintln!(
+                "recovered tenant {tenant}: {} events; cut a torn tail of {} bytes, re-indexed {} records",
+                r.size, r.torn_bytes_cut, r.leaf_entries_rebuilt
+            );
+        }
+    }
+    let keys = Arc::new(KeyStore::open(log.data_dir().api_keys_path())?);
+    let first_token = if keys.is_empty() {
+        let (_, token) = keys.create("admin", vec![Scope::Admin], "*")?;
+        if let Some(path) = &args.admin_token_file {
+            tally_store::layout::write_file_durably(path, format!("{token}\n").as_bytes(), true)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Some(token)
+    } else {
+        None
+    };
+    let settings = ServerSettings {
+        max_body_bytes: args.max_body_bytes,
+        max_batch_events: args.max_batch_events,
+        max_future_skew: Duration::from_secs(args.max_future_skew_secs),
+    };
+    let state = AppState::new(log.clone(), keys, settings);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (is another server running there?)",
+                args.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    println!("Tally is listening on http://{addr}");
+    println!("  data directory:  {}", args.data.display());
+    println!("  log public key:  {}", log.verifier().to_vkey());
+    if let Some(token) = &first_token {
+        println!("  admin API key:   {token}");
+        println!("                   (shown once: store it now, e.g. export TALLY_TOKEN={token})");
+    }
+    println!("  API description: http://{addr}/openapi.json");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    axum::serve(listener, tally_server::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopping: signing final checkpoints");
+    tokio::task::spawn_blocking(move || log.shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,343 @@
+//! `tally verify`: recompute every tree from storage (a data directory, or a running server's
+//! tiles) and check it against the signed checkpoints.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tally_store::DataDir;
+use tally_tlog::note::NoteVerifier;
+use tally_tlog::tile::{TilePath, TILE_WIDTH};
+use tally_tlog::{Frontier, Hash};
+
+use crate::client::ApiClient;
+use crate::commands::{open_checkpoint, KeyArg};
+use crate::ServerArgs;
+
+/// Check that a log is intact: every record, every tree, every signed checkpoint.
+///
+/// Offline (DATA_DIR): reads the directory read-only, recomputes each record's leaf hash and
+/// each tenant's tree, checks every stored checkpoint's signature and that each one's root
+/// matches the recomputed tree (so consecutive checkpoints are consistent), and names the first
+/// bad tenant and index if any byte was changed, a record removed, inserted, reordered or
+/// truncated, or a checkpoint forged.
+///
+/// Online (--url): downloads every entry bundle of the tlog-tiles layout and checks the tree
+/// against the server's signed checkpoint.
+///
+/// --since FILE: a checkpoint saved earlier (tally checkpoint --out FILE); proves the log still
+/// contains that tree and only grew since (catches rollback and forks).
+///
+/// Exit status: 0 intact, 1 a problem was found (or the check could not run), 2 usage error.
+///
+/// Examples: tally verify ./data --key ./data/log.pub
+///           tally verify --url http://127.0.0.1:7700 --key "$(cat log.pub)" --since saved.checkpoint
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory to check offline; without it, the server at --url is checked.
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    key: KeyArg,
+    /// Only this tenant.
+    #[arg(long, short = 't')]
+    tenant: Option<String>,
+    /// A saved checkpoint the log must still extend.
+    #[arg(long)]
+    since: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// A saved checkpoint: its tenant (from the origin) and tree.
+struct Since {
+    tenant: String,
+    size: u64,
+    root: Hash,
+}
+
+fn load_since(path: &PathBuf, verifier: &NoteVerifier) -> Result<Since> {
+    let note =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cp = open_checkpoint(&note, verifier).with_context(|| format!("{}", path.display()))?;
+    let tenant = cp
+        .origin
+        .rsplit('/')
+        .next()
+        .filter(|t| tally_event::is_valid_tenant(t))
+        .ok_or_else(|| anyhow!("{}: origin {:?} names no tenant", path.display(), cp.origin))?
+        .to_string();
+    Ok(Since {
+        tenant,
+        size: cp.size,
+        root: cp.root,
+    })
+}
+
+fn bar(quiet: bool, total: u64, unit: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let template = if unit == "bytes" {
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} entries ({per_sec}) {msg}"
+    };
+    ProgressBar::new(total)
+        .with_style(ProgressStyle::with_template(template).expect("valid template"))
+}
+
+pub async fn run(args: VerifyArgs) -> Result<()> {
+    match args.data.clone() {
+        Some(dir) => tokio::task::spawn_blocking(move || offline(&args, dir)).await?,
+        None => online(&args).await,
+    }
+}
+
+fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
+    let dir = DataDir::open_existing(&path)?;
+    let verifier = match &args.key.key {
+        Some(_) => futures_free_load(&args.key)?,
+        None => {
+            let pubkey = dir.verifier_key_path();
+            eprintln!(
+                "warning: no --key given: using {} from the directory itself; pass --key with a copy you trust",
+                pubkey.display()
+            );
+            let text = std::fs::read_to_string(&pubkey)
+                .with_context(|| format!("reading {}", pubkey.display()))?;
+            NoteVerifier::parse_vkey(text.trim())
+                .map_err(|e| anyhow!("{}: {e}", pubkey.display()))?
+        }
+    };
+    let since = args
+        .since
+        .as_ref()
+        .map(|p| load_since(p, &verifier))
+        .transpose()?;
+    let mut tenants = dir.list_tenants()?;
+    if let Some(t) = &args.tenant {
+        if !tenants.contains(t) {
+            bail!("tenant {t} has no log in {}", path.display());
+        }
+        tenants = vec![t.clone()];
+    }
+    if let Some(s) = &since {
+        if !tenants.contains(&s.tenant) {
+            bail!(
+                "the saved checkpoint is of tenant {}, which has no log here: the log was removed",
+                s.tenant
+            );
+        }
+    }
+    let total = tally_store::verify::total_record_bytes(&dir, &tenants);
+    let pb = bar(args.quiet, total, "bytes");
+    let mut records = 0u64;
+    for tenant in &tenants {
+        pb.set_message(tenant.clone());
+        let trusted = since
+            .as_ref()
+            .filter(|s| &s.tenant == tenant)
+            .map(|s| (s.size, s.root));
+        let report =
+            tally_store::verify::verify_tenant(&dir, tenant, &verifier, trusted, &mut |n| {
+                pb.inc(n)
+            })
+            .map_err(|f| {
+                pb.abandon();
+                anyhow!("VERIFICATION FAILED: {f}")
+            })?;
+        records += report.records;
+        pb.suspend(|| {
+            println!(
+                "tenant {}: {} records, {} signed checkpoints OK{}",
+                report.tenant,
+                report.records,
+                report.checkpoints,
+                if report.unsigned_tail > 0 {
+                    format!(
+                        " ({} records after the last checkpoint are intact but not yet signed)",
+                        report.unsigned_tail
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        });
+    }
+    pb.finish_and_clear();
+    if let Some(s) = &since {
+        println!(
+            "the log still contains the saved checkpoint (tenant {}, size {}): no rollback or fork",
+            s.tenant, s.size
+        );
+    }
+    println!(
+        "verified {records} records in {} tenants: intact",
+        tenants.len()
+    );
+    Ok(())
+}
+
+/// Loads a key given on the command line without touching the network.
+fn futures_free_load(key: &KeyArg) -> Result<NoteVerifier> {
+    let k = key.key.as_deref().expect("checked by caller");
+    let text = if std::path::Path::new(k).exists() {
+        std::fs::read_to_string(k).with_context(|| format!("reading key file {k}"))?
+    } else {
+        k.to_string()
+    };
+    NoteVerifier::parse_vkey(text.trim()).map_err(|e| anyhow!("not a log public key ({e})"))
+}
+
+async fn online(args: &VerifyArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server)?;
+    let verifier = args.key.load(Some(&client)).await?;
+    let since = args
+        .since
+        .as_ref()
+        .map(|p| load_since(p, &verifier))
+        .transpose()?;
+    let tenants: Vec<String> = match (&args.tenant, &since) {
+        (Some(t), _) => vec![t.clone()],
+        (None, Some(s)) => vec![s.tenant.clone()],
+        (None, None) => {
+            let v: serde_json::Value = client.get("/v1/tenants", &[]).await?.json().await?;
+            v.as_array()
+                .ok_or_else(|| anyhow!("unexpected /v1/tenants answer"))?
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect()
+        }
+    };
+    let mut total_records = 0;
+    for tenant in &tenants {
+        let note = client
+            .get(&format!("/logs/{tenant}/checkpoint"), &[])
+            .await?
+            .text()
+            .await?;
+        let cp = open_checkpoint(&note, &verifier).with_context(|| format!("tenant {tenant}"))?;
+        let pb = bar(args.quiet, cp.size, "entries");
+        pb.set_message(tenant.clone());
+        let mut frontier = Frontier::new();
+        let bundles = cp.size.div_ceil(TILE_WIDTH);
+        for n in 0..bundles {
+            let width = (cp.size - n * TILE_WIDTH).min(TILE_WIDTH) as u16;
+            let path = TilePath::entries(n, width)
+                .expect("width in range")
+                .to_path();
+            let bytes = client
+                .get(&format!("/logs/{tenant}/{path}"), &[])
+                .await?
+                .bytes()
+                .await?;
+            let entries = tally_tlog::tile::decode_entry_bundle(&bytes)
+                .map_err(|e| anyhow!("tenant {tenant}: {path} is malformed: {e}"))?;
+            if entries.len() != width as usize {
+                bail!("VERIFICATION FAILED: tenant {tenant}: {path} holds {} entries, expected {width}", entries.len());
+            }
+            for e in entries {
+                frontier.push(tally_tlog::leaf_hash(e), |_, _, _| {});
+            }
+            pb.inc(u64::from(width));
+        }
+        pb.finish_and_clear();
+        if frontier.root() != cp.root {
+            let index = first_divergent_leaf(&client, tenant, cp.size)
+                .await
+                .ok()
+                .flatten();
+            bail!(
+                "VERIFICATION FAILED: tenant {tenant}: the entries served do not hash to the signed checkpoint (size {}){}",
+                cp.size,
+                index.map(|i| format!("; first bad index {i}")).unwrap_or_default()
+            );
+        }
+        if let Some(s) = since.as_ref().filter(|s| &s.tenant == tenant) {
+            if s.size > cp.size {
+                bail!("VERIFICATION FAILED: tenant {tenant}: the log shrank from {} to {} since the saved checkpoint: rollback", s.size, cp.size);
+            }
+            if s.size == cp.size {
+                if s.root != cp.root {
+                    bail!("VERIFICATION FAILED: tenant {tenant}: same size {} as the saved checkpoint but a different root: fork", s.size);
+                }
+            } else {
+                let v: serde_json::Value = client
+                    .get(
+                        "/v1/proof/consistency",
+                        &[
+                            ("tenant", tenant.clone()),
+                            ("from", s.size.to_string()),
+                            ("to", cp.size.to_string()),
+                        ],
+                    )
+                    .await?
+                    .json()
+                    .await?;
+                let proof: Vec<Hash> = v["proof"]
+                    .as_array()
+                    .ok_or_else(|| anyhow!("consistency answer lacks proof"))?
+                    .iter()
+                    .map(|h| decode_hash(h.as_str().unwrap_or_default()))
+                    .collect::<Result<_>>()?;
+                tally_tlog::verify_consistency(s.size, cp.size, &proof, &s.root, &cp.root).map_err(|e| {
+                    anyhow!("VERIFICATION FAILED: tenant {tenant}: the current tree does not extend the saved checkpoint: {e}")
+                })?;
+            }
+            println!(
+                "tenant {tenant}: consistent with the saved checkpoint (size {} -> {})",
+                s.size, cp.size
+            );
+        }
+        println!(
+            "tenant {tenant}: {} entries match the signed checkpoint",
+            cp.size
+        );
+        total_records += cp.size;
+    }
+    println!(
+        "verified {total_records} records in {} tenants: intact",
+        tenants.len()
+    );
+    Ok(())
+}
+
+fn decode_hash(s: &str) -> Result<Hash> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("malformed hash {s:?}"))
+}
+
+/// Compares the served leaf hashes (level-0 tiles) with hashes of the served entries to name
+/// the first entry whose bytes changed.
+async fn first_divergent_leaf(client: &ApiClient, tenant: &str, size: u64) -> Result<Option<u64>> {
+    for n in 0..size.div_ceil(TILE_WIDTH) {
+        let width = (size - n * TILE_WIDTH).min(TILE_WIDTH) as u16;
+        let entries_path = TilePath::entries(n, width)?.to_path();
+        let hashes_path = TilePath::hashes(0, n, width)?.to_path();
+        let entries = client
+            .get(&format!("/logs/{tenant}/{entries_path}"), &[])
+            .await?
+            .bytes()
+            .await?;
+        let hashes = client
+            .get(&format!("/logs/{tenant}/{hashes_path}"), &[])
+            .await?
+            .bytes()
+            .await?;
+        let entries = tally_tlog::tile::decode_entry_bundle(&entries)?;
+        for (i, e) in entries.iter().enumerate() {
+            if hashes.get(i * 32..i * 32 + 32) != Some(&tally_tlog::leaf_hash(e)[..]) {
+                return Ok(Some(n * TILE_WIDTH + i as u64));
+            }
+        }
+    }
+    Ok(None)
+}

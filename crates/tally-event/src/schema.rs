@@ -1,0 +1,222 @@
+//! The vocabulary of schema v1: closed value sets and the syntax of names.
+//!
+//! Kept apart from `validate` so that `record` (reading stored events) shares the exact same
+//! definitions as ingest.
+
+use serde::{Deserialize, Serialize};
+
+/// Categories with an agreed meaning. `category` accepts any name matching
+/// `^[A-Z][A-Z0-9_]{0,31}$`, so deployments can add their own; these are the ones dashboards,
+/// alert rules and SIEM mappings can rely on:
+///
+/// | category | meaning |
+/// | --- | --- |
+/// | `LOGIN` | an authentication attempt |
+/// | `LOGOUT` | a session ended |
+/// | `CREATE` | a resource was created |
+/// | `READ` | a resource was read |
+/// | `UPDATE` | a resource was changed |
+/// | `DELETE` | a resource was deleted |
+/// | `EXPORT` | data left the system (download, report, bulk export) |
+/// | `VIEW_PII` | personal data was displayed |
+/// | `AUTHZ` | a permission or role changed, or an authorisation decision was made |
+/// | `ADMIN` | an administrative operation |
+/// | `CONFIG` | a configuration change |
+pub const WELL_KNOWN_CATEGORIES: &[&str] = &[
+    "LOGIN", "LOGOUT", "CREATE", "READ", "UPDATE", "DELETE", "EXPORT", "VIEW_PII", "AUTHZ",
+    "ADMIN", "CONFIG",
+];
+
+/// How an audited operation ended. Written in records as its upper-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Outcome {
+    /// The operation succeeded.
+    Success,
+    /// The operation was attempted and failed.
+    Failure,
+    /// The caller could not be authenticated.
+    Unauthorized,
+    /// The caller was authenticated but not allowed.
+    Denied,
+}
+
+impl Outcome {
+    /// Every outcome, in the order the schema lists them.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Unauthorized,
+        Outcome::Denied,
+    ];
+
+    /// The name as it appears in events and records, such as `"SUCCESS"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "SUCCESS",
+            Outcome::Failure => "FAILURE",
+            Outcome::Unauthorized => "UNAUTHORIZED",
+            Outcome::Denied => "DENIED",
+        }
+    }
+
+    /// The outcome with exactly this name (case-sensitive), if any.
+    pub fn from_name(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+}
+
+/// What kind of principal performed the action. Written in records as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorType {
+    /// A human user.
+    User,
+    /// A program acting with its own credentials.
+    Service,
+    /// The system itself (scheduled jobs, retention, Tally's own operations).
+    System,
+}
+
+impl ActorType {
+    /// Every actor type, in the order the schema lists them.
+    pub const ALL: [ActorType; 3] = [ActorType::User, ActorType::Service, ActorType::System];
+
+    /// The name as it appears in events and records, such as `"user"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ActorType::User => "user",
+            ActorType::Service => "service",
+            ActorType::System => "system",
+        }
+    }
+
+    /// The actor type with exactly this name (case-sensitive), if any.
+    pub fn from_name(name: &str) -> Option<ActorType> {
+        ActorType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// Whether `s` is a valid tenant name: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+///
+/// Tenant names become directory names and log origins, so the alphabet excludes anything a
+/// file system or a C2SP checkpoint origin line could interpret (`/`, `.`, whitespace,
+/// upper case that would collide on case-insensitive file systems).
+///
+/// ```
+/// assert!(tally_event::is_valid_tenant("acme-prod_2"));
+/// assert!(!tally_event::is_valid_tenant("-acme"));
+/// assert!(!tally_event::is_valid_tenant("../etc"));
+/// ```
+pub fn is_valid_tenant(s: &str) -> bool {
+    let b = s.as_bytes();
+    match b.split_first() {
+        Some((first, rest)) => {
+            b.len() <= 63
+                && matches!(first, b'a'..=b'z' | b'0'..=b'9')
+                && rest
+                    .iter()
+                    .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+        }
+        None => false,
+    }
+}
+
+/// The longest action name, in characters (all of which are ASCII).
+pub(crate) const MAX_ACTION_LEN: usize = 128;
+
+/// Whether `s` is a dotted action name such as `user.password.change`.
+pub(crate) fn is_valid_action(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ACTION_LEN
+        && s.split('.').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        })
+}
+
+/// Whether `s` matches `^[A-Z][A-Z0-9_]{0,31}$`.
+pub(crate) fn is_valid_category(s: &str) -> bool {
+    let b = s.as_bytes();
+    match b.split_first() {
+        Some((first, rest)) => {
+            b.len() <= 32
+                && first.is_ascii_uppercase()
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_syntax() {
+        for ok in ["a", "0", "acme", "acme-prod_2", &"a".repeat(63)] {
+            assert!(is_valid_tenant(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "Acme",
+            "a.b",
+            "a/b",
+            "a b",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_valid_tenant(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn action_syntax() {
+        for ok in ["login", "user.password.change", "A-b_9.x", &"a".repeat(128)] {
+            assert!(is_valid_action(ok), "{ok:?}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "a b", "a/b", "é", &"a".repeat(129)] {
+            assert!(!is_valid_action(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn category_syntax() {
+        for ok in WELL_KNOWN_CATEGORIES
+            .iter()
+            .copied()
+            .chain(["X", "A9_", &"A".repeat(32)])
+        {
+            assert!(is_valid_category(ok), "{ok:?}");
+        }
+        for bad in ["", "login", "9A", "_A", "A-B", "A B", &"A".repeat(33)] {
+            assert!(!is_valid_category(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::from_name(o.as_str()), Some(o));
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+        }
+        for t in ActorType::ALL {
+            assert_eq!(ActorType::from_name(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
+        }
+        assert_eq!(Outcome::from_name("success"), None);
+        assert_eq!(ActorType::from_name("User"), None);
+    }
+}

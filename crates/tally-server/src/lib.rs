@@ -1,0 +1,162 @@
+//! Tally's HTTP API over the embedded log.
+//!
+//! Main items: [`AppState`] (the log, the API keys, the settings), [`router`] (every route),
+//! [`ServerSettings`], and [`openapi::document`] (the OpenAPI 3.1 description served at
+//! `/openapi.json`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tally_server::{router, AppState, ServerSettings};
+//! use tally_store::{DataDir, Log, LogConfig};
+//! let dir = DataDir::create_or_open("./data")?;
+//! let (log, _) = Log::open(dir.clone(), LogConfig::default())?;
+//! let keys = Arc::new(tally_server::auth::KeyStore::open(dir.api_keys_path())?);
+//! let state = AppState::new(log, keys, ServerSettings::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7700").await?;
+//! axum::serve(listener, router(state)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Architecture Invariant: handlers never write to the data directory except through
+//! [`tally_store::Log::append`] and the [`auth::KeyStore`]; reads go through
+//! [`tally_store::TenantLog`].
+
+pub mod auth;
+pub mod error;
+mod extract;
+pub mod openapi;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tally_store::Log;
+
+pub use error::ApiError;
+
+/// The tenant a request means when neither it nor its key names one.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Limits and policies of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Largest accepted request body, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Most events accepted in one request (413 above).
+    pub max_batch_events: usize,
+    /// How far in the future an event's `time` may be.
+    pub max_future_skew: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            max_body_bytes: 16 << 20,
+            max_batch_events: 10_000,
+            max_future_skew: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Metrics of the HTTP layer.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpMetrics {
+    pub(crate) ingest_requests: Counter,
+    pub(crate) ingest_rejected: Counter,
+    pub(crate) ingest_batch_events: Histogram,
+    pub(crate) ingest_duplicates: Counter,
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) log: Log,
+    pub(crate) keys: Arc<auth::KeyStore>,
+    pub(crate) settings: Arc<ServerSettings>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) http: HttpMetrics,
+}
+
+impl AppState {
+    /// Builds the state and registers every metric.
+    pub fn new(log: Log, keys: Arc<auth::KeyStore>, settings: ServerSettings) -> Self {
+        let mut registry = Registry::default();
+        log.metrics().register(&mut registry);
+        let http = HttpMetrics {
+            ingest_requests: Counter::default(),
+            ingest_rejected: Counter::default(),
+            ingest_batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            ingest_duplicates: Counter::default(),
+        };
+        {
+            let r = registry.sub_registry_with_prefix("tally_http");
+            r.register(
+                "ingest_requests",
+                "Ingest requests received",
+                http.ingest_requests.clone(),
+            );
+            r.register(
+                "ingest_rejected_requests",
+                "Ingest requests refused (4xx/5xx)",
+                http.ingest_rejected.clone(),
+            );
+            r.register(
+                "ingest_batch_events",
+                "Events per accepted ingest request",
+                http.ingest_batch_events.clone(),
+            );
+            r.register(
+                "ingest_duplicate_events",
+                "Events recognised as retries of stored ones",
+                http.ingest_duplicates.clone(),
+            );
+        }
+        AppState {
+            log,
+            keys,
+            settings: Arc::new(settings),
+            registry: Arc::new(registry),
+            http,
+        }
+    }
+
+    /// The log this state serves.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    use routes::*;
+    let body_limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(ingest::ingest))
+        .route("/v1/events/{key}", get(events::get_event))
+        .route("/v1/tenants", get(events::list_tenants))
+        .route("/v1/checkpoint", get(proofs::checkpoint))
+        .route("/v1/log-key", get(proofs::log_key))
+        .route("/v1/proof/inclusion", get(proofs::inclusion))
+        .route("/v1/proof/consistency", get(proofs::consistency))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", delete(keys::revoke))
+        .route("/logs/{tenant}/checkpoint", get(tiles::tenant_checkpoint))
+        .route("/logs/{tenant}/tile/{*path}", get(tiles::tenant_tile))
+        .route("/checkpoint", get(tiles::default_checkpoint))
+        .route("/tile/{*path}", get(tiles::default_tile))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::not_found)
+        // Bodies are read by the ingest handler itself so that an oversized one gets a JSON 413.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            body_limit.saturating_add(1),
+        ))
+        .with_state(state)
+}

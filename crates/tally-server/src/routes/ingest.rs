@@ -1,0 +1,278 @@
+//! `POST /v1/events`: validate, hash, append durably, answer with leaf indexes.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tally_event::{BodyError, BodyFormat, IngestContext};
+use tally_store::{AppendError, PreparedEvent};
+
+use crate::auth::Scope;
+use crate::error::{ApiError, ErrorDetail};
+use crate::extract::{Auth, Query};
+use crate::AppState;
+
+/// Most per-field problems listed in one error response.
+const MAX_DETAILS: usize = 100;
+
+/// Query parameters of the ingest call.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct IngestParams {
+    /// Tenant for events that name none (default: the key's tenant, or `default`).
+    tenant: Option<String>,
+}
+
+/// Where one event was stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct StoredEvent {
+    /// The event id (client-supplied, or assigned as a UUIDv7).
+    id: String,
+    /// The tenant whose log holds it.
+    tenant: String,
+    /// Its leaf index in that tenant's Merkle tree.
+    index: u64,
+    /// True when this was a retry of an event already stored; nothing was written.
+    duplicate: bool,
+}
+
+/// Response of a successful ingest, in request order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct IngestResponse {
+    /// One entry per event of the request, in order.
+    events: Vec<StoredEvent>,
+}
+
+/// Appends events. The answer comes only after they are durable (fsync'd) and in the tree.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events",
+    params(IngestParams),
+    request_body(
+        description = "One event (JSON object), a JSON array of events, or NDJSON (one event per line). \
+                       See the Event schema.",
+        content(
+            (Object = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "All events are durable", body = IngestResponse),
+        (status = 400, description = "Body is not JSON / NDJSON", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Key lacks the ingest scope or the tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "An id is reused with different content; nothing stored", body = crate::error::ErrorBody),
+        (status = 413, description = "Body or batch too large", body = crate::error::ErrorBody),
+        (status = 415, description = "Unsupported Content-Type", body = crate::error::ErrorBody),
+        (status = 422, description = "An event breaks schema v1; nothing stored", body = crate::error::ErrorBody),
+        (status = 503, description = "Log unavailable; retry after the delay", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn ingest(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    state.http.ingest_requests.inc();
+    let result = ingest_inner(&state, auth, params, headers, body).await;
+    if result.is_err() {
+        state.http.ingest_rejected.inc();
+    }
+    result
+}
+
+async fn ingest_inner(
+    state: &AppState,
+    auth: Auth,
+    params: IngestParams,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let principal = auth.require(Scope::Ingest)?.clone();
+    let default_tenant = auth.tenant(params.tenant.as_deref())?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = BodyFormat::from_content_type(content_type).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type {content_type:?} is not accepted; send application/json (an event or an array) \
+                 or application/x-ndjson (one event per line)"
+            ),
+        )
+    })?;
+    let limit = state.settings.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body exceeds {limit} bytes; split it into smaller batches"),
+        )
+    })?;
+    let inputs = tally_event::parse_body(&bytes, format, state.settings.max_batch_events)
+        .map_err(body_error)?;
+
+    let received_at = time::OffsetDateTime::now_utc();
+    let ctx = IngestContext {
+        received_at,
+        key_id: &principal.key_id,
+        default_tenant: Some(&default_tenant),
+        max_future_skew: time::Duration::try_from(state.settings.max_future_skew)
+            .unwrap_or(time::Duration::DAY),
+    };
+    let mut prepared = Vec::with_capacity(inputs.len());
+    let mut details = Vec::new();
+    let mut invalid = 0usize;
+    for (position, input) in inputs.into_iter().enumerate() {
+        match tally_event::validate(input, &ctx) {
+            Ok(valid) => {
+                if !principal.may_access(&valid.tenant) {
+                    invalid += 1;
+                    if details.len() < MAX_DETAILS {
+                        details.push(ErrorDetail {
+                            event: Some(position),
+                            field: Some("tenant".into()),
+                            rule: format!(
+                                "this API key may only write to tenant {}",
+                                principal.tenant
+                            ),
+                            line: None,
+                            column: None,
+                        });
+                    }
+                    continue;
+                }
+                if invalid == 0 {
+                    prepared.push(PreparedEvent::new(valid));
+                }
+            }
+            Err(errors) => {
+                invalid += 1;
+                for e in errors {
+                    if details.len() < MAX_DETAILS {
+                        details.push(ErrorDetail {
+                            event: Some(position),
+                            field: Some(e.field),
+                            rule: e.rule,
+                            line: None,
+                            column: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if invalid > 0 {
+        let forbidden = details
+            .iter()
+            .all(|d| d.field.as_deref() == Some("tenant") && d.rule.starts_with("this API key"));
+        let (status, code) = if forbidden {
+            (StatusCode::FORBIDDEN, "forbidden")
+        } else {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event")
+        };
+        return Err(ApiError::new(
+            status,
+            code,
+            format!("{invalid} event(s) rejected; nothing of this request was stored"),
+        )
+        .with_details(details));
+    }
+
+    let appended = state.log.append(prepared).await.map_err(|e| match e {
+        AppendError::Conflict {
+            position,
+            id,
+            index,
+        } => ApiError::new(
+            StatusCode::CONFLICT,
+            "id_conflict",
+            format!(
+                "event {position} reuses id {id}, stored at index {index} with different content; \
+                 nothing of this request was stored. Use a new id for a new event."
+            ),
+        )
+        .with_details(vec![ErrorDetail {
+            event: Some(position),
+            field: Some("id".into()),
+            rule: "an id identifies one event: a retry must carry the same content".into(),
+            line: None,
+            column: None,
+        }]),
+        AppendError::Unavailable(reason) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason).retry_after(5)
+        }
+    })?;
+    state
+        .http
+        .ingest_batch_events
+        .observe(appended.len() as f64);
+    let duplicates = appended.iter().filter(|a| a.duplicate).count();
+    if duplicates > 0 {
+        state.http.ingest_duplicates.inc_by(duplicates as u64);
+    }
+    Ok(Json(IngestResponse {
+        events: appended
+            .into_iter()
+            .map(|a| StoredEvent {
+                id: a.id.to_string(),
+                tenant: a.tenant,
+                index: a.index,
+                duplicate: a.duplicate,
+            })
+            .collect(),
+    }))
+}
+
+fn body_error(e: BodyError) -> ApiError {
+    match e {
+        BodyError::Empty => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the body holds no event; send a JSON object, an array, or NDJSON lines",
+        ),
+        BodyError::TooManyEvents { max } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!("a request may carry at most {max} events; split the batch"),
+        ),
+        BodyError::Syntax {
+            event,
+            line,
+            column,
+            message,
+        } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON at line {line}, column {column}: {message}"),
+        )
+        .with_details(vec![ErrorDetail {
+            event,
+            field: None,
+            rule: message,
+            line: Some(line),
+            column: Some(column),
+        }]),
+        BodyError::Schema {
+            event,
+            field,
+            message,
+        } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+            format!("event {event}: {field}: {message}; nothing of this request was stored"),
+        )
+        .with_details(vec![ErrorDetail {
+            event: Some(event),
+            field: Some(field),
+            rule: message,
+            line: None,
+            column: None,
+        }]),
+    }
+}

@@ -1,0 +1,121 @@
+//! API key management (admin scope): `GET`/`POST /v1/keys`, `DELETE /v1/keys/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{ApiKey, Scope};
+use crate::error::{ApiError, ErrorDetail};
+use crate::extract::Auth;
+use crate::AppState;
+
+/// A key to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    /// A label for people, e.g. `billing-service`.
+    name: String,
+    /// What the key may do.
+    scopes: Vec<Scope>,
+    /// The tenant it is confined to, or `*` for all (admins only should hold `*`).
+    tenant: String,
+}
+
+/// A created key with its token, shown only once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedKey {
+    key: ApiKey,
+    /// The bearer token. Store it now: the server keeps only its hash.
+    token: String,
+}
+
+fn key_error(e: crate::auth::KeyError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "key_store_error",
+        e.to_string(),
+    )
+}
+
+/// Lists API keys (without secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+    responses((status = 200, body = [ApiKey])), security(("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    auth.require(Scope::Admin)?;
+    Ok(Json(state.keys.list()))
+}
+
+/// Creates an API key.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
+    responses((status = 201, body = CreatedKey), (status = 422, body = crate::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    auth.require(Scope::Admin)?;
+    let Json(new) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_key_request",
+            e.body_text(),
+        )
+    })?;
+    let invalid = |field: &str, rule: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_key_request",
+            format!("{field}: {rule}"),
+        )
+        .with_details(vec![ErrorDetail {
+            event: None,
+            field: Some(field.into()),
+            rule: rule.into(),
+            line: None,
+            column: None,
+        }])
+    };
+    if new.name.trim().is_empty() || new.name.chars().count() > 128 {
+        return Err(invalid("name", "must be 1-128 characters"));
+    }
+    if new.scopes.is_empty() {
+        return Err(invalid(
+            "scopes",
+            "must list at least one of ingest, read, admin",
+        ));
+    }
+    if new.tenant != "*" && !tally_event::is_valid_tenant(&new.tenant) {
+        return Err(invalid(
+            "tenant",
+            "must be * or a tenant name (a-z, 0-9, '_', '-')",
+        ));
+    }
+    let (key, token) = state
+        .keys
+        .create(new.name.trim(), new.scopes, &new.tenant)
+        .map_err(key_error)?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
+}
+
+/// Revokes an API key at once.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::Admin)?;
+    if state.keys.revoke(&id).map_err(key_error)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no API key with id {id}")))
+    }
+}

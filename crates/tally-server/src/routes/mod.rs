@@ -1,0 +1,8 @@
+//! HTTP handlers, one module per resource.
+
+pub(crate) mod events;
+pub(crate) mod ingest;
+pub(crate) mod keys;
+pub(crate) mod ops;
+pub(crate) mod proofs;
+pub(crate) mod tiles;

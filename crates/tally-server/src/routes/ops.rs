@@ -1,0 +1,61 @@
+//! Operations: `/healthz`, `/metrics` (Prometheus text format), `/openapi.json`.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Liveness and write health: 200 while the log accepts events, 503 after a failed write.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "Healthy"), (status = 503, description = "The log stopped accepting writes")))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    match state.log.health() {
+        Ok(()) => {
+            Json(json!({"status": "ok", "tenants": state.log.tenants().len()})).into_response()
+        }
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+/// Metrics in the Prometheus text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics",
+            "could not encode metrics",
+        )
+        .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, description = "OpenAPI document", body = Object)))]
+pub(crate) async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+/// JSON 404 for unknown routes.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}; see /openapi.json", uri.path()))
+}

@@ -1,0 +1,228 @@
+//! Checkpoints and proofs: `GET /v1/checkpoint`, `/v1/log-key`, `/v1/proof/inclusion`,
+//! `/v1/proof/consistency`.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use tally_store::{SignedCheckpoint, TenantLog};
+use tally_tlog::Hash;
+
+use super::events::{resolve_index, tenant_log, TenantParam};
+use crate::auth::Scope;
+use crate::error::ApiError;
+use crate::extract::{Auth, Query};
+use crate::AppState;
+
+fn b64(hash: &Hash) -> String {
+    base64::engine::general_purpose::STANDARD.encode(hash)
+}
+
+/// The latest signed checkpoint, or 404 before the first one.
+pub(crate) fn latest_checkpoint(log: &TenantLog) -> Result<SignedCheckpoint, ApiError> {
+    log.checkpoint().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "tenant {} has no signed checkpoint yet; one is signed within a second of the first event",
+            log.name()
+        ))
+        .retry_after(1)
+    })
+}
+
+/// A note as a `text/plain` response.
+pub(crate) fn note_response(note: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+}
+
+/// The latest checkpoint of a tenant's log: a C2SP tlog-checkpoint signed as a C2SP signed
+/// note with the log's Ed25519 key.
+#[utoipa::path(
+    get, path = "/v1/checkpoint", tag = "proofs", params(TenantParam),
+    responses(
+        (status = 200, description = "Signed checkpoint note", content_type = "text/plain", body = String),
+        (status = 404, description = "No checkpoint yet", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn checkpoint(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<TenantParam>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let tenant = auth.tenant(params.tenant.as_deref())?;
+    let log = tenant_log(&state, &tenant)?;
+    Ok(note_response(latest_checkpoint(&log)?.note))
+}
+
+/// The log's public verifier key (`name+keyid+base64`), needed to verify checkpoints offline.
+#[utoipa::path(
+    get, path = "/v1/log-key", tag = "proofs",
+    responses((status = 200, description = "C2SP signed-note verifier key", content_type = "text/plain", body = String))
+)]
+pub(crate) async fn log_key(State(state): State<AppState>) -> Response {
+    note_response(format!("{}\n", state.log.verifier().to_vkey()))
+}
+
+/// Parameters of an inclusion proof.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct InclusionParams {
+    /// Tenant (default: the key's tenant, or `default`).
+    tenant: Option<String>,
+    /// Leaf index of the event (or give `id`).
+    index: Option<u64>,
+    /// Event id (or give `index`).
+    id: Option<String>,
+    /// Tree size to prove against (default: the latest checkpoint's).
+    size: Option<u64>,
+}
+
+/// An inclusion proof (RFC 6962 audit path), hashes in standard base64.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct InclusionProof {
+    tenant: String,
+    index: u64,
+    size: u64,
+    leaf_hash: String,
+    root: String,
+    proof: Vec<String>,
+    /// The signed checkpoint of `size`, when `size` is the latest checkpoint's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
+}
+
+/// Proves that a leaf is in the tree of a given size.
+#[utoipa::path(
+    get, path = "/v1/proof/inclusion", tag = "proofs", params(InclusionParams),
+    responses(
+        (status = 200, description = "Inclusion proof", body = InclusionProof),
+        (status = 400, description = "Bad parameters", body = crate::error::ErrorBody),
+        (status = 404, description = "No such event or size", body = crate::error::ErrorBody),
+        (status = 409, description = "The index is not yet covered by a signed checkpoint", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn inclusion(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<InclusionParams>,
+) -> Result<Json<InclusionProof>, ApiError> {
+    auth.require(Scope::Read)?;
+    let tenant = auth.tenant(params.tenant.as_deref())?;
+    let log = tenant_log(&state, &tenant)?;
+    let index = match (params.index, params.id.as_deref()) {
+        (Some(index), None) => index,
+        (None, Some(id)) => resolve_index(&log, id)?,
+        _ => {
+            return Err(ApiError::bad_param(
+                "index",
+                "give exactly one of index or id",
+            ))
+        }
+    };
+    let (size, checkpoint) = match params.size {
+        Some(size) => (size, log.checkpoint().filter(|c| c.size == size)),
+        None => {
+            let cp = latest_checkpoint(&log)?;
+            if index >= cp.size {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_yet_checkpointed",
+                    format!(
+                        "index {index} is not yet covered by a signed checkpoint (latest size {}); \
+                         retry in a second, or pass size= to prove against the current tree",
+                        cp.size
+                    ),
+                )
+                .retry_after(1));
+            }
+            (cp.size, Some(cp))
+        }
+    };
+    let proof = log.inclusion_proof(index, size)?;
+    Ok(Json(InclusionProof {
+        tenant,
+        index,
+        size,
+        leaf_hash: b64(&log.leaf_hash(index)?),
+        root: b64(&match &checkpoint {
+            Some(cp) => cp.root,
+            None => log.root_at(size)?,
+        }),
+        proof: proof.iter().map(b64).collect(),
+        checkpoint: checkpoint.map(|c| c.note),
+    }))
+}
+
+/// Parameters of a consistency proof.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ConsistencyParams {
+    /// Tenant (default: the key's tenant, or `default`).
+    tenant: Option<String>,
+    /// The older tree size (> 0).
+    from: u64,
+    /// The newer tree size (default: the latest checkpoint's).
+    to: Option<u64>,
+}
+
+/// A consistency proof between two tree sizes, hashes in standard base64.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ConsistencyProof {
+    tenant: String,
+    from: u64,
+    to: u64,
+    from_root: String,
+    to_root: String,
+    proof: Vec<String>,
+    /// The signed checkpoint of `to`, when `to` is the latest checkpoint's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
+}
+
+/// Proves that the tree of size `to` extends the tree of size `from`.
+#[utoipa::path(
+    get, path = "/v1/proof/consistency", tag = "proofs", params(ConsistencyParams),
+    responses(
+        (status = 200, description = "Consistency proof", body = ConsistencyProof),
+        (status = 400, description = "Bad parameters", body = crate::error::ErrorBody),
+        (status = 404, description = "Size beyond the tree", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn consistency(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<ConsistencyParams>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    auth.require(Scope::Read)?;
+    let tenant = auth.tenant(params.tenant.as_deref())?;
+    let log = tenant_log(&state, &tenant)?;
+    let (to, checkpoint) = match params.to {
+        Some(to) => (to, log.checkpoint().filter(|c| c.size == to)),
+        None => {
+            let cp = latest_checkpoint(&log)?;
+            (cp.size, Some(cp))
+        }
+    };
+    if params.from == 0 || params.from > to {
+        return Err(ApiError::bad_param(
+            "from",
+            format!("must satisfy 0 < from <= to (to is {to})"),
+        ));
+    }
+    let proof = log.consistency_proof(params.from, to)?;
+    Ok(Json(ConsistencyProof {
+        tenant,
+        from: params.from,
+        to,
+        from_root: b64(&log.root_at(params.from)?),
+        to_root: b64(&match &checkpoint {
+            Some(cp) => cp.root,
+            None => log.root_at(to)?,
+        }),
+        proof: proof.iter().map(b64).collect(),
+        checkpoint: checkpoint.map(|c| c.note),
+    }))
+}

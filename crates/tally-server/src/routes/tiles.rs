@@ -1,0 +1,91 @@
+//! The tree in the C2SP tlog-tiles layout, so standard tile clients can read it:
+//! `/logs/{tenant}/checkpoint`, `/logs/{tenant}/tile/...`, and the same at the root for the
+//! `default` tenant.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use tally_tlog::tile::TilePath;
+
+use super::events::tenant_log;
+use super::proofs::{latest_checkpoint, note_response};
+use crate::auth::Scope;
+use crate::error::ApiError;
+use crate::extract::Auth;
+use crate::AppState;
+
+fn checkpoint_for(state: &AppState, auth: &Auth, tenant: &str) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let tenant = auth.tenant(Some(tenant))?;
+    let log = tenant_log(state, &tenant)?;
+    let mut response = note_response(latest_checkpoint(&log)?.note);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn tile_for(state: &AppState, auth: &Auth, tenant: &str, path: &str) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let tenant = auth.tenant(Some(tenant))?;
+    let tile = TilePath::parse(&format!("tile/{path}"))
+        .map_err(|e| ApiError::not_found(format!("tile/{path} is not a tlog-tiles path: {e}")))?;
+    let log = tenant_log(state, &tenant)?;
+    let bytes = match tile {
+        TilePath::Hashes {
+            level,
+            index,
+            width,
+        } => log.hash_tile(level, index, width)?,
+        TilePath::Entries { index, width } => log.entry_bundle(index, width)?,
+    };
+    // Full tiles never change; partial ones are superseded as the log grows.
+    let cache = if tile.width() as u64 == tally_tlog::tile::TILE_WIDTH {
+        "private, max-age=31536000, immutable"
+    } else {
+        "no-store"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /logs/{tenant}/checkpoint`.
+pub(crate) async fn tenant_checkpoint(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    checkpoint_for(&state, &auth, &tenant)
+}
+
+/// `GET /logs/{tenant}/tile/{path}`.
+pub(crate) async fn tenant_tile(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((tenant, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    tile_for(&state, &auth, &tenant, &path)
+}
+
+/// `GET /checkpoint`: the `default` tenant's.
+pub(crate) async fn default_checkpoint(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Response, ApiError> {
+    checkpoint_for(&state, &auth, crate::DEFAULT_TENANT)
+}
+
+/// `GET /tile/{path}`: the `default` tenant's.
+pub(crate) async fn default_tile(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    tile_for(&state, &auth, crate::DEFAULT_TENANT, &path)
+}

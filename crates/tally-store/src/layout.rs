@@ -1,0 +1,220 @@
+//! The one place that knows where things live inside a data directory.
+//!
+//! Architecture Invariant: no other module builds a path into the data directory; they ask
+//! [`DataDir`] (or [`TenantDir`]) for it. This keeps the on-disk format in one reviewable spot
+//! and lets the format version file guard every change to it.
+//!
+//! ```text
+//! DATA_DIR/
+//!   FORMAT                      "tally-data 1\n" — refuses to open any other version
+//!   LOCK                        held (flock) by the one process writing the directory
+//!   log.key                     Ed25519 signing key, C2SP/Go note "PRIVATE+KEY+…" (0600)
+//!   log.pub                     the matching verifier key ("name+id+base64"), public
+//!   api-keys.json               hashed API keys (0600)
+//!   tenants/<tenant>/
+//!     segments/<offset>.seg     record frames; <offset> is the 20-digit logical start offset
+//!     leaves                    56-byte leaf entries, one per leaf index
+//!     checkpoints               every signed checkpoint ever issued, framed
+//! ```
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::StoreError;
+
+/// The text of the `FORMAT` file for the version of the layout this build writes.
+pub const FORMAT_LINE: &str = "tally-data 1\n";
+
+/// A data directory: the root of everything one `tally serve` owns.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Opens an existing data directory, checking its format version (read-only callers).
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let format = root.join("FORMAT");
+        match fs::read_to_string(&format) {
+            Ok(text) if text == FORMAT_LINE => Ok(Self { root }),
+            Ok(text) => Err(StoreError::Format(format!(
+                "{} holds {:?}; this build reads {:?} only",
+                format.display(),
+                text.trim_end(),
+                FORMAT_LINE.trim_end()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::Format(format!(
+                "{} is not a Tally data directory (no FORMAT file)",
+                root.display()
+            ))),
+            Err(e) => Err(StoreError::io(&format, e)),
+        }
+    }
+
+    /// Opens a data directory for writing, creating it (and its `FORMAT` file) when it is new
+    /// or empty.
+    pub fn create_or_open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        let format = root.join("FORMAT");
+        if !format.exists() {
+            let nonempty = fs::read_dir(&root)
+                .map_err(|e| StoreError::io(&root, e))?
+                .next()
+                .is_some();
+            if nonempty {
+                return Err(StoreError::Format(format!(
+                    "{} is not empty and has no FORMAT file: refusing to write into it; \
+                     choose an empty or new directory",
+                    root.display()
+                )));
+            }
+            write_file_durably(&format, FORMAT_LINE.as_bytes(), false)?;
+        }
+        fs::create_dir_all(root.join("tenants")).map_err(|e| StoreError::io(&root, e))?;
+        Self::open_existing(root)
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The lock file held by the writing process.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+
+    /// The log's private signing key.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.root.join("log.key")
+    }
+
+    /// The log's public verifier key.
+    pub fn verifier_key_path(&self) -> PathBuf {
+        self.root.join("log.pub")
+    }
+
+    /// The hashed API keys.
+    pub fn api_keys_path(&self) -> PathBuf {
+        self.root.join("api-keys.json")
+    }
+
+    /// The directory holding one directory per tenant.
+    pub fn tenants_path(&self) -> PathBuf {
+        self.root.join("tenants")
+    }
+
+    /// The files of one tenant's log.
+    pub fn tenant(&self, tenant: &str) -> TenantDir {
+        debug_assert!(tally_event::is_valid_tenant(tenant));
+        TenantDir {
+            root: self.tenants_path().join(tenant),
+        }
+    }
+
+    /// Names of the tenants that have a directory, sorted.
+    pub fn list_tenants(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.tenants_path();
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if tally_event::is_valid_tenant(&name) && entry.path().is_dir() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The files of one tenant's log.
+#[derive(Debug, Clone)]
+pub struct TenantDir {
+    root: PathBuf,
+}
+
+impl TenantDir {
+    /// The tenant's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of record segments.
+    pub fn segments_path(&self) -> PathBuf {
+        self.root.join("segments")
+    }
+
+    /// The segment starting at logical record offset `start`.
+    pub fn segment_path(&self, start: u64) -> PathBuf {
+        self.segments_path().join(format!("{start:020}.seg"))
+    }
+
+    /// The fixed-size leaf entry file.
+    pub fn leaves_path(&self) -> PathBuf {
+        self.root.join("leaves")
+    }
+
+    /// The append-only file of signed checkpoints.
+    pub fn checkpoints_path(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// Start offsets of the existing segments, ascending.
+    pub fn list_segments(&self) -> Result<Vec<u64>, StoreError> {
+        let dir = self.segments_path();
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".seg") else {
+                continue;
+            };
+            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+                out.push(stem.parse().map_err(|_| {
+                    StoreError::Format(format!("segment name {name} is out of range"))
+                })?);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+/// Writes a small file so that it is complete and durable when this returns: temp file,
+/// fsync, rename, fsync of the directory. `private` makes it readable by the owner only.
+pub fn write_file_durably(path: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
+    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    sync_dir(dir)
+}
+
+/// Makes a directory's entries (new or renamed files) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}

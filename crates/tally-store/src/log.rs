@@ -1,0 +1,320 @@
+//! [`Log`]: the embedded store as a whole — every tenant's log, the sequencer thread, and the
+//! signing key.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tally_tlog::note::{NoteSigner, NoteVerifier};
+use tally_tlog::Hash;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::error::{AppendError, StoreError};
+use crate::layout::{self, DataDir};
+use crate::metrics::LogMetrics;
+use crate::sequencer::{self, Job};
+use crate::tenant::{RecoveryReport, TenantLog};
+
+/// Settings of a [`Log`].
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Base origin: the signing key's name, and the prefix of every tenant's checkpoint
+    /// origin (`<origin>/<tenant>`). A schema-less URL without spaces or `+`.
+    pub origin: String,
+    /// A segment is closed and a new one started once it exceeds this many bytes.
+    pub segment_bytes: u64,
+    /// How often a growing tenant log gets a new signed checkpoint.
+    pub checkpoint_interval: Duration,
+    /// Upper bound on the events one group commit gathers.
+    pub max_group_events: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            origin: "tally.localhost".to_string(),
+            segment_bytes: 256 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            max_group_events: 65_536,
+        }
+    }
+}
+
+/// An event ready for the log: validated, encoded, hashed.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    /// The tenant whose log it goes to.
+    pub tenant: String,
+    /// The event id.
+    pub id: Uuid,
+    /// Whether the client chose the id (only then are retries recognised).
+    pub id_supplied: bool,
+    /// The canonical record bytes.
+    pub record: Vec<u8>,
+    /// RFC 6962 leaf hash of `record`.
+    pub leaf_hash: Hash,
+}
+
+impl PreparedEvent {
+    /// Hashes a validated event. Done by the caller's thread, off the sequencer.
+    pub fn new(event: tally_event::ValidEvent) -> Self {
+        PreparedEvent {
+            leaf_hash: tally_tlog::leaf_hash(&event.record),
+            tenant: event.tenant,
+            id: event.id,
+            id_supplied: event.id_supplied,
+            record: event.record,
+        }
+    }
+}
+
+/// Where an appended event is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its tenant.
+    pub tenant: String,
+    /// Its id.
+    pub id: Uuid,
+    /// Its leaf index in the tenant's tree.
+    pub index: u64,
+    /// True when the event was already stored (an idempotent retry) and nothing was written.
+    pub duplicate: bool,
+}
+
+/// Shared between the [`Log`] handle and the sequencer thread.
+pub(crate) struct Inner {
+    pub(crate) dir: DataDir,
+    pub(crate) config: LogConfig,
+    pub(crate) signer: NoteSigner,
+    pub(crate) verifier: NoteVerifier,
+    tenants: RwLock<BTreeMap<String, Arc<TenantLog>>>,
+    pub(crate) failed: Mutex<Option<String>>,
+    pub(crate) metrics: LogMetrics,
+}
+
+impl Inner {
+    pub(crate) fn tenant_logs(&self) -> Vec<Arc<TenantLog>> {
+        self.tenants.read().values().cloned().collect()
+    }
+
+    /// The tenant's log, created on first use. Called by the sequencer only, so creation
+    /// never races with itself.
+    pub(crate) fn tenant_or_create(&self, tenant: &str) -> Result<Arc<TenantLog>, StoreError> {
+        if let Some(log) = self.tenants.read().get(tenant) {
+            return Ok(log.clone());
+        }
+        if !tally_event::is_valid_tenant(tenant) {
+            return Err(StoreError::Format(format!(
+                "invalid tenant name {tenant:?}"
+            )));
+        }
+        let (log, _) = TenantLog::open(
+            self.dir.tenant(tenant),
+            tenant,
+            &tenant_origin(&self.config.origin, tenant),
+            &self.verifier,
+        )?;
+        let log = Arc::new(log);
+        self.tenants.write().insert(tenant.to_string(), log.clone());
+        tracing::info!(tenant, "created the log of a new tenant");
+        Ok(log)
+    }
+}
+
+/// The checkpoint origin of a tenant's log.
+pub fn tenant_origin(base: &str, tenant: &str) -> String {
+    format!("{base}/{tenant}")
+}
+
+/// The embedded log store. Cheap to clone; the sequencer stops when [`Log::shutdown`] is called.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+    tx: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    _lock: Arc<File>,
+}
+
+/// What [`Log::open`] found.
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    /// Whether a new signing key was generated (first start).
+    pub key_created: bool,
+    /// Recovery results per tenant.
+    pub tenants: Vec<(String, RecoveryReport)>,
+}
+
+impl Log {
+    /// Opens the data directory for writing: takes its lock, loads (or on first start
+    /// generates) the signing key, recovers every tenant, and starts the sequencer.
+    pub fn open(dir: DataDir, config: LogConfig) -> Result<(Log, OpenReport), StoreError> {
+        let lock_path = dir.lock_path();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.root().to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+        }
+        let (signer, key_created) = load_or_create_signer(&dir, &config.origin)?;
+        let verifier = signer.verifier();
+        let mut tenants = BTreeMap::new();
+        let mut reports = Vec::new();
+        for name in dir.list_tenants()? {
+            let (log, report) = TenantLog::open(
+                dir.tenant(&name),
+                &name,
+                &tenant_origin(&config.origin, &name),
+                &verifier,
+            )?;
+            tracing::info!(tenant = name, size = report.size, "recovered tenant log");
+            tenants.insert(name.clone(), Arc::new(log));
+            reports.push((name, report));
+        }
+        let metrics = LogMetrics::default();
+        for (name, log) in &tenants {
+            metrics
+                .tree_size
+                .get_or_create(&vec![("tenant".to_string(), name.clone())])
+                .set(log.size() as i64);
+        }
+        let inner = Arc::new(Inner {
+            dir,
+            config,
+            signer,
+            verifier,
+            tenants: RwLock::new(tenants),
+            failed: Mutex::new(None),
+            metrics,
+        });
+        let (tx, rx) = mpsc::channel();
+        let thread_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("tally-sequencer".into())
+            .spawn(move || sequencer::run(thread_inner, rx))
+            .map_err(|e| StoreError::io(inner.dir.root(), e))?;
+        Ok((
+            Log {
+                inner,
+                tx: Arc::new(Mutex::new(Some(tx))),
+                thread: Arc::new(Mutex::new(Some(thread))),
+                _lock: Arc::new(lock),
+            },
+            OpenReport {
+                key_created,
+                tenants: reports,
+            },
+        ))
+    }
+
+    /// Appends a request's events, all or nothing. Resolves once they are durable and part of
+    /// their tenants' trees, with each event's leaf index.
+    pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.tx.lock();
+            let Some(tx) = tx.as_ref() else {
+                return Err(AppendError::Unavailable("the log is shutting down".into()));
+            };
+            if let Some(reason) = self.inner.failed.lock().clone() {
+                return Err(AppendError::Unavailable(reason));
+            }
+            tx.send(Job { events, reply })
+                .map_err(|_| AppendError::Unavailable("the log is shutting down".into()))?;
+        }
+        rx.await
+            .map_err(|_| AppendError::Unavailable("the log stopped before answering".into()))?
+    }
+
+    /// A tenant's log, if it has one.
+    pub fn tenant(&self, name: &str) -> Option<Arc<TenantLog>> {
+        self.inner.tenants.read().get(name).cloned()
+    }
+
+    /// Names of all tenants with a log.
+    pub fn tenants(&self) -> Vec<String> {
+        self.inner.tenants.read().keys().cloned().collect()
+    }
+
+    /// The public key that verifies this log's checkpoints.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.inner.verifier
+    }
+
+    /// The configuration the log runs with.
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.inner.dir
+    }
+
+    /// Counters and histograms of the write path.
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.inner.metrics
+    }
+
+    /// `Err(reason)` once a failed write has stopped the log.
+    pub fn health(&self) -> Result<(), String> {
+        match self.inner.failed.lock().clone() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops taking requests, lets the sequencer finish what it has, signs final
+    /// checkpoints, and waits for it. Idempotent.
+    pub fn shutdown(&self) {
+        self.tx.lock().take();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Loads the signing key, or creates it (0600) with its public half on first start.
+fn load_or_create_signer(dir: &DataDir, origin: &str) -> Result<(NoteSigner, bool), StoreError> {
+    let path = dir.signing_key_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let signer = NoteSigner::parse_skey(text.trim())
+                .map_err(|e| StoreError::Key(format!("{}: {e}", path.display())))?;
+            if signer.name() != origin {
+                return Err(StoreError::Key(format!(
+                    "{} belongs to origin {:?} but the server was started with origin {:?}; \
+                     start it with --origin {:?} (an origin cannot change once checkpoints are signed)",
+                    path.display(),
+                    signer.name(),
+                    origin,
+                    signer.name()
+                )));
+            }
+            Ok((signer, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let signer = NoteSigner::generate(origin)
+                .map_err(|e| StoreError::Key(format!("cannot make a key named {origin:?}: {e}")))?;
+            layout::write_file_durably(&path, format!("{}\n", signer.to_skey()).as_bytes(), true)?;
+            layout::write_file_durably(
+                &dir.verifier_key_path(),
+                format!("{}\n", signer.verifier().to_vkey()).as_bytes(),
+                false,
+            )?;
+            Ok((signer, true))
+        }
+        Err(e) => Err(StoreError::io(&path, e)),
+    }
+}

@@ -1,0 +1,767 @@
+//! One tenant's log: its files, its in-memory tree state, recovery, and every read.
+//!
+//! The writer half ([`TenantWriter`]) is touched only by the sequencer; readers share
+//! [`TenantState`] behind a read-write lock that the sequencer takes for writing only to
+//! publish an already-durable group. Architecture Invariant: nothing a reader can observe
+//! (size, ids, tree nodes, checkpoint) is ahead of what is fsync'd.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use tally_tlog::{checkpoint::Checkpoint, note::NoteVerifier, Frontier, Hash, NodeSource};
+use uuid::Uuid;
+
+use crate::error::{ReadError, StoreError};
+use crate::frame::{self, Decoded, FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
+use crate::layout::{self, TenantDir};
+
+/// A checkpoint the log signed, with the note text exactly as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// Root hash at that size.
+    pub root: Hash,
+    /// The C2SP signed note (checkpoint body, blank line, signature lines).
+    pub note: String,
+}
+
+/// A read-only segment handle.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub(crate) start: u64,
+    pub(crate) file: Arc<File>,
+}
+
+/// State visible to readers; replaced only by the sequencer after a durable write.
+#[derive(Debug)]
+pub(crate) struct TenantState {
+    pub(crate) size: u64,
+    pub(crate) frontier: Frontier,
+    /// `upper[k]` holds the roots of the complete subtrees at tree level `8 * (k + 1)`:
+    /// the hashes of tlog-tiles level `k + 1`. Small (1/256 of the leaves), so kept in memory.
+    pub(crate) upper: Vec<Vec<Hash>>,
+    pub(crate) ids: HashMap<u128, u64>,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) checkpoint: Option<SignedCheckpoint>,
+}
+
+/// The append side of a tenant's files: owned by the sequencer.
+#[derive(Debug)]
+pub(crate) struct TenantWriter {
+    pub(crate) segment: File,
+    pub(crate) segment_start: u64,
+    pub(crate) segment_len: u64,
+    pub(crate) leaves: File,
+    pub(crate) checkpoints: File,
+}
+
+impl TenantWriter {
+    /// Logical offset where the next frame goes.
+    pub(crate) fn end_offset(&self) -> u64 {
+        self.segment_start + self.segment_len
+    }
+}
+
+/// One tenant's Merkle log.
+#[derive(Debug)]
+pub struct TenantLog {
+    name: String,
+    origin: String,
+    pub(crate) dir: TenantDir,
+    leaves: File,
+    pub(crate) state: RwLock<TenantState>,
+    pub(crate) writer: Mutex<TenantWriter>,
+}
+
+/// What recovery found and did, for the log line and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Leaves after recovery.
+    pub size: u64,
+    /// Bytes cut from the end of the segments (a torn tail write).
+    pub torn_bytes_cut: u64,
+    /// Leaf entries dropped because their record was not durable.
+    pub leaf_entries_dropped: u64,
+    /// Leaf entries rebuilt from records that were durable but not yet indexed.
+    pub leaf_entries_rebuilt: u64,
+}
+
+impl TenantLog {
+    /// Opens (creating if needed) a tenant's files and recovers a consistent state: cuts a
+    /// torn tail back to the last whole record, re-derives leaf entries the crash left out,
+    /// rebuilds the tree, and checks it against the last signed checkpoint.
+    pub(crate) fn open(
+        dir: TenantDir,
+        name: &str,
+        origin: &str,
+        verifier: &NoteVerifier,
+    ) -> Result<(TenantLog, RecoveryReport), StoreError> {
+        let created = !dir.root().exists();
+        fs::create_dir_all(dir.segments_path()).map_err(|e| StoreError::io(dir.root(), e))?;
+        if created {
+            layout::sync_dir(dir.root())?;
+            if let Some(parent) = dir.root().parent() {
+                layout::sync_dir(parent)?;
+            }
+        }
+        let corrupt = |index: u64, detail: String| StoreError::Corrupt {
+            tenant: name.to_string(),
+            index,
+            detail,
+        };
+
+        let checkpoints_path = dir.checkpoints_path();
+        let checkpoints = open_rw(&checkpoints_path)?;
+        let (checkpoint, good_len) = read_last_checkpoint(&checkpoints_path, verifier)
+            .map_err(|detail| corrupt(0, detail))?;
+        if good_len < file_len(&checkpoints, &checkpoints_path)? {
+            tracing::warn!(
+                tenant = name,
+                "cut a torn checkpoint write at the end of {}",
+                checkpoints_path.display()
+            );
+            checkpoints
+                .set_len(good_len)
+                .map_err(|e| StoreError::io(&checkpoints_path, e))?;
+            checkpoints
+                .sync_data()
+                .map_err(|e| StoreError::io(&checkpoints_path, e))?;
+        }
+        let floor = checkpoint.as_ref().map_or(0, |c| c.size);
+
+        let mut segments = Vec::new();
+        for start in dir.list_segments()? {
+            let path = dir.segment_path(start);
+            let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+            segments.push(Segment {
+                start,
+                file: Arc::new(file),
+            });
+        }
+        if segments.is_empty() {
+            let path = dir.segment_path(0);
+            let file = open_rw(&path)?;
+            layout::sync_dir(&dir.segments_path())?;
+            drop(file);
+            segments.push(Segment {
+                start: 0,
+                file: Arc::new(File::open(&path).map_err(|e| StoreError::io(&path, e))?),
+            });
+        }
+
+        let leaves_path = dir.leaves_path();
+        let leaves_w = open_rw(&leaves_path)?;
+        let leaves_len = file_len(&leaves_w, &leaves_path)?;
+        let mut report = RecoveryReport::default();
+        let mut n = leaves_len / LEAF_ENTRY as u64;
+
+        // A leaf entry is trusted only if the frame it points at is intact and agrees with it.
+        // Entries past the last such one were written but their records were not durable.
+        let mut end_of_valid = 0u64;
+        while n > 0 {
+            let entry = read_leaf_entry(&leaves_w, &leaves_path, n - 1)?;
+            match read_frame_at(&segments, &dir, entry.offset) {
+                Ok(Some((header, record)))
+                    if header.index == n - 1 && tally_tlog::leaf_hash(&record) == entry.hash =>
+                {
+                    end_of_valid = entry.offset + header.frame_len();
+                    break;
+                }
+                _ => {
+                    n -= 1;
+                    report.leaf_entries_dropped += 1;
+                }
+            }
+        }
+        if n < floor {
+            return Err(corrupt(
+                n,
+                format!("the last signed checkpoint covers {floor} leaves but the leaves file only agrees with the records up to {n}"),
+            ));
+        }
+        if n * LEAF_ENTRY as u64 != leaves_len {
+            leaves_w
+                .set_len(n * LEAF_ENTRY as u64)
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+        }
+
+        // Records after the last indexed one: durable frames whose leaf entries were lost are
+        // re-indexed; the first frame that is short or fails its checksum is a torn write, and
+        // everything from it on is cut.
+        let mut new_entries = Vec::new();
+        let mut pos = end_of_valid;
+        let seg_idx = segments
+            .partition_point(|s| s.start <= pos)
+            .saturating_sub(1);
+        let mut cut_at: Option<(usize, u64)> = None;
+        'segments: for (i, seg) in segments.iter().enumerate().skip(seg_idx) {
+            let path = dir.segment_path(seg.start);
+            let bytes = read_file_from(&seg.file, &path, pos.saturating_sub(seg.start))?;
+            let base = pos.max(seg.start);
+            let mut at = 0usize;
+            while at < bytes.len() {
+                match frame::decode_frame(&bytes[at..]) {
+                    Decoded::Frame { index, record, len } if index == n => {
+                        let id = record_id(record).ok_or_else(|| {
+                            corrupt(
+                                n,
+                                "a record with an intact checksum has no readable id".into(),
+                            )
+                        })?;
+                        LeafEntry {
+                            hash: tally_tlog::leaf_hash(record),
+                            offset: base + at as u64,
+                            id,
+                        }
+                        .encode(&mut new_entries);
+                        n += 1;
+                        at += len;
+                        report.leaf_entries_rebuilt += 1;
+                    }
+                    _ => {
+                        cut_at = Some((i, base + at as u64));
+                        break 'segments;
+                    }
+                }
+            }
+            pos = base + bytes.len() as u64;
+        }
+        if let Some((i, offset)) = cut_at {
+            let mut cut = 0;
+            for (j, seg) in segments.iter().enumerate().skip(i) {
+                let path = dir.segment_path(seg.start);
+                let len = file_len(&seg.file, &path)?;
+                if j == i {
+                    cut += len - (offset - seg.start);
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| StoreError::io(&path, e))?;
+                    f.set_len(offset - seg.start)
+                        .map_err(|e| StoreError::io(&path, e))?;
+                    f.sync_all().map_err(|e| StoreError::io(&path, e))?;
+                } else {
+                    cut += len;
+                    fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                }
+            }
+            segments.truncate(i + 1);
+            layout::sync_dir(&dir.segments_path())?;
+            report.torn_bytes_cut = cut;
+            tracing::warn!(
+                tenant = name,
+                "torn tail write detected: cut {cut} bytes after leaf index {} (offset {offset}); every acknowledged event precedes it",
+                n.saturating_sub(1)
+            );
+        }
+        if !new_entries.is_empty() {
+            leaves_w
+                .write_all_at(
+                    &new_entries,
+                    (n - report.leaf_entries_rebuilt) * LEAF_ENTRY as u64,
+                )
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+            leaves_w
+                .sync_data()
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+        }
+        if report.leaf_entries_dropped > 0 || report.leaf_entries_rebuilt > 0 {
+            tracing::warn!(
+                tenant = name,
+                dropped = report.leaf_entries_dropped,
+                rebuilt = report.leaf_entries_rebuilt,
+                "leaf entries repaired from the records after an unclean stop"
+            );
+        }
+
+        // Rebuild the in-memory tree and id map, checking the signed checkpoint on the way.
+        let mut frontier = Frontier::new();
+        let mut upper: Vec<Vec<Hash>> = Vec::new();
+        let mut ids = HashMap::with_capacity(n as usize);
+        let check = |frontier: &Frontier| -> Result<(), StoreError> {
+            if let Some(cp) = &checkpoint {
+                if frontier.size() == cp.size && frontier.root() != cp.root {
+                    return Err(corrupt(
+                        0,
+                        format!("the tree rebuilt from the leaves file does not match the signed checkpoint at size {}; run `tally verify` to find the first bad index", cp.size),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check(&frontier)?;
+        const CHUNK: u64 = 1 << 16;
+        let mut buf = vec![0u8; (CHUNK as usize) * LEAF_ENTRY];
+        let mut i = 0u64;
+        while i < n {
+            let count = CHUNK.min(n - i);
+            let bytes = &mut buf[..count as usize * LEAF_ENTRY];
+            leaves_w
+                .read_exact_at(bytes, i * LEAF_ENTRY as u64)
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+            for chunk in bytes.chunks_exact(LEAF_ENTRY) {
+                let entry = LeafEntry::decode(chunk);
+                if ids.insert(entry.id, i).is_some() {
+                    return Err(corrupt(i, "event id stored twice".into()));
+                }
+                push_leaf(&mut frontier, &mut upper, entry.hash);
+                i += 1;
+                check(&frontier)?;
+            }
+        }
+        let last = segments.last().expect("at least one segment");
+        let last_path = dir.segment_path(last.start);
+        let segment = OpenOptions::new()
+            .append(true)
+            .open(&last_path)
+            .map_err(|e| StoreError::io(&last_path, e))?;
+        let segment_len = file_len(&segment, &last_path)?;
+        let writer = TenantWriter {
+            segment_start: last.start,
+            segment_len,
+            segment,
+            leaves: OpenOptions::new()
+                .append(true)
+                .open(&leaves_path)
+                .map_err(|e| StoreError::io(&leaves_path, e))?,
+            checkpoints: OpenOptions::new()
+                .append(true)
+                .open(&checkpoints_path)
+                .map_err(|e| StoreError::io(&checkpoints_path, e))?,
+        };
+        report.size = n;
+        let log = TenantLog {
+            name: name.to_string(),
+            origin: origin.to_string(),
+            leaves: File::open(&leaves_path).map_err(|e| StoreError::io(&leaves_path, e))?,
+            dir,
+            state: RwLock::new(TenantState {
+                size: n,
+                frontier,
+                upper,
+                ids,
+                segments,
+                checkpoint,
+            }),
+            writer: Mutex::new(writer),
+        };
+        Ok((log, report))
+    }
+
+    /// The tenant's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The origin line of this tenant's checkpoints.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Number of durable leaves.
+    pub fn size(&self) -> u64 {
+        self.state.read().size
+    }
+
+    /// The latest signed checkpoint, if one was issued.
+    pub fn checkpoint(&self) -> Option<SignedCheckpoint> {
+        self.state.read().checkpoint.clone()
+    }
+
+    /// The leaf index of the event with this id.
+    pub fn lookup(&self, id: &Uuid) -> Option<u64> {
+        self.state.read().ids.get(&id.as_u128()).copied()
+    }
+
+    /// The stored record bytes at `index`, exactly as hashed.
+    pub fn record(&self, index: u64) -> Result<Vec<u8>, ReadError> {
+        let state = self.state.read();
+        self.check_index(&state, index)?;
+        let entry = self.leaf_entry(index)?;
+        self.read_record(&state, index, entry.offset)
+    }
+
+    /// The RFC 6962 leaf hash of the record at `index`.
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash, ReadError> {
+        let state = self.state.read();
+        self.check_index(&state, index)?;
+        Ok(self.leaf_entry(index)?.hash)
+    }
+
+    /// Records `[start, start + count)`, in order.
+    pub fn records(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, ReadError> {
+        let state = self.state.read();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.check_index(&state, start + count - 1)?;
+        let mut out = Vec::with_capacity(count as usize);
+        let entries = self.leaf_entries(start, count)?;
+        for (i, entry) in entries.iter().enumerate() {
+            out.push(self.read_record(&state, start + i as u64, entry.offset)?);
+        }
+        Ok(out)
+    }
+
+    /// Root hash of the tree of the first `size` leaves.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
+        let state = self.state.read();
+        self.check_size(&state, size)?;
+        if size == state.size {
+            return Ok(state.frontier.root());
+        }
+        Ok(tally_tlog::root_hash(size, &self.nodes(&state))?)
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of size `size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let state = self.state.read();
+        self.check_size(&state, size)?;
+        if index >= size {
+            return Err(ReadError::OutOfRange(format!(
+                "index {index} is not in a tree of size {size}"
+            )));
+        }
+        tally_tlog::inclusion_proof(index, size, &self.nodes(&state)).map_err(proof_error)
+    }
+
+    /// Consistency proof between tree sizes `size1 <= size2`.
+    pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, ReadError> {
+        let state = self.state.read();
+        self.check_size(&state, size2)?;
+        if size1 == 0 || size1 > size2 {
+            return Err(ReadError::OutOfRange(format!(
+                "a consistency proof needs 0 < size1 <= size2 (got {size1} and {size2})"
+            )));
+        }
+        tally_tlog::consistency_proof(size1, size2, &self.nodes(&state)).map_err(proof_error)
+    }
+
+    /// The bytes of tlog-tiles hash tile `level/index` of `width` hashes.
+    pub fn hash_tile(&self, level: u8, index: u64, width: u16) -> Result<Vec<u8>, ReadError> {
+        let state = self.state.read();
+        let tile = tally_tlog::tile::TilePath::hashes(level, index, width)
+            .map_err(|e| ReadError::OutOfRange(e.to_string()))?;
+        if !tile.is_within(state.size) {
+            return Err(ReadError::OutOfRange(format!(
+                "{} is beyond the tree of size {}",
+                tile.to_path(),
+                state.size
+            )));
+        }
+        Ok(tally_tlog::tile::tile_hashes(
+            level,
+            index,
+            width,
+            &self.nodes(&state),
+        )?)
+    }
+
+    /// The bytes of tlog-tiles entry bundle `index` of `width` entries.
+    pub fn entry_bundle(&self, index: u64, width: u16) -> Result<Vec<u8>, ReadError> {
+        let start = index
+            .checked_mul(tally_tlog::tile::TILE_WIDTH)
+            .ok_or_else(|| ReadError::OutOfRange("entry bundle index too large".into()))?;
+        let records = self.records(start, u64::from(width))?;
+        tally_tlog::tile::encode_entry_bundle(records.iter().map(Vec::as_slice))
+            .map_err(|e| ReadError::OutOfRange(format!("entry bundle: {e}")))
+    }
+
+    fn check_index(&self, state: &TenantState, index: u64) -> Result<(), ReadError> {
+        if index >= state.size {
+            return Err(ReadError::OutOfRange(format!(
+                "index {index} is beyond the log of tenant {} (size {})",
+                self.name, state.size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, state: &TenantState, size: u64) -> Result<(), ReadError> {
+        if size > state.size {
+            return Err(ReadError::OutOfRange(format!(
+                "tree size {size} is beyond the log of tenant {} (size {})",
+                self.name, state.size
+            )));
+        }
+        Ok(())
+    }
+
+    fn leaf_entry(&self, index: u64) -> Result<LeafEntry, StoreError> {
+        read_leaf_entry(&self.leaves, &self.dir.leaves_path(), index)
+    }
+
+    fn leaf_entries(&self, start: u64, count: u64) -> Result<Vec<LeafEntry>, StoreError> {
+        let mut buf = vec![0u8; count as usize * LEAF_ENTRY];
+        self.leaves
+            .read_exact_at(&mut buf, start * LEAF_ENTRY as u64)
+            .map_err(|e| StoreError::io(&self.dir.leaves_path(), e))?;
+        Ok(buf
+            .chunks_exact(LEAF_ENTRY)
+            .map(LeafEntry::decode)
+            .collect())
+    }
+
+    fn read_record(
+        &self,
+        state: &TenantState,
+        index: u64,
+        offset: u64,
+    ) -> Result<Vec<u8>, ReadError> {
+        match read_frame_at(&state.segments, &self.dir, offset)? {
+            Some((header, record)) if header.index == index => Ok(record),
+            _ => Err(StoreError::Corrupt {
+                tenant: self.name.clone(),
+                index,
+                detail: format!("the record frame at offset {offset} is damaged or misplaced"),
+            }
+            .into()),
+        }
+    }
+
+    fn nodes<'a>(&'a self, state: &'a TenantState) -> Nodes<'a> {
+        Nodes {
+            log: self,
+            upper: &state.upper,
+            size: state.size,
+        }
+    }
+
+    /// Read access to the state, for the sequencer's checkpointing.
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, TenantState> {
+        self.state.read()
+    }
+}
+
+/// Adds a leaf to the frontier, keeping the tile-boundary levels the proofs read.
+pub(crate) fn push_leaf(frontier: &mut Frontier, upper: &mut Vec<Vec<Hash>>, hash: Hash) {
+    frontier.push(hash, |level, index, node| {
+        if level > 0 && level % tally_tlog::tile::TILE_HEIGHT == 0 {
+            let k = usize::from(level / tally_tlog::tile::TILE_HEIGHT) - 1;
+            if upper.len() <= k {
+                upper.resize_with(k + 1, Vec::new);
+            }
+            debug_assert_eq!(upper[k].len() as u64, index);
+            upper[k].push(*node);
+        }
+    });
+}
+
+fn proof_error(e: tally_tlog::ProofError<StoreError>) -> ReadError {
+    match e {
+        tally_tlog::ProofError::Source(e) => ReadError::Store(e),
+        other => ReadError::OutOfRange(other.to_string()),
+    }
+}
+
+/// Complete-subtree hashes for proofs and tiles: leaves from the `leaves` file, tile-boundary
+/// levels from memory, and anything in between hashed up from at most 128 of those.
+struct Nodes<'a> {
+    log: &'a TenantLog,
+    upper: &'a [Vec<Hash>],
+    size: u64,
+}
+
+impl NodeSource for Nodes<'_> {
+    type Error = StoreError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        let height = tally_tlog::tile::TILE_HEIGHT;
+        let base = level - level % height;
+        let rise = u32::from(level - base);
+        let count = 1u64 << rise;
+        let first = index << rise;
+        let end_leaf = (index + 1)
+            .checked_shl(u32::from(level))
+            .unwrap_or(u64::MAX);
+        let missing = || StoreError::Corrupt {
+            tenant: self.log.name.clone(),
+            index: first,
+            detail: format!(
+                "node {level}/{index} is not a complete subtree of the tree of size {}",
+                self.size
+            ),
+        };
+        if end_leaf > self.size {
+            return Err(missing());
+        }
+        let mut hashes: Vec<Hash> = if base == 0 {
+            self.log
+                .leaf_entries(first, count)?
+                .into_iter()
+                .map(|e| e.hash)
+                .collect()
+        } else {
+            let k = usize::from(base / height) - 1;
+            let level_hashes = self.upper.get(k).ok_or_else(missing)?;
+            level_hashes
+                .get(first as usize..(first + count) as usize)
+                .ok_or_else(missing)?
+                .to_vec()
+        };
+        while hashes.len() > 1 {
+            hashes = hashes
+                .chunks_exact(2)
+                .map(|pair| tally_tlog::node_hash(&pair[0], &pair[1]))
+                .collect();
+        }
+        Ok(hashes[0])
+    }
+}
+
+fn open_rw(path: &std::path::Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))
+}
+
+fn file_len(file: &File, path: &std::path::Path) -> Result<u64, StoreError> {
+    Ok(file.metadata().map_err(|e| StoreError::io(path, e))?.len())
+}
+
+fn read_file_from(file: &File, path: &std::path::Path, from: u64) -> Result<Vec<u8>, StoreError> {
+    let len = file_len(file, path)?;
+    if from >= len {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut buf, from)
+        .map_err(|e| StoreError::io(path, e))?;
+    Ok(buf)
+}
+
+fn read_leaf_entry(
+    file: &File,
+    path: &std::path::Path,
+    index: u64,
+) -> Result<LeafEntry, StoreError> {
+    let mut buf = [0u8; LEAF_ENTRY];
+    file.read_exact_at(&mut buf, index * LEAF_ENTRY as u64)
+        .map_err(|e| StoreError::io(path, e))?;
+    Ok(LeafEntry::decode(&buf))
+}
+
+/// Reads the frame at a logical offset; `Ok(None)` when it is missing, short or damaged.
+pub(crate) fn read_frame_at(
+    segments: &[Segment],
+    dir: &TenantDir,
+    offset: u64,
+) -> Result<Option<(FrameHeader, Vec<u8>)>, StoreError> {
+    let i = segments.partition_point(|s| s.start <= offset);
+    if i == 0 {
+        return Ok(None);
+    }
+    let seg = &segments[i - 1];
+    let at = offset - seg.start;
+    let mut head = [0u8; FRAME_HEADER];
+    match seg.file.read_exact_at(&mut head, at) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(StoreError::io(&dir.segment_path(seg.start), e)),
+    }
+    let header = FrameHeader::parse(&head);
+    if header.len as usize > tally_event::MAX_RECORD_BYTES {
+        return Ok(None);
+    }
+    let mut record = vec![0u8; header.len as usize];
+    match seg
+        .file
+        .read_exact_at(&mut record, at + FRAME_HEADER as u64)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(StoreError::io(&dir.segment_path(seg.start), e)),
+    }
+    Ok(header.matches(&record).then_some((header, record)))
+}
+
+/// The event id of a stored record (used only when re-indexing after a crash).
+pub(crate) fn record_id(record: &[u8]) -> Option<u128> {
+    tally_event::Record::parse(record)
+        .ok()
+        .map(|r| r.id.as_u128())
+}
+
+/// Encodes a checkpoints-file frame: `len: u32 LE | crc32c: u32 LE | note bytes`.
+pub(crate) fn encode_checkpoint_frame(note: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + note.len());
+    out.extend_from_slice(&(note.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(note.as_bytes()).to_le_bytes());
+    out.extend_from_slice(note.as_bytes());
+    out
+}
+
+/// Reads every checkpoint frame of a checkpoints file, in order. Returns the notes and the
+/// length of the intact prefix (a torn last frame is not an error, only not counted).
+pub fn read_checkpoint_frames(bytes: &[u8]) -> (Vec<&str>, u64, bool) {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let mut damaged = false;
+    while at < bytes.len() {
+        if bytes.len() - at < 8 {
+            break;
+        }
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        let Some(body) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32c::crc32c(body) != crc {
+            damaged = true;
+            break;
+        }
+        match std::str::from_utf8(body) {
+            Ok(s) => out.push(s),
+            Err(_) => {
+                damaged = true;
+                break;
+            }
+        }
+        at += 8 + len;
+    }
+    (out, at as u64, damaged)
+}
+
+/// Parses a stored checkpoint note after checking its signature.
+pub fn open_checkpoint(note: &str, verifier: &NoteVerifier) -> Result<SignedCheckpoint, String> {
+    let verified = tally_tlog::note::open(note, std::slice::from_ref(verifier))
+        .map_err(|e| format!("checkpoint signature: {e}"))?;
+    let cp = Checkpoint::parse(&verified.text).map_err(|e| format!("checkpoint body: {e}"))?;
+    Ok(SignedCheckpoint {
+        size: cp.size,
+        root: cp.root,
+        note: note.to_string(),
+    })
+}
+
+fn read_last_checkpoint(
+    path: &std::path::Path,
+    verifier: &NoteVerifier,
+) -> Result<(Option<SignedCheckpoint>, u64), String> {
+    let bytes = fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let (notes, good_len, damaged) = read_checkpoint_frames(&bytes);
+    if damaged && (good_len as usize) + 8 < bytes.len() {
+        // Only the very last frame can be torn by a crash.
+        let rest = &bytes[good_len as usize..];
+        let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+        if rest.len() > 8 + len {
+            return Err(format!(
+                "{} is damaged at byte {good_len} (not at its end)",
+                path.display()
+            ));
+        }
+    }
+    let last = match notes.last() {
+        Some(note) => Some(open_checkpoint(note, verifier)?),
+        None => None,
+    };
+    Ok((last, good_len))
+}
