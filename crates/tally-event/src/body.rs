@@ -9,10 +9,9 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_path_to_error::{Path, Segment, Track};
 
-use crate::input::EventInput;
+use crate::input::{self, EventInput};
 
 /// How a request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,18 +207,16 @@ fn parse_ndjson(body: &[u8], max_events: usize) -> Result<Vec<EventInput>, BodyE
         if event == max_events {
             return Err(BodyError::TooManyEvents { max: max_events });
         }
-        match serde_json::from_slice::<EventInput>(line) {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let parsed = input::deserialize_event(&mut de).and_then(|input| {
+            de.end()?;
+            Ok(input)
+        });
+        match parsed {
             Ok(input) => events.push(input),
             Err(err) if err.is_data() => {
-                let mut de = serde_json::Deserializer::from_slice(line);
                 let (field, message) =
-                    match serde_path_to_error::deserialize::<_, EventInput>(&mut de) {
-                        Err(located) => (
-                            dotted_path(located.path(), false),
-                            message_of(located.inner()),
-                        ),
-                        Ok(_) => (String::new(), message_of(&err)),
-                    };
+                    locate_line(line).unwrap_or_else(|| (String::new(), message_of(&err)));
                 return Err(BodyError::Schema {
                     event,
                     field,
@@ -238,6 +235,15 @@ fn parse_ndjson(body: &[u8], max_events: usize) -> Result<Vec<EventInput>, BodyE
         }
     }
     Ok(events)
+}
+
+/// Parses an NDJSON line again, tracking the path, to find where a shape error is.
+fn locate_line(line: &[u8]) -> Option<(String, String)> {
+    let mut track = Track::new();
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let err = input::deserialize_event(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .err()?;
+    Some((dotted_path(&track.path(), false), message_of(&err)))
 }
 
 fn is_json_whitespace(b: u8) -> bool {
@@ -365,7 +371,7 @@ impl<'de> DeserializeSeed<'de> for OneEvent<'_> {
             return Err(de::Error::custom("too many events"));
         }
         self.progress.current.set(Some(self.index));
-        let event = EventInput::deserialize(deserializer)?;
+        let event = input::deserialize_event(deserializer)?;
         self.progress.current.set(None);
         Ok(event)
     }

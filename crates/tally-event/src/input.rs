@@ -5,13 +5,17 @@
 //! even required fields are `Option`s, so that [`validate`](crate::validate) can report every
 //! broken rule of an event at once instead of serde stopping at the first.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+use crate::object;
 
 /// One audit event as submitted by a client (schema v1).
 ///
-/// Deserialising rejects unknown fields at every level. A field given as JSON `null` becomes
-/// `None`, exactly like an absent field. `Serialize` writes the same shape back, omitting `None`
+/// Deserialising rejects unknown fields at every level, and `actor` and `resource` must be
+/// objects. A field given as JSON `null` becomes `None`, exactly like an absent field. (The
+/// derived `Deserialize` of the event itself would also read a JSON array of field values
+/// positionally; [`parse_body`](crate::parse_body) does not allow that, so use it for input.) `Serialize` writes the same shape back, omitting `None`
 /// fields, which is what load generators and client libraries send.
 ///
 /// ```
@@ -43,7 +47,11 @@ pub struct EventInput {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// Who did it. Required.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "actor",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub actor: Option<ActorInput>,
     /// What was done, as a dotted name such as `user.password.change`. Required.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,7 +61,11 @@ pub struct EventInput {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     /// What it was done to.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "resource",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource: Option<ResourceInput>,
     /// How it ended: `SUCCESS`, `FAILURE`, `UNAUTHORIZED` or `DENIED`. Required.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,4 +128,20 @@ pub struct ResourceInput {
     /// Human-readable name of the resource.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// The expectation named in errors about an event's shape.
+pub(crate) const EVENT_EXPECTING: &str = "an audit event object";
+
+/// Deserialises one event, which must be a JSON object.
+pub(crate) fn deserialize_event<'de, D: Deserializer<'de>>(d: D) -> Result<EventInput, D::Error> {
+    object::required(d, EVENT_EXPECTING)
+}
+
+fn actor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ActorInput>, D::Error> {
+    object::optional(d, "an actor object")
+}
+
+fn resource<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ResourceInput>, D::Error> {
+    object::optional(d, "a resource object")
 }

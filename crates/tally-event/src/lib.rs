@@ -151,6 +151,7 @@
 mod body;
 mod canonical;
 mod input;
+mod object;
 mod record;
 mod schema;
 mod timestamp;

@@ -2,12 +2,13 @@
 
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::canonical::{ActorView, RecordView, ResourceView};
+use crate::object;
 use crate::schema::{ActorType, Outcome};
 use crate::{timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION};
 
@@ -34,12 +35,14 @@ pub struct Record {
     /// Id of the API key that ingested the event.
     pub key_id: String,
     /// Who did it.
+    #[serde(deserialize_with = "actor")]
     pub actor: Actor,
     /// What was done.
     pub action: String,
     /// Coarse class of the action.
     pub category: Option<String>,
     /// What it was done to.
+    #[serde(default, deserialize_with = "resource")]
     pub resource: Option<Resource>,
     /// How it ended.
     pub outcome: Outcome,
@@ -89,6 +92,16 @@ pub struct Resource {
     pub name: Option<String>,
 }
 
+const RECORD_EXPECTING: &str = "an audit record object";
+
+fn actor<'de, D: Deserializer<'de>>(d: D) -> Result<Actor, D::Error> {
+    object::required(d, "an actor object")
+}
+
+fn resource<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Resource>, D::Error> {
+    object::optional(d, "a resource object")
+}
+
 /// Why bytes could not be read as a [`Record`].
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -118,15 +131,23 @@ impl Record {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(RecordError::TooLarge { len: bytes.len() });
         }
-        let record: Record = match serde_json::from_slice(bytes) {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed = object::required::<_, Record>(&mut de, RECORD_EXPECTING).and_then(|record| {
+            de.end()?;
+            Ok(record)
+        });
+        let record = match parsed {
             Ok(record) => record,
             // Parse again only to learn where it failed: records are normally well-formed, so
             // the path tracking is not paid on the common path.
             Err(first) => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                let (path, source) = match serde_path_to_error::deserialize::<_, Record>(&mut de) {
+                let mut track = serde_path_to_error::Track::new();
+                let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+                let (path, source) = match object::required::<_, Record>(tracked, RECORD_EXPECTING)
+                {
                     Ok(_) => (String::new(), first),
-                    Err(e) => (crate::body::dotted_path(e.path(), false), e.into_inner()),
+                    Err(e) => (crate::body::dotted_path(&track.path(), false), e),
                 };
                 return Err(RecordError::Malformed { path, source });
             }

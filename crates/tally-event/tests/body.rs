@@ -115,7 +115,7 @@ fn too_many_events_stops_before_parsing_the_rest() {
 
 #[test]
 fn syntax_error_inside_an_event_has_its_index_and_position() {
-    // Event 1 starts on line 2; its broken value is on line 3, column 12.
+    // Event 1 starts on line 2; its broken value `tru}` is on line 3, detected at the `}`.
     let body = format!("[{MINIMAL},\n{{\"action\":\"a\",\n  \"time\": tru}}]");
     let err = json(&body).unwrap_err();
     assert_eq!(err.status(), 400);
@@ -127,7 +127,7 @@ fn syntax_error_inside_an_event_has_its_index_and_position() {
             message,
         } => {
             assert_eq!(event, Some(1));
-            assert_eq!((line, column), (3, 13));
+            assert_eq!((line, column), (3, 14));
             assert_eq!(message, "expected ident");
         }
         other => panic!("{other:?}"),
@@ -229,14 +229,14 @@ fn ndjson_syntax_error_positions_are_relative_to_the_body() {
 
 #[test]
 fn syntax_error_messages_have_no_position_suffix() {
-    let err = json("{\"a\" 1}").unwrap_err();
+    let err = json("{\"action\" 1}").unwrap_err();
     let BodyError::Syntax { message, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(message, "expected `:`");
     assert_eq!(
         err.to_string(),
-        "event 0: syntax error at line 1 column 6: expected `:`"
+        "event 0: syntax error at line 1 column 11: expected `:`"
     );
 }
 
@@ -371,6 +371,46 @@ fn schema_errors_in_batches_name_the_event() {
         ndjson(&lines).unwrap_err(),
         BodyError::Schema { event: 1, ref field, .. } if field.is_empty()
     ));
+}
+
+#[test]
+fn objects_are_never_read_from_arrays() {
+    // serde's derived structs would read `["alice"]` as an actor with id "alice".
+    for (body, path, expected) in [
+        (
+            r#"{"actor":["alice"]}"#,
+            "actor",
+            "invalid type: sequence, expected an actor object",
+        ),
+        (
+            r#"{"resource":["user"]}"#,
+            "resource",
+            "invalid type: sequence, expected a resource object",
+        ),
+        (
+            r#"[[1,null,"2024-05-01T10:00:00Z"]]"#,
+            "",
+            "invalid type: sequence, expected an audit event object",
+        ),
+    ] {
+        assert_eq!(
+            json(body).unwrap_err(),
+            BodyError::Schema {
+                event: 0,
+                field: path.into(),
+                message: expected.into()
+            },
+            "{body}"
+        );
+    }
+    assert_eq!(
+        ndjson(r#"[1,null,"2024-05-01T10:00:00Z"]"#).unwrap_err(),
+        BodyError::Schema {
+            event: 0,
+            field: String::new(),
+            message: "invalid type: sequence, expected an audit event object".into()
+        }
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::driver::{drive, Claim, Plan, Worker, POOL_EVENTS};
 use crate::generate::{fresh_id, EventGenerator, ID_RANGE};
-use crate::{LoadError, LoadMode, LoadReport};
+use crate::{error_chain, LoadError, LoadMode, LoadReport};
 
 /// Options of a run against a Tally server.
 #[derive(Debug, Clone)]
@@ -232,12 +232,14 @@ impl Worker for HttpWorker {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("HTTP {status}, reading the body failed: {e}"))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            format!(
+                "HTTP {status}, reading the body failed: {}",
+                error_chain(&e)
+            )
+        })?;
         if status != StatusCode::OK {
             return Err(format!("HTTP {status}: {}", snippet(&bytes)));
         }

@@ -69,6 +69,27 @@ impl fmt::Display for LoadMode {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost`.
+///
+/// The drivers' own messages are terse ("db error", "error sending request") and keep the useful
+/// part (the server's message, "connection refused") in their sources, which a report line or a
+/// [`LoadError`] message must not lose. [`LoadError`] therefore puts the whole chain in its
+/// message and does not expose the driver error as its `source()` a second time.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        // Some errors already repeat their cause in their own message.
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
 /// Why a load run or a verification could not produce a result.
 ///
 /// Failures of individual requests are not errors: they are counted in [`LoadReport::errors`].
@@ -79,18 +100,17 @@ pub enum LoadError {
     #[error("invalid options: {0}")]
     InvalidOptions(String),
     /// The HTTP client could not be built.
-    #[error("could not build the HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    #[error("could not build the HTTP client: {}", error_chain(.0))]
+    HttpClient(reqwest::Error),
     /// A PostgreSQL step outside the measured requests failed (connecting, creating the schema,
     /// preparing statements, reading the chain).
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL, {context}: {source}")]
+    #[error("PostgreSQL, {context}: {}", error_chain(.error))]
     Postgres {
         /// What was being done.
         context: String,
-        /// The driver's error, including the server's message.
-        #[source]
-        source: tokio_postgres::Error,
+        /// The driver's error; its SQLSTATE is in `error.code()`.
+        error: tokio_postgres::Error,
     },
     /// Every measured request failed, so there is nothing to report.
     #[error("all {errors} requests failed; the first: {first_error}")]

@@ -32,7 +32,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::driver::{drive, Claim, Plan, Worker, POOL_EVENTS};
 use crate::generate::{fresh_id, Event, EventGenerator, ID_RANGE};
-use crate::{LoadError, LoadMode, LoadReport};
+use crate::{error_chain, LoadError, LoadMode, LoadReport};
 
 /// The role inserts run under; created (cluster-wide, `NOLOGIN`) if missing, never dropped.
 pub const APP_ROLE: &str = "tally_bench_app";
@@ -437,7 +437,7 @@ impl Worker for PgWorker {
         match inserted {
             Ok(n) if n == claim.events as u64 => Ok(()),
             Ok(n) => Err(format!("inserted {n} of {} rows", claim.events)),
-            Err(e) => Err(format!("insert failed: {e}")),
+            Err(e) => Err(format!("insert failed: {}", error_chain(&e))),
         }
     }
 }
@@ -472,7 +472,7 @@ fn quote_schema(schema: &str) -> Result<String, LoadError> {
 
 fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> LoadError {
     let context = context.into();
-    move |source| LoadError::Postgres { context, source }
+    move |error| LoadError::Postgres { context, error }
 }
 
 #[cfg(test)]

@@ -26,10 +26,11 @@ async fn connect() -> Client {
             client
         }
         Err(e) => panic!(
-            "PostgreSQL is not reachable with {dsn:?}: {e}.\n\
-             Start it as .ci/run does: `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`,\n\
+            "PostgreSQL is not reachable with {dsn:?}: {e}{}.\n\
+             Start it (CI's .ci/run does so before the tests): `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`,\n\
              create the database if needed (`createdb -h 127.0.0.1 -U postgres test`), or point \
-             TALLY_BENCH_PG_DSN at another server."
+             TALLY_BENCH_PG_DSN at another server.",
+            std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default()
         ),
     }
 }

@@ -137,7 +137,8 @@ pub struct Log {
     inner: Arc<Inner>,
     tx: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
-    _lock: Arc<File>,
+    /// Held while the log may write; released by [`Log::shutdown`].
+    lock: Arc<Mutex<Option<File>>>,
 }
 
 /// What [`Log::open`] found.
@@ -209,7 +210,7 @@ impl Log {
                 inner,
                 tx: Arc::new(Mutex::new(Some(tx))),
                 thread: Arc::new(Mutex::new(Some(thread))),
-                _lock: Arc::new(lock),
+                lock: Arc::new(Mutex::new(Some(lock))),
             },
             OpenReport {
                 key_created,
@@ -282,6 +283,8 @@ impl Log {
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+        // Nothing writes any more: another process may now open the directory.
+        self.lock.lock().take();
     }
 }
 

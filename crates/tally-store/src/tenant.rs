@@ -177,17 +177,6 @@ impl TenantLog {
                 }
             }
         }
-        if n < floor {
-            return Err(corrupt(
-                n,
-                format!("the last signed checkpoint covers {floor} leaves but the leaves file only agrees with the records up to {n}"),
-            ));
-        }
-        if n * LEAF_ENTRY as u64 != leaves_len {
-            leaves_w
-                .set_len(n * LEAF_ENTRY as u64)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-        }
 
         // Records after the last indexed one: durable frames whose leaf entries were lost are
         // re-indexed; the first frame that is short or fails its checksum is a torn write, and
@@ -230,6 +219,20 @@ impl TenantLog {
             }
             pos = base + bytes.len() as u64;
         }
+        // Nothing has been changed on disk so far. Damage inside the signed part of the log is
+        // not a torn write: refuse to start rather than cut away evidence.
+        if n < floor {
+            return Err(corrupt(
+                n,
+                format!("the last signed checkpoint covers {floor} leaves but only {n} intact records are stored; run `tally verify`"),
+            ));
+        }
+        let indexed = n - report.leaf_entries_rebuilt;
+        if indexed * LEAF_ENTRY as u64 != leaves_len {
+            leaves_w
+                .set_len(indexed * LEAF_ENTRY as u64)
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+        }
         if let Some((i, offset)) = cut_at {
             let mut cut = 0;
             for (j, seg) in segments.iter().enumerate().skip(i) {
@@ -260,10 +263,7 @@ impl TenantLog {
         }
         if !new_entries.is_empty() {
             leaves_w
-                .write_all_at(
-                    &new_entries,
-                    (n - report.leaf_entries_rebuilt) * LEAF_ENTRY as u64,
-                )
+                .write_all_at(&new_entries, indexed * LEAF_ENTRY as u64)
                 .map_err(|e| StoreError::io(&leaves_path, e))?;
             leaves_w
                 .sync_data()

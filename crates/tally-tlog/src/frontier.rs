@@ -86,7 +86,7 @@ impl Frontier {
     pub fn push(&mut self, leaf: Hash, mut completed: impl FnMut(u8, u64, &Hash)) {
         let index = self.size;
         let new_size = index.checked_add(1).expect("tree size overflows u64");
-
+        completed(0, index, &leaf);
         let mut hash = leaf;
         let mut level = 0u32;
         // Each set low bit of the old size is a perfect subtree that the new leaf's subtree
