@@ -534,8 +534,9 @@ mod tests {
             (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
             (1.0 / 3.0, "0.3333333333333333"),
             (1e23, "1e+23"),
-            // Exactly halfway between ...62 and ...63: ties go to the even digit.
-            (224892229823504.625, "224892229823504.62"),
+            // The double nearest this literal is exactly 224892229823504.625, halfway between
+            // ...62 and ...63: ties go to the even digit.
+            (224892229823504.62, "224892229823504.62"),
         ] {
             assert_eq!(number(f), expected, "{f:e}");
             assert_eq!(serde_json::to_string(&f).unwrap(), expected, "{f:e}");

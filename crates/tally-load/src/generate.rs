@@ -223,7 +223,15 @@ impl EventGenerator {
                 .position(|k| *k == spec.resource)
                 .expect("listed");
             let rank = self.resource_zipf[kind_index].sample(&mut self.rng) as u64;
-            spec.resource.resource(rank)
+            match self.actors.get(rank as usize - 1) {
+                // The most popular accounts are also the most acted upon (by admins, support).
+                Some(target) if spec.resource == ResKind::User && target.kind == USER => Resource {
+                    kind: "USER",
+                    id: target.id.clone(),
+                    name: target.full_name(),
+                },
+                _ => spec.resource.resource(rank),
+            }
         };
 
         let (outcome, reason) = spec.outcome_profile.draw(&mut self.rng);
@@ -314,6 +322,12 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Spreads popularity ranks over the id space so that the busiest user is not `user-1`;
+/// multiplying by a unit modulo a prime keeps the numbers distinct.
+fn spread(rank: u64) -> u64 {
+    rank * 48_271 % 1_000_003
+}
+
 fn pick<T: Copy>(items: &[T], key: u64) -> T {
     items[(key % items.len() as u64) as usize]
 }
@@ -350,9 +364,7 @@ struct ActorProfile {
 
 impl ActorProfile {
     fn new(rank: u64, rng: &mut StdRng) -> Self {
-        // Spread popularity ranks over the id space so the busiest actor is not `user-1`;
-        // multiplying by a unit modulo a prime keeps the ids distinct.
-        let number = (rank + 1) * 48_271 % 1_000_003;
+        let number = spread(rank + 1);
         // The busiest actors in a real audit trail are integrations and service accounts, not
         // people; pinning the head of the distribution also keeps the event mix (and size)
         // from swinging with the seed.
@@ -487,9 +499,10 @@ impl ResKind {
         }
     }
 
+    /// The resource of popularity `rank` (from 1); the same rank always names the same one.
     fn resource(self, rank: u64) -> Resource {
         let key = mix(rank ^ ((self as u64) << 40));
-        let number = rank * 7_919 % 1_000_003;
+        let number = spread(rank);
         let (kind, id, name) = match self {
             ResKind::SelfUser | ResKind::User => (
                 "USER",
@@ -624,20 +637,26 @@ impl Change {
                 json!({"mfa": "sms", "phone": actor.phone}),
             ),
             Change::Profile => {
-                let new_domain = EMAIL_DOMAINS[rng.gen_range(0..EMAIL_DOMAINS.len())];
+                let domain = EMAIL_DOMAINS[rng.gen_range(0..EMAIL_DOMAINS.len())];
+                let first = actor.first.to_lowercase();
+                let email = format!("{first}{}@{domain}", rng.gen_range(1..99));
                 (
                     json!({"email": actor.email, "phone": actor.phone}),
-                    json!({"email": format!("{}{}@{new_domain}", actor.first.to_lowercase(), rng.gen_range(1..99)), "phone": actor.phone}),
+                    json!({"email": email, "phone": actor.phone}),
                 )
             }
             Change::CreateUser => {
                 let first = FIRST_NAMES[rng.gen_range(0..FIRST_NAMES.len())];
                 let last = LAST_NAMES[rng.gen_range(0..LAST_NAMES.len())];
+                let name = format!("{first} {last}");
+                let email = format!(
+                    "{}.{}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                );
                 return (
                     None,
-                    Some(
-                        json!({"name": format!("{first} {last}"), "email": format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase()), "role": "viewer"}),
-                    ),
+                    Some(json!({"name": name, "email": email, "role": "viewer"})),
                 );
             }
             Change::DeleteUser => {

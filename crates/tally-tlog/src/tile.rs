@@ -282,8 +282,9 @@ fn parse_canonical_decimal(s: &str) -> Option<u64> {
 ///
 /// # Panics
 ///
-/// If the tile cannot exist in any tree of at most `u64::MAX` leaves (level above 7 or an
-/// index whose nodes overflow u64). [`TilePath::is_within`] rules both out.
+/// If `width` exceeds 256, or if the tile cannot exist in any tree of at most `u64::MAX`
+/// leaves (level above 7 or an index whose nodes overflow u64). A [`TilePath`] that passes
+/// [`TilePath::is_within`] rules all of these out.
 pub fn tile_hashes<S: NodeSource>(
     level: u8,
     index: u64,
@@ -295,10 +296,13 @@ pub fn tile_hashes<S: NodeSource>(
         node_level < 64,
         "tile level {level} lies above any u64 tree"
     );
+    assert!(
+        u64::from(width) <= TILE_WIDTH,
+        "tile width {width} above 256"
+    );
     let first = index
         .checked_mul(TILE_WIDTH)
-        .and_then(|f| f.checked_add(u64::from(width)))
-        .map(|end| end - u64::from(width))
+        .filter(|first| first.checked_add(u64::from(width)).is_some())
         .expect("tile index overflows u64");
     let mut out = Vec::with_capacity(usize::from(width) * crate::HASH_SIZE);
     for i in 0..u64::from(width) {
