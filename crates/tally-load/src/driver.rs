@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 use crate::{LoadError, LoadMode, LoadReport};
 
@@ -84,6 +86,11 @@ impl Plan {
         let wanted = self.total_events.map_or(cap as u64, |t| t.min(cap as u64)) as usize;
         wanted.div_ceil(self.batch).max(1) * self.batch
     }
+}
+
+/// The RNG worker `index` draws fresh ids from: distinct per worker, reproducible per seed.
+pub(crate) fn worker_rng(seed: u64, index: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// One request's worth of work handed to a [`Worker`].

@@ -276,21 +276,29 @@ impl EventGenerator {
 
     /// `n` events as one JSON array, the body of a batched `POST /v1/events`.
     pub fn json_array(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n * 420 + 2);
+        self.json_array_spans(n).0
+    }
+
+    /// [`Self::json_array`] plus, for each event, where it starts and ends in the array.
+    pub(crate) fn json_array_spans(&mut self, n: usize) -> (Vec<u8>, Vec<Range<usize>>) {
+        let mut out = Vec::with_capacity(n * 500 + 2);
+        let mut spans = Vec::with_capacity(n);
         out.push(b'[');
         for i in 0..n {
             if i > 0 {
                 out.push(b',');
             }
+            let start = out.len();
             out.extend_from_slice(&self.next_json());
+            spans.push(start..out.len());
         }
         out.push(b']');
-        out
+        (out, spans)
     }
 
     /// `n` events as newline-delimited JSON (JSON Lines), one event per line.
     pub fn ndjson(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n * 420);
+        let mut out = Vec::with_capacity(n * 500);
         for _ in 0..n {
             out.extend_from_slice(&self.next_json());
             out.push(b'\n');

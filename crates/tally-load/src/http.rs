@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::driver::{drive, Claim, Plan, Worker, POOL_EVENTS};
+use crate::driver::{drive, worker_rng, Claim, Plan, Worker, POOL_EVENTS};
 use crate::generate::{fresh_id, EventGenerator, ID_RANGE};
 use crate::{error_chain, LoadError, LoadMode, LoadReport};
 
@@ -122,9 +121,7 @@ async fn run_http_with_pool(
                 endpoint: endpoint.clone(),
                 auth: auth.clone(),
                 pool: Arc::clone(&pool),
-                rng: StdRng::seed_from_u64(
-                    opts.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                ),
+                rng: worker_rng(opts.seed, i),
             })
         })
         .collect::<Result<Vec<_>, LoadError>>()?;
@@ -157,22 +154,11 @@ fn build_pool(
                     bytes: bytes.into(),
                 };
             }
-            let mut bytes = Vec::with_capacity(batch * 420 + 2);
-            let (mut id_offsets, mut ends) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
-            bytes.push(b'[');
-            for i in 0..batch {
-                if i > 0 {
-                    bytes.push(b',');
-                }
-                id_offsets.push(bytes.len() + ID_RANGE.start);
-                bytes.extend_from_slice(&generator.next_json());
-                ends.push(bytes.len());
-            }
-            bytes.push(b']');
+            let (bytes, spans) = generator.json_array_spans(batch);
             Body {
                 bytes: bytes.into(),
-                id_offsets,
-                ends,
+                id_offsets: spans.iter().map(|s| s.start + ID_RANGE.start).collect(),
+                ends: spans.iter().map(|s| s.end).collect(),
             }
         })
         .collect()

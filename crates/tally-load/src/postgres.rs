@@ -26,11 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::driver::{drive, Claim, Plan, Worker, POOL_EVENTS};
+use crate::driver::{drive, worker_rng, Claim, Plan, Worker, POOL_EVENTS};
 use crate::generate::{fresh_id, Event, EventGenerator, ID_RANGE};
 use crate::{error_chain, LoadError, LoadMode, LoadReport};
 
@@ -84,6 +83,13 @@ impl Default for PgLoadOptions {
 /// Rows inserted during warm-up stay in the table, so the table holds at least
 /// [`LoadReport::events`] rows afterwards; exactly that many when `warmup` is zero.
 pub async fn run_postgres(opts: &PgLoadOptions) -> Result<LoadReport, LoadError> {
+    run_postgres_with_pool(opts, POOL_EVENTS).await
+}
+
+async fn run_postgres_with_pool(
+    opts: &PgLoadOptions,
+    pool_cap: usize,
+) -> Result<LoadReport, LoadError> {
     let plan = Plan::new(
         "postgres",
         opts.mode,
@@ -96,7 +102,7 @@ pub async fn run_postgres(opts: &PgLoadOptions) -> Result<LoadReport, LoadError>
     setup_schema(&opts.dsn, &opts.schema).await?;
 
     let generator = EventGenerator::new(opts.seed);
-    let (events, batch) = (plan.pool_events(POOL_EVENTS), plan.batch);
+    let (events, batch) = (plan.pool_events(pool_cap), plan.batch);
     let pool = tokio::task::spawn_blocking(move || build_pool(generator, events, batch))
         .await
         .map_err(|e| LoadError::Task(e.to_string()))?;
@@ -123,9 +129,7 @@ pub async fn run_postgres(opts: &PgLoadOptions) -> Result<LoadReport, LoadError>
             insert,
             single: opts.mode == LoadMode::Single,
             pool: Arc::clone(&pool),
-            rng: StdRng::seed_from_u64(
-                opts.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ),
+            rng: worker_rng(opts.seed, i),
         });
     }
     drive(&plan, workers).await
@@ -385,13 +389,15 @@ impl Worker for PgWorker {
         } else {
             Vec::new()
         };
-        let ids: Vec<&str> = match reused {
-            true => renewed.iter().map(|(id, _)| id.as_str()).collect(),
-            false => rows.iter().map(|r| r.id.as_str()).collect(),
-        };
-        let data: Vec<&str> = match reused {
-            true => renewed.iter().map(|(_, d)| d.as_str()).collect(),
-            false => rows.iter().map(|r| r.data.as_str()).collect(),
+        let (ids, data): (Vec<&str>, Vec<&str>) = if reused {
+            renewed
+                .iter()
+                .map(|(id, d)| (id.as_str(), d.as_str()))
+                .unzip()
+        } else {
+            rows.iter()
+                .map(|r| (r.id.as_str(), r.data.as_str()))
+                .unzip()
         };
         let inserted = if self.single {
             let r = &rows[0];
@@ -478,6 +484,52 @@ fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> LoadE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reused rows get fresh ids in both `event_id` and `data`, and warm-up rows are stored but
+    /// not reported. Needs the PostgreSQL of `tests/postgres_baseline.rs`.
+    #[tokio::test]
+    async fn reused_rows_get_fresh_ids_and_warmup_is_stored_but_not_counted() {
+        let dsn = std::env::var("TALLY_BENCH_PG_DSN")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
+        let schema = "tally_load_unit_reuse";
+        let opts = PgLoadOptions {
+            dsn: dsn.clone(),
+            mode: LoadMode::Batched { batch_size: 10 },
+            concurrency: 2,
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(200),
+            total_events: None,
+            seed: 3,
+            schema: schema.into(),
+            quiet: true,
+        };
+        let report = match run_postgres_with_pool(&opts, 50).await {
+            Err(e @ LoadError::Postgres { .. }) => {
+                panic!("{e}\nIs PostgreSQL running? See tests/postgres_baseline.rs.")
+            }
+            other => other.unwrap(),
+        };
+        assert_eq!(report.errors, 0, "{:?}", report.first_error);
+        assert!(
+            report.events > 50,
+            "the pool of 50 events must have been reused"
+        );
+        let client = connect(&dsn).await.unwrap();
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), count(DISTINCT event_id), \
+                     count(*) FILTER (WHERE data->>'id' = event_id::text) FROM {schema}.audit_log"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let (rows, distinct, consistent): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert!(rows as u64 > report.events, "warm-up rows are in the table");
+        assert_eq!((distinct, consistent), (rows, rows));
+        assert_eq!(verify_pg_chain(&dsn, schema).await.unwrap(), rows as u64);
+    }
 
     #[test]
     fn schema_names_are_checked() {

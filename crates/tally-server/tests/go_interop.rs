@@ -169,6 +169,10 @@ fn go_command(program: &Path, scratch: &Path) -> tokio::process::Command {
         .env("GOTOOLCHAIN", "local")
         .env("GOTELEMETRY", "off")
         .env("CGO_ENABLED", "0")
+        .env(
+            "TALLY_INTEROP_VERBOSE",
+            std::env::var_os("TALLY_INTEROP_VERBOSE").unwrap_or_default(),
+        )
         .arg("run")
         .arg(program)
         .current_dir(scratch)
