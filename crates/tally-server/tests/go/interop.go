@@ -360,7 +360,6 @@ func run(c *client, vkey, indexList string, ck *checker) error {
 		return fmt.Errorf("checkpoint size %d is too small for this test (need at least 2 leaves)", cp.size)
 	}
 	size, root := cp.size, cp.root
-	root[0] ^= 1 // BREAK
 	fmt.Printf("checkpoint: origin %s, size %d, root %s\n", cp.origin, size, root)
 
 	// The same checkpoint through the JSON API's route.
@@ -377,6 +376,12 @@ func run(c *client, vkey, indexList string, ck *checker) error {
 	checkNoteTampering(msg, verifiers, vkey, ck)
 
 	// --- Tiles, authenticated by Go's TileHashReader against the signed root. ---
+	// Our C2SP paths are Go's tile paths without the height segment.
+	for _, t := range []tlog.Tile{{H: 8, L: 0, N: 0, W: 256}, {H: 8, L: 1, N: 999, W: 3}, {H: 8, L: 2, N: 1000, W: 256}, {H: 8, L: 0, N: 1234067, W: 8}} {
+		if got, want := tilePath(t), "tile/"+strings.TrimPrefix(t.Path(), "tile/8/"); got != want {
+			ck.fail("tile path of %+v: %s, but Go's Tile.Path gives %s", t, got, want)
+		}
+	}
 	reader := &tileReader{c: c}
 	hr := tlog.TileHashReader(tlog.Tree{N: size, Hash: root}, reader)
 	th, err := tlog.TreeHash(size, hr)
@@ -440,7 +445,7 @@ func run(c *client, vkey, indexList string, ck *checker) error {
 	for _, i := range indexes {
 		checkInclusion(c, i, size, root, true, hr, leafHashes, verifiers, ck)
 	}
-	// Against older tree sizes too (roots recomputed by Go from the tiles).
+	// Against older tree sizes too (roots recomputed by Go from the records and the tiles).
 	for _, pair := range [][2]int64{{0, 1}, {0, 2}, {1, 2}, {5, 7}, {255, 256}, {256, 257}, {300, 512}, {0, size - 1}} {
 		i, s := pair[0], pair[1]
 		if s > size || i >= s {
