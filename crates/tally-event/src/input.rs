@@ -15,8 +15,9 @@ use crate::object;
 /// Deserialising rejects unknown fields at every level, and `actor` and `resource` must be
 /// objects. A field given as JSON `null` becomes `None`, exactly like an absent field. (The
 /// derived `Deserialize` of the event itself would also read a JSON array of field values
-/// positionally; [`parse_body`](crate::parse_body) does not allow that, so use it for input.) `Serialize` writes the same shape back, omitting `None`
-/// fields, which is what load generators and client libraries send.
+/// positionally; [`parse_body`](crate::parse_body) does not allow that, so use it for input.)
+/// `Serialize` writes the same shape back, omitting `None` fields, which is what load
+/// generators and client libraries send.
 ///
 /// ```
 /// use tally_event::{ActorInput, EventInput};

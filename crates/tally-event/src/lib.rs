@@ -108,7 +108,9 @@
 //! **Timestamps** are strings of exactly 24 characters, `YYYY-MM-DDTHH:MM:SS.mmmZ`, in UTC,
 //! with exactly three fraction digits. Input times in another offset are converted to UTC;
 //! fraction digits beyond milliseconds are **truncated** (not rounded), so
-//! `2024-05-01T12:00:00.1239+02:00` is stored as `2024-05-01T10:00:00.123Z`.
+//! `2024-05-01T12:00:00.1239+02:00` is stored as `2024-05-01T10:00:00.123Z`. Input accepts what
+//! RFC 3339 allows: lower-case `t` and `z`, a space instead of `T`, `-00:00`; a leap second
+//! (`23:59:60`) is stored as `23:59:59.999`.
 //!
 //! **Strings** (typed fields, object keys and strings inside free-form values alike) are written
 //! between `"` with this minimal escaping, byte by byte: `"` as `\"`, `\` as `\\`, U+0008 as
@@ -147,6 +149,7 @@
 //! malformed, yields an error value rather than a panic.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod body;
 mod canonical;

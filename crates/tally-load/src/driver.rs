@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use crate::{LoadError, LoadMode, LoadReport};
 
 /// Upper bound on distinct events generated before a run. Beyond it, bodies are reused with
-/// fresh ids, which keeps memory bounded (about 40 MB) for long duration-based runs.
+/// fresh ids, which keeps memory bounded (about 50 MB) for long duration-based runs.
 pub(crate) const POOL_EVENTS: usize = 100_000;
 
 /// After a failed request, wait this long before the next one so that a server that is down
@@ -402,11 +402,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn duration_based_run_stops() {
+    async fn duration_based_run_stops_with_progress_drawn() {
         let (w, _) = workers(3, 0);
-        let report = drive(&plan(5, None, 100), w).await.unwrap();
+        let mut plan = plan(5, None, 300);
+        plan.warmup = Duration::from_millis(100);
+        plan.quiet = false;
+        let report = drive(&plan, w).await.unwrap();
         assert!(report.events > 0 && report.events % 5 == 0);
-        assert!(report.elapsed >= Duration::from_millis(100));
+        assert!(report.elapsed >= Duration::from_millis(300));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! documents are touched far more often than the rest, as in real audit trails), picks actions
 //! that fit the actor (services capture payments, people log in), and fills `before`/`after`
 //! snapshots and `metadata` with the kind of personal data audit logs really carry. Events
-//! average about 400 bytes of compact JSON.
+//! average about 480 bytes of compact JSON, of which the members every event carries (ids,
+//! times, actor, resource, outcome) take about 380.
 //!
 //! Everything is derived from the seed and the base time, so two generators built alike produce
 //! byte-identical streams, which makes a benchmark run reproducible.
@@ -934,7 +935,7 @@ mod tests {
     }
 
     #[test]
-    fn events_average_about_400_bytes() {
+    fn events_average_between_300_and_500_bytes() {
         let mut gen = generator(1);
         let sizes: Vec<usize> = (0..20_000).map(|_| gen.next_json().len()).collect();
         let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;

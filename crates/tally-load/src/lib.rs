@@ -2,7 +2,7 @@
 //! Tally over HTTP, and of the same workload against a PostgreSQL baseline built the way audit-log
 //! guides describe it (an append-only table whose insert trigger extends a SHA-256 hash chain).
 //!
-//! - [`generate::EventGenerator`] makes realistic, seeded schema-v1 events of about 400 bytes.
+//! - [`generate::EventGenerator`] makes realistic, seeded schema-v1 events (about 480 bytes of JSON on average).
 //! - [`http::run_http`] drives `POST /v1/events` with [`http::HttpLoadOptions`].
 //! - [`postgres::run_postgres`] drives the baseline with [`postgres::PgLoadOptions`], and
 //!   [`postgres::verify_pg_chain`] recomputes its hash chain (feature `postgres`, on by default).
@@ -14,12 +14,13 @@
 //! The library takes plain option structs and never parses command lines.
 //!
 //! ```no_run
+//! # #[cfg(feature = "postgres")]
+//! # async fn bench() -> Result<(), tally_load::LoadError> {
 //! use std::time::Duration;
 //! use tally_load::http::{run_http, HttpLoadOptions};
 //! use tally_load::postgres::{run_postgres, PgLoadOptions};
 //! use tally_load::{print_comparison, LoadMode};
 //!
-//! # async fn bench() -> Result<(), tally_load::LoadError> {
 //! let mode = LoadMode::Batched { batch_size: 1000 };
 //! let ours = run_http(&HttpLoadOptions {
 //!     url: "http://127.0.0.1:7700".into(),

@@ -8,8 +8,9 @@
 //!   `(action, time)`;
 //! - `chain_head`, one row holding the last sequence number and hash, and a `BEFORE INSERT`
 //!   trigger that locks it, assigns `seq`, computes the hashes and advances it. That row lock
-//!   serialises every inserter until its transaction commits: the honest price of a hash chain
-//!   in a database, and the main thing the benchmark measures;
+//!   serialises every inserter until its transaction commits (so commits cannot share an
+//!   fsync), and a batch updates the head once per row: the honest price of a hash chain kept
+//!   by the database, and the main thing the benchmark measures;
 //! - the role [`APP_ROLE`], which may only `INSERT` and `SELECT` on `audit_log` (no `UPDATE`,
 //!   `DELETE` or `TRUNCATE`, and no access to `chain_head`), under which every insert runs.
 //!

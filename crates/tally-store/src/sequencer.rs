@@ -99,10 +99,10 @@ fn commit_group(inner: &Inner, group: Vec<Job>) {
         }
     }
 
-    // 2. Write and fsync. A crash before the fsyncs return leaves a tail that recovery keeps
+    // 2. Write and fsync. A crash before the fsync returns leaves a tail that recovery keeps
     //    if whole or cuts if torn; nothing of it was acknowledged, so nothing acknowledged is
-    //    lost. Records are synced before the leaf entries that point at them, so a durable
-    //    leaf entry always points at a durable record.
+    //    lost. Only the segments are synced here: leaf entries are derived data, synced before
+    //    each checkpoint, and recovery re-derives the ones after the last checkpoint.
     let write = || -> Result<(), StoreError> {
         for s in staged.values().filter(|s| !s.leaves.is_empty()) {
             let mut w = s.log.writer.lock();
@@ -128,12 +128,6 @@ fn commit_group(inner: &Inner, group: Vec<Job>) {
             w.segment
                 .sync_data()
                 .map_err(|e| StoreError::io(&s.log.dir.segment_path(w.segment_start), e))?;
-        }
-        for s in staged.values().filter(|s| !s.leaves.is_empty()) {
-            let w = s.log.writer.lock();
-            w.leaves
-                .sync_data()
-                .map_err(|e| StoreError::io(&s.log.dir.leaves_path(), e))?;
         }
         inner
             .metrics
@@ -396,6 +390,11 @@ fn sign_checkpoint(
         .map_err(|e| StoreError::Key(e.to_string()))?;
     {
         let mut w = log.writer.lock();
+        // The entries this checkpoint covers must be durable before it is: recovery trusts
+        // the leaves file up to the last checkpoint's size.
+        w.leaves
+            .sync_data()
+            .map_err(|e| StoreError::io(&log.dir.leaves_path(), e))?;
         let path = log.dir.checkpoints_path();
         w.checkpoints
             .write_all(&encode_checkpoint_frame(&note))

@@ -157,10 +157,12 @@ impl TenantLog {
         let leaves_w = open_rw(&leaves_path)?;
         let leaves_len = file_len(&leaves_w, &leaves_path)?;
         let mut report = RecoveryReport::default();
-        let mut n = leaves_len / LEAF_ENTRY as u64;
+        // The leaves file is fsync'd only before a checkpoint is signed, so only entries the last
+        // checkpoint covers are sure to be intact after a power loss; later ones are re-derived
+        // from the records (at most one checkpoint interval of events).
+        let mut n = (leaves_len / LEAF_ENTRY as u64).min(floor);
 
         // A leaf entry is trusted only if the frame it points at is intact and agrees with it.
-        // Entries past the last such one were written but their records were not durable.
         let mut end_of_valid = 0u64;
         while n > 0 {
             let entry = read_leaf_entry(&leaves_w, &leaves_path, n - 1)?;
