@@ -327,11 +327,17 @@ async fn recovery_keeps_every_acknowledged_event_after_torn_writes() {
                     &last_segment(&snap, "acme"),
                     &vec![0u8; 1 + (next() % 5000) as usize],
                 );
-                // Power loss: unsynced pages of the leaves file in the middle never reached the
-                // disk (it is synced only before checkpoints).
+                // Power loss: unsynced pages of the leaves file past the last checkpoint (it is
+                // synced only before checkpoints) never reached the disk.
+                let signed = log
+                    .tenant("acme")
+                    .unwrap()
+                    .checkpoint()
+                    .map_or(0, |c| c.size) as usize;
                 let leaves = snap.join("tenants/acme/leaves");
                 let mut bytes = std::fs::read(&leaves).unwrap();
-                let from = (next() as usize) % bytes.len().max(1);
+                let unsynced = bytes.len() - signed * 56;
+                let from = signed * 56 + (next() as usize) % unsynced.max(1);
                 let to = (from + 1 + (next() as usize) % 300).min(bytes.len());
                 bytes[from..to].fill(0);
                 std::fs::write(&leaves, bytes).unwrap();
