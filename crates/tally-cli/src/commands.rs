@@ -51,7 +51,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
 pub struct KeyArg {
     /// Log public key (`name+id+base64`) or a file holding it, e.g. DATA_DIR/log.pub. Without it
     /// the key is fetched from the server, which proves nothing against a server that lies.
-    #[arg(long, short = 'k', env = "TALLY_LOG_KEY")]
+    #[arg(long, short = 'k', env = "TALLY_LOG_KEY", global = true)]
     pub key: Option<String>,
 }
 
@@ -122,7 +122,10 @@ pub fn open_checkpoint(note: &str, verifier: &NoteVerifier) -> Result<Checkpoint
     Checkpoint::parse(&verified.text).map_err(|e| anyhow!("malformed checkpoint: {e}"))
 }
 
-/// Get and check proofs from a server.
+/// Get proofs from a server and check them locally against the log's public key.
+///
+/// Examples: tally prove inclusion --id 0192b7c4-5f0e-7cc4-a2a8-3d1f5a0e9b11 --key data/log.pub
+///           tally prove consistency --from 1000 --key data/log.pub
 #[derive(Debug, Args)]
 pub struct ProveArgs {
     #[command(subcommand)]
@@ -270,6 +273,10 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
 }
 
 /// Manage API keys (needs an admin key).
+///
+/// Examples: tally keys create billing-service --scope ingest --tenant acme
+///           tally keys list
+///           tally keys revoke 2bd01cd568ae
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     #[command(subcommand)]

@@ -16,6 +16,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+// The ingest path allocates many small strings per event on every worker thread; mimalloc's
+// per-thread free lists measured faster than glibc's malloc there (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tally: a tamper-evident audit log.
 ///
 /// Applications send audit events (who did what, to which resource, when, from where, with
@@ -53,10 +58,15 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Base URL of the Tally server.
-    #[arg(long, env = "TALLY_URL", default_value = "http://127.0.0.1:7700")]
+    #[arg(
+        long,
+        env = "TALLY_URL",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
     pub url: String,
     /// API key (printed by `tally serve` on first start, or made with `tally keys create`).
-    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
 }
 
@@ -64,7 +74,7 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TenantArg {
     /// Tenant (default: the API key's tenant, or `default`).
-    #[arg(long, short = 't', env = "TALLY_TENANT")]
+    #[arg(long, short = 't', env = "TALLY_TENANT", global = true)]
     pub tenant: Option<String>,
 }
 

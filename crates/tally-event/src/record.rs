@@ -131,11 +131,11 @@ impl Record {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(RecordError::TooLarge { len: bytes.len() });
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let parsed = object::required::<_, Record>(&mut de, RECORD_EXPECTING).and_then(|record| {
-            de.end()?;
-            Ok(record)
-        });
+        // UTF-8 checked once up front spares serde_json checking every string (see `body`).
+        let parsed = match std::str::from_utf8(bytes) {
+            Ok(text) => deserialize_record(serde_json::Deserializer::from_str(text)),
+            Err(_) => deserialize_record(serde_json::Deserializer::from_slice(bytes)),
+        };
         let record = match parsed {
             Ok(record) => record,
             // Parse again only to learn where it failed: records are normally well-formed, so
@@ -192,6 +192,14 @@ impl Record {
         }
         .encode()
     }
+}
+
+fn deserialize_record<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> serde_json::Result<Record> {
+    let record = object::required(&mut de, RECORD_EXPECTING)?;
+    de.end()?;
+    Ok(record)
 }
 
 /// Whether `bytes` is a record in exactly the canonical encoding: it parses as a [`Record`] and

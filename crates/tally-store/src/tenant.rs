@@ -29,6 +29,10 @@ pub struct SignedCheckpoint {
     pub note: String,
 }
 
+/// Event id → leaf index. Ids are chosen by clients, so the hasher is randomly seeded
+/// (foldhash: fast, and no client can predict collisions); SipHash measured slower here.
+pub(crate) type IdMap = HashMap<u128, u64, foldhash::fast::RandomState>;
+
 /// A read-only segment handle.
 #[derive(Debug, Clone)]
 pub(crate) struct Segment {
@@ -44,7 +48,7 @@ pub(crate) struct TenantState {
     /// `upper[k]` holds the roots of the complete subtrees at tree level `8 * (k + 1)`:
     /// the hashes of tlog-tiles level `k + 1`. Small (1/256 of the leaves), so kept in memory.
     pub(crate) upper: Vec<Vec<Hash>>,
-    pub(crate) ids: HashMap<u128, u64>,
+    pub(crate) ids: IdMap,
     pub(crate) segments: Vec<Segment>,
     pub(crate) checkpoint: Option<SignedCheckpoint>,
 }
@@ -283,7 +287,7 @@ impl TenantLog {
         // Rebuild the in-memory tree and id map, checking the signed checkpoint on the way.
         let mut frontier = Frontier::new();
         let mut upper: Vec<Vec<Hash>> = Vec::new();
-        let mut ids = HashMap::with_capacity(n as usize);
+        let mut ids = IdMap::with_capacity_and_hasher(n as usize, Default::default());
         let check = |frontier: &Frontier| -> Result<(), StoreError> {
             if let Some(cp) = &checkpoint {
                 if frontier.size() == cp.size && frontier.root() != cp.root {

@@ -1,0 +1,346 @@
+//! The `tally` binary end to end: serve, ingest, get, checkpoint, prove, verify (offline,
+//! online, --since) and their failures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let token_file = dir.with_extension("token");
+        let child = Command::new(TALLY)
+            .args(["serve", "--data"])
+            .arg(dir)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--checkpoint-interval-ms",
+                "50",
+            ])
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .env("TALLY_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && token_file.exists() {
+                let token = std::fs::read_to_string(&token_file)
+                    .unwrap()
+                    .trim()
+                    .to_string();
+                return Server {
+                    child,
+                    url,
+                    token,
+                    dir: dir.to_path_buf(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("server did not start");
+    }
+
+    fn tally(&self, args: &[&str]) -> Output {
+        Command::new(TALLY)
+            .args(args)
+            .env("TALLY_URL", &self.url)
+            .env("TALLY_TOKEN", &self.token)
+            .env("TALLY_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    fn stop(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ndjson(path: &Path, from: u64, to: u64, bad_line: Option<u64>) {
+    let mut s = String::new();
+    for i in from..to {
+        let ip = if Some(i - from + 1) == bad_line {
+            "not-an-ip"
+        } else {
+            "192.0.2.1"
+        };
+        s.push_str(&format!(
+            r#"{{"id":"{}","time":"2026-05-06T07:08:09.010Z","actor":{{"id":"u{i}","ip":"{ip}"}},"action":"user.login","outcome":"SUCCESS"}}"#,
+            uuid::Uuid::from_u128(0xabc0_0000_0000_4000_8000_0000_0000_0000 + u128::from(i))
+        ));
+        s.push('\n');
+        if i % 7 == 0 {
+            s.push('\n'); // blank lines are skipped
+        }
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn wait_for_checkpoint(server: &Server, size: u64) {
+    for _ in 0..200 {
+        let out = server.tally(&[
+            "checkpoint",
+            "--key",
+            server.dir.join("log.pub").to_str().unwrap(),
+        ]);
+        if out.status.success()
+            && String::from_utf8_lossy(&out.stdout).lines().nth(1) == Some(&size.to_string())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("no checkpoint of size {size}");
+}
+
+#[test]
+fn ingest_prove_and_verify_online_offline_and_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir);
+    let key = dir.join("log.pub");
+    let key = key.to_str().unwrap();
+
+    // Ingest 600 events from a file, in batches.
+    let events = tmp.path().join("events.ndjson");
+    ndjson(&events, 0, 600, None);
+    let out = ok(&server.tally(&[
+        "ingest",
+        events.to_str().unwrap(),
+        "--batch-size",
+        "128",
+        "--quiet",
+    ]));
+    assert!(out.contains("600 events"), "{out}");
+    // Again: every event has an id, so nothing new is stored.
+    let out = ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+    assert!(out.contains("600 were already stored"), "{out}");
+
+    // A bad line is named, and what came before it is stored.
+    let bad = tmp.path().join("bad.ndjson");
+    ndjson(&bad, 600, 700, Some(42));
+    let err = fails(&server.tally(&[
+        "ingest",
+        bad.to_str().unwrap(),
+        "--batch-size",
+        "10",
+        "--quiet",
+    ]));
+    assert!(
+        err.contains("actor.ip") && err.contains("--skip-lines"),
+        "{err}"
+    );
+
+    wait_for_checkpoint(&server, 640);
+    let saved = tmp.path().join("saved.checkpoint");
+    ok(&server.tally(&["checkpoint", "--key", key, "--out", saved.to_str().unwrap()]));
+
+    // get, prove inclusion (with a bundle), prove consistency.
+    let id = uuid::Uuid::from_u128(0xabc0_0000_0000_4000_8000_0000_0000_0000 + 5).to_string();
+    let record = ok(&server.tally(&["get", &id]));
+    assert!(
+        record.contains(&id) && record.contains("\"u5\""),
+        "{record}"
+    );
+    let bundle = tmp.path().join("proof.json");
+    let out = ok(&server.tally(&[
+        "prove",
+        "inclusion",
+        "--key",
+        key,
+        "--id",
+        &id,
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]));
+    assert!(out.contains("OK: leaf 5"), "{out}");
+    assert!(std::fs::read_to_string(&bundle)
+        .unwrap()
+        .contains("tally-inclusion-bundle-v1"));
+    let out = ok(&server.tally(&["prove", "--key", key, "consistency", "--from", "17"]));
+    assert!(out.starts_with("OK"), "{out}");
+
+    // The log grows; it is still consistent with the saved checkpoint, online and offline.
+    let more = tmp.path().join("more.ndjson");
+    ndjson(&more, 1000, 1100, None);
+    ok(&server.tally(&["ingest", more.to_str().unwrap(), "--quiet"]));
+    wait_for_checkpoint(&server, 740);
+    let out = ok(&server.tally(&[
+        "verify",
+        "--key",
+        key,
+        "--since",
+        saved.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(
+        out.contains("consistent with the saved checkpoint") && out.contains("intact"),
+        "{out}"
+    );
+    let out = ok(&server.tally(&["verify", "--key", key, "--quiet"]));
+    assert!(out.contains("740 records"), "{out}");
+
+    // A key the log was not signed with is refused.
+    let other = "other.example+12345678+AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+    let err = fails(&server.tally(&["checkpoint", "--key", other]));
+    assert!(
+        err.contains("not a log public key") || err.contains("does not verify"),
+        "{err}"
+    );
+
+    server.stop();
+    let out = ok(&Command::new(TALLY)
+        .args([
+            "verify",
+            dir.to_str().unwrap(),
+            "--key",
+            key,
+            "--since",
+            saved.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap());
+    assert!(
+        out.contains("740 records") && out.contains("no rollback"),
+        "{out}"
+    );
+
+    // Roll the log back to before the saved checkpoint: --since catches it.
+    let rolled = tmp.path().join("rolled");
+    let segs = dir.join("tenants/default/segments");
+    std::fs::create_dir_all(rolled.join("tenants/default/segments")).unwrap();
+    std::fs::copy(dir.join("FORMAT"), rolled.join("FORMAT")).unwrap();
+    let seg = std::fs::read_dir(&segs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&seg).unwrap();
+    // Keep the first 100 frames only.
+    let mut at = 0;
+    for _ in 0..100 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 16 + len;
+    }
+    std::fs::write(
+        rolled
+            .join("tenants/default/segments")
+            .join(seg.file_name().unwrap()),
+        &bytes[..at],
+    )
+    .unwrap();
+    let err = fails(
+        &Command::new(TALLY)
+            .args([
+                "verify",
+                rolled.to_str().unwrap(),
+                "--key",
+                key,
+                "--since",
+                saved.to_str().unwrap(),
+                "--quiet",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("VERIFICATION FAILED")
+            && err.contains("tenant default")
+            && err.contains("index 100"),
+        "{err}"
+    );
+
+    // One changed byte in a record: named with its tenant and index.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let pos = bytes.windows(4).position(|w| w == b"u300").unwrap();
+    bytes[pos + 1] = b'9';
+    std::fs::write(&seg, bytes).unwrap();
+    let err = fails(
+        &Command::new(TALLY)
+            .args(["verify", dir.to_str().unwrap(), "--key", key, "--quiet"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("tenant default") && err.contains("index 300"),
+        "{err}"
+    );
+
+    // Usage errors exit 2.
+    let out = Command::new(TALLY)
+        .args(["verify", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_teaches_every_command() {
+    for cmd in [
+        "serve",
+        "verify",
+        "ingest",
+        "get",
+        "checkpoint",
+        "prove",
+        "keys",
+        "bench",
+    ] {
+        let out = Command::new(TALLY).args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd} --help failed");
+        assert!(
+            text.contains("Example"),
+            "{cmd} --help has no example:\n{text}"
+        );
+    }
+}
