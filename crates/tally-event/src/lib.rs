@@ -156,6 +156,7 @@ mod canonical;
 mod input;
 mod object;
 mod record;
+mod scan;
 mod schema;
 mod timestamp;
 mod validate;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::canonical::{ActorView, RecordView, ResourceView};
 use crate::input::{ActorInput, EventInput, ResourceInput};
 use crate::schema::{self, ActorType, Outcome};
-use crate::{is_valid_tenant, timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION};
+use crate::{is_valid_tenant, scan, timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION};
 
 /// What the server knows about an ingest request that the event itself does not say.
 #[derive(Debug, Clone, Copy)]
@@ -401,7 +401,11 @@ fn check_text(
 /// Whether `s` contains a Unicode control character (category Cc) not in `allowed`.
 fn has_forbidden_control(s: &str, allowed: &impl Fn(char) -> bool) -> bool {
     // Cc is U+0000..=U+001F, U+007F and U+0080..=U+009F; the last block is encoded as
-    // 0xC2 0x80..=0x9F, so a byte scan finds candidates without decoding UTF-8.
+    // 0xC2 0x80..=0x9F, so a byte scan finds candidates without decoding UTF-8. The word-wise
+    // pre-check settles the usual case of no candidate at all.
+    if !scan::may_contain_control(s) {
+        return false;
+    }
     let bytes = s.as_bytes();
     bytes.iter().enumerate().any(|(i, &b)| {
         let control = b < 0x20

@@ -1045,6 +1045,31 @@ mod tests {
         );
     }
 
+    /// The events must be ones Tally accepts, or the benchmark would measure rejections.
+    #[test]
+    fn tally_event_accepts_every_event() {
+        let base = datetime!(2026-11-22 10:00 UTC);
+        let ctx = tally_event::IngestContext {
+            received_at: base,
+            key_id: "bench",
+            default_tenant: Some("acme"),
+            max_future_skew: time::Duration::ZERO,
+        };
+        for tenant in [None, Some("globex".to_string())] {
+            let mut gen = generator(8).with_tenant(tenant.clone());
+            let body = gen.json_array(5_000);
+            let inputs = tally_event::parse_body(&body, tally_event::BodyFormat::Json, 5_000)
+                .unwrap_or_else(|e| panic!("body rejected: {e}"));
+            assert_eq!(inputs.len(), 5_000);
+            for input in inputs {
+                let valid = tally_event::validate(input, &ctx)
+                    .unwrap_or_else(|errors| panic!("event rejected: {errors:?}"));
+                assert!(valid.id_supplied);
+                assert_eq!(valid.tenant, tenant.as_deref().unwrap_or("acme"));
+            }
+        }
+    }
+
     #[test]
     fn tenant_is_absent_unless_asked() {
         let v: Value = serde_json::from_slice(&generator(5).next_json()).unwrap();

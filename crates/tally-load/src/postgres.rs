@@ -284,11 +284,11 @@ DECLARE
     head record;
 BEGIN
     -- The row lock is held until commit: inserters queue here, one transaction at a time.
-    SELECT last_seq, last_hash INTO head FROM {s}.chain_head FOR UPDATE;
+    SELECT last_seq, last_hash INTO head FROM {s}.chain_head WHERE one FOR UPDATE;
     NEW.seq := head.last_seq + 1;
     NEW.prev_hash := head.last_hash;
     NEW.entry_hash := sha256(head.last_hash || convert_to(NEW.data::text, 'UTF8'));
-    UPDATE {s}.chain_head SET last_seq = NEW.seq, last_hash = NEW.entry_hash;
+    UPDATE {s}.chain_head SET last_seq = NEW.seq, last_hash = NEW.entry_hash WHERE one;
     RETURN NEW;
 END $$;
 CREATE TRIGGER audit_log_chain BEFORE INSERT ON {s}.audit_log

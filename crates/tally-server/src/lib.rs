@@ -132,6 +132,16 @@ impl AppState {
     }
 }
 
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the server hit a bug handling this request; nothing of it was stored unless it was acknowledged",
+    )
+    .into_response()
+}
+
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     use routes::*;
@@ -154,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         // Bodies are read by the ingest handler itself so that an oversized one gets a JSON 413.
         .layer(axum::extract::DefaultBodyLimit::max(
             body_limit.saturating_add(1),

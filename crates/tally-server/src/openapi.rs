@@ -101,9 +101,20 @@ fn event_schema() -> serde_json::Value {
             "request_id": s(128, "Correlates with application logs"),
             "trace_id": s(128, "Distributed trace id"),
             "correlation_id": s(128, "Groups related events"),
-            "before": {"description": "Snapshot of the resource before the change (any JSON)"},
-            "after": {"description": "Snapshot of the resource after the change (any JSON)"},
+            "before": {"type": ["object", "array", "string", "number", "boolean"], "description": "Snapshot of the resource before the change (any JSON)"},
+            "after": {"type": ["object", "array", "string", "number", "boolean"], "description": "Snapshot of the resource after the change (any JSON)"},
             "metadata": {"type": "object", "description": "Anything else (a JSON object)"}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_builds_and_names_the_event_schema() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(doc["components"]["schemas"]["Event"]["required"][0], "time");
+        assert!(doc["paths"]["/v1/events"]["post"].is_object());
+    }
 }

@@ -102,11 +102,14 @@ impl Inner {
         self.tenants.read().values().cloned().collect()
     }
 
-    /// The tenant's log, created on first use. Called by the sequencer only, so creation
-    /// never races with itself.
-    pub(crate) fn tenant_or_create(&self, tenant: &str) -> Result<Arc<TenantLog>, StoreError> {
+    /// The tenant's log and whether this call created it. Called by the sequencer only, so
+    /// creation never races with itself.
+    pub(crate) fn tenant_or_create(
+        &self,
+        tenant: &str,
+    ) -> Result<(Arc<TenantLog>, bool), StoreError> {
         if let Some(log) = self.tenants.read().get(tenant) {
-            return Ok(log.clone());
+            return Ok((log.clone(), false));
         }
         if !tally_event::is_valid_tenant(tenant) {
             return Err(StoreError::Format(format!(
@@ -122,7 +125,20 @@ impl Inner {
         let log = Arc::new(log);
         self.tenants.write().insert(tenant.to_string(), log.clone());
         tracing::info!(tenant, "created the log of a new tenant");
-        Ok(log)
+        Ok((log, true))
+    }
+
+    /// Removes a tenant created for a request that was then refused, so that a refused
+    /// request leaves no trace. Only for a tenant with no events.
+    pub(crate) fn forget_empty_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        let Some(log) = self.tenants.write().remove(tenant) else {
+            return Ok(());
+        };
+        debug_assert_eq!(log.size(), 0);
+        let root = log.dir.root().to_path_buf();
+        drop(log);
+        std::fs::remove_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        layout::sync_dir(&self.dir.tenants_path())
     }
 }
 

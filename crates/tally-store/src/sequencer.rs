@@ -190,10 +190,16 @@ fn stage_request(
     let mut added_ids: Vec<(String, u128)> = Vec::new();
     let mut out = Vec::with_capacity(events.len());
     let mut refused = None;
+    let mut created_tenants: Vec<String> = Vec::new();
     for (position, event) in events.iter().enumerate() {
         if !staged.contains_key(&event.tenant) {
             let log = match inner.tenant_or_create(&event.tenant) {
-                Ok(log) => log,
+                Ok((log, created)) => {
+                    if created {
+                        created_tenants.push(event.tenant.clone());
+                    }
+                    log
+                }
                 Err(e) => {
                     refused = Some(AppendError::Unavailable(e.to_string()));
                     break;
@@ -301,6 +307,16 @@ fn stage_request(
         }
         for (tenant, id) in added_ids {
             staged.get_mut(&tenant).expect("staged").pending.remove(&id);
+        }
+        // A tenant this request brought into being has no events from anyone else yet.
+        for tenant in created_tenants {
+            staged.remove(&tenant);
+            if let Err(err) = inner.forget_empty_tenant(&tenant) {
+                tracing::warn!(
+                    tenant,
+                    "could not remove the empty log of a refused request: {err}"
+                );
+            }
         }
         return Err(e);
     }

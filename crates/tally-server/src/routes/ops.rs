@@ -59,3 +59,15 @@ pub(crate) async fn openapi() -> Response {
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route {}; see /openapi.json", uri.path()))
 }
+
+/// JSON 405 for a known route called with the wrong method.
+pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; see /openapi.json",
+            uri.path()
+        ),
+    )
+}

@@ -126,6 +126,16 @@ pub(crate) async fn inclusion(
         Some(size) => (size, log.checkpoint().filter(|c| c.size == size)),
         None => {
             let cp = latest_checkpoint(&log)?;
+            if index >= log.size() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "out_of_range",
+                    format!(
+                        "index {index} is beyond the log of tenant {tenant} (size {})",
+                        log.size()
+                    ),
+                ));
+            }
             if index >= cp.size {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
