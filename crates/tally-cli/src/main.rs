@@ -11,7 +11,6 @@ mod ingest;
 mod serve;
 mod verify;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -80,7 +79,7 @@ pub struct TenantArg {
 
 /// A file argument where `-` means standard input.
 pub fn is_stdin(path: &std::path::Path) -> bool {
-    path == PathBuf::from("-")
+    path == std::path::Path::new("-")
 }
 
 fn main() -> ExitCode {

@@ -29,7 +29,7 @@ impl Server {
             .unwrap()
             .port();
         let token_file = dir.with_extension("token");
-        let child = Command::new(TALLY)
+        let mut child = Command::new(TALLY)
             .args(["serve", "--data"])
             .arg(dir)
             .args([
@@ -60,6 +60,8 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server did not start");
     }
 

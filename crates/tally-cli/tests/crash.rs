@@ -24,7 +24,7 @@ fn free_port() -> u16 {
 
 async fn start(dir: &Path, token_file: &Path) -> Server {
     let port = free_port();
-    let child = Command::new(TALLY)
+    let mut child = Command::new(TALLY)
         .args(["serve", "--data"])
         .arg(dir)
         .args([
@@ -54,6 +54,8 @@ async fn start(dir: &Path, token_file: &Path) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not come up");
 }
 
