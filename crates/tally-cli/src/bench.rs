@@ -60,9 +60,10 @@ pub struct BenchArgs {
     /// Skip the PostgreSQL baseline.
     #[arg(long)]
     no_postgres: bool,
-    /// Seed of the event generator.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed of the event generator (default: random, so event ids never repeat between runs
+    /// against the same server; each workload uses seed + its position).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Also print the results as a Markdown table (for BENCHMARKS.md).
     #[arg(long)]
     markdown: bool,
@@ -147,7 +148,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let duration = Duration::from_secs(args.duration);
     let warmup = Duration::from_secs(args.warmup);
     let mut rows: Vec<LoadReport> = Vec::new();
-    for (mode, concurrency) in workloads {
+    let base_seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    for (k, (mode, concurrency)) in workloads.into_iter().enumerate() {
+        let seed = base_seed.wrapping_add(k as u64);
         let ours = run_http(&HttpLoadOptions {
             url: url.clone(),
             token: token.clone(),
@@ -156,7 +163,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             duration,
             warmup,
             total_events: None,
-            seed: args.seed,
+            seed,
             tenant: None,
             quiet: args.quiet,
         })
@@ -173,7 +180,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 duration,
                 warmup,
                 total_events: None,
-                seed: args.seed,
+                seed,
                 schema: "tally_bench".into(),
                 quiet: args.quiet,
             })

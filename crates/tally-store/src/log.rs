@@ -58,13 +58,17 @@ pub struct PreparedEvent {
     pub record: Vec<u8>,
     /// RFC 6962 leaf hash of `record`.
     pub leaf_hash: Hash,
+    /// CRC-32C of `record`, for its frame.
+    pub record_crc: u32,
 }
 
 impl PreparedEvent {
-    /// Hashes a validated event. Done by the caller's thread, off the sequencer.
+    /// Hashes and checksums a validated event. Done by the caller's thread, off the
+    /// sequencer.
     pub fn new(event: tally_event::ValidEvent) -> Self {
         PreparedEvent {
             leaf_hash: tally_tlog::leaf_hash(&event.record),
+            record_crc: crc32c::crc32c(&event.record),
             tenant: event.tenant,
             id: event.id,
             id_supplied: event.id_supplied,
@@ -95,6 +99,8 @@ pub(crate) struct Inner {
     tenants: RwLock<BTreeMap<String, Arc<TenantLog>>>,
     pub(crate) failed: Mutex<Option<String>>,
     pub(crate) metrics: LogMetrics,
+    /// Number of the last group the syncer published (groups are numbered from 1).
+    pub(crate) published_group: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -214,6 +220,7 @@ impl Log {
             tenants: RwLock::new(tenants),
             failed: Mutex::new(None),
             metrics,
+            published_group: Default::default(),
         });
         let (tx, rx) = mpsc::channel();
         let thread_inner = inner.clone();

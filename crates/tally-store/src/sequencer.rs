@@ -1,13 +1,20 @@
-//! The sequencer: the one thread that writes the log.
+//! The sequencer: the only code that writes the log, in two threads that form a pipeline.
 //!
-//! It owns every [`TenantWriter`], assigns leaf indexes, makes groups of requests durable with
-//! one fsync per touched file (group commit), publishes them to readers, and signs
-//! checkpoints. Architecture Invariant: only the sequencer advances a tree or a checkpoint.
+//! The **writer** thread takes every queued request, assigns leaf indexes, recognises retries,
+//! and writes frames and leaf entries (page cache, not yet durable). It hands each written
+//! group to the **syncer** thread, which fsyncs, publishes the group to readers, acknowledges
+//! it, and signs checkpoints. While the syncer waits on fsync for group *k*, the writer is
+//! already writing group *k + 1*, so the disk's latency and the CPU work overlap; one fsync
+//! covers every group written before it started (group commit).
+//!
+//! Architecture Invariant: only these two threads advance a tree or a checkpoint, and readers
+//! never observe anything that is not yet durable.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,16 +22,18 @@ use tally_tlog::{checkpoint::Checkpoint, Hash};
 use tokio::sync::oneshot;
 
 use crate::error::{AppendError, StoreError};
-use crate::frame::{encode_frame, LeafEntry};
+use crate::frame::{encode_frame_with_crc, LeafEntry};
 use crate::layout;
 use crate::log::{Appended, Inner, PreparedEvent};
-use crate::tenant::{encode_checkpoint_frame, push_leaf, SignedCheckpoint, TenantLog};
+use crate::tenant::{encode_checkpoint_frame, push_leaf, SignedCheckpoint, TenantLog, TenantWriter};
 
 /// A request waiting for the sequencer.
 pub(crate) struct Job {
     pub(crate) events: Vec<PreparedEvent>,
     pub(crate) reply: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
 }
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
 
 /// What one group will write to one tenant.
 struct Staged {
@@ -34,7 +43,8 @@ struct Staged {
     frames: Vec<u8>,
     entries: Vec<u8>,
     leaves: Vec<(Hash, u128)>,
-    /// Ids assigned in this group, so a retry inside the same group is recognised.
+    /// Ids assigned in this group → (index, start and length of the frame in `frames`), so a
+    /// retry inside the same group is recognised.
     pending: HashMap<u128, (u64, usize, usize)>,
 }
 
@@ -44,21 +54,34 @@ impl Staged {
     }
 }
 
-/// Runs until every sender is dropped, then signs final checkpoints and returns.
+/// A group written to the page cache, on its way to the syncer.
+struct Written {
+    number: u64,
+    started: Instant,
+    tenants: Vec<WrittenTenant>,
+    replies: Vec<(Reply, Result<Vec<Appended>, AppendError>)>,
+}
+
+struct WrittenTenant {
+    log: Arc<TenantLog>,
+    segment: Arc<File>,
+    first_index: u64,
+    leaves: Vec<(Hash, u128)>,
+}
+
+/// The writer thread. Runs until every sender is dropped; then lets the syncer finish (it
+/// signs final checkpoints) and returns.
 pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
-    let mut last_signed: HashMap<String, Instant> = HashMap::new();
-    let interval = inner.config.checkpoint_interval;
-    // A checkpoint right away covers whatever recovery found beyond the last signed one.
-    sign_due(&inner, &mut last_signed, true);
-    loop {
-        let job = match rx.recv_timeout(interval) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                sign_due(&inner, &mut last_signed, false);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
+    // One group may wait while the syncer syncs another: enough to overlap, and a bound
+    // that turns a slow disk into back-pressure (bigger groups) rather than memory growth.
+    let (sync_tx, sync_rx) = mpsc::sync_channel::<Written>(1);
+    let syncer_inner = inner.clone();
+    let syncer = std::thread::Builder::new()
+        .name("tally-syncer".into())
+        .spawn(move || sync_loop(syncer_inner, sync_rx))
+        .expect("spawning the syncer thread");
+    let mut number = 0u64;
+    while let Ok(job) = rx.recv() {
         let mut group = vec![job];
         let mut events = group[0].events.len();
         while events < inner.config.max_group_events {
@@ -70,112 +93,111 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&inner, group);
-        sign_due(&inner, &mut last_signed, false);
+        number += 1;
+        if let Some(written) = write_group(&inner, group, number) {
+            if let Err(mpsc::SendError(written)) = sync_tx.send(written) {
+                fail_all(written.replies, "the log stopped before answering");
+                break;
+            }
+        }
     }
-    sign_due(&inner, &mut last_signed, true);
+    drop(sync_tx);
+    let _ = syncer.join();
 }
 
-/// Makes a group of requests durable and acknowledges them. The crash points:
-fn commit_group(inner: &Inner, group: Vec<Job>) {
-    if let Some(reason) = inner.failed.lock().clone() {
-        for job in group {
-            let _ = job
-                .reply
-                .send(Err(AppendError::Unavailable(reason.clone())));
-        }
-        return;
+fn fail_all(replies: Vec<(Reply, Result<Vec<Appended>, AppendError>)>, reason: &str) {
+    for (reply, _) in replies {
+        let _ = reply.send(Err(AppendError::Unavailable(reason.to_string())));
     }
+}
+
+/// Stops the log after a failed write or fsync. The kernel may have dropped the dirty pages,
+/// so the tail on disk is unknown: no more writes until a restart has run recovery.
+fn fail_log(inner: &Inner, e: &StoreError) -> String {
+    let reason = format!("{e}; restart the server to recover the log");
+    tracing::error!("write failed, the log stops accepting events: {reason}");
+    inner.failed.lock().get_or_insert(reason).clone()
+}
+
+/// Writer steps for one group. The crash points:
+fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
     let started = Instant::now();
+    let (events, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|j| (j.events, j.reply)).unzip();
+    if let Some(reason) = inner.failed.lock().clone() {
+        fail_all(replies.into_iter().map(|r| (r, Ok(Vec::new()))).collect(), &reason);
+        return None;
+    }
+    forget_published(inner);
 
     // 1. Sequence. Each request is all-or-nothing: its events are staged, and unstaged again
     //    if one of them reuses an id with different content. Nothing has touched disk yet.
     let mut staged: BTreeMap<String, Staged> = BTreeMap::new();
-    let mut replies = Vec::with_capacity(group.len());
-    for job in group {
-        match stage_request(inner, &mut staged, &job.events) {
-            Ok(result) => replies.push((job.reply, Ok(result))),
-            Err(e) => replies.push((job.reply, Err(e))),
-        }
+    let mut results = Vec::with_capacity(events.len());
+    for request in &events {
+        results.push(stage_request(inner, &mut staged, request));
     }
+    let replies: Vec<_> = replies.into_iter().zip(results).collect();
 
-    // 2. Write and fsync. A crash before the fsync returns leaves a tail that recovery keeps
-    //    if whole or cuts if torn; nothing of it was acknowledged, so nothing acknowledged is
-    //    lost. Only the segments are synced here: leaf entries are derived data, synced before
-    //    each checkpoint, and recovery re-derives the ones after the last checkpoint.
-    let write = || -> Result<(), StoreError> {
-        for s in staged.values().filter(|s| !s.leaves.is_empty()) {
-            let mut w = s.log.writer.lock();
-            if w.segment_len > 0
-                && w.segment_len + s.frames.len() as u64 > inner.config.segment_bytes
-            {
-                roll_segment(&s.log, &mut w)?;
+    // 2. Write. The frames and leaf entries reach the page cache, not yet the disk; a crash
+    //    now leaves a tail that recovery keeps if whole or cuts if torn. Nothing of it is
+    //    acknowledged, so nothing acknowledged is lost.
+    let mut tenants = Vec::new();
+    for s in staged.into_values().filter(|s| !s.leaves.is_empty()) {
+        match write_tenant(inner, s, number) {
+            Ok(t) => tenants.push(t),
+            Err(e) => {
+                let reason = fail_log(inner, &e);
+                fail_all(replies, &reason);
+                return None;
             }
-            debug_assert_eq!(w.end_offset(), s.first_offset);
-            let path = s.log.dir.segment_path(w.segment_start);
-            w.segment
-                .write_all(&s.frames)
-                .map_err(|e| StoreError::io(&path, e))?;
-            w.segment_len += s.frames.len() as u64;
-            let leaves_path = s.log.dir.leaves_path();
-            w.leaves
-                .write_all(&s.entries)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
         }
-        let fsync_started = Instant::now();
-        for s in staged.values().filter(|s| !s.leaves.is_empty()) {
-            let w = s.log.writer.lock();
-            w.segment
-                .sync_data()
-                .map_err(|e| StoreError::io(&s.log.dir.segment_path(w.segment_start), e))?;
-        }
-        inner
-            .metrics
-            .fsync_seconds
-            .observe(fsync_started.elapsed().as_secs_f64());
-        Ok(())
-    };
-    if let Err(e) = write() {
-        // After a failed write or fsync the kernel may have dropped the dirty pages, so the
-        // tail on disk is unknown: stop accepting writes; a restart runs recovery.
-        let reason = format!("{e}; restart the server to recover the log");
-        tracing::error!("write failed, the log stops accepting events: {reason}");
-        *inner.failed.lock() = Some(reason.clone());
-        for (reply, _) in replies {
-            let _ = reply.send(Err(AppendError::Unavailable(reason.clone())));
-        }
-        return;
     }
+    Some(Written {
+        number,
+        started,
+        tenants,
+        replies,
+    })
+}
 
-    // 3. Publish. Durable, not yet acknowledged: a crash here loses no acknowledged event, and
-    //    a client retrying with the same ids is answered from the id map after restart.
-    let mut total = 0u64;
-    for s in staged.values().filter(|s| !s.leaves.is_empty()) {
-        let mut state = s.log.state.write();
-        let st = &mut *state;
-        for (i, (hash, id)) in s.leaves.iter().enumerate() {
-            push_leaf(&mut st.frontier, &mut st.upper, *hash);
-            st.ids.insert(*id, s.first_index + i as u64);
-        }
-        st.size += s.leaves.len() as u64;
-        total += s.leaves.len() as u64;
-        inner
-            .metrics
-            .tree_size
-            .get_or_create(&vec![("tenant".to_string(), s.log.name().to_string())])
-            .set(st.size as i64);
+/// Writes one tenant's part of a group and records its ids as in flight.
+fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, StoreError> {
+    let mut w = s.log.writer.lock();
+    if w.segment_len > 0 && w.segment_len + s.frames.len() as u64 > inner.config.segment_bytes {
+        roll_segment(&s.log, &mut w)?;
     }
-    inner.metrics.events.inc_by(total);
-    inner.metrics.groups.inc();
-    inner.metrics.group_events.observe(total as f64);
-    inner
-        .metrics
-        .commit_seconds
-        .observe(started.elapsed().as_secs_f64());
+    debug_assert_eq!(w.end_offset(), s.first_offset);
+    debug_assert_eq!(w.next_index, s.first_index);
+    let path = s.log.dir.segment_path(w.segment_start);
+    w.segment.write_all(&s.frames).map_err(|e| StoreError::io(&path, e))?;
+    w.segment_len += s.frames.len() as u64;
+    let leaves_path = s.log.dir.leaves_path();
+    w.leaves.write_all(&s.entries).map_err(|e| StoreError::io(&leaves_path, e))?;
+    w.next_index += s.leaves.len() as u64;
+    for (&id, &(index, start, _)) in &s.pending {
+        w.inflight.insert(id, (index, s.first_offset + start as u64));
+    }
+    let ids = s.leaves.iter().map(|l| l.1).collect();
+    w.inflight_groups.push_back((number, ids));
+    Ok(WrittenTenant {
+        log: s.log.clone(),
+        segment: w.segment_sync.clone(),
+        first_index: s.first_index,
+        leaves: s.leaves,
+    })
+}
 
-    // 4. Acknowledge.
-    for (reply, result) in replies {
-        let _ = reply.send(result);
+/// Drops in-flight ids of groups the syncer has published (they are in the id map now).
+fn forget_published(inner: &Inner) {
+    let published = inner.published_group.load(Ordering::Acquire);
+    for log in inner.tenant_logs() {
+        let mut w = log.writer.lock();
+        while w.inflight_groups.front().is_some_and(|(n, _)| *n <= published) {
+            let (_, ids) = w.inflight_groups.pop_front().expect("checked");
+            for id in ids {
+                w.inflight.remove(&id);
+            }
+        }
     }
 }
 
@@ -187,7 +209,8 @@ fn stage_request(
 ) -> Result<Vec<Appended>, AppendError> {
     // Lengths to roll back to if the request is refused.
     let mut marks: Vec<(String, usize, usize, usize)> = Vec::new();
-    let mut added_ids: Vec<(String, u128)> = Vec::new();
+    // Positions of the events staged so far, to unstage them if the request is refused.
+    let mut added: Vec<usize> = Vec::new();
     let mut out = Vec::with_capacity(events.len());
     let mut refused = None;
     let mut created_tenants: Vec<String> = Vec::new();
@@ -207,7 +230,7 @@ fn stage_request(
             };
             let (first_index, first_offset) = {
                 let w = log.writer.lock();
-                (log.size(), w.end_offset())
+                (w.next_index, w.end_offset())
             };
             staged.insert(
                 event.tenant.clone(),
@@ -224,63 +247,52 @@ fn stage_request(
         }
         let s = staged.get_mut(&event.tenant).expect("staged above");
         if !marks.iter().any(|m| m.0 == event.tenant) {
-            marks.push((
-                event.tenant.clone(),
-                s.frames.len(),
-                s.entries.len(),
-                s.leaves.len(),
-            ));
+            marks.push((event.tenant.clone(), s.frames.len(), s.entries.len(), s.leaves.len()));
         }
         let id = event.id.as_u128();
-        // A retry of a stored event: answer with the original index, store nothing.
-        let existing = if event.id_supplied {
-            s.log
-                .lookup(&event.id)
-                .map(|index| (index, None))
-                .or_else(|| {
-                    s.pending
-                        .get(&id)
-                        .map(|&(index, start, len)| (index, Some((start, len))))
-                })
-        } else {
-            None
-        };
-        if let Some((index, pending_at)) = existing {
-            let same = match pending_at {
-                Some((start, len)) => {
-                    let frame = &s.frames[start..start + len];
-                    tally_event::same_submission(
-                        &frame[crate::frame::FRAME_HEADER..],
-                        &event.record,
-                    )
+        if event.id_supplied {
+            // A retry of a stored event (published, written and syncing, or earlier in this
+            // group): answer with the original index, store nothing.
+            let existing = match s.log.lookup(&event.id) {
+                Some(index) => Some(s.log.record(index).map(|r| (index, r))),
+                None => {
+                    let inflight = s.log.writer.lock().inflight.get(&id).copied();
+                    match inflight {
+                        Some((index, offset)) => Some(s.log.written_record(index, offset).map(|r| (index, r))),
+                        None => s.pending.get(&id).map(|&(index, start, len)| {
+                            Ok((index, s.frames[start + crate::frame::FRAME_HEADER..start + len].to_vec()))
+                        }),
+                    }
                 }
-                None => match s.log.record(index) {
-                    Ok(stored) => tally_event::same_submission(&stored, &event.record),
-                    Err(e) => {
-                        refused = Some(AppendError::Unavailable(e.to_string()));
+            };
+            match existing {
+                None => {}
+                Some(Err(e)) => {
+                    refused = Some(AppendError::Unavailable(e.to_string()));
+                    break;
+                }
+                Some(Ok((index, stored))) => {
+                    if !tally_event::same_submission(&stored, &event.record) {
+                        refused = Some(AppendError::Conflict {
+                            position,
+                            id: event.id,
+                            index,
+                        });
                         break;
                     }
-                },
-            };
-            if !same {
-                refused = Some(AppendError::Conflict {
-                    position,
-                    id: event.id,
-                    index,
-                });
-                break;
+                    out.push(Appended {
+                        tenant: event.tenant.clone(),
+                        id: event.id,
+                        index,
+                        duplicate: true,
+                    });
+                    continue;
+                }
             }
-            out.push(Appended {
-                tenant: event.tenant.clone(),
-                id: event.id,
-                index,
-                duplicate: true,
-            });
-            continue;
         }
         let index = s.next_index();
         let frame_start = s.frames.len();
-        encode_frame(&mut s.frames, index, &event.record);
+        encode_frame_with_crc(&mut s.frames, index, &event.record, event.record_crc);
         LeafEntry {
             hash: event.leaf_hash,
             offset: s.first_offset + frame_start as u64,
@@ -288,9 +300,8 @@ fn stage_request(
         }
         .encode(&mut s.entries);
         s.leaves.push((event.leaf_hash, id));
-        s.pending
-            .insert(id, (index, frame_start, s.frames.len() - frame_start));
-        added_ids.push((event.tenant.clone(), id));
+        s.pending.insert(id, (index, frame_start, s.frames.len() - frame_start));
+        added.push(position);
         out.push(Appended {
             tenant: event.tenant.clone(),
             id: event.id,
@@ -305,17 +316,17 @@ fn stage_request(
             s.entries.truncate(entries);
             s.leaves.truncate(leaves);
         }
-        for (tenant, id) in added_ids {
-            staged.get_mut(&tenant).expect("staged").pending.remove(&id);
+        for position in added {
+            let event = &events[position];
+            if let Some(s) = staged.get_mut(&event.tenant) {
+                s.pending.remove(&event.id.as_u128());
+            }
         }
         // A tenant this request brought into being has no events from anyone else yet.
         for tenant in created_tenants {
             staged.remove(&tenant);
             if let Err(err) = inner.forget_empty_tenant(&tenant) {
-                tracing::warn!(
-                    tenant,
-                    "could not remove the empty log of a refused request: {err}"
-                );
+                tracing::warn!(tenant, "could not remove the empty log of a refused request: {err}");
             }
         }
         return Err(e);
@@ -324,7 +335,7 @@ fn stage_request(
 }
 
 /// Starts a new segment at the current end offset.
-fn roll_segment(log: &TenantLog, w: &mut crate::tenant::TenantWriter) -> Result<(), StoreError> {
+fn roll_segment(log: &TenantLog, w: &mut TenantWriter) -> Result<(), StoreError> {
     let start = w.end_offset();
     let path = log.dir.segment_path(start);
     // The old segment is synced before the new one exists, so recovery never sees a later
@@ -338,15 +349,106 @@ fn roll_segment(log: &TenantLog, w: &mut crate::tenant::TenantWriter) -> Result<
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
     layout::sync_dir(&log.dir.segments_path())?;
-    let reader = std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    let reader = Arc::new(File::open(&path).map_err(|e| StoreError::io(&path, e))?);
     log.state.write().segments.push(crate::tenant::Segment {
         start,
-        file: Arc::new(reader),
+        file: reader.clone(),
     });
     w.segment = file;
+    w.segment_sync = reader;
     w.segment_start = start;
     w.segment_len = 0;
     Ok(())
+}
+
+/// The syncer thread: fsync, publish, acknowledge, sign checkpoints.
+fn sync_loop(inner: Arc<Inner>, rx: Receiver<Written>) {
+    let mut last_signed: HashMap<String, Instant> = HashMap::new();
+    let interval = inner.config.checkpoint_interval;
+    // A checkpoint right away covers whatever recovery found beyond the last signed one.
+    sign_due(&inner, &mut last_signed, true);
+    loop {
+        match rx.recv_timeout(interval) {
+            Ok(first) => {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                sync_and_publish(&inner, batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        sign_due(&inner, &mut last_signed, false);
+    }
+    sign_due(&inner, &mut last_signed, true);
+}
+
+/// Syncer steps for written groups, oldest first. The crash points:
+fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
+    if let Some(reason) = inner.failed.lock().clone() {
+        for w in batch {
+            fail_all(w.replies, &reason);
+        }
+        return;
+    }
+    // 3. Fsync every segment the groups wrote: one fsync per file, however many groups and
+    //    requests it holds. A crash before it returns loses nothing acknowledged.
+    let fsync_started = Instant::now();
+    let mut synced: Vec<*const File> = Vec::new();
+    let mut result = Ok(());
+    'sync: for w in &batch {
+        for t in &w.tenants {
+            let file = Arc::as_ptr(&t.segment);
+            if synced.contains(&file) {
+                continue;
+            }
+            if let Err(e) = t.segment.sync_data() {
+                result = Err(StoreError::io(&t.log.dir.segments_path(), e));
+                break 'sync;
+            }
+            synced.push(file);
+        }
+    }
+    if let Err(e) = result {
+        let reason = fail_log(inner, &e);
+        for w in batch {
+            fail_all(w.replies, &reason);
+        }
+        return;
+    }
+    inner.metrics.fsync_seconds.observe(fsync_started.elapsed().as_secs_f64());
+
+    // 4. Publish, then 5. acknowledge. Durable but not yet acknowledged: a crash here loses
+    //    nothing acknowledged, and a client retrying with the same ids is answered from the
+    //    id map after restart.
+    for w in batch {
+        let mut total = 0u64;
+        for t in &w.tenants {
+            let mut state = t.log.state.write();
+            let st = &mut *state;
+            debug_assert_eq!(st.size, t.first_index);
+            for (i, (hash, id)) in t.leaves.iter().enumerate() {
+                push_leaf(&mut st.frontier, &mut st.upper, *hash);
+                st.ids.insert(*id, t.first_index + i as u64);
+            }
+            st.size += t.leaves.len() as u64;
+            total += t.leaves.len() as u64;
+            inner
+                .metrics
+                .tree_size
+                .get_or_create(&vec![("tenant".to_string(), t.log.name().to_string())])
+                .set(st.size as i64);
+        }
+        inner.published_group.store(w.number, Ordering::Release);
+        inner.metrics.events.inc_by(total);
+        inner.metrics.groups.inc();
+        inner.metrics.group_events.observe(total as f64);
+        inner.metrics.commit_seconds.observe(w.started.elapsed().as_secs_f64());
+        for (reply, result) in w.replies {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 /// Signs a checkpoint for every tenant that grew, at most once per interval unless `force`.
@@ -356,28 +458,21 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
     }
     let interval = inner.config.checkpoint_interval;
     for log in inner.tenant_logs() {
-        let due = force
-            || last_signed
-                .get(log.name())
-                .is_none_or(|t| t.elapsed() >= interval);
+        let due = force || last_signed.get(log.name()).is_none_or(|t| t.elapsed() >= interval);
         if !due {
             continue;
         }
         let (size, root, current) = {
             let state = log.read_state();
-            (
-                state.size,
-                state.frontier.root(),
-                state.checkpoint.as_ref().map(|c| c.size),
-            )
+            (state.size, state.frontier.root(), state.checkpoint.as_ref().map(|c| c.size))
         };
-        if current == Some(size) {
+        // An empty log needs no checkpoint (and a tenant created for a request that is then
+        // refused must be removable without a checkpoint in its directory).
+        if current == Some(size) || size == 0 {
             continue;
         }
         if let Err(e) = sign_checkpoint(inner, &log, size, root) {
-            let reason = format!("{e}; restart the server to recover the log");
-            tracing::error!("checkpoint write failed, the log stops accepting events: {reason}");
-            *inner.failed.lock() = Some(reason);
+            fail_log(inner, &e);
             return;
         }
         last_signed.insert(log.name().to_string(), Instant::now());
@@ -387,12 +482,13 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
 /// Signs and durably records one checkpoint, then publishes it. A crash before the fsync
 /// returns leaves at most a torn last checkpoint frame, which recovery cuts; the tree it
 /// described is durable already, so the next start signs it again.
-fn sign_checkpoint(
-    inner: &Inner,
-    log: &TenantLog,
-    size: u64,
-    root: Hash,
-) -> Result<(), StoreError> {
+fn sign_checkpoint(inner: &Inner, log: &TenantLog, size: u64, root: Hash) -> Result<(), StoreError> {
+    // The entries this checkpoint covers must be durable before it is: recovery trusts the
+    // leaves file up to the last checkpoint's size. Every published entry was written by the
+    // writer thread before its group reached this thread.
+    log.leaves_handle()
+        .sync_data()
+        .map_err(|e| StoreError::io(&log.dir.leaves_path(), e))?;
     let body = Checkpoint {
         origin: log.origin().to_string(),
         size,
@@ -400,24 +496,12 @@ fn sign_checkpoint(
         extensions: Vec::new(),
     }
     .to_body();
-    let note = inner
-        .signer
-        .sign(&body)
-        .map_err(|e| StoreError::Key(e.to_string()))?;
+    let note = inner.signer.sign(&body).map_err(|e| StoreError::Key(e.to_string()))?;
     {
-        let mut w = log.writer.lock();
-        // The entries this checkpoint covers must be durable before it is: recovery trusts
-        // the leaves file up to the last checkpoint's size.
-        w.leaves
-            .sync_data()
-            .map_err(|e| StoreError::io(&log.dir.leaves_path(), e))?;
+        let mut file = log.checkpoints.lock();
         let path = log.dir.checkpoints_path();
-        w.checkpoints
-            .write_all(&encode_checkpoint_frame(&note))
-            .map_err(|e| StoreError::io(&path, e))?;
-        w.checkpoints
-            .sync_data()
-            .map_err(|e| StoreError::io(&path, e))?;
+        file.write_all(&encode_checkpoint_frame(&note)).map_err(|e| StoreError::io(&path, e))?;
+        file.sync_data().map_err(|e| StoreError::io(&path, e))?;
     }
     log.state.write().checkpoint = Some(SignedCheckpoint { size, root, note });
     inner.metrics.checkpoints.inc();

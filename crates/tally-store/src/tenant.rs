@@ -53,14 +53,23 @@ pub(crate) struct TenantState {
     pub(crate) checkpoint: Option<SignedCheckpoint>,
 }
 
-/// The append side of a tenant's files: owned by the sequencer.
+/// The append side of a tenant's files and what is written but not yet published: owned by
+/// the sequencer's writing thread.
 #[derive(Debug)]
 pub(crate) struct TenantWriter {
     pub(crate) segment: File,
+    /// A second handle on the current segment, for the syncing thread's fsync.
+    pub(crate) segment_sync: Arc<File>,
     pub(crate) segment_start: u64,
     pub(crate) segment_len: u64,
     pub(crate) leaves: File,
-    pub(crate) checkpoints: File,
+    /// Index of the next frame written (ahead of the published size while a group syncs).
+    pub(crate) next_index: u64,
+    /// Ids written but not yet published → (index, frame offset), so that a retry arriving
+    /// while the original is being synced is still recognised.
+    pub(crate) inflight: HashMap<u128, (u64, u64)>,
+    /// The ids of each group in `inflight`, oldest first, to forget them once published.
+    pub(crate) inflight_groups: std::collections::VecDeque<(u64, Vec<u128>)>,
 }
 
 impl TenantWriter {
@@ -79,6 +88,8 @@ pub struct TenantLog {
     leaves: File,
     pub(crate) state: RwLock<TenantState>,
     pub(crate) writer: Mutex<TenantWriter>,
+    /// Append handle of the checkpoints file: used by the syncing thread only.
+    pub(crate) checkpoints: Mutex<File>,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -330,15 +341,19 @@ impl TenantLog {
             segment_start: last.start,
             segment_len,
             segment,
+            segment_sync: last.file.clone(),
             leaves: OpenOptions::new()
                 .append(true)
                 .open(&leaves_path)
                 .map_err(|e| StoreError::io(&leaves_path, e))?,
-            checkpoints: OpenOptions::new()
-                .append(true)
-                .open(&checkpoints_path)
-                .map_err(|e| StoreError::io(&checkpoints_path, e))?,
+            next_index: n,
+            inflight: HashMap::new(),
+            inflight_groups: Default::default(),
         };
+        let checkpoints = OpenOptions::new()
+            .append(true)
+            .open(&checkpoints_path)
+            .map_err(|e| StoreError::io(&checkpoints_path, e))?;
         report.size = n;
         let log = TenantLog {
             name: name.to_string(),
@@ -354,6 +369,7 @@ impl TenantLog {
                 checkpoint,
             }),
             writer: Mutex::new(writer),
+            checkpoints: Mutex::new(checkpoints),
         };
         Ok((log, report))
     }
@@ -535,6 +551,17 @@ impl TenantLog {
             upper: &state.upper,
             size: state.size,
         }
+    }
+
+    /// The record of a frame written but perhaps not yet published (retry checks).
+    pub(crate) fn written_record(&self, index: u64, offset: u64) -> Result<Vec<u8>, ReadError> {
+        let state = self.state.read();
+        self.read_record(&state, index, offset)
+    }
+
+    /// The handle the syncing thread uses to make leaf entries durable before a checkpoint.
+    pub(crate) fn leaves_handle(&self) -> &File {
+        &self.leaves
     }
 
     /// Read access to the state, for the sequencer's checkpointing.
