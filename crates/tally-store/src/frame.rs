@@ -2,7 +2,8 @@
 //!
 //! A **record frame** in a segment is
 //! `len: u32 LE | crc: u32 LE | index: u64 LE | record: [u8; len]`, where `crc` is CRC-32C
-//! over the 8 index bytes followed by the record bytes. The index inside the frame lets
+//! over the record bytes followed by the 8 index bytes (in that order so that the record's CRC
+//! can be computed before its index is known). The index inside the frame lets
 //! recovery and the verifier notice a frame that was moved, duplicated or dropped without
 //! trusting any other file.
 //!
@@ -24,10 +25,10 @@ pub fn encode_frame(out: &mut Vec<u8>, index: u64, record: &[u8]) {
 }
 
 /// [`encode_frame`] for a caller that already has CRC-32C of the record (computed off the
-/// sequencer's thread); only the index is folded in here.
+/// sequencer's thread); only the 8 index bytes are appended to it here.
 pub fn encode_frame_with_crc(out: &mut Vec<u8>, index: u64, record: &[u8], record_crc: u32) {
     let len = u32::try_from(record.len()).expect("records are limited to 64 KiB");
-    let crc = crc32c::crc32c_combine(crc32c::crc32c(&index.to_le_bytes()), record_crc, record.len());
+    let crc = crc32c::crc32c_append(record_crc, &index.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&index.to_le_bytes());
@@ -58,7 +59,7 @@ impl FrameHeader {
     /// Whether `record` is the body this header describes.
     pub fn matches(&self, record: &[u8]) -> bool {
         record.len() == self.len as usize
-            && crc32c::crc32c_append(crc32c::crc32c(&self.index.to_le_bytes()), record) == self.crc
+            && crc32c::crc32c_append(crc32c::crc32c(record), &self.index.to_le_bytes()) == self.crc
     }
 
     /// Total frame size.
@@ -174,8 +175,9 @@ mod tests {
             encode_frame(&mut a, 7, record);
             encode_frame_with_crc(&mut b, 7, record, crc32c::crc32c(record));
             assert_eq!(a, b);
-            let mut direct = crc32c::crc32c(&7u64.to_le_bytes());
-            direct = crc32c::crc32c_append(direct, record);
+            let mut whole = record.to_vec();
+            whole.extend_from_slice(&7u64.to_le_bytes());
+            let direct = crc32c::crc32c(&whole);
             assert_eq!(u32::from_le_bytes(a[4..8].try_into().unwrap()), direct);
         }
     }

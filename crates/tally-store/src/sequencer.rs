@@ -2,12 +2,13 @@
 //!
 //! The **writer** thread takes every queued request, assigns leaf indexes, recognises retries,
 //! and writes frames and leaf entries (page cache, not yet durable). It hands each written
-//! group to the **syncer** thread, which fsyncs, publishes the group to readers, acknowledges
-//! it, and signs checkpoints. While the syncer waits on fsync for group *k*, the writer is
-//! already writing group *k + 1*, so the disk's latency and the CPU work overlap; one fsync
-//! covers every group written before it started (group commit).
+//! group to the **syncer** thread, which fsyncs, publishes the group to readers and
+//! acknowledges it. While the syncer waits on fsync for group *k*, the writer is already
+//! writing group *k + 1*, so the disk's latency and the CPU work overlap; one fsync covers
+//! every group written before it started (group commit). The **checkpointer** thread signs
+//! each growing tenant's published tree once per interval.
 //!
-//! Architecture Invariant: only these two threads advance a tree or a checkpoint, and readers
+//! Architecture Invariant: only these threads advance a tree or a checkpoint, and readers
 //! never observe anything that is not yet durable.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,9 @@ use crate::error::{AppendError, StoreError};
 use crate::frame::{encode_frame_with_crc, LeafEntry};
 use crate::layout;
 use crate::log::{Appended, Inner, PreparedEvent};
-use crate::tenant::{encode_checkpoint_frame, push_leaf, SignedCheckpoint, TenantLog, TenantWriter};
+use crate::tenant::{
+    encode_checkpoint_frame, push_leaf, SignedCheckpoint, TenantLog, TenantWriter,
+};
 
 /// A request waiting for the sequencer.
 pub(crate) struct Job {
@@ -80,6 +83,14 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
         .name("tally-syncer".into())
         .spawn(move || sync_loop(syncer_inner, sync_rx))
         .expect("spawning the syncer thread");
+    // Checkpoints are signed on a third thread: making a second of leaf entries durable
+    // before signing must never hold up acknowledgements.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let checkpointer_inner = inner.clone();
+    let checkpointer = std::thread::Builder::new()
+        .name("tally-checkpointer".into())
+        .spawn(move || checkpoint_loop(checkpointer_inner, stop_rx))
+        .expect("spawning the checkpointer thread");
     let mut number = 0u64;
     while let Ok(job) = rx.recv() {
         let mut group = vec![job];
@@ -103,6 +114,22 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
     }
     drop(sync_tx);
     let _ = syncer.join();
+    // Everything acknowledged is published now; the checkpointer signs it and stops.
+    drop(stop_tx);
+    let _ = checkpointer.join();
+}
+
+/// The checkpointer thread: signs each growing tenant's tree once per interval, once at
+/// start (covering what recovery found) and once at stop.
+fn checkpoint_loop(inner: Arc<Inner>, stop: Receiver<()>) {
+    let mut last_signed: HashMap<String, Instant> = HashMap::new();
+    sign_due(&inner, &mut last_signed, true);
+    while let Err(RecvTimeoutError::Timeout) =
+        stop.recv_timeout(inner.config.checkpoint_interval / 4)
+    {
+        sign_due(&inner, &mut last_signed, false);
+    }
+    sign_due(&inner, &mut last_signed, true);
 }
 
 fn fail_all(replies: Vec<(Reply, Result<Vec<Appended>, AppendError>)>, reason: &str) {
@@ -122,9 +149,13 @@ fn fail_log(inner: &Inner, e: &StoreError) -> String {
 /// Writer steps for one group. The crash points:
 fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
     let started = Instant::now();
-    let (events, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|j| (j.events, j.reply)).unzip();
+    let (events, replies): (Vec<_>, Vec<_>) =
+        group.into_iter().map(|j| (j.events, j.reply)).unzip();
     if let Some(reason) = inner.failed.lock().clone() {
-        fail_all(replies.into_iter().map(|r| (r, Ok(Vec::new()))).collect(), &reason);
+        fail_all(
+            replies.into_iter().map(|r| (r, Ok(Vec::new()))).collect(),
+            &reason,
+        );
         return None;
     }
     forget_published(inner);
@@ -169,13 +200,18 @@ fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, 
     debug_assert_eq!(w.end_offset(), s.first_offset);
     debug_assert_eq!(w.next_index, s.first_index);
     let path = s.log.dir.segment_path(w.segment_start);
-    w.segment.write_all(&s.frames).map_err(|e| StoreError::io(&path, e))?;
+    w.segment
+        .write_all(&s.frames)
+        .map_err(|e| StoreError::io(&path, e))?;
     w.segment_len += s.frames.len() as u64;
     let leaves_path = s.log.dir.leaves_path();
-    w.leaves.write_all(&s.entries).map_err(|e| StoreError::io(&leaves_path, e))?;
+    w.leaves
+        .write_all(&s.entries)
+        .map_err(|e| StoreError::io(&leaves_path, e))?;
     w.next_index += s.leaves.len() as u64;
     for (&id, &(index, start, _)) in &s.pending {
-        w.inflight.insert(id, (index, s.first_offset + start as u64));
+        w.inflight
+            .insert(id, (index, s.first_offset + start as u64));
     }
     let ids = s.leaves.iter().map(|l| l.1).collect();
     w.inflight_groups.push_back((number, ids));
@@ -192,7 +228,11 @@ fn forget_published(inner: &Inner) {
     let published = inner.published_group.load(Ordering::Acquire);
     for log in inner.tenant_logs() {
         let mut w = log.writer.lock();
-        while w.inflight_groups.front().is_some_and(|(n, _)| *n <= published) {
+        while w
+            .inflight_groups
+            .front()
+            .is_some_and(|(n, _)| *n <= published)
+        {
             let (_, ids) = w.inflight_groups.pop_front().expect("checked");
             for id in ids {
                 w.inflight.remove(&id);
@@ -247,7 +287,12 @@ fn stage_request(
         }
         let s = staged.get_mut(&event.tenant).expect("staged above");
         if !marks.iter().any(|m| m.0 == event.tenant) {
-            marks.push((event.tenant.clone(), s.frames.len(), s.entries.len(), s.leaves.len()));
+            marks.push((
+                event.tenant.clone(),
+                s.frames.len(),
+                s.entries.len(),
+                s.leaves.len(),
+            ));
         }
         let id = event.id.as_u128();
         if event.id_supplied {
@@ -258,9 +303,14 @@ fn stage_request(
                 None => {
                     let inflight = s.log.writer.lock().inflight.get(&id).copied();
                     match inflight {
-                        Some((index, offset)) => Some(s.log.written_record(index, offset).map(|r| (index, r))),
+                        Some((index, offset)) => {
+                            Some(s.log.written_record(index, offset).map(|r| (index, r)))
+                        }
                         None => s.pending.get(&id).map(|&(index, start, len)| {
-                            Ok((index, s.frames[start + crate::frame::FRAME_HEADER..start + len].to_vec()))
+                            Ok((
+                                index,
+                                s.frames[start + crate::frame::FRAME_HEADER..start + len].to_vec(),
+                            ))
                         }),
                     }
                 }
@@ -300,7 +350,8 @@ fn stage_request(
         }
         .encode(&mut s.entries);
         s.leaves.push((event.leaf_hash, id));
-        s.pending.insert(id, (index, frame_start, s.frames.len() - frame_start));
+        s.pending
+            .insert(id, (index, frame_start, s.frames.len() - frame_start));
         added.push(position);
         out.push(Appended {
             tenant: event.tenant.clone(),
@@ -326,7 +377,10 @@ fn stage_request(
         for tenant in created_tenants {
             staged.remove(&tenant);
             if let Err(err) = inner.forget_empty_tenant(&tenant) {
-                tracing::warn!(tenant, "could not remove the empty log of a refused request: {err}");
+                tracing::warn!(
+                    tenant,
+                    "could not remove the empty log of a refused request: {err}"
+                );
             }
         }
         return Err(e);
@@ -361,27 +415,15 @@ fn roll_segment(log: &TenantLog, w: &mut TenantWriter) -> Result<(), StoreError>
     Ok(())
 }
 
-/// The syncer thread: fsync, publish, acknowledge, sign checkpoints.
+/// The syncer thread: fsync, publish, acknowledge.
 fn sync_loop(inner: Arc<Inner>, rx: Receiver<Written>) {
-    let mut last_signed: HashMap<String, Instant> = HashMap::new();
-    let interval = inner.config.checkpoint_interval;
-    // A checkpoint right away covers whatever recovery found beyond the last signed one.
-    sign_due(&inner, &mut last_signed, true);
-    loop {
-        match rx.recv_timeout(interval) {
-            Ok(first) => {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                }
-                sync_and_publish(&inner, batch);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
         }
-        sign_due(&inner, &mut last_signed, false);
+        sync_and_publish(&inner, batch);
     }
-    sign_due(&inner, &mut last_signed, true);
 }
 
 /// Syncer steps for written groups, oldest first. The crash points:
@@ -417,7 +459,10 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
         }
         return;
     }
-    inner.metrics.fsync_seconds.observe(fsync_started.elapsed().as_secs_f64());
+    inner
+        .metrics
+        .fsync_seconds
+        .observe(fsync_started.elapsed().as_secs_f64());
 
     // 4. Publish, then 5. acknowledge. Durable but not yet acknowledged: a crash here loses
     //    nothing acknowledged, and a client retrying with the same ids is answered from the
@@ -444,7 +489,10 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
         inner.metrics.events.inc_by(total);
         inner.metrics.groups.inc();
         inner.metrics.group_events.observe(total as f64);
-        inner.metrics.commit_seconds.observe(w.started.elapsed().as_secs_f64());
+        inner
+            .metrics
+            .commit_seconds
+            .observe(w.started.elapsed().as_secs_f64());
         for (reply, result) in w.replies {
             let _ = reply.send(result);
         }
@@ -458,13 +506,20 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
     }
     let interval = inner.config.checkpoint_interval;
     for log in inner.tenant_logs() {
-        let due = force || last_signed.get(log.name()).is_none_or(|t| t.elapsed() >= interval);
+        let due = force
+            || last_signed
+                .get(log.name())
+                .is_none_or(|t| t.elapsed() >= interval);
         if !due {
             continue;
         }
         let (size, root, current) = {
             let state = log.read_state();
-            (state.size, state.frontier.root(), state.checkpoint.as_ref().map(|c| c.size))
+            (
+                state.size,
+                state.frontier.root(),
+                state.checkpoint.as_ref().map(|c| c.size),
+            )
         };
         // An empty log needs no checkpoint (and a tenant created for a request that is then
         // refused must be removable without a checkpoint in its directory).
@@ -482,7 +537,12 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
 /// Signs and durably records one checkpoint, then publishes it. A crash before the fsync
 /// returns leaves at most a torn last checkpoint frame, which recovery cuts; the tree it
 /// described is durable already, so the next start signs it again.
-fn sign_checkpoint(inner: &Inner, log: &TenantLog, size: u64, root: Hash) -> Result<(), StoreError> {
+fn sign_checkpoint(
+    inner: &Inner,
+    log: &TenantLog,
+    size: u64,
+    root: Hash,
+) -> Result<(), StoreError> {
     // The entries this checkpoint covers must be durable before it is: recovery trusts the
     // leaves file up to the last checkpoint's size. Every published entry was written by the
     // writer thread before its group reached this thread.
@@ -496,11 +556,15 @@ fn sign_checkpoint(inner: &Inner, log: &TenantLog, size: u64, root: Hash) -> Res
         extensions: Vec::new(),
     }
     .to_body();
-    let note = inner.signer.sign(&body).map_err(|e| StoreError::Key(e.to_string()))?;
+    let note = inner
+        .signer
+        .sign(&body)
+        .map_err(|e| StoreError::Key(e.to_string()))?;
     {
         let mut file = log.checkpoints.lock();
         let path = log.dir.checkpoints_path();
-        file.write_all(&encode_checkpoint_frame(&note)).map_err(|e| StoreError::io(&path, e))?;
+        file.write_all(&encode_checkpoint_frame(&note))
+            .map_err(|e| StoreError::io(&path, e))?;
         file.sync_data().map_err(|e| StoreError::io(&path, e))?;
     }
     log.state.write().checkpoint = Some(SignedCheckpoint { size, root, note });
