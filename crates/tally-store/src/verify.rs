@@ -129,6 +129,7 @@ pub fn verify_tenant(
     check_checkpoints(&frontier, &mut next_cp)?;
 
     let segments = td.list_segments().map_err(|e| fail(None, e.to_string()))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut expected_offset = 0u64;
     let mut index = 0u64;
     let mut leaves_ended = leaves.is_none();
@@ -146,78 +147,92 @@ pub fn verify_tenant(
         let file =
             File::open(&path).map_err(|e| fail(Some(index), format!("{}: {e}", path.display())))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut record = Vec::with_capacity(4096);
+        // A reading thread keeps the next batch coming while this one is hashed and checked,
+        // so a cold read from disk overlaps with the hashing.
+        let (batches_tx, batches) =
+            std::sync::mpsc::sync_channel::<(Batch, Option<ReadProblem>)>(1);
+        let _reader = std::thread::spawn(move || loop {
+            let mut batch = Batch::default();
+            let problem = batch.fill(&mut reader, BATCH_FRAMES);
+            let last = problem.is_some();
+            if batches_tx.send((batch, problem)).is_err() || last {
+                break;
+            }
+        });
         loop {
-            let mut head = [0u8; FRAME_HEADER];
-            match read_full(&mut reader, &mut head) {
-                Ok(0) => break,
-                Ok(n) if n < FRAME_HEADER => {
+            // Read a batch of frames, hash them on every core, then check them in order.
+            let Ok((batch, problem)) = batches.recv() else {
+                return Err(fail(
+                    Some(index),
+                    format!("{}: the reading thread stopped", path.display()),
+                ));
+            };
+            let checked = batch.check_in_parallel(threads);
+            for (k, frame) in batch.frames.iter().enumerate() {
+                let (crc_ok, hash) = checked[k];
+                if !crc_ok {
                     return Err(fail(
                         Some(index),
-                        "the last record is truncated (torn or cut write)".into(),
-                    ))
+                        "record bytes do not match their frame checksum: the record was changed"
+                            .into(),
+                    ));
                 }
-                Ok(_) => {}
-                Err(e) => return Err(fail(Some(index), format!("{}: {e}", path.display()))),
-            }
-            let header = FrameHeader::parse(&head);
-            if header.len as usize > tally_event::MAX_RECORD_BYTES {
-                return Err(fail(
-                    Some(index),
-                    "record header is damaged (impossible length)".into(),
-                ));
-            }
-            record.resize(header.len as usize, 0);
-            match read_full(&mut reader, &mut record) {
-                Ok(n) if n == record.len() => {}
-                Ok(_) => {
+                if frame.header.index != index {
                     return Err(fail(
                         Some(index),
-                        "the last record is truncated (torn or cut write)".into(),
-                    ))
+                        format!(
+                            "found the record of index {} where index {index} belongs: records were removed, inserted or reordered",
+                            frame.header.index
+                        ),
+                    ));
                 }
-                Err(e) => return Err(fail(Some(index), format!("{}: {e}", path.display()))),
-            }
-            if !header.matches(&record) {
-                return Err(fail(
-                    Some(index),
-                    "record bytes do not match their frame checksum: the record was changed".into(),
-                ));
-            }
-            if header.index != index {
-                return Err(fail(
-                    Some(index),
-                    format!(
-                        "found the record of index {} where index {index} belongs: records were removed, inserted or reordered",
-                        header.index
-                    ),
-                ));
-            }
-            let hash = tally_tlog::leaf_hash(&record);
-            if !leaves_ended {
-                let mut buf = [0u8; LEAF_ENTRY];
-                let reader = leaves.as_mut().expect("present");
-                match read_full(reader, &mut buf) {
-                    Ok(LEAF_ENTRY) => {
-                        let entry = LeafEntry::decode(&buf);
-                        if entry.hash != hash || entry.offset != expected_offset {
+                if !leaves_ended {
+                    let mut buf = [0u8; LEAF_ENTRY];
+                    let reader = leaves.as_mut().expect("present");
+                    match read_full(reader, &mut buf) {
+                        Ok(LEAF_ENTRY) => {
+                            let entry = LeafEntry::decode(&buf);
+                            if entry.hash != hash || entry.offset != expected_offset {
+                                return Err(fail(
+                                    Some(index),
+                                    "the record does not match its leaf entry: the record or the leaves file was changed".into(),
+                                ));
+                            }
+                        }
+                        Ok(_) => leaves_ended = true,
+                        Err(e) => {
                             return Err(fail(
                                 Some(index),
-                                "the record does not match its leaf entry: the record or the leaves file was changed".into(),
-                            ));
+                                format!("{}: {e}", leaves_path.display()),
+                            ))
                         }
                     }
-                    Ok(_) => leaves_ended = true,
-                    Err(e) => {
-                        return Err(fail(Some(index), format!("{}: {e}", leaves_path.display())))
-                    }
                 }
+                frontier.push(hash, |_, _, _| {});
+                index += 1;
+                expected_offset += frame.header.frame_len();
+                progress(frame.header.frame_len());
+                check_checkpoints(&frontier, &mut next_cp)?;
             }
-            frontier.push(hash, |_, _, _| {});
-            index += 1;
-            expected_offset += header.frame_len();
-            progress(header.frame_len());
-            check_checkpoints(&frontier, &mut next_cp)?;
+            match problem {
+                Some(ReadProblem::End) => break,
+                Some(ReadProblem::Truncated) => {
+                    return Err(fail(
+                        Some(index),
+                        "the last record is truncated (torn or cut write)".into(),
+                    ))
+                }
+                Some(ReadProblem::BadLength) => {
+                    return Err(fail(
+                        Some(index),
+                        "record header is damaged (impossible length)".into(),
+                    ))
+                }
+                Some(ReadProblem::Io(e)) => {
+                    return Err(fail(Some(index), format!("{}: {e}", path.display())))
+                }
+                None => {}
+            }
         }
     }
     if let Some(cp) = checkpoints.get(next_cp) {
@@ -314,6 +329,83 @@ fn load_checkpoints(
         });
     }
     Ok(out)
+}
+
+/// Frames read and checked together: enough to amortise starting the hashing threads.
+const BATCH_FRAMES: usize = 32 * 1024;
+
+/// Why reading a batch stopped early.
+enum ReadProblem {
+    End,
+    Truncated,
+    BadLength,
+    Io(std::io::Error),
+}
+
+struct BatchFrame {
+    header: FrameHeader,
+    start: usize,
+}
+
+/// A batch of frames read from a segment: headers, and the records back to back.
+#[derive(Default)]
+struct Batch {
+    frames: Vec<BatchFrame>,
+    records: Vec<u8>,
+}
+
+impl Batch {
+    /// Reads up to `max` frames; says why it stopped if before `max`.
+    fn fill(&mut self, reader: &mut impl Read, max: usize) -> Option<ReadProblem> {
+        self.frames.clear();
+        self.records.clear();
+        while self.frames.len() < max {
+            let mut head = [0u8; FRAME_HEADER];
+            match read_full(reader, &mut head) {
+                Ok(0) => return Some(ReadProblem::End),
+                Ok(n) if n < FRAME_HEADER => return Some(ReadProblem::Truncated),
+                Ok(_) => {}
+                Err(e) => return Some(ReadProblem::Io(e)),
+            }
+            let header = FrameHeader::parse(&head);
+            if header.len as usize > tally_event::MAX_RECORD_BYTES {
+                return Some(ReadProblem::BadLength);
+            }
+            let start = self.records.len();
+            self.records.resize(start + header.len as usize, 0);
+            match read_full(reader, &mut self.records[start..]) {
+                Ok(n) if n == header.len as usize => {}
+                Ok(_) => return Some(ReadProblem::Truncated),
+                Err(e) => return Some(ReadProblem::Io(e)),
+            }
+            self.frames.push(BatchFrame { header, start });
+        }
+        None
+    }
+
+    /// For every frame: whether its checksum holds, and its leaf hash — computed on
+    /// `threads` threads, since hashing is most of the verifier's work.
+    fn check_in_parallel(&self, threads: usize) -> Vec<(bool, Hash)> {
+        let check = |f: &BatchFrame| {
+            let record = &self.records[f.start..f.start + f.header.len as usize];
+            (f.header.matches(record), tally_tlog::leaf_hash(record))
+        };
+        if threads < 2 || self.frames.len() < 1024 {
+            return self.frames.iter().map(check).collect();
+        }
+        let per = self.frames.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .frames
+                .chunks(per)
+                .map(|chunk| scope.spawn(move || chunk.iter().map(check).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().expect("hashing thread panicked"))
+                .collect()
+        })
+    }
 }
 
 /// Reads until `buf` is full or the reader ends; returns the bytes read.

@@ -596,3 +596,20 @@ async fn verify_names_the_first_bad_index_for_every_kind_of_tampering() {
         }
     }
 }
+
+/// The verifier hashes big batches on several threads; a change deep inside one is still
+/// named at its exact index.
+#[tokio::test]
+async fn verify_names_a_changed_record_inside_a_large_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    signed_log(tmp.path(), 5000).await;
+    let seg = last_segment(tmp.path(), "acme");
+    let mut f = frames(&seg);
+    f[4321].1 = String::from_utf8(f[4321].1.clone())
+        .unwrap()
+        .replace("document.read", "document.wipe")
+        .into_bytes();
+    write_frames(&seg, &f);
+    let failure = verify(tmp.path(), "acme").unwrap_err();
+    assert_eq!(failure.index, Some(4321), "{failure}");
+}
