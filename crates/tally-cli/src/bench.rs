@@ -169,10 +169,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         })
         .await
         .context("Tally run")?;
-        println!("{}", LoadReport::header());
-        println!("{ours}");
         rows.push(ours.clone());
-        if !args.no_postgres {
+        if args.no_postgres {
+            println!("{}\n{ours}", LoadReport::header());
+        } else {
             let baseline = run_postgres(&PgLoadOptions {
                 dsn: args.postgres.clone(),
                 mode,
@@ -186,7 +186,6 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             })
             .await
             .context("PostgreSQL baseline run (pass --no-postgres to skip it)")?;
-            println!("{baseline}");
             println!("{}", tally_load::comparison(&ours, &baseline));
             rows.push(baseline);
         }

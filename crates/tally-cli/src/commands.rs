@@ -56,23 +56,33 @@ pub struct KeyArg {
 }
 
 impl KeyArg {
-    /// Loads the verifier, from the argument or else from the server (with a warning).
-    pub async fn load(&self, client: Option<&ApiClient>) -> Result<NoteVerifier> {
+    /// The verifier given on the command line, if any (no network).
+    pub fn given(&self) -> Result<Option<NoteVerifier>> {
         let text = match &self.key {
             Some(k) if std::path::Path::new(k).exists() => {
                 std::fs::read_to_string(k).with_context(|| format!("reading key file {k}"))?
             }
             Some(k) => k.clone(),
-            None => {
-                let client =
-                    client.ok_or_else(|| anyhow!("pass the log's public key with --key"))?;
-                eprintln!("warning: no --key given: using the key the server reports; pass --key to check against a key you trust");
-                client.get_public("/v1/log-key").await?.text().await?
-            }
+            None => return Ok(None),
         };
-        NoteVerifier::parse_vkey(text.trim())
-            .map_err(|e| anyhow!("not a log public key ({e}): expected name+keyid+base64"))
+        parse_verifier(&text).map(Some)
     }
+
+    /// Loads the verifier, from the argument or else from the server (with a warning).
+    pub async fn load(&self, client: Option<&ApiClient>) -> Result<NoteVerifier> {
+        if let Some(v) = self.given()? {
+            return Ok(v);
+        }
+        let client = client.ok_or_else(|| anyhow!("pass the log's public key with --key"))?;
+        eprintln!("warning: no --key given: using the key the server reports; pass --key to check against a key you trust");
+        parse_verifier(&client.get_public("/v1/log-key").await?.text().await?)
+    }
+}
+
+/// Parses a verifier key string, with a message that says what was expected.
+pub fn parse_verifier(text: &str) -> Result<NoteVerifier> {
+    NoteVerifier::parse_vkey(text.trim())
+        .map_err(|e| anyhow!("not a log public key ({e}): expected name+keyid+base64"))
 }
 
 /// Fetch (and check) the latest signed checkpoint of a tenant's log.

@@ -12,7 +12,7 @@ use tally_tlog::tile::{TilePath, TILE_WIDTH};
 use tally_tlog::{Frontier, Hash};
 
 use crate::client::ApiClient;
-use crate::commands::{open_checkpoint, KeyArg};
+use crate::commands::{open_checkpoint, parse_verifier, KeyArg};
 use crate::ServerArgs;
 
 /// Check that a log is intact: every record, every tree, every signed checkpoint.
@@ -99,8 +99,8 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
 
 fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
     let dir = DataDir::open_existing(&path)?;
-    let verifier = match &args.key.key {
-        Some(_) => futures_free_load(&args.key)?,
+    let verifier = match args.key.given()? {
+        Some(v) => v,
         None => {
             let pubkey = dir.verifier_key_path();
             eprintln!(
@@ -109,8 +109,7 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
             );
             let text = std::fs::read_to_string(&pubkey)
                 .with_context(|| format!("reading {}", pubkey.display()))?;
-            NoteVerifier::parse_vkey(text.trim())
-                .map_err(|e| anyhow!("{}: {e}", pubkey.display()))?
+            parse_verifier(&text).with_context(|| pubkey.display().to_string())?
         }
     };
     let since = args
@@ -180,17 +179,6 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
         tenants.len()
     );
     Ok(())
-}
-
-/// Loads a key given on the command line without touching the network.
-fn futures_free_load(key: &KeyArg) -> Result<NoteVerifier> {
-    let k = key.key.as_deref().expect("checked by caller");
-    let text = if std::path::Path::new(k).exists() {
-        std::fs::read_to_string(k).with_context(|| format!("reading key file {k}"))?
-    } else {
-        k.to_string()
-    };
-    NoteVerifier::parse_vkey(text.trim()).map_err(|e| anyhow!("not a log public key ({e})"))
 }
 
 async fn online(args: &VerifyArgs) -> Result<()> {

@@ -1,4 +1,4 @@
-//! [`Log`]: the embedded store as a whole — every tenant's log, the sequencer thread, and the
+//! [`Log`]: the embedded store as a whole — every tenant's log, the sequencer threads, and the
 //! signing key.
 
 use std::collections::BTreeMap;
@@ -90,7 +90,7 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// Shared between the [`Log`] handle and the sequencer thread.
+/// Shared between the [`Log`] handle and the sequencer threads.
 pub(crate) struct Inner {
     pub(crate) dir: DataDir,
     pub(crate) config: LogConfig,
