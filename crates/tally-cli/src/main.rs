@@ -8,6 +8,7 @@ mod bench;
 mod client;
 mod commands;
 mod ingest;
+mod investigate;
 mod serve;
 mod verify;
 
@@ -28,6 +29,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Start a server:      tally serve --data ./data
 /// Send events:         tally ingest events.ndjson
+/// Search:             tally query 'actor:alice after:7d'
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +52,8 @@ enum Command {
     Checkpoint(commands::CheckpointArgs),
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
+    Query(investigate::QueryArgs),
+    Reindex(investigate::ReindexArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -110,6 +114,8 @@ fn main() -> ExitCode {
             Command::Checkpoint(args) => commands::checkpoint(args).await,
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
+            Command::Query(args) => investigate::query(args).await,
+            Command::Reindex(args) => investigate::reindex(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

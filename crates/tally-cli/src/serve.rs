@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// On first start, also write the admin API key to this file (mode 0600), for automation.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Run without the search index (no /v1/events search or /v1/stats; less CPU and disk).
+    #[arg(long)]
+    no_index: bool,
+    /// Milliseconds between search index commits: the most the index lags behind the log.
+    #[arg(long, default_value_t = 250)]
+    index_commit_ms: u64,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -96,7 +102,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_batch_events: args.max_batch_events,
         max_future_skew: Duration::from_secs(args.max_future_skew_secs),
     };
-    let state = AppState::new(log.clone(), keys, settings);
+    let mut state = AppState::new(log.clone(), keys, settings);
+    let mut projector = None;
+    if !args.no_index {
+        let index = open_index(&log)?;
+        projector = Some(tally_server::projector::Projector::spawn(
+            log.clone(),
+            index.clone(),
+            Duration::from_millis(args.index_commit_ms.max(10)),
+            || {},
+        ));
+        state = state.with_index(index);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -122,8 +139,31 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("stopping: signing final checkpoints");
-    tokio::task::spawn_blocking(move || log.shutdown()).await?;
+    tokio::task::spawn_blocking(move || {
+        drop(projector);
+        log.shutdown()
+    })
+    .await?;
     Ok(())
+}
+
+/// Opens the search index of a data directory. The index is derived data: one that cannot be
+/// opened is deleted and rebuilt from the log.
+pub fn open_index(log: &Log) -> Result<Arc<dyn tally_index::EventIndex>> {
+    let dir = log.data_dir().index_path();
+    match tally_index::TantivyIndex::open(&dir) {
+        Ok(index) => Ok(Arc::new(index)),
+        Err(e) => {
+            tracing::warn!(
+                "the search index in {} cannot be opened ({e}); rebuilding it from the log",
+                dir.display()
+            );
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            Ok(Arc::new(
+                tally_index::TantivyIndex::open(&dir).context("creating the search index")?,
+            ))
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -22,10 +22,12 @@
 //! [`tally_store::Log::append`] and the [`auth::KeyStore`]; reads go through
 //! [`tally_store::TenantLog`].
 
+mod audit;
 pub mod auth;
 pub mod error;
 mod extract;
 pub mod openapi;
+pub mod projector;
 mod routes;
 
 use std::sync::Arc;
@@ -81,6 +83,7 @@ pub struct AppState {
     pub(crate) settings: Arc<ServerSettings>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) http: HttpMetrics,
+    pub(crate) index: Option<Arc<dyn tally_index::EventIndex>>,
 }
 
 impl AppState {
@@ -123,7 +126,15 @@ impl AppState {
             settings: Arc::new(settings),
             registry: Arc::new(registry),
             http,
+            index: None,
         }
+    }
+
+    /// Serves investigation queries (`GET /v1/events`, `/v1/stats`) from this index, which
+    /// a [`projector::Projector`] keeps up to date with the log.
+    pub fn with_index(mut self, index: Arc<dyn tally_index::EventIndex>) -> Self {
+        self.index = Some(index);
+        self
     }
 
     /// The log this state serves.
@@ -147,7 +158,8 @@ pub fn router(state: AppState) -> Router {
     use routes::*;
     let body_limit = state.settings.max_body_bytes;
     Router::new()
-        .route("/v1/events", post(ingest::ingest))
+        .route("/v1/events", post(ingest::ingest).get(search::search))
+        .route("/v1/stats", get(search::stats))
         .route("/v1/events/{key}", get(events::get_event))
         .route("/v1/tenants", get(events::list_tenants))
         .route("/v1/checkpoint", get(proofs::checkpoint))

@@ -19,6 +19,8 @@ use crate::routes;
     paths(
         routes::ingest::ingest,
         routes::events::get_event,
+        routes::search::search,
+        routes::search::stats,
         routes::events::list_tenants,
         routes::proofs::checkpoint,
         routes::proofs::log_key,
@@ -35,6 +37,7 @@ use crate::routes;
     modifiers(&Additions),
     tags(
         (name = "events", description = "Send and read audit events"),
+        (name = "investigation", description = "Search and statistics over the events"),
         (name = "proofs", description = "Checkpoints, inclusion and consistency proofs"),
         (name = "keys", description = "API keys (admin)"),
         (name = "ops", description = "Health, metrics, this document"),

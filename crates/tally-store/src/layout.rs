@@ -11,6 +11,7 @@
 //!   log.key                     Ed25519 signing key, C2SP/Go note "PRIVATE+KEY+…" (0600)
 //!   log.pub                     the matching verifier key ("name+id+base64"), public
 //!   api-keys.json               hashed API keys (0600)
+//!   index/                      the search index (derived; deleted and rebuilt at will)
 //!   tenants/<tenant>/
 //!     segments/<offset>.seg     record frames; <offset> is the 20-digit logical start offset
 //!     leaves                    56-byte leaf entries, one per leaf index
@@ -100,6 +101,12 @@ impl DataDir {
     /// The hashed API keys.
     pub fn api_keys_path(&self) -> PathBuf {
         self.root.join("api-keys.json")
+    }
+
+    /// The directory of the search index, a projection of the log that can be deleted and
+    /// rebuilt at any time.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("index")
     }
 
     /// The directory holding one directory per tenant.

@@ -5,4 +5,5 @@ pub(crate) mod ingest;
 pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod proofs;
+pub(crate) mod search;
 pub(crate) mod tiles;

@@ -1,0 +1,214 @@
+//! `tally query` (search a running server) and `tally reindex` (rebuild the search index of a
+//! data directory from its log).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tally_index::IndexedEvent;
+use tally_store::{DataDir, Log, LogConfig};
+
+use crate::client::ApiClient;
+use crate::commands::tenant_query;
+use crate::{ServerArgs, TenantArg};
+
+/// Search events with the investigation syntax.
+///
+/// Terms: field:value (actor, actor.type, ip, session, action, category, outcome,
+/// resource.type, resource, resource.name, request, trace, correlation, key, id),
+/// a,b for any of several values, prefix* for prefixes, ip:203.0.113.0/24 for blocks,
+/// after:/before: with 2026-01-31, an RFC 3339 time or 30m/24h/7d/2w ago, -term to negate,
+/// bare words and "quoted phrases" for free text over the whole event.
+/// Every search is recorded in the tenant's audit log.
+///
+/// Examples: tally query 'actor:alice after:30d'
+///           tally query 'action:user.login outcome:FAILURE after:1h' --format table
+///           tally query 'resource.type:PATIENT resource:p-123' --all > access.jsonl
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The query (empty: every event).
+    #[arg(default_value = "")]
+    query: String,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    tenant: TenantArg,
+    /// Results per page.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    limit: u64,
+    /// Oldest first instead of newest first.
+    #[arg(long)]
+    oldest_first: bool,
+    /// Follow the pages to the end (a snapshot: events arriving meanwhile are not included).
+    #[arg(long)]
+    all: bool,
+    /// Output: one JSON record per line, or a table for people.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Jsonl,
+    Table,
+}
+
+fn table_row(index: u64, r: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    format!(
+        "{:>8}  {:24}  {:24}  {:28}  {:12}  {}",
+        index,
+        s(&r["time"]),
+        s(&r["actor"]["id"]),
+        s(&r["action"]),
+        s(&r["outcome"]),
+        match (r["resource"]["type"].as_str(), r["resource"]["id"].as_str()) {
+            (Some(t), Some(i)) => format!("{t}/{i}"),
+            (Some(t), None) => t.to_string(),
+            _ => "-".into(),
+        }
+    )
+}
+
+pub async fn query(args: QueryArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server)?;
+    let mut params = tenant_query(&args.tenant);
+    params.push(("q", args.query.clone()));
+    params.push(("limit", args.limit.to_string()));
+    if args.oldest_first {
+        params.push(("order", "oldest".into()));
+    }
+    if args.format == Format::Table {
+        println!(
+            "{:>8}  {:24}  {:24}  {:28}  {:12}  resource",
+            "index", "time", "actor", "action", "outcome"
+        );
+    }
+    let spinner = if args.all {
+        ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} events {msg}").expect("valid"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_params = params.clone();
+        if let Some(c) = &cursor {
+            page_params.push(("cursor", c.clone()));
+        }
+        let v: serde_json::Value = client.get("/v1/events", &page_params).await?.json().await?;
+        let events = v["events"].as_array().cloned().unwrap_or_default();
+        spinner.suspend(|| {
+            for e in &events {
+                match args.format {
+                    Format::Jsonl => println!("{}", e["record"]),
+                    Format::Table => println!(
+                        "{}",
+                        table_row(e["index"].as_u64().unwrap_or(0), &e["record"])
+                    ),
+                }
+            }
+        });
+        spinner.inc(events.len() as u64);
+        cursor = v["next_cursor"].as_str().map(str::to_string);
+        if !args.all || cursor.is_none() {
+            break;
+        }
+    }
+    spinner.finish_and_clear();
+    if !args.all && cursor.is_some() {
+        eprintln!("more results: repeat with --all, or raise --limit");
+    }
+    Ok(())
+}
+
+/// Rebuild the search index of a data directory from its log.
+///
+/// The index is a projection: deleting it loses nothing, and the server rebuilds a missing or
+/// damaged one on start in the background. This command does it up front, with a progress
+/// bar. The server must be stopped (the data directory's lock is taken).
+///
+/// Example: tally reindex --data ./data
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    /// Data directory.
+    #[arg(long, short = 'd', env = "TALLY_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// Only this tenant.
+    #[arg(long, short = 't')]
+    tenant: Option<String>,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+pub async fn reindex(args: ReindexArgs) -> Result<()> {
+    tokio::task::spawn_blocking(move || reindex_blocking(args)).await?
+}
+
+fn reindex_blocking(args: ReindexArgs) -> Result<()> {
+    let dir = DataDir::open_existing(&args.data)
+        .with_context(|| format!("opening {}", args.data.display()))?;
+    let origin = std::fs::read_to_string(dir.verifier_key_path())
+        .ok()
+        .and_then(|k| k.split('+').next().map(str::to_string))
+        .context("reading the log's name from log.pub")?;
+    let (log, _) = Log::open(
+        dir,
+        LogConfig {
+            origin,
+            ..LogConfig::default()
+        },
+    )
+    .context("opening the log (is a server running on this directory? stop it first)")?;
+    let index = crate::serve::open_index(&log)?;
+    let mut tenants = log.tenants();
+    if let Some(t) = &args.tenant {
+        if !tenants.contains(t) {
+            bail!("tenant {t} has no log");
+        }
+        tenants = vec![t.clone()];
+    }
+    let total: u64 = tenants
+        .iter()
+        .filter_map(|t| log.tenant(t))
+        .map(|t| t.size())
+        .sum();
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta}) {msg}")
+                .expect("valid template"),
+        )
+    };
+    for tenant in &tenants {
+        bar.set_message(tenant.clone());
+        let tlog = log.tenant(tenant).expect("listed");
+        index.clear(tenant)?;
+        let size = tlog.size();
+        let mut pos = 0;
+        while pos < size {
+            let count = (size - pos).min(8192);
+            let records = tlog.records(pos, count)?;
+            let events: Vec<IndexedEvent<'_>> = records
+                .iter()
+                .enumerate()
+                .map(|(i, record)| IndexedEvent {
+                    index: pos + i as u64,
+                    record,
+                })
+                .collect();
+            index.add(tenant, &events)?;
+            pos += count;
+            bar.inc(count);
+        }
+        index.commit()?;
+    }
+    bar.finish_and_clear();
+    log.shutdown();
+    println!("reindexed {total} events of {} tenants", tenants.len());
+    Ok(())
+}

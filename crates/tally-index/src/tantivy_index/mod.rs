@@ -1,0 +1,556 @@
+//! [`EventIndex`] on tantivy: one tantivy index per tenant under `<dir>/<tenant>/`.
+//!
+//! # Documents
+//!
+//! One document per record (see `schema`): `index` (u64, fast: leaf index, also the field the
+//! index is sorted by), `time` (i64 Unix milliseconds, fast), one raw-token string field per
+//! [`tally_query::Field`] but `actor.ip` (indexed and fast), `actor_ip` (IPv6, IPv4 stored
+//! mapped; indexed and fast) and `text` (tokenised with positions: every string of the event,
+//! see [`EventIndex`]). Nothing is stored: results are leaf indexes, records come from the log.
+//!
+//! # Durability
+//!
+//! Each commit carries a payload `{"version":1,"next":N}` in tantivy's `meta.json`, written
+//! atomically with the commit: `indexed` is what the last commit recorded. On open a tenant
+//! index is checked (schema, payload, document count = `next`, highest index = `next - 1`);
+//! anything off is [`IndexError::Corrupt`], and so is a panic inside tantivy while opening or
+//! searching (tantivy does not promise panic-free reads of damaged files).
+
+mod query;
+mod schema;
+mod search;
+mod stats;
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tally_query::Query;
+use tantivy::index::SegmentId;
+use tantivy::indexer::IndexWriterOptions;
+use tantivy::query::EnableScoring;
+use tantivy::{
+    Index, IndexReader, IndexSettings, IndexSortByField, IndexWriter, ReloadPolicy, TantivyError,
+};
+
+use crate::{
+    EventIndex, IndexError, IndexedEvent, SearchOptions, SearchPage, StatsRequest, StatsResult,
+    MAX_PAGE,
+};
+use schema::{Fields, INDEX, SCHEMA_VERSION, TEXT_TOKENIZER};
+
+/// Marker file at the top of the index directory.
+const FORMAT_FILE: &str = "FORMAT";
+const FORMAT: &str = "tally-index tantivy 1\n";
+
+/// Tuning of [`TantivyIndex`].
+#[derive(Debug, Clone)]
+pub struct TantivyOptions {
+    /// Indexing memory of one tenant's writer, split between its threads; a segment is
+    /// flushed when it is full. At least 15 MB per thread.
+    pub writer_memory_bytes: usize,
+    /// Indexing threads per tenant writer.
+    pub writer_threads: usize,
+    /// Background merge threads per tenant writer.
+    pub merge_threads: usize,
+}
+
+impl Default for TantivyOptions {
+    fn default() -> Self {
+        TantivyOptions {
+            writer_memory_bytes: 128 << 20,
+            writer_threads: 1,
+            merge_threads: 1,
+        }
+    }
+}
+
+/// The tantivy engine. See the [module docs](self).
+pub struct TantivyIndex {
+    dir: PathBuf,
+    options: TantivyOptions,
+    fields: Fields,
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    /// Serialises opening, creating and clearing tenant indexes.
+    lifecycle: Mutex<()>,
+}
+
+struct Tenant {
+    index: Index,
+    reader: IndexReader,
+    /// Committed leaf count.
+    committed: AtomicU64,
+    writer: Mutex<WriterState>,
+    sorted: Mutex<HashMap<SegmentId, bool>>,
+}
+
+struct WriterState {
+    writer: Option<IndexWriter>,
+    /// Next index to add (committed + added since).
+    next: u64,
+    pending: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Payload {
+    version: u32,
+    next: u64,
+}
+
+impl TantivyIndex {
+    /// Opens (creating if needed) the index directory `dir`. Tenant indexes are opened on first
+    /// use; a damaged one is reported then, as [`IndexError::Corrupt`], by that tenant's calls.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        Self::open_with(dir, TantivyOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit tuning.
+    pub fn open_with(dir: &Path, options: TantivyOptions) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir)?;
+        let format = dir.join(FORMAT_FILE);
+        match std::fs::read(&format) {
+            Ok(bytes) if bytes == FORMAT.as_bytes() => {}
+            Ok(_) => {
+                return Err(IndexError::Corrupt(format!(
+                    "{} is not {FORMAT:?}",
+                    format.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if std::fs::read_dir(dir)?.next().is_some() {
+                    return Err(IndexError::Corrupt(format!(
+                        "{} is not empty and has no {FORMAT_FILE} file",
+                        dir.display()
+                    )));
+                }
+                write_durably(&format, FORMAT.as_bytes())?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(TantivyIndex {
+            dir: dir.to_owned(),
+            options,
+            fields: Fields::new(),
+            tenants: RwLock::new(HashMap::new()),
+            lifecycle: Mutex::new(()),
+        })
+    }
+
+    /// Bytes of every file under the index directory.
+    pub fn size_on_disk(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir)
+    }
+
+    fn tenant_dir(&self, tenant: &str) -> Result<PathBuf, IndexError> {
+        if !tally_event::is_valid_tenant(tenant) {
+            return Err(IndexError::Engine(format!(
+                "invalid tenant name {tenant:?}"
+            )));
+        }
+        Ok(self.dir.join(tenant))
+    }
+
+    /// The tenant's open index; `None` when it has none and `create` is false.
+    fn tenant(&self, tenant: &str, create: bool) -> Result<Option<Arc<Tenant>>, IndexError> {
+        let path = self.tenant_dir(tenant)?;
+        if let Some(t) = self.tenants.read().get(tenant) {
+            return Ok(Some(t.clone()));
+        }
+        let _guard = self.lifecycle.lock();
+        if let Some(t) = self.tenants.read().get(tenant) {
+            return Ok(Some(t.clone()));
+        }
+        let t = if path.join("meta.json").exists() {
+            guard_panics("opening", || self.open_tenant(&path))?
+        } else if create {
+            // A directory without meta.json is an interrupted creation: start over.
+            if path.exists() {
+                std::fs::remove_dir_all(&path)?;
+            }
+            std::fs::create_dir_all(&path)?;
+            self.create_tenant(&path)?
+        } else {
+            return Ok(None);
+        };
+        let t = Arc::new(t);
+        self.tenants.write().insert(tenant.to_owned(), t.clone());
+        Ok(Some(t))
+    }
+
+    fn create_tenant(&self, path: &Path) -> Result<Tenant, IndexError> {
+        let settings = IndexSettings {
+            sort_by_field: Some(IndexSortByField {
+                field: INDEX.to_owned(),
+                order: tantivy::Order::Asc,
+            }),
+            ..IndexSettings::default()
+        };
+        let index = Index::builder()
+            .schema(self.fields.schema.clone())
+            .settings(settings)
+            .create_in_dir(path)
+            .map_err(engine)?;
+        self.tenant_from(index, 0)
+    }
+
+    fn open_tenant(&self, path: &Path) -> Result<Tenant, IndexError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            IndexError::Corrupt(format!("{} ({what}): {e}", path.display()))
+        };
+        let index = Index::open_in_dir(path).map_err(|e| corrupt("opening", &e))?;
+        if index.schema() != self.fields.schema {
+            return Err(corrupt("schema", &"written with another schema"));
+        }
+        let sorted = index
+            .settings()
+            .sort_by_field
+            .as_ref()
+            .is_some_and(|s| s.field == INDEX && s.order.is_asc());
+        if !sorted {
+            return Err(corrupt("settings", &"not sorted by leaf index"));
+        }
+        let metas = index.load_metas().map_err(|e| corrupt("meta.json", &e))?;
+        let next = match &metas.payload {
+            Some(p) => {
+                let p: Payload =
+                    serde_json::from_str(p).map_err(|e| corrupt("commit payload", &e))?;
+                if p.version != SCHEMA_VERSION {
+                    return Err(corrupt("version", &format!("version {}", p.version)));
+                }
+                p.next
+            }
+            None if metas.segments.is_empty() => 0,
+            None => return Err(corrupt("commit payload", &"missing")),
+        };
+        let tenant = self
+            .tenant_from(index, next)
+            .map_err(|e| corrupt("reader", &e))?;
+        let searcher = tenant.reader.searcher();
+        if searcher.num_docs() != next {
+            return Err(corrupt(
+                "document count",
+                &format!("{} documents, commit recorded {next}", searcher.num_docs()),
+            ));
+        }
+        let mut max = None;
+        for reader in searcher.segment_readers() {
+            let column = reader
+                .fast_fields()
+                .u64(INDEX)
+                .map_err(|e| corrupt("index column", &e))?;
+            if reader.num_docs() > 0 {
+                max = max.max(Some(column.max_value()));
+            }
+        }
+        if max.map_or(0, |m| m + 1) != next {
+            return Err(corrupt(
+                "leaf indexes",
+                &format!("highest is {max:?}, commit recorded {next} events"),
+            ));
+        }
+        Ok(tenant)
+    }
+
+    fn tenant_from(&self, index: Index, next: u64) -> Result<Tenant, IndexError> {
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(engine)?;
+        Ok(Tenant {
+            index,
+            reader,
+            committed: AtomicU64::new(next),
+            writer: Mutex::new(WriterState {
+                writer: None,
+                next,
+                pending: false,
+            }),
+            sorted: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn writer_options(&self) -> IndexWriterOptions {
+        let threads = self.options.writer_threads.max(1);
+        IndexWriterOptions::builder()
+            .num_worker_threads(threads)
+            .memory_budget_per_thread(self.options.writer_memory_bytes / threads)
+            .num_merge_threads(self.options.merge_threads.max(1))
+            .build()
+    }
+
+    fn commit_tenant(&self, t: &Tenant) -> Result<(), IndexError> {
+        let mut state = t.writer.lock();
+        if !state.pending {
+            return Ok(());
+        }
+        let next = state.next;
+        let writer = state
+            .writer
+            .as_mut()
+            .expect("a pending tenant has a writer");
+        let payload = serde_json::to_string(&Payload {
+            version: SCHEMA_VERSION,
+            next,
+        })
+        .expect("payload serialises");
+        let result = writer.prepare_commit().and_then(|mut prepared| {
+            prepared.set_payload(&payload);
+            prepared.commit()
+        });
+        match result {
+            Ok(_) => {
+                state.pending = false;
+                t.committed.store(next, Ordering::Release);
+                t.reader.reload().map_err(engine)?;
+                let live: Vec<SegmentId> = t
+                    .reader
+                    .searcher()
+                    .segment_readers()
+                    .iter()
+                    .map(|r| r.segment_id())
+                    .collect();
+                t.sorted.lock().retain(|id, _| live.contains(id));
+                Ok(())
+            }
+            Err(e) => {
+                // Drop what was added since the last commit; the caller resumes at `indexed`.
+                if let Some(mut w) = state.writer.take() {
+                    let _ = w.rollback();
+                }
+                state.next = t.committed.load(Ordering::Acquire);
+                state.pending = false;
+                Err(engine(e))
+            }
+        }
+    }
+}
+
+impl EventIndex for TantivyIndex {
+    fn indexed(&self, tenant: &str) -> Result<u64, IndexError> {
+        Ok(match self.tenant(tenant, false)? {
+            Some(t) => t.committed.load(Ordering::Acquire),
+            None => 0,
+        })
+    }
+
+    fn add(&self, tenant: &str, events: &[IndexedEvent<'_>]) -> Result<(), IndexError> {
+        let t = self.tenant(tenant, true)?.expect("created");
+        let mut state = t.writer.lock();
+        for (i, e) in events.iter().enumerate() {
+            let expected = state.next + i as u64;
+            if e.index != expected {
+                return Err(IndexError::OutOfOrder {
+                    tenant: tenant.to_owned(),
+                    expected,
+                    got: e.index,
+                });
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut docs = Vec::with_capacity(events.len());
+        for e in events {
+            let bad = |detail: String| IndexError::BadRecord {
+                index: e.index,
+                detail,
+            };
+            let (doc, record_tenant) = self.fields.document(e.index, e.record).map_err(bad)?;
+            if record_tenant != tenant {
+                return Err(bad(format!("record of tenant {record_tenant:?}")));
+            }
+            docs.push(doc);
+        }
+        if state.writer.is_none() {
+            state.writer = Some(
+                t.index
+                    .writer_with_options(self.writer_options())
+                    .map_err(engine)?,
+            );
+        }
+        let writer = state.writer.as_mut().expect("just set");
+        for doc in docs {
+            writer.add_document(doc).map_err(engine)?;
+        }
+        state.next += events.len() as u64;
+        state.pending = true;
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), IndexError> {
+        let tenants: Vec<Arc<Tenant>> = self.tenants.read().values().cloned().collect();
+        let mut first_error = None;
+        for t in tenants {
+            if let Err(e) = self.commit_tenant(&t) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn search(
+        &self,
+        tenant: &str,
+        query: &Query,
+        opts: &SearchOptions,
+    ) -> Result<SearchPage, IndexError> {
+        let empty = SearchPage {
+            indexes: Vec::new(),
+            next_cursor: None,
+        };
+        let Some(t) = self.tenant(tenant, false)? else {
+            return Ok(empty);
+        };
+        let limit = opts.limit.min(MAX_PAGE);
+        let mut lo = 0u64;
+        let mut hi = opts.upto.unwrap_or(u64::MAX);
+        match (opts.order, opts.cursor) {
+            (_, None) => {}
+            (crate::Order::NewestFirst, Some(c)) => hi = hi.min(c),
+            (crate::Order::OldestFirst, Some(c)) => lo = c.saturating_add(1),
+        }
+        if limit == 0 || lo >= hi {
+            return Ok(empty);
+        }
+        let searcher = t.reader.searcher();
+        let mut analyzer = t
+            .index
+            .tokenizers()
+            .get(TEXT_TOKENIZER)
+            .ok_or_else(|| IndexError::Engine("text tokenizer missing".into()))?;
+        let q = query::build(&self.fields, &mut analyzer, query, opts.now_ms);
+        let mut indexes = guard_panics("searching", || {
+            let weight = q
+                .weight(EnableScoring::disabled_from_searcher(&searcher))
+                .map_err(engine)?;
+            search::page(
+                &searcher,
+                weight.as_ref(),
+                lo,
+                hi,
+                opts.order,
+                limit + 1,
+                &t.sorted,
+            )
+            .map_err(engine)
+        })?;
+        let next_cursor = if indexes.len() > limit {
+            indexes.truncate(limit);
+            indexes.last().copied()
+        } else {
+            None
+        };
+        Ok(SearchPage {
+            indexes,
+            next_cursor,
+        })
+    }
+
+    fn stats(
+        &self,
+        tenant: &str,
+        query: &Query,
+        req: &StatsRequest,
+    ) -> Result<StatsResult, IndexError> {
+        if req.interval_ms.is_some_and(|i| i <= 0) {
+            return Err(IndexError::Engine("interval_ms must be positive".into()));
+        }
+        let Some(t) = self.tenant(tenant, false)? else {
+            return Ok(StatsResult {
+                total: 0,
+                buckets: Vec::new(),
+            });
+        };
+        let searcher = t.reader.searcher();
+        let mut analyzer = t
+            .index
+            .tokenizers()
+            .get(TEXT_TOKENIZER)
+            .ok_or_else(|| IndexError::Engine("text tokenizer missing".into()))?;
+        let q = query::build(&self.fields, &mut analyzer, query, req.now_ms);
+        guard_panics("counting", || {
+            let weight = q
+                .weight(EnableScoring::disabled_from_searcher(&searcher))
+                .map_err(engine)?;
+            stats::stats(&searcher, weight.as_ref(), req).map_err(engine)
+        })
+    }
+
+    fn clear(&self, tenant: &str) -> Result<(), IndexError> {
+        let path = self.tenant_dir(tenant)?;
+        let _guard = self.lifecycle.lock();
+        let removed = self.tenants.write().remove(tenant);
+        if let Some(t) = removed {
+            let writer = t.writer.lock().writer.take();
+            if let Some(w) = writer {
+                // Stops the merge threads before their files disappear.
+                if let Err(e) = w.wait_merging_threads() {
+                    tracing::warn!(tenant, "stopping the index writer: {e}");
+                }
+            }
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Maps a tantivy error to the recovery it needs.
+fn engine(e: TantivyError) -> IndexError {
+    match e {
+        TantivyError::IoError(io) => IndexError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        TantivyError::DataCorruption(_)
+        | TantivyError::OpenReadError(_)
+        | TantivyError::IncompatibleIndex(_) => IndexError::Corrupt(e.to_string()),
+        other => IndexError::Engine(other.to_string()),
+    }
+}
+
+/// Runs `f`, turning a panic (tantivy reading damaged files) into [`IndexError::Corrupt`].
+fn guard_panics<T>(what: &str, f: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(IndexError::Corrupt(format!(
+                "{what} the index panicked: {msg}"
+            )))
+        }
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The tantivy schema and the mapping of a record to a document.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use serde_json::Value as Json;
+use tally_event::Record;
+use tally_query::Field as QField;
+use tantivy::schema::{
+    Field, IndexRecordOption, IpAddrOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::RAW_TOKENIZER_NAME;
+use tantivy::TantivyDocument;
+
+/// Name of the leaf-index field (also the index sort field).
+pub(crate) const INDEX: &str = "index";
+/// Name of the event-time field (Unix milliseconds).
+pub(crate) const TIME: &str = "time";
+/// Name of the full-text field.
+pub(crate) const TEXT: &str = "text";
+/// Name of the `actor.ip` field.
+pub(crate) const ACTOR_IP: &str = "actor_ip";
+
+/// Tokenizer of the full-text field: tantivy's `default` (split on non-alphanumerics, drop
+/// tokens over 40 bytes, lower-case).
+pub(crate) const TEXT_TOKENIZER: &str = "default";
+
+/// Schema version written into each commit; an index written with another is rebuilt.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The fields of the schema, resolved once.
+#[derive(Clone)]
+pub(crate) struct Fields {
+    pub schema: Schema,
+    pub index: Field,
+    pub time: Field,
+    pub text: Field,
+    pub actor_ip: Field,
+    /// One raw string field per [`QField`] except `ActorIp`, in [`QField::ALL`] order.
+    strings: Vec<(QField, Field)>,
+}
+
+/// Identifier fields: (nearly) one distinct value per event. They are left out of the
+/// full-text field (a free-text word is matched against them whole instead, see `query`),
+/// which keeps millions of unique tokens out of the text dictionary.
+pub(crate) const IDENTIFIERS: [QField; 5] = [
+    QField::Id,
+    QField::RequestId,
+    QField::TraceId,
+    QField::CorrelationId,
+    QField::SessionId,
+];
+
+/// Identifier fields without a fast column (a column of unique strings costs as much as the
+/// rest of the index); grouping by them walks their term dictionary instead (see `stats`).
+pub(crate) const NOT_FAST: [QField; 3] = [QField::Id, QField::RequestId, QField::TraceId];
+
+/// The tantivy field name of a string [`QField`]; `None` for `ActorIp`.
+pub(crate) fn string_field_name(field: QField) -> Option<&'static str> {
+    Some(match field {
+        QField::Id => "id",
+        QField::ActorId => "actor_id",
+        QField::ActorType => "actor_type",
+        QField::ActorIp => return None,
+        QField::SessionId => "actor_session_id",
+        QField::Action => "action",
+        QField::Category => "category",
+        QField::Outcome => "outcome",
+        QField::ResourceType => "resource_type",
+        QField::ResourceId => "resource_id",
+        QField::ResourceName => "resource_name",
+        QField::RequestId => "request_id",
+        QField::TraceId => "trace_id",
+        QField::CorrelationId => "correlation_id",
+        QField::KeyId => "key_id",
+    })
+}
+
+impl Fields {
+    pub(crate) fn new() -> Fields {
+        let mut b = Schema::builder();
+        // Fast only: ranges, ordering and the doc-id ↔ index mapping all go through the column
+        // (an inverted index of unique numbers would double the size for nothing).
+        let index = b.add_u64_field(INDEX, NumericOptions::default().set_fast());
+        let time = b.add_i64_field(TIME, NumericOptions::default().set_fast());
+        // No field norms anywhere: nothing is scored.
+        let text = b.add_text_field(
+            TEXT,
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TEXT_TOKENIZER)
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                    .set_fieldnorms(false),
+            ),
+        );
+        let raw = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(RAW_TOKENIZER_NAME)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        );
+        let actor_ip =
+            b.add_ip_addr_field(ACTOR_IP, IpAddrOptions::default().set_indexed().set_fast());
+        let strings = QField::ALL
+            .iter()
+            .filter_map(|&f| {
+                let name = string_field_name(f)?;
+                let options = if NOT_FAST.contains(&f) {
+                    raw.clone()
+                } else {
+                    raw.clone().set_fast(RAW_TOKENIZER_NAME)
+                };
+                Some((f, b.add_text_field(name, options)))
+            })
+            .collect();
+        Fields {
+            schema: b.build(),
+            index,
+            time,
+            text,
+            actor_ip,
+            strings,
+        }
+    }
+
+    /// The raw string field of a query field; `None` for `ActorIp`.
+    pub(crate) fn string(&self, field: QField) -> Option<Field> {
+        self.strings
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, tf)| *tf)
+    }
+
+    /// The tantivy document of a record. `Err` carries why the record cannot be read.
+    pub(crate) fn document(
+        &self,
+        index: u64,
+        bytes: &[u8],
+    ) -> Result<(TantivyDocument, String), String> {
+        let r = Record::parse(bytes).map_err(|e| e.to_string())?;
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(self.index, index);
+        let time_ms = (r.time.unix_timestamp_nanos() / 1_000_000) as i64;
+        doc.add_i64(self.time, time_ms);
+
+        let id = r.id.hyphenated().to_string();
+        let actor_type = r.actor.kind.map(|k| k.as_str());
+        let outcome = r.outcome.as_str();
+        let resource = r.resource.as_ref();
+        let strings: [(QField, Option<&str>); 14] = [
+            (QField::Id, Some(&id)),
+            (QField::ActorId, Some(&r.actor.id)),
+            (QField::ActorType, actor_type),
+            (QField::SessionId, r.actor.session_id.as_deref()),
+            (QField::Action, Some(&r.action)),
+            (QField::Category, r.category.as_deref()),
+            (QField::Outcome, Some(outcome)),
+            (QField::ResourceType, resource.map(|x| x.kind.as_str())),
+            (QField::ResourceId, resource.and_then(|x| x.id.as_deref())),
+            (
+                QField::ResourceName,
+                resource.and_then(|x| x.name.as_deref()),
+            ),
+            (QField::RequestId, r.request_id.as_deref()),
+            (QField::TraceId, r.trace_id.as_deref()),
+            (QField::CorrelationId, r.correlation_id.as_deref()),
+            (QField::KeyId, Some(&r.key_id)),
+        ];
+        for (qf, value) in strings {
+            if let Some(value) = value {
+                if let Some(f) = self.string(qf) {
+                    doc.add_text(f, value);
+                }
+                if !IDENTIFIERS.contains(&qf) {
+                    doc.add_text(self.text, value);
+                }
+            }
+        }
+        if let Some(ip) = r.actor.ip {
+            doc.add_ip_addr(self.actor_ip, ip_to_v6(ip));
+            doc.add_text(self.text, ip.to_string());
+        }
+        for s in [r.actor.user_agent.as_deref(), r.reason.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            doc.add_text(self.text, s);
+        }
+        let mut free = FreeText::default();
+        for v in [r.before.as_ref(), r.after.as_ref()].into_iter().flatten() {
+            free.walk(v);
+        }
+        if let Some(m) = &r.metadata {
+            for (k, v) in m {
+                free.push(k);
+                free.walk(v);
+            }
+        }
+        for s in free.values {
+            doc.add_text(self.text, s);
+        }
+        Ok((doc, r.tenant))
+    }
+}
+
+/// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`), as tantivy does.
+pub(crate) fn ip_to_v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// The display form of a stored address: IPv4-mapped addresses as IPv4.
+pub(crate) fn ip_display(ip: Ipv6Addr) -> String {
+    match ip.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => ip.to_string(),
+    }
+}
+
+/// Collects every string, object key and number of a free-form JSON value.
+#[derive(Default)]
+struct FreeText {
+    values: Vec<String>,
+}
+
+impl FreeText {
+    fn push(&mut self, s: &str) {
+        self.values.push(s.to_owned());
+    }
+
+    fn walk(&mut self, v: &Json) {
+        match v {
+            Json::String(s) => self.push(s),
+            Json::Number(n) => self.values.push(n.to_string()),
+            Json::Array(items) => items.iter().for_each(|i| self.walk(i)),
+            Json::Object(map) => {
+                for (k, v) in map {
+                    self.push(k);
+                    self.walk(v);
+                }
+            }
+            Json::Null | Json::Bool(_) => {}
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Investigation: `GET /v1/events?q=…` (search with cursor pagination) and `GET /v1/stats`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tally_index::{EventIndex, Order, SearchOptions, StatsRequest};
+use tally_query::Query as SearchQuery;
+
+use super::events::tenant_log;
+use crate::audit::{record_read, ReadAudit};
+use crate::auth::Scope;
+use crate::error::{ApiError, ErrorDetail};
+use crate::extract::{Auth, Query};
+use crate::AppState;
+
+/// Most results per page.
+const MAX_LIMIT: usize = 1000;
+/// Parameters that steer the search rather than filter it.
+const CONTROL: [&str; 8] = [
+    "tenant", "q", "order", "cursor", "limit", "proofs", "by", "interval",
+];
+
+fn index(state: &AppState) -> Result<&Arc<dyn EventIndex>, ApiError> {
+    state.index.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_index",
+            "this server runs without a search index",
+        )
+    })
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `q` and the plain filter parameters, as one query. A malformed query is a 400 naming the
+/// position and what was expected.
+fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
+    let bad = |param: &str, e: tally_query::ParseError| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{param}: {e}"),
+        )
+        .with_details(vec![ErrorDetail {
+            event: None,
+            field: Some(param.to_string()),
+            rule: e.message.clone(),
+            line: None,
+            column: Some(e.column),
+        }])
+    };
+    let mut query = match param(params, "q") {
+        Some(q) => tally_query::parse(q).map_err(|e| bad("q", e))?,
+        None => SearchQuery::default(),
+    };
+    let filters: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| !CONTROL.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if !filters.is_empty() {
+        let extra =
+            tally_query::parse_field_params(&filters).map_err(|e| bad("filter parameters", e))?;
+        query.terms.extend(extra.terms);
+    }
+    Ok(query)
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A page cursor: the snapshot bound and the last index returned, so pages stay stable while
+/// new events arrive.
+fn encode_cursor(upto: u64, last: u64, order: Order) -> String {
+    let o = if matches!(order, Order::NewestFirst) {
+        'n'
+    } else {
+        'o'
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{o}.{upto}.{last}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(Order, u64, u64), ApiError> {
+    let bad = || ApiError::bad_param("cursor", "is not a cursor returned by this API");
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let mut parts = text.split('.');
+    let order = match parts.next() {
+        Some("n") => Order::NewestFirst,
+        Some("o") => Order::OldestFirst,
+        _ => return Err(bad()),
+    };
+    let upto = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let last = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok((order, upto, last))
+}
+
+/// One search result.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Hit {
+    /// Leaf index in the tenant's tree.
+    index: u64,
+    /// The stored record, exactly as hashed.
+    #[schema(value_type = Object)]
+    record: Box<RawValue>,
+    /// Inclusion proof against `checkpoint` (base64 hashes), when `proofs=true` and the index
+    /// is covered by the latest checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof: Option<Vec<String>>,
+}
+
+/// A page of search results.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SearchResponse {
+    tenant: String,
+    /// Newest first unless `order=oldest`.
+    events: Vec<Hit>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    /// The signed checkpoint the proofs refer to, when `proofs=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
+}
+
+/// Searches a tenant's events.
+///
+/// `q` uses the investigation syntax: `actor:alice action:user.* -outcome:SUCCESS
+/// ip:203.0.113.0/24 after:2026-01-01 before:7d "free text"`; the same filters may be given as
+/// plain parameters (`actor=alice`, `outcome=FAILURE,DENIED`). Every search is itself recorded
+/// in the tenant's audit log.
+#[utoipa::path(
+    get, path = "/v1/events", tag = "investigation",
+    params(
+        ("q" = Option<String>, Query, description = "Query text"),
+        ("tenant" = Option<String>, Query, description = "Tenant (default: the key's)"),
+        ("order" = Option<String>, Query, description = "newest (default) or oldest"),
+        ("limit" = Option<usize>, Query, description = "Results per page, 1-1000 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("proofs" = Option<bool>, Query, description = "Attach inclusion proofs"),
+    ),
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, description = "Malformed query: position and what was expected", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let principal = auth.require(Scope::Read)?.clone();
+    let tenant = auth.tenant(param(&params, "tenant"))?;
+    let index = index(&state)?.clone();
+    let query = parse_query(&params)?;
+    let limit = match param(&params, "limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_param("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let proofs = match param(&params, "proofs") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_param("proofs", "must be true or false")),
+    };
+    let mut order = match param(&params, "order") {
+        None | Some("newest") => Order::NewestFirst,
+        Some("oldest") => Order::OldestFirst,
+        Some(_) => return Err(ApiError::bad_param("order", "must be newest or oldest")),
+    };
+    let log = tenant_log(&state, &tenant)?;
+    let (cursor, upto) = match param(&params, "cursor") {
+        Some(c) => {
+            let (o, upto, last) = decode_cursor(c)?;
+            order = o;
+            (Some(last), upto)
+        }
+        None => (None, log.size()),
+    };
+    let opts = SearchOptions {
+        now_ms: now_ms(),
+        order,
+        cursor,
+        limit,
+        upto: Some(upto),
+    };
+    let page = {
+        let index = index.clone();
+        let tenant = tenant.clone();
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || index.search(&tenant, &query, &opts))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "search_failed",
+                    e.to_string(),
+                )
+            })?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "search_failed",
+                    e.to_string(),
+                )
+            })?
+    };
+    let checkpoint = if proofs { log.checkpoint() } else { None };
+    let mut events = Vec::with_capacity(page.indexes.len());
+    for &i in &page.indexes {
+        let record = log.record(i)?;
+        let proof = match &checkpoint {
+            Some(cp) if i < cp.size => Some(
+                log.inclusion_proof(i, cp.size)?
+                    .iter()
+                    .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let record = RawValue::from_string(String::from_utf8(record).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                format!("record {i} is not UTF-8"),
+            )
+        })?)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                e.to_string(),
+            )
+        })?;
+        events.push(Hit {
+            index: i,
+            record,
+            proof,
+        });
+    }
+    record_read(
+        &state,
+        &principal,
+        ReadAudit {
+            tenant: &tenant,
+            action: "tally.events.search",
+            metadata: serde_json::json!({"query": query.to_string(), "rows": events.len(), "order": if matches!(order, Order::NewestFirst) {"newest"} else {"oldest"}}),
+        },
+    )
+    .await?;
+    Ok(Json(SearchResponse {
+        tenant,
+        next_cursor: page
+            .next_cursor
+            .map(|last| encode_cursor(upto, last, order)),
+        events,
+        checkpoint: checkpoint.map(|c| c.note),
+    }))
+}
+
+/// Counts grouped by a field and/or time bucket.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StatsResponse {
+    tenant: String,
+    /// Matching events in all.
+    total: u64,
+    buckets: Vec<StatsBucketJson>,
+}
+
+/// One group.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StatsBucketJson {
+    /// The field's value (with `by`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// Bucket start, RFC 3339 (with `interval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    count: u64,
+}
+
+fn parse_interval(text: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::bad_param(
+            "interval",
+            "must be a duration such as 30s, 5m, 1h, 1d or 1w",
+        )
+    };
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = digits.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_ms).ok_or_else(bad)
+}
+
+/// Counts matching events grouped by a field (`by=action`) and/or a time bucket
+/// (`interval=1h`), for dashboards and spotting spikes.
+#[utoipa::path(
+    get, path = "/v1/stats", tag = "investigation",
+    params(
+        ("q" = Option<String>, Query, description = "Query text, as for /v1/events"),
+        ("by" = Option<String>, Query, description = "Field to group by, e.g. action, actor.id, outcome"),
+        ("interval" = Option<String>, Query, description = "Time bucket, e.g. 1h"),
+        ("limit" = Option<usize>, Query, description = "Most groups (default 100)"),
+    ),
+    responses((status = 200, body = StatsResponse), (status = 400, body = crate::error::ErrorBody)),
+    security(("api_key" = []))
+)]
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<StatsResponse>, ApiError> {
+    let principal = auth.require(Scope::Read)?.clone();
+    let tenant = auth.tenant(param(&params, "tenant"))?;
+    let index = index(&state)?.clone();
+    let query = parse_query(&params)?;
+    let by = match param(&params, "by") {
+        None => None,
+        Some(name) => Some(tally_query::Field::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = tally_query::Field::ALL.iter().map(|f| f.name()).collect();
+            ApiError::bad_param("by", format!("must be one of {}", names.join(", ")))
+        })?),
+    };
+    let interval_ms = param(&params, "interval").map(parse_interval).transpose()?;
+    let limit = match param(&params, "limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| ApiError::bad_param("limit", "must be an integer from 1 to 10000"))?,
+    };
+    tenant_log(&state, &tenant)?;
+    let req = StatsRequest {
+        now_ms: now_ms(),
+        by,
+        interval_ms,
+        limit,
+    };
+    let result = {
+        let (index, tenant, query) = (index.clone(), tenant.clone(), query.clone());
+        tokio::task::spawn_blocking(move || index.stats(&tenant, &query, &req))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "stats_failed",
+                    e.to_string(),
+                )
+            })?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "stats_failed",
+                    e.to_string(),
+                )
+            })?
+    };
+    record_read(
+        &state,
+        &principal,
+        ReadAudit {
+            tenant: &tenant,
+            action: "tally.events.stats",
+            metadata: serde_json::json!({"query": query.to_string(), "by": by.map(|f| f.name()), "interval_ms": interval_ms, "rows": result.buckets.len()}),
+        },
+    )
+    .await?;
+    Ok(Json(StatsResponse {
+        tenant,
+        total: result.total,
+        buckets: result
+            .buckets
+            .into_iter()
+            .map(|b| StatsBucketJson {
+                key: b.key,
+                start: b.start_ms.map(|ms| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                        .ok()
+                        .and_then(|t| {
+                            t.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
+                        .unwrap_or_default()
+                }),
+                count: b.count,
+            })
+            .collect(),
+    }))
+}
