@@ -142,6 +142,26 @@ fn wait_for_checkpoint(server: &Server, size: u64) {
     panic!("no checkpoint of size {size}");
 }
 
+/// The signed size once the log has stopped growing.
+fn settled_size(server: &Server) -> u64 {
+    let key = server.dir.join("log.pub");
+    let mut last = 0;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(150));
+        let out = server.tally(&["checkpoint", "--key", key.to_str().unwrap()]);
+        let size: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        if size == last && size > 0 {
+            return size;
+        }
+        last = size;
+    }
+    panic!("the log kept growing");
+}
+
 #[test]
 fn ingest_prove_and_verify_online_offline_and_since() {
     let tmp = tempfile::tempdir().unwrap();
@@ -209,11 +229,46 @@ fn ingest_prove_and_verify_online_offline_and_since() {
     let out = ok(&server.tally(&["prove", "--key", key, "consistency", "--from", "17"]));
     assert!(out.starts_with("OK"), "{out}");
 
+    // Search: the index catches up within moments; every search is itself recorded.
+    let mut found = String::new();
+    for _ in 0..200 {
+        found = ok(&server.tally(&["query", "actor:u5 action:user.login"]));
+        if !found.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(found.contains(&id) && found.lines().count() == 1, "{found}");
+    let table = ok(&server.tally(&[
+        "query",
+        "actor:u1,u2",
+        "--format",
+        "table",
+        "--oldest-first",
+    ]));
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("u1") && l.contains("user.login")),
+        "{table}"
+    );
+    let err = fails(&server.tally(&["query", "actr:u5"]));
+    assert!(
+        err.contains("column 1") && err.contains("unknown field"),
+        "{err}"
+    );
+
     // The log grows; it is still consistent with the saved checkpoint, online and offline.
     let more = tmp.path().join("more.ndjson");
     ndjson(&more, 1000, 1100, None);
     ok(&server.tally(&["ingest", more.to_str().unwrap(), "--quiet"]));
-    wait_for_checkpoint(&server, 740);
+    // 740 events, plus one audit event per search above.
+    let size = settled_size(&server);
+    assert!(
+        size >= 740 + 3,
+        "the searches were not recorded: size {size}"
+    );
     let out = ok(&server.tally(&[
         "verify",
         "--key",
@@ -227,7 +282,7 @@ fn ingest_prove_and_verify_online_offline_and_since() {
         "{out}"
     );
     let out = ok(&server.tally(&["verify", "--key", key, "--quiet"]));
-    assert!(out.contains("740 records"), "{out}");
+    assert!(out.contains(&format!("{size} records")), "{out}");
 
     // A key the log was not signed with is refused.
     let other = "other.example+12345678+AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
@@ -251,7 +306,19 @@ fn ingest_prove_and_verify_online_offline_and_since() {
         .output()
         .unwrap());
     assert!(
-        out.contains("740 records") && out.contains("no rollback"),
+        out.contains(&format!("{size} records")) && out.contains("no rollback"),
+        "{out}"
+    );
+
+    // The index is a projection: rebuilt from the log with a progress bar (quiet here).
+    std::fs::remove_dir_all(dir.join("index")).unwrap();
+    let out = ok(&Command::new(TALLY)
+        .args(["reindex", "--data", dir.to_str().unwrap(), "--quiet"])
+        .env("TALLY_LOG", "warn")
+        .output()
+        .unwrap());
+    assert!(
+        out.starts_with(&format!("reindexed {size} events")),
         "{out}"
     );
 
@@ -328,6 +395,8 @@ fn ingest_prove_and_verify_online_offline_and_since() {
 #[test]
 fn help_teaches_every_command() {
     for cmd in [
+        "query",
+        "reindex",
         "serve",
         "verify",
         "ingest",

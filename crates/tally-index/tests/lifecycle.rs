@@ -444,8 +444,16 @@ fn stats_by_field_interval_and_both() {
 
     // Identifier fields without a fast column.
     let s = stats(&all, Some(Field::RequestId), None, 10);
-    assert_eq!(s.buckets, vec![bucket(None, None, 7), bucket(Some("r1"), None, 1)]);
-    let s = stats(&q(vec![exact(Field::ActorId, &["alice", "bob"])]), Some(Field::Id), None, 3);
+    assert_eq!(
+        s.buckets,
+        vec![bucket(None, None, 7), bucket(Some("r1"), None, 1)]
+    );
+    let s = stats(
+        &q(vec![exact(Field::ActorId, &["alice", "bob"])]),
+        Some(Field::Id),
+        None,
+        3,
+    );
     assert_eq!(s.total, 5);
     assert_eq!(
         s.buckets,
@@ -465,7 +473,10 @@ fn stats_by_field_interval_and_both() {
         ]
     );
     let s = stats(&all, Some(Field::SessionId), None, 10);
-    assert_eq!(s.buckets, vec![bucket(None, None, 7), bucket(Some("s1"), None, 1)]);
+    assert_eq!(
+        s.buckets,
+        vec![bucket(None, None, 7), bucket(Some("s1"), None, 1)]
+    );
 
     // By interval: ascending buckets, floor(time / interval) * interval.
     let hour = 3_600_000;

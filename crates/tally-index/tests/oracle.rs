@@ -224,6 +224,27 @@ fn check(ix: &TantivyIndex, records: &[Record], seed: u64) {
             stats.buckets.iter().map(|b| b.count).sum::<u64>(),
             all_matches
         );
+        if round % 10 == 0 {
+            // A field without a fast column: every event has its own trace id.
+            let by_trace = ix
+                .stats(
+                    "acme",
+                    &query,
+                    &StatsRequest {
+                        now_ms,
+                        by: Some(Field::TraceId),
+                        interval_ms: Some(600_000),
+                        limit: 100_000,
+                    },
+                )
+                .unwrap();
+            assert_eq!(by_trace.total, all_matches);
+            assert_eq!(by_trace.buckets.len() as u64, all_matches, "round {round}");
+            assert!(by_trace
+                .buckets
+                .iter()
+                .all(|b| b.count == 1 && b.key.is_some()));
+        }
     }
 }
 

@@ -275,14 +275,14 @@ fn free_text_over_every_string() {
         ("nonexistent", &[]),
         ("!!!", &[0, 1, 2, 3, 4, 5, 6, 7]), // no words: no constraint
         // Identifiers match whole (they are not split into words).
-        ("r1", &[0]),                    // request_id
-        ("s1", &[0]),                    // actor.session_id
-        ("t-1", &[3]),                   // trace_id
-        ("c-9", &[3]),                   // correlation_id
+        ("r1", &[0]),  // request_id
+        ("s1", &[0]),  // actor.session_id
+        ("t-1", &[3]), // trace_id
+        ("c-9", &[3]), // correlation_id
         ("00000000-0000-4000-8000-000000000003", &[3]),
         ("00000000-0000-4000-8000-000000000003 csv", &[3]),
         ("00000000-0000-4000-8000-000000000003 lisbon", &[]),
-        ("000000000003", &[]),           // part of an id: no
+        ("000000000003", &[]), // part of an id: no
     ];
     for (t, expected) in cases {
         assert_eq!(f(&ix, vec![text(t)]), expected.to_vec(), "text {t:?}");
@@ -290,7 +290,11 @@ fn free_text_over_every_string() {
     // A UUID in any case.
     let upper = text("00000000-0000-4000-8000-00000000000A");
     assert_eq!(f(&ix, vec![upper]), Vec::<u64>::new());
-    let upper = text("00000000-0000-4000-8000-000000000006".to_uppercase().as_str());
+    let upper = text(
+        "00000000-0000-4000-8000-000000000006"
+            .to_uppercase()
+            .as_str(),
+    );
     assert_eq!(f(&ix, vec![upper]), vec![6]);
     assert_eq!(f(&ix, vec![not(text("r1"))]), vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(f(&ix, vec![phrase("r1")]), vec![0]);
