@@ -54,6 +54,19 @@ enum Format {
     Table,
 }
 
+/// A page of search results, with each record kept byte for byte as the server sent it.
+#[derive(serde::Deserialize)]
+struct Page {
+    events: Vec<Hit>,
+    next_cursor: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Hit {
+    index: u64,
+    record: Box<serde_json::value::RawValue>,
+}
+
 fn table_row(index: u64, r: &serde_json::Value) -> String {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
     format!(
@@ -98,21 +111,14 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         if let Some(c) = &cursor {
             page_params.push(("cursor", c.clone()));
         }
-        let v: serde_json::Value = client.get("/v1/events", &page_params).await?.json().await?;
-        let events = v["events"].as_array().cloned().unwrap_or_default();
+        let page: Page = client.get("/v1/events", &page_params).await?.json().await?;
         spinner.suspend(|| {
-            for e in &events {
-                match args.format {
-                    Format::Jsonl => println!("{}", e["record"]),
-                    Format::Table => println!(
-                        "{}",
-                        table_row(e["index"].as_u64().unwrap_or(0), &e["record"])
-                    ),
-                }
+            for e in &page.events {
+                print_event(args.format, e.index, e.record.get());
             }
         });
-        spinner.inc(events.len() as u64);
-        cursor = v["next_cursor"].as_str().map(str::to_string);
+        spinner.inc(page.events.len() as u64);
+        cursor = page.next_cursor;
         if !args.all || cursor.is_none() {
             break;
         }
@@ -211,4 +217,105 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
     log.shutdown();
     println!("reindexed {total} events of {} tenants", tenants.len());
     Ok(())
+}
+
+/// Show the latest events matching a query, and with -f follow new ones as they arrive.
+///
+/// Following uses the server's live stream (server-sent events at /v1/events/stream) and
+/// reconnects where it left off if the connection drops.
+///
+/// Examples: tally tail -f 'outcome:FAILURE,DENIED'
+///           tally tail -n 100 'actor:alice' --format table
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The query (empty: every event).
+    #[arg(default_value = "")]
+    query: String,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    tenant: TenantArg,
+    /// How many of the latest matching events to show first.
+    #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    lines: u64,
+    /// Keep following new events.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Output: one JSON record per line, or a table for people.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+}
+
+fn print_event(format: Format, index: u64, record: &str) {
+    match format {
+        Format::Jsonl => println!("{record}"),
+        Format::Table => {
+            let v: serde_json::Value = serde_json::from_str(record).unwrap_or_default();
+            println!("{}", table_row(index, &v));
+        }
+    }
+}
+
+pub async fn tail(args: TailArgs) -> Result<()> {
+    use futures_util::StreamExt;
+
+    let client = ApiClient::new(&args.server)?;
+    let mut params = tenant_query(&args.tenant);
+    params.push(("q", args.query.clone()));
+    let mut next = 0u64;
+    if args.lines > 0 {
+        let mut p = params.clone();
+        p.push(("limit", args.lines.to_string()));
+        let page: Page = client.get("/v1/events", &p).await?.json().await?;
+        for e in page.events.iter().rev() {
+            print_event(args.format, e.index, e.record.get());
+            next = next.max(e.index + 1);
+        }
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    if next == 0 {
+        // Start with what arrives from now on.
+        let v: serde_json::Value = client.get("/v1/tenants", &[]).await?.json().await?;
+        let tenant = args
+            .tenant
+            .tenant
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        next = v
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == tenant.as_str()))
+            .and_then(|t| t["size"].as_u64())
+            .unwrap_or(0);
+    }
+    loop {
+        let mut p = params.clone();
+        p.push(("from", next.to_string()));
+        let response = client.get("/v1/events/stream", &p).await?;
+        let mut body = response.bytes_stream();
+        let mut buf = String::new();
+        let (mut id, mut data) = (None::<u64>, String::new());
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find('\n') {
+                let line = buf[..end].trim_end_matches('\r').to_string();
+                buf.drain(..=end);
+                if line.is_empty() {
+                    if let Some(i) = id.take() {
+                        print_event(args.format, i, &data);
+                        next = i + 1;
+                    }
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        }
+        eprintln!("stream interrupted; reconnecting from index {next}");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -53,6 +53,7 @@ enum Command {
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
     Query(investigate::QueryArgs),
+    Tail(investigate::TailArgs),
     Reindex(investigate::ReindexArgs),
     Bench(bench::BenchArgs),
 }
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
             Command::Query(args) => investigate::query(args).await,
+            Command::Tail(args) => investigate::tail(args).await,
             Command::Reindex(args) => investigate::reindex(args).await,
             Command::Bench(args) => bench::run(args).await,
         }

@@ -110,7 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             log.clone(),
             index.clone(),
             Duration::from_millis(args.index_commit_ms.max(10)),
-            || {},
+            state.index_commit_notifier(),
         ));
         state = state.with_index(index);
     }

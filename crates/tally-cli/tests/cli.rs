@@ -259,6 +259,54 @@ fn ingest_prove_and_verify_online_offline_and_since() {
         "{err}"
     );
 
+    assert!(
+        tally_event::is_canonical(found.trim_end().as_bytes()),
+        "query prints records byte for byte: {found}"
+    );
+
+    // tail: the latest matches, oldest first; -f follows new ones over server-sent events.
+    let out = ok(&server.tally(&["tail", "-n", "3", "action:user.login -action:tally.*"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains("\"u637\"") && lines[2].contains("\"u639\""),
+        "{out}"
+    );
+    let mut follower = Command::new(TALLY)
+        .args(["tail", "-f", "-n", "0", "actor:zed"])
+        .env("TALLY_URL", &server.url)
+        .env("TALLY_TOKEN", &server.token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let zed = tmp.path().join("zed.ndjson");
+    std::fs::write(
+        &zed,
+        r#"{"time":"2026-05-06T07:08:09.010Z","actor":{"id":"zed"},"action":"door.open","outcome":"SUCCESS"}"#,
+    )
+    .unwrap();
+    ok(&server.tally(&["ingest", zed.to_str().unwrap(), "--quiet"]));
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tail -f printed the new event");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        line.contains("\"zed\"") && line.contains("door.open"),
+        "{line}"
+    );
+
     // The log grows; it is still consistent with the saved checkpoint, online and offline.
     let more = tmp.path().join("more.ndjson");
     ndjson(&more, 1000, 1100, None);
@@ -395,6 +443,7 @@ fn ingest_prove_and_verify_online_offline_and_since() {
 #[test]
 fn help_teaches_every_command() {
     for cmd in [
+        "tail",
         "query",
         "reindex",
         "serve",

@@ -84,6 +84,8 @@ pub struct AppState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) http: HttpMetrics,
     pub(crate) index: Option<Arc<dyn tally_index::EventIndex>>,
+    /// Bumped after every index commit; live streams wait on it.
+    pub(crate) index_commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl AppState {
@@ -127,6 +129,15 @@ impl AppState {
             registry: Arc::new(registry),
             http,
             index: None,
+            index_commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+
+    /// A callback for the [`projector::Projector`]: wakes live streams after each commit.
+    pub fn index_commit_notifier(&self) -> impl Fn() + Send + 'static {
+        let commits = self.index_commits.clone();
+        move || {
+            commits.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -160,6 +171,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::ingest).get(search::search))
         .route("/v1/stats", get(search::stats))
+        .route("/v1/events/stream", get(search::stream))
         .route("/v1/events/{key}", get(events::get_event))
         .route("/v1/tenants", get(events::list_tenants))
         .route("/v1/checkpoint", get(proofs::checkpoint))

@@ -21,6 +21,7 @@ use crate::routes;
         routes::events::get_event,
         routes::search::search,
         routes::search::stats,
+        routes::search::stream,
         routes::events::list_tenants,
         routes::proofs::checkpoint,
         routes::proofs::log_key,

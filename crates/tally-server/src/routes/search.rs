@@ -21,8 +21,8 @@ use crate::AppState;
 /// Most results per page.
 const MAX_LIMIT: usize = 1000;
 /// Parameters that steer the search rather than filter it.
-const CONTROL: [&str; 8] = [
-    "tenant", "q", "order", "cursor", "limit", "proofs", "by", "interval",
+const CONTROL: [&str; 9] = [
+    "tenant", "q", "order", "cursor", "limit", "proofs", "by", "interval", "from",
 ];
 
 fn index(state: &AppState) -> Result<&Arc<dyn EventIndex>, ApiError> {
@@ -418,4 +418,105 @@ pub(crate) async fn stats(
             })
             .collect(),
     }))
+}
+
+/// Follows a tenant's new events that match a query, as server-sent events: each event's
+/// `id` is its leaf index and its `data` the stored record. Resumes after `Last-Event-ID` (or
+/// `from`, the first leaf index wanted); by default starts with events arriving from now on.
+/// Opening a stream is recorded in the tenant's audit log.
+#[utoipa::path(
+    get, path = "/v1/events/stream", tag = "investigation",
+    params(
+        ("q" = Option<String>, Query, description = "Query text, as for /v1/events"),
+        ("from" = Option<u64>, Query, description = "First leaf index to send (default: new events only)"),
+    ),
+    responses((status = 200, description = "text/event-stream of matching records"), (status = 400, body = crate::error::ErrorBody)),
+    security(("api_key" = []))
+)]
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<
+    axum::response::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    let principal = auth.require(Scope::Read)?.clone();
+    let tenant = auth.tenant(param(&params, "tenant"))?;
+    let index = index(&state)?.clone();
+    let query = parse_query(&params)?;
+    let log = tenant_log(&state, &tenant)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let from = match (resume, param(&params, "from")) {
+        (Some(last), _) => last + 1,
+        (None, Some(f)) => f
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_param("from", "must be a leaf index"))?,
+        (None, None) => log.size(),
+    };
+    record_read(
+        &state,
+        &principal,
+        ReadAudit {
+            tenant: &tenant,
+            action: "tally.events.tail",
+            metadata: serde_json::json!({"query": query.to_string(), "from": from}),
+        },
+    )
+    .await?;
+    let commits = state.index_commits.subscribe();
+    let stream = futures_util::stream::unfold(
+        (commits, from, std::collections::VecDeque::<Event>::new()),
+        move |(mut commits, mut next, mut pending)| {
+            let (index, log, tenant, query) =
+                (index.clone(), log.clone(), tenant.clone(), query.clone());
+            async move {
+                loop {
+                    if let Some(event) = pending.pop_front() {
+                        return Some((Ok(event), (commits, next, pending)));
+                    }
+                    let opts = SearchOptions {
+                        now_ms: now_ms(),
+                        order: Order::OldestFirst,
+                        cursor: next.checked_sub(1),
+                        limit: MAX_LIMIT,
+                        upto: None,
+                    };
+                    let (idx, t, q) = (index.clone(), tenant.clone(), query.clone());
+                    let page = tokio::task::spawn_blocking(move || idx.search(&t, &q, &opts)).await;
+                    match page {
+                        Ok(Ok(page)) if !page.indexes.is_empty() => {
+                            for i in page.indexes {
+                                let Ok(record) = log.record(i) else {
+                                    return None;
+                                };
+                                next = i + 1;
+                                pending.push_back(
+                                    Event::default()
+                                        .id(i.to_string())
+                                        .data(String::from_utf8_lossy(&record)),
+                                );
+                            }
+                        }
+                        Ok(Ok(_)) => {
+                            // Nothing new: wait for the projector's next commit.
+                            if commits.changed().await.is_err() {
+                                return None;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
