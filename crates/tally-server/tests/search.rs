@@ -117,7 +117,7 @@ fn event(i: u64, actor: &str, action: &str, outcome: &str, ip: &str, time: &str)
         "request_id": format!("req-{i}"),
         "before": {"email": format!("old{i}@example.com")},
         "after": {"email": format!("new{i}@example.com"), "profile": {"nickname": if i == 4 { "zebra crossing" } else { "plain" }}},
-        "metadata": {"region": if i % 2 == 0 { "eu-west" } else { "us-east" }},
+        "metadata": {"region": if i.is_multiple_of(2) { "eu-west" } else { "us-east" }},
     })
 }
 

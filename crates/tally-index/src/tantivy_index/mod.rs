@@ -17,6 +17,7 @@
 //! searching (tantivy does not promise panic-free reads of damaged files).
 
 mod query;
+mod range;
 mod schema;
 mod search;
 mod stats;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tally_query::Query;
 use tantivy::index::SegmentId;
-use tantivy::indexer::IndexWriterOptions;
+use tantivy::indexer::{IndexWriterOptions, UserOperation};
 use tantivy::query::EnableScoring;
 use tantivy::{
     Index, IndexReader, IndexSettings, IndexSortByField, IndexWriter, ReloadPolicy, TantivyError,
@@ -41,6 +42,7 @@ use crate::{
     MAX_PAGE,
 };
 use schema::{Fields, INDEX, SCHEMA_VERSION, TEXT_TOKENIZER};
+use search::SegmentInfos;
 
 /// Marker file at the top of the index directory.
 const FORMAT_FILE: &str = "FORMAT";
@@ -84,7 +86,25 @@ struct Tenant {
     /// Committed leaf count.
     committed: AtomicU64,
     writer: Mutex<WriterState>,
-    sorted: Mutex<HashMap<SegmentId, bool>>,
+    segments: SegmentInfos,
+}
+
+impl Tenant {
+    /// Computes the segment infos (sortedness, zone map) of new segments here, on the
+    /// writing thread, rather than in the first search, and forgets merged-away ones.
+    fn prepare_segments(&self) -> Result<(), IndexError> {
+        let searcher = self.reader.searcher();
+        let live: Vec<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        self.segments.lock().retain(|id, _| live.contains(id));
+        for reader in searcher.segment_readers() {
+            search::segment_info(&self.segments, reader).map_err(engine)?;
+        }
+        Ok(())
+    }
 }
 
 struct WriterState {
@@ -264,6 +284,7 @@ impl TantivyIndex {
                 &format!("highest is {max:?}, commit recorded {next} events"),
             ));
         }
+        tenant.prepare_segments()?;
         Ok(tenant)
     }
 
@@ -282,7 +303,7 @@ impl TantivyIndex {
                 next,
                 pending: false,
             }),
-            sorted: Mutex::new(HashMap::new()),
+            segments: Mutex::new(HashMap::new()),
         })
     }
 
@@ -319,14 +340,7 @@ impl TantivyIndex {
                 state.pending = false;
                 t.committed.store(next, Ordering::Release);
                 t.reader.reload().map_err(engine)?;
-                let live: Vec<SegmentId> = t
-                    .reader
-                    .searcher()
-                    .segment_readers()
-                    .iter()
-                    .map(|r| r.segment_id())
-                    .collect();
-                t.sorted.lock().retain(|id, _| live.contains(id));
+                t.prepare_segments()?;
                 Ok(())
             }
             Err(e) => {
@@ -385,9 +399,13 @@ impl EventIndex for TantivyIndex {
                     .map_err(engine)?,
             );
         }
-        let writer = state.writer.as_mut().expect("just set");
-        for doc in docs {
-            writer.add_document(doc).map_err(engine)?;
+        let writer = state.writer.as_ref().expect("just set");
+        // Batches go to the indexing threads whole (one channel send, not one per document).
+        let mut docs = docs.into_iter().peekable();
+        while docs.peek().is_some() {
+            let batch: Vec<UserOperation> =
+                docs.by_ref().take(1024).map(UserOperation::Add).collect();
+            writer.run(batch).map_err(engine)?;
         }
         state.next += events.len() as u64;
         state.pending = true;
@@ -445,9 +463,10 @@ impl EventIndex for TantivyIndex {
                 weight.as_ref(),
                 lo,
                 hi,
+                query::time_window(query, opts.now_ms),
                 opts.order,
                 limit + 1,
-                &t.sorted,
+                &t.segments,
             )
             .map_err(engine)
         })?;
@@ -489,7 +508,8 @@ impl EventIndex for TantivyIndex {
             let weight = q
                 .weight(EnableScoring::disabled_from_searcher(&searcher))
                 .map_err(engine)?;
-            stats::stats(&searcher, weight.as_ref(), req).map_err(engine)
+            let time = query::time_window(query, req.now_ms);
+            stats::stats(&searcher, weight.as_ref(), time, req, &t.segments).map_err(engine)
         })
     }
 

@@ -13,9 +13,13 @@ use tantivy::schema::{IndexRecordOption, Term};
 use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::{DocId, DocSet, Score, SeekDangerResult, SegmentReader, TERMINATED};
 
-use super::schema::{ip_to_v6, Fields, IDENTIFIERS};
+use super::range::AdaptiveRange;
+use super::schema::{ip_to_v6, Fields, IDENTIFIERS, NOT_FAST};
 
-/// Builds the tantivy query of `query` at time `now_ms`.
+/// Builds the tantivy query of `query` at time `now_ms`, without its top-level time bounds:
+/// the caller applies [`time_window`] itself, from the zone maps and the time column (tantivy's
+/// fast-field range scans from the start of a segment each time a scorer is created, which a
+/// newest-first search does once per window).
 pub(crate) fn build(
     fields: &Fields,
     analyzer: &mut TextAnalyzer,
@@ -24,6 +28,9 @@ pub(crate) fn build(
 ) -> Box<dyn TQuery> {
     let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = Vec::with_capacity(query.terms.len() + 1);
     for term in &query.terms {
+        if !term.negated && matches!(term.kind, TermKind::After(_) | TermKind::Before(_)) {
+            continue;
+        }
         let q = term_query(fields, analyzer, &term.kind, now_ms);
         if term.negated {
             clauses.push((Occur::MustNot, Box::new(SafeExclusion(q))));
@@ -38,6 +45,20 @@ pub(crate) fn build(
         return clauses.pop().expect("one clause").1;
     }
     Box::new(BooleanQuery::new(clauses))
+}
+
+/// The event-time window `[from, to)` every match lies in, from the query's top-level
+/// (non-negated) time bounds; unbounded sides are `i64::MIN` / `i64::MAX`.
+pub(crate) fn time_window(query: &Query, now_ms: i64) -> (i64, i64) {
+    let (mut from, mut to) = (i64::MIN, i64::MAX);
+    for term in query.terms.iter().filter(|t| !t.negated) {
+        match &term.kind {
+            TermKind::After(b) => from = from.max(b.resolve(now_ms)),
+            TermKind::Before(b) => to = to.min(b.resolve(now_ms)),
+            _ => {}
+        }
+    }
+    (from, to)
 }
 
 fn term_query(
@@ -90,9 +111,11 @@ fn value_query(fields: &Fields, field: QField, value: &Value) -> Box<dyn TQuery>
                 prefix_len,
             } => {
                 let (lo, hi) = cidr_range(*network, *prefix_len);
-                Box::new(RangeQuery::new(
+                Box::new(AdaptiveRange::new(
+                    fields.actor_ip,
                     Bound::Included(Term::from_field_ip_addr(fields.actor_ip, lo)),
                     Bound::Included(Term::from_field_ip_addr(fields.actor_ip, hi)),
+                    true,
                 ))
             }
             Value::Prefix(_) => Box::new(EmptyQuery),
@@ -116,7 +139,12 @@ fn value_query(fields: &Fields, field: QField, value: &Value) -> Box<dyn TQuery>
                 }
                 None => Bound::Unbounded,
             };
-            Box::new(RangeQuery::new(lower, upper))
+            Box::new(AdaptiveRange::new(
+                f,
+                lower,
+                upper,
+                !NOT_FAST.contains(&field),
+            ))
         }
         Value::Cidr { .. } => Box::new(EmptyQuery),
     }

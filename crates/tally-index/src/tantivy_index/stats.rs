@@ -16,6 +16,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Searcher, SegmentReader};
 
 use super::schema::{ip_display, string_field_name, ACTOR_IP, NOT_FAST, TIME};
+use super::search::{segment_info, Filter, SegmentInfos};
 use crate::{StatsBucket, StatsRequest, StatsResult};
 
 /// A group before it is ordered: key (missing field = `None`) and bucket start.
@@ -24,7 +25,9 @@ type Group = (Option<String>, Option<i64>);
 pub(crate) fn stats(
     searcher: &Searcher,
     weight: &dyn Weight,
+    time: (i64, i64),
     req: &StatsRequest,
+    infos: &SegmentInfos,
 ) -> tantivy::Result<StatsResult> {
     if let Some(i) = req.interval_ms {
         if i <= 0 {
@@ -36,11 +39,23 @@ pub(crate) fn stats(
     let mut total = 0u64;
     let mut groups: HashMap<Group, u64> = HashMap::new();
     for reader in searcher.segment_readers() {
-        if req.by.is_none() && req.interval_ms.is_none() {
+        if reader.num_docs() == 0 || time.0 >= time.1 {
+            continue;
+        }
+        let docs = segment_info(infos, reader)?.doc_range(time.0, time.1, reader.max_doc());
+        if docs.0 >= docs.1 {
+            continue;
+        }
+        let filter = Filter::new(reader, time)?;
+        if req.by.is_none()
+            && req.interval_ms.is_none()
+            && docs == (0, reader.max_doc())
+            && filter.is_empty()
+        {
             total += u64::from(weight.count(reader)?);
             continue;
         }
-        total += segment(reader, weight, req, &mut groups)?;
+        total += segment(reader, weight, &filter, docs, req, &mut groups)?;
     }
     Ok(StatsResult {
         total,
@@ -87,9 +102,18 @@ fn term_ordinals(reader: &SegmentReader, field: Field) -> tantivy::Result<KeyCol
 fn segment(
     reader: &SegmentReader,
     weight: &dyn Weight,
+    filter: &Filter<'_>,
+    docs: (DocId, DocId),
     req: &StatsRequest,
     groups: &mut HashMap<Group, u64>,
 ) -> tantivy::Result<u64> {
+    if req.by.is_none() && req.interval_ms.is_none() {
+        let mut count = 0u64;
+        for_each_in(reader, weight, docs, &mut |block| {
+            count += block.iter().filter(|&&d| filter.keeps(d)).count() as u64;
+        })?;
+        return Ok(count);
+    }
     let key_column = match req.by {
         None => KeyColumn::None,
         Some(QField::ActorIp) => match reader.fast_fields().column_opt::<Ipv6Addr>(ACTOR_IP)? {
@@ -115,7 +139,6 @@ fn segment(
         None => None,
     };
     let interval = req.interval_ms.unwrap_or(1);
-    let alive = reader.alive_bitset();
 
     // Column-local key: term ordinal or address bits; `None` = field missing.
     let mut local: HashMap<(Option<u128>, Option<i64>), u64> = HashMap::new();
@@ -125,13 +148,9 @@ fn segment(
     let mut ords: Vec<Option<u64>> = Vec::new();
     let mut ips: Vec<Option<Ipv6Addr>> = Vec::new();
     let mut times: Vec<Option<i64>> = Vec::new();
-    weight.for_each_no_score(reader, &mut |docs: &[DocId]| {
+    for_each_in(reader, weight, docs, &mut |docs: &[DocId]| {
         live.clear();
-        live.extend(
-            docs.iter()
-                .copied()
-                .filter(|&d| alive.is_none_or(|a| a.is_alive(d))),
-        );
+        live.extend(docs.iter().copied().filter(|&d| filter.keeps(d)));
         matches += live.len() as u64;
         keys.clear();
         match &key_column {
@@ -187,6 +206,36 @@ fn segment(
     Ok(matches)
 }
 
+/// Calls `f` with the matches of `weight` in the doc range `docs`, in blocks.
+fn for_each_in(
+    reader: &SegmentReader,
+    weight: &dyn Weight,
+    docs: (DocId, DocId),
+    f: &mut dyn FnMut(&[DocId]),
+) -> tantivy::Result<()> {
+    if docs == (0, reader.max_doc()) {
+        return weight.for_each_no_score(reader, f);
+    }
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    let mut doc = scorer.doc();
+    if doc < docs.0 {
+        doc = scorer.seek(docs.0);
+    }
+    let mut block = Vec::with_capacity(1024);
+    while doc < docs.1 {
+        block.push(doc);
+        if block.len() == 1024 {
+            f(&block);
+            block.clear();
+        }
+        doc = scorer.advance();
+    }
+    if !block.is_empty() {
+        f(&block);
+    }
+    Ok(())
+}
+
 /// Orders and limits the groups as [`EventIndex::stats`](crate::EventIndex::stats) documents.
 fn order_groups(groups: HashMap<Group, u64>, req: &StatsRequest) -> Vec<StatsBucket> {
     let bucket = |(key, start_ms): Group, count| StatsBucket {
@@ -214,7 +263,7 @@ fn order_groups(groups: HashMap<Group, u64>, req: &StatsRequest) -> Vec<StatsBuc
                 let starts: BTreeSet<i64> = groups.keys().filter_map(|g| g.1).collect();
                 starts.into_iter().rev().take(req.limit).collect()
             };
-            let mut per_key: HashMap<Option<String>, (u64, Vec<(i64, u64)>)> = HashMap::new();
+            let mut per_key: HashMap<Option<String>, KeyTotals> = HashMap::new();
             for ((key, start), count) in groups {
                 let entry = per_key.entry(key).or_default();
                 entry.0 += count;
@@ -222,8 +271,7 @@ fn order_groups(groups: HashMap<Group, u64>, req: &StatsRequest) -> Vec<StatsBuc
                     entry.1.push((start, count));
                 }
             }
-            let mut keys: Vec<(Option<String>, (u64, Vec<(i64, u64)>))> =
-                per_key.into_iter().collect();
+            let mut keys: Vec<(Option<String>, KeyTotals)> = per_key.into_iter().collect();
             keys.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
             keys.truncate(req.limit);
             let mut out = Vec::new();
@@ -239,3 +287,6 @@ fn order_groups(groups: HashMap<Group, u64>, req: &StatsRequest) -> Vec<StatsBuc
         }
     }
 }
+
+/// A key's total count and its per-bucket counts `(bucket start ms, count)`.
+type KeyTotals = (u64, Vec<(i64, u64)>);
