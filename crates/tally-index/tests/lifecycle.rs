@@ -747,7 +747,7 @@ fn time_bounds_with_events_far_out_of_order() {
     }
     let may1 = at(0, 0);
     let may2 = may1 + 86_400_000;
-    let cases: Vec<(Query, Expect)> = vec![
+    let cases: Vec<(Query, Expect<'_>)> = vec![
         (
             q(vec![before(tally_query::TimeBound::At(may1))]),
             Box::new(|i| day(i) == "2024-04-30"),
@@ -827,4 +827,4 @@ fn time_bounds_with_events_far_out_of_order() {
 /// A way of damaging an index directory.
 type Damage = Box<dyn FnOnce(&Path)>;
 /// Which leaf indexes a query must match.
-type Expect = Box<dyn Fn(u64) -> bool>;
+type Expect<'a> = Box<dyn Fn(u64) -> bool + 'a>;
