@@ -81,6 +81,40 @@ fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// What every investigation call starts from: who asks, about which tenant, with what query.
+struct Prepared {
+    principal: crate::auth::Principal,
+    tenant: String,
+    index: Arc<dyn EventIndex>,
+    query: SearchQuery,
+}
+
+fn prepare(
+    state: &AppState,
+    auth: &Auth,
+    params: &[(String, String)],
+) -> Result<Prepared, ApiError> {
+    Ok(Prepared {
+        principal: auth.require(Scope::Read)?.clone(),
+        tenant: auth.tenant(param(params, "tenant"))?,
+        index: index(state)?.clone(),
+        query: parse_query(params)?,
+    })
+}
+
+/// Runs an index call off the async workers (searches read files and burn CPU).
+async fn on_index<T: Send + 'static>(
+    index: &Arc<dyn EventIndex>,
+    call: impl FnOnce(&dyn EventIndex) -> Result<T, tally_index::IndexError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let index = index.clone();
+    let failed = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e);
+    tokio::task::spawn_blocking(move || call(&*index))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))
+}
+
 /// A page cursor: the snapshot bound and the last index returned, so pages stay stable while
 /// new events arrive.
 fn encode_cursor(upto: u64, last: u64, order: Order) -> String {
@@ -168,10 +202,12 @@ pub(crate) async fn search(
     auth: Auth,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let principal = auth.require(Scope::Read)?.clone();
-    let tenant = auth.tenant(param(&params, "tenant"))?;
-    let index = index(&state)?.clone();
-    let query = parse_query(&params)?;
+    let Prepared {
+        principal,
+        tenant,
+        index,
+        query,
+    } = prepare(&state, &auth, &params)?;
     let limit = match param(&params, "limit") {
         None => 50,
         Some(l) => l
@@ -209,25 +245,8 @@ pub(crate) async fn search(
         upto: Some(upto),
     };
     let page = {
-        let index = index.clone();
-        let tenant = tenant.clone();
-        let query = query.clone();
-        tokio::task::spawn_blocking(move || index.search(&tenant, &query, &opts))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "search_failed",
-                    e.to_string(),
-                )
-            })?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "search_failed",
-                    e.to_string(),
-                )
-            })?
+        let (tenant, query) = (tenant.clone(), query.clone());
+        on_index(&index, move |index| index.search(&tenant, &query, &opts)).await?
     };
     let checkpoint = if proofs { log.checkpoint() } else { None };
     let mut events = Vec::with_capacity(page.indexes.len());
@@ -341,10 +360,12 @@ pub(crate) async fn stats(
     auth: Auth,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<StatsResponse>, ApiError> {
-    let principal = auth.require(Scope::Read)?.clone();
-    let tenant = auth.tenant(param(&params, "tenant"))?;
-    let index = index(&state)?.clone();
-    let query = parse_query(&params)?;
+    let Prepared {
+        principal,
+        tenant,
+        index,
+        query,
+    } = prepare(&state, &auth, &params)?;
     let by = match param(&params, "by") {
         None => None,
         Some(name) => Some(tally_query::Field::from_name(name).ok_or_else(|| {
@@ -369,23 +390,8 @@ pub(crate) async fn stats(
         limit,
     };
     let result = {
-        let (index, tenant, query) = (index.clone(), tenant.clone(), query.clone());
-        tokio::task::spawn_blocking(move || index.stats(&tenant, &query, &req))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "stats_failed",
-                    e.to_string(),
-                )
-            })?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "stats_failed",
-                    e.to_string(),
-                )
-            })?
+        let (tenant, query) = (tenant.clone(), query.clone());
+        on_index(&index, move |index| index.stats(&tenant, &query, &req)).await?
     };
     record_read(
         &state,
@@ -446,10 +452,12 @@ pub(crate) async fn stream(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
 
-    let principal = auth.require(Scope::Read)?.clone();
-    let tenant = auth.tenant(param(&params, "tenant"))?;
-    let index = index(&state)?.clone();
-    let query = parse_query(&params)?;
+    let Prepared {
+        principal,
+        tenant,
+        index,
+        query,
+    } = prepare(&state, &auth, &params)?;
     let log = tenant_log(&state, &tenant)?;
     let resume = headers
         .get("last-event-id")
