@@ -135,6 +135,21 @@ fn benches(c: &mut Criterion) {
     assert_eq!(ix.indexed("acme").expect("indexed"), n as u64);
     let open = t.elapsed();
     let size = ix.size_on_disk();
+    // What the committed segments take (size_on_disk also counts files of merges that were
+    // cut short when the writer closed; the next commit collects them).
+    let live = tantivy::Index::open_in_dir(dir.path().join("acme"))
+        .and_then(|i| i.reader())
+        .expect("open the tenant index")
+        .searcher()
+        .space_usage()
+        .expect("space usage")
+        .total()
+        .get_bytes();
+    eprintln!(
+        "committed segments {:.1} MB = {:.1} bytes/event",
+        live as f64 / 1e6,
+        live as f64 / n as f64
+    );
     eprintln!(
         "indexed {n} events in {took:.2?} ({:.0} events/s, 1 thread); index {:.1} MB = {:.1} bytes/event \
          ({:.0}% of the records); tenant open + checks {open:.2?}",

@@ -135,13 +135,17 @@ pub enum IndexError {
 ///   also match the IPv4-mapped IPv6 form). On `actor.ip` an `Exact` value is parsed as an
 ///   address (a string that is not one matches nothing) and a `Prefix` matches nothing; a
 ///   `Cidr` on any other field matches nothing. An event without the field matches no value.
-/// - `Text { phrase: false }` holds when every word of the text occurs in some string of the
-///   event: its typed string fields, and every string, object key and number inside `before`,
-///   `after` and `metadata`, at any depth. Words are runs of letters and digits, compared
-///   case-insensitively; words longer than 40 bytes are ignored. Text without any word holds
-///   for every event.
-/// - `Text { phrase: true }` holds when the words occur consecutively, in order, within one
-///   string of the event.
+/// - `Text { phrase: false }`: the text is split on whitespace; each part must hold. A part
+///   holds when every word of it occurs in some string of the event: its typed string fields
+///   (but identifiers, below), `actor.ip`, `actor.user_agent`, `reason`, and every string,
+///   object key and number inside `before`, `after` and `metadata`, at any depth. Words are
+///   runs of letters and digits, compared case-insensitively; words longer than 40 bytes are
+///   ignored; a part without any word holds for every event.
+/// - Identifiers (`id`, `request_id`, `trace_id`, `correlation_id`, `actor.session_id`) are
+///   not split into words: a part (or a phrase) also holds when it equals one of them whole
+///   (a UUID in any case for `id`). Pasting an id finds its event; a piece of an id does not.
+/// - `Text { phrase: true }` holds when its words occur consecutively, in order, within one
+///   string of the event (or the whole phrase equals an identifier).
 /// - `After(b)` holds when `time >= b.resolve(now_ms)`, `Before(b)` when
 ///   `time < b.resolve(now_ms)` (event time, milliseconds).
 pub trait EventIndex: Send + Sync {
@@ -150,8 +154,10 @@ pub trait EventIndex: Send + Sync {
     fn indexed(&self, tenant: &str) -> Result<u64, IndexError>;
 
     /// Adds events, in order, starting exactly at the next index (else
-    /// [`IndexError::OutOfOrder`]). Not visible until [`commit`](EventIndex::commit). A batch
-    /// with a record that cannot be read is refused whole ([`IndexError::BadRecord`]).
+    /// [`IndexError::OutOfOrder`], whose `expected` says where to continue). Not visible until
+    /// [`commit`](EventIndex::commit). A batch with a record that cannot be read is refused
+    /// whole ([`IndexError::BadRecord`]). If the engine fails, everything added since the last
+    /// commit is dropped: continue from [`indexed`](EventIndex::indexed).
     fn add(&self, tenant: &str, events: &[IndexedEvent<'_>]) -> Result<(), IndexError>;
 
     /// Makes everything added (for every tenant) durable and visible to searches; `indexed`
@@ -167,7 +173,8 @@ pub trait EventIndex: Send + Sync {
         opts: &SearchOptions,
     ) -> Result<SearchPage, IndexError>;
 
-    /// Counts the matches of `query`:
+    /// Counts the matches of `query` (grouping by `id`, `request_id` or `trace_id`, fields
+    /// without a column of values, reads their whole term dictionary: slow on big logs):
     ///
     /// - `total` is every match;
     /// - `by` only: one bucket per distinct value (events without the field under key `None`),

@@ -2,19 +2,39 @@
 //!
 //! # Documents
 //!
-//! One document per record (see `schema`): `index` (u64, fast: leaf index, also the field the
-//! index is sorted by), `time` (i64 Unix milliseconds, fast), one raw-token string field per
-//! [`tally_query::Field`] but `actor.ip` (indexed and fast), `actor_ip` (IPv6, IPv4 stored
-//! mapped; indexed and fast) and `text` (tokenised with positions: every string of the event,
-//! see [`EventIndex`]). Nothing is stored: results are leaf indexes, records come from the log.
+//! One document per record (`schema`), nothing stored (results are leaf indexes; records come
+//! from the log):
+//!
+//! | field | type | options | used for |
+//! | --- | --- | --- | --- |
+//! | `index` | u64 | fast; the index is sorted by it | cursor/`upto` ranges, order |
+//! | `time` | i64 (Unix ms) | fast | `after:`/`before:`, interval buckets, zone maps |
+//! | `text` | text, `default` tokenizer | positions | free text and phrases |
+//! | `actor_ip` | IPv6 (IPv4 mapped) | indexed, fast | addresses and CIDR blocks |
+//! | one per other [`tally_query::Field`] | raw string | indexed; fast but `id`, `request_id`, `trace_id` | exact, prefix, group by |
+//!
+//! `index` and `time` are not in the inverted index: their ranges are read from the columns
+//! (and narrowed by binary search and zone maps, see `search`). Identifier fields are left out
+//! of `text` and of the fast columns where they would hold one unique value per event (see
+//! [`EventIndex`] for how free text still finds them). No field keeps norms (nothing is
+//! scored). The term dictionary is tantivy's SSTable (feature `quickwit`), which builds about
+//! twice as fast as the FST for dictionaries full of unique tokens.
+//!
+//! # Queries
+//!
+//! `query` turns the AST into tantivy queries, but the top-level time bounds, which `search`
+//! and `stats` apply from the zone maps and the time column. Prefixes and CIDR blocks use
+//! `range::AdaptiveRange` (inverted index when the range is selective, fast column otherwise).
+//! Negated terms are wrapped so that tantivy's exclusion probes never seek backwards.
 //!
 //! # Durability
 //!
 //! Each commit carries a payload `{"version":1,"next":N}` in tantivy's `meta.json`, written
 //! atomically with the commit: `indexed` is what the last commit recorded. On open a tenant
-//! index is checked (schema, payload, document count = `next`, highest index = `next - 1`);
-//! anything off is [`IndexError::Corrupt`], and so is a panic inside tantivy while opening or
-//! searching (tantivy does not promise panic-free reads of damaged files).
+//! index is checked (schema, sort order, payload, document count = `next`, highest index =
+//! `next - 1`, every segment's index and time columns readable); anything off is
+//! [`IndexError::Corrupt`], and so is a panic inside tantivy while opening or searching
+//! (tantivy does not promise panic-free reads of damaged files).
 
 mod query;
 mod range;
@@ -70,7 +90,11 @@ impl Default for TantivyOptions {
     }
 }
 
-/// The tantivy engine. See the [module docs](self).
+/// The tantivy engine: one tantivy index per tenant under `<dir>/<tenant>/`, documents sorted
+/// by leaf index, `indexed` recorded in each commit's payload. Tenant indexes are opened on
+/// first use and checked then; a damaged one is reported as [`IndexError::Corrupt`] by that
+/// tenant's calls (clear it and rebuild it from the log). Document layout and query strategy
+/// are described in the source (`src/tantivy_index/mod.rs`).
 pub struct TantivyIndex {
     dir: PathBuf,
     options: TantivyOptions,
@@ -159,7 +183,8 @@ impl TantivyIndex {
         })
     }
 
-    /// Bytes of every file under the index directory.
+    /// Bytes of every file under the index directory (including files of merges cut short
+    /// by a shutdown, until the next commit collects them).
     pub fn size_on_disk(&self) -> u64 {
         fn walk(p: &Path) -> u64 {
             let Ok(entries) = std::fs::read_dir(p) else {
@@ -405,7 +430,16 @@ impl EventIndex for TantivyIndex {
         while docs.peek().is_some() {
             let batch: Vec<UserOperation> =
                 docs.by_ref().take(1024).map(UserOperation::Add).collect();
-            writer.run(batch).map_err(engine)?;
+            if let Err(e) = writer.run(batch) {
+                // Part of the batch may be in; drop everything since the last commit, as a
+                // failed commit does: the caller resumes at `indexed`.
+                if let Some(mut w) = state.writer.take() {
+                    let _ = w.rollback();
+                }
+                state.next = t.committed.load(Ordering::Acquire);
+                state.pending = false;
+                return Err(engine(e));
+            }
         }
         state.next += events.len() as u64;
         state.pending = true;

@@ -137,23 +137,23 @@ impl Fields {
         bytes: &[u8],
     ) -> Result<(TantivyDocument, String), String> {
         let r = Record::parse(bytes).map_err(|e| e.to_string())?;
-        let mut doc = TantivyDocument::new();
+        // Values are added in field order (index, time, text, actor_ip, strings), which spares
+        // tantivy re-sorting them per document.
+        let mut doc = TantivyDocument::with_capacity(bytes.len() * 2);
         doc.add_u64(self.index, index);
         let time_ms = (r.time.unix_timestamp_nanos() / 1_000_000) as i64;
         doc.add_i64(self.time, time_ms);
 
         let id = r.id.hyphenated().to_string();
-        let actor_type = r.actor.kind.map(|k| k.as_str());
-        let outcome = r.outcome.as_str();
         let resource = r.resource.as_ref();
         let strings: [(QField, Option<&str>); 14] = [
             (QField::Id, Some(&id)),
             (QField::ActorId, Some(&r.actor.id)),
-            (QField::ActorType, actor_type),
+            (QField::ActorType, r.actor.kind.map(|k| k.as_str())),
             (QField::SessionId, r.actor.session_id.as_deref()),
             (QField::Action, Some(&r.action)),
             (QField::Category, r.category.as_deref()),
-            (QField::Outcome, Some(outcome)),
+            (QField::Outcome, Some(r.outcome.as_str())),
             (QField::ResourceType, resource.map(|x| x.kind.as_str())),
             (QField::ResourceId, resource.and_then(|x| x.id.as_deref())),
             (
@@ -165,18 +165,17 @@ impl Fields {
             (QField::CorrelationId, r.correlation_id.as_deref()),
             (QField::KeyId, Some(&r.key_id)),
         ];
-        for (qf, value) in strings {
+
+        // Full text: typed strings but identifiers, the address, user agent and reason, and
+        // every string, key and number of the free-form members.
+        for (qf, value) in &strings {
             if let Some(value) = value {
-                if let Some(f) = self.string(qf) {
-                    doc.add_text(f, value);
-                }
-                if !IDENTIFIERS.contains(&qf) {
+                if !IDENTIFIERS.contains(qf) {
                     doc.add_text(self.text, value);
                 }
             }
         }
         if let Some(ip) = r.actor.ip {
-            doc.add_ip_addr(self.actor_ip, ip_to_v6(ip));
             doc.add_text(self.text, ip.to_string());
         }
         for s in [r.actor.user_agent.as_deref(), r.reason.as_deref()]
@@ -185,18 +184,23 @@ impl Fields {
         {
             doc.add_text(self.text, s);
         }
-        let mut free = FreeText::default();
         for v in [r.before.as_ref(), r.after.as_ref()].into_iter().flatten() {
-            free.walk(v);
+            free_text(&mut doc, self.text, v);
         }
         if let Some(m) = &r.metadata {
             for (k, v) in m {
-                free.push(k);
-                free.walk(v);
+                doc.add_text(self.text, k);
+                free_text(&mut doc, self.text, v);
             }
         }
-        for s in free.values {
-            doc.add_text(self.text, s);
+
+        if let Some(ip) = r.actor.ip {
+            doc.add_ip_addr(self.actor_ip, ip_to_v6(ip));
+        }
+        for (qf, value) in strings {
+            if let (Some(value), Some(f)) = (value, self.string(qf)) {
+                doc.add_text(f, value);
+            }
         }
         Ok((doc, r.tenant))
     }
@@ -218,29 +222,18 @@ pub(crate) fn ip_display(ip: Ipv6Addr) -> String {
     }
 }
 
-/// Collects every string, object key and number of a free-form JSON value.
-#[derive(Default)]
-struct FreeText {
-    values: Vec<String>,
-}
-
-impl FreeText {
-    fn push(&mut self, s: &str) {
-        self.values.push(s.to_owned());
-    }
-
-    fn walk(&mut self, v: &Json) {
-        match v {
-            Json::String(s) => self.push(s),
-            Json::Number(n) => self.values.push(n.to_string()),
-            Json::Array(items) => items.iter().for_each(|i| self.walk(i)),
-            Json::Object(map) => {
-                for (k, v) in map {
-                    self.push(k);
-                    self.walk(v);
-                }
+/// Adds every string, object key and number of a free-form JSON value to the text field.
+fn free_text(doc: &mut TantivyDocument, text: Field, v: &Json) {
+    match v {
+        Json::String(s) => doc.add_text(text, s),
+        Json::Number(n) => doc.add_text(text, n.to_string()),
+        Json::Array(items) => items.iter().for_each(|i| free_text(doc, text, i)),
+        Json::Object(map) => {
+            for (k, v) in map {
+                doc.add_text(text, k);
+                free_text(doc, text, v);
             }
-            Json::Null | Json::Bool(_) => {}
         }
+        Json::Null | Json::Bool(_) => {}
     }
 }

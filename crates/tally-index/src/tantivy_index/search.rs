@@ -40,6 +40,8 @@ pub(crate) struct SegmentInfo {
     sorted: bool,
     /// Min and max event time of each block of [`ZONE`] docs; empty if unknown.
     zones: Vec<(i64, i64)>,
+    /// Lowest and highest leaf index in the segment.
+    indexes: (u64, u64),
 }
 
 /// Cache of [`SegmentInfo`] by segment.
@@ -71,7 +73,11 @@ impl SegmentInfo {
                 start += len as u32;
             }
         }
-        Ok(SegmentInfo { sorted, zones })
+        Ok(SegmentInfo {
+            sorted,
+            zones,
+            indexes: (index.min_value(), index.max_value()),
+        })
     }
 
     /// The doc range that can hold event times in `[lo, hi)`: from the first to the last block
@@ -129,19 +135,19 @@ pub(crate) fn page(
         if reader.num_docs() == 0 {
             continue;
         }
-        let column = reader.fast_fields().u64(INDEX)?;
-        let (min, max) = (column.min_value(), column.max_value());
+        let info = segment_info(infos, reader)?;
+        let (min, max) = info.indexes;
         if max < lo || min >= hi {
             continue;
         }
-        segments.push((reader, column, min, max));
+        segments.push((reader, info, min, max));
     }
     match order {
         Order::NewestFirst => segments.sort_by_key(|s| Reverse(s.3)),
         Order::OldestFirst => segments.sort_by_key(|s| s.2),
     }
     let mut best: Vec<u64> = Vec::new();
-    for (reader, column, min, max) in segments {
+    for (reader, info, min, max) in segments {
         if best.len() >= want {
             let worst = best[want - 1];
             let hopeless = match order {
@@ -152,11 +158,11 @@ pub(crate) fn page(
                 break;
             }
         }
-        let info = segment_info(infos, reader)?;
         let docs = info.doc_range(time.0, time.1, reader.max_doc());
         if docs.0 >= docs.1 {
             continue;
         }
+        let column = reader.fast_fields().u64(INDEX)?;
         let filter = Filter::new(reader, time)?;
         let found = if info.sorted {
             sorted_segment(
@@ -292,17 +298,15 @@ fn sorted_segment(
             }
         }
         Order::NewestFirst => {
-            // First window from the matches per doc the scorer estimates. Estimates of
-            // conjunctions and phrases assume independent words and can be far too low, so the
-            // first window is capped (a window costs all its matches); each next window is four
-            // times larger.
+            // The first window comes from the matches per doc the scorer estimates. Estimates of
+            // conjunctions and phrases assume independent words and can be far too low (a
+            // window costs all its matches), so the first window is capped; after an empty
+            // window the estimate is trusted, otherwise each window is four times the last.
             let density = (f64::from(scorer.size_hint()) / f64::from(reader.max_doc().max(1)))
                 .clamp(1e-7, 1.0);
             let span = u64::from(dhi - dlo);
-            let mut window = (((want as f64 / density) * 1.5).ceil() as u64)
-                .min(want as u64 * 32)
-                .max(64)
-                .min(span);
+            let estimated = ((want as f64 / density) * 1.5).ceil() as u64;
+            let mut window = estimated.min(want as u64 * 32).max(64).min(span);
             let mut end = dhi;
             let mut window_docs = Vec::new();
             let mut first = true;
@@ -333,7 +337,11 @@ fn sorted_segment(
                     break;
                 }
                 end = start;
-                window = window.saturating_mul(4);
+                window = if window_docs.is_empty() {
+                    window.saturating_mul(4).max(estimated)
+                } else {
+                    window.saturating_mul(4)
+                };
             }
         }
     }
@@ -394,6 +402,7 @@ mod tests {
         let info = SegmentInfo {
             sorted: true,
             zones: vec![(0, 10), (5, 20), (21, 30), (31, 40)],
+            indexes: (0, 0),
         };
         let n = 4 * ZONE - 7;
         assert_eq!(info.doc_range(i64::MIN, i64::MAX, n), (0, n));
@@ -406,6 +415,7 @@ mod tests {
         let unknown = SegmentInfo {
             sorted: true,
             zones: Vec::new(),
+            indexes: (0, 0),
         };
         assert_eq!(unknown.doc_range(5, 6, n), (0, n));
     }

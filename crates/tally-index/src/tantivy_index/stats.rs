@@ -185,25 +185,68 @@ fn segment(
         }
     })?;
 
-    let mut text = String::new();
-    let mut bytes = Vec::new();
+    // Term ordinals → strings: one ordered pass over the dictionary when there are many
+    // (a lookup by ordinal decodes a whole dictionary block each time).
+    let mut wanted: Vec<u64> = local
+        .keys()
+        .filter_map(|(k, _)| k.map(|k| k as u64))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let names: HashMap<u64, String> = match &key_column {
+        KeyColumn::Str(c) => ord_names(
+            &wanted,
+            c.dictionary().stream()?,
+            |s| s.term_ord(),
+            |s, out| out.extend_from_slice(s.key()),
+            |s| s.advance(),
+        ),
+        KeyColumn::Terms(_, inverted) => ord_names(
+            &wanted,
+            inverted.terms().stream()?,
+            |s| s.term_ord(),
+            |s, out| out.extend_from_slice(s.key()),
+            |s| s.advance(),
+        ),
+        KeyColumn::None | KeyColumn::Ip(_) => HashMap::new(),
+    };
     for ((key, bucket), count) in local {
         let key = match (&key_column, key) {
             (_, None) | (KeyColumn::None, _) => None,
-            (KeyColumn::Str(c), Some(ord)) => {
-                c.ord_to_str(ord as u64, &mut text)?;
-                Some(text.clone())
-            }
             (KeyColumn::Ip(_), Some(bits)) => Some(ip_display(Ipv6Addr::from(bits))),
-            (KeyColumn::Terms(_, inverted), Some(ord)) => {
-                bytes.clear();
-                inverted.terms().ord_to_term(ord as u64, &mut bytes)?;
-                Some(String::from_utf8_lossy(&bytes).into_owned())
+            (KeyColumn::Str(_) | KeyColumn::Terms(..), Some(ord)) => {
+                names.get(&(ord as u64)).cloned()
             }
         };
         *groups.entry((key, bucket)).or_default() += count;
     }
     Ok(matches)
+}
+
+/// The terms of the ordinals `wanted` (sorted), read by streaming the dictionary in order.
+fn ord_names<S>(
+    wanted: &[u64],
+    mut stream: S,
+    ord: impl Fn(&S) -> u64,
+    key: impl Fn(&S, &mut Vec<u8>),
+    advance: impl Fn(&mut S) -> bool,
+) -> HashMap<u64, String> {
+    let mut names = HashMap::with_capacity(wanted.len());
+    let mut want = wanted.iter().copied().peekable();
+    let mut bytes = Vec::new();
+    while want.peek().is_some() && advance(&mut stream) {
+        let current = ord(&stream);
+        while want.peek().is_some_and(|&w| w < current) {
+            want.next();
+        }
+        if want.peek() == Some(&current) {
+            bytes.clear();
+            key(&stream, &mut bytes);
+            names.insert(current, String::from_utf8_lossy(&bytes).into_owned());
+            want.next();
+        }
+    }
+    names
 }
 
 /// Calls `f` with the matches of `weight` in the doc range `docs`, in blocks.
