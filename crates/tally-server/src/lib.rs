@@ -172,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(ingest::ingest).get(search::search))
         .route("/v1/stats", get(search::stats))
         .route("/v1/events/stream", get(search::stream))
+        .route("/v1/export", get(export::export))
         .route("/v1/events/{key}", get(events::get_event))
         .route("/v1/tenants", get(events::list_tenants))
         .route("/v1/checkpoint", get(proofs::checkpoint))

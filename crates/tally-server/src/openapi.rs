@@ -22,6 +22,7 @@ use crate::routes;
         routes::search::search,
         routes::search::stats,
         routes::search::stream,
+        routes::export::export,
         routes::events::list_tenants,
         routes::proofs::checkpoint,
         routes::proofs::log_key,

@@ -451,6 +451,18 @@ impl TenantLog {
         tally_tlog::inclusion_proof(index, size, &self.nodes(&state)).map_err(proof_error)
     }
 
+    /// One proof that every leaf of `indexes` (strictly increasing) is in the tree of size
+    /// `size`: see [`tally_tlog::multiproof`].
+    pub fn multi_inclusion_proof(
+        &self,
+        indexes: &[u64],
+        size: u64,
+    ) -> Result<Vec<tally_tlog::RangeHash>, ReadError> {
+        let state = self.state.read();
+        self.check_size(&state, size)?;
+        tally_tlog::multi_inclusion_proof(indexes, size, &self.nodes(&state)).map_err(proof_error)
+    }
+
     /// Consistency proof between tree sizes `size1 <= size2`.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, ReadError> {
         let state = self.state.read();

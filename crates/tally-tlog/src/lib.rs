@@ -4,6 +4,8 @@
 //! - [`tree`]: the [`NodeSource`] trait, [`root_hash`], [`inclusion_proof`],
 //!   [`consistency_proof`] and their verifiers [`verify_inclusion`] and
 //!   [`verify_consistency`] (RFC 6962 / RFC 9162).
+//! - [`multiproof`]: [`multi_inclusion_proof`] and [`verify_multi_inclusion`], one proof for
+//!   many leaves (exports).
 //! - [`memory`]: [`MemoryTree`], a whole tree in memory, for tests and tools.
 //! - [`frontier`]: [`Frontier`], the compact right edge a sequencer appends to.
 //! - [`tile`]: C2SP tlog-tiles paths ([`TilePath`]), hash tiles and entry bundles.
@@ -53,6 +55,7 @@ pub mod checkpoint;
 pub mod frontier;
 pub mod hash;
 pub mod memory;
+pub mod multiproof;
 pub mod note;
 pub mod tile;
 pub mod tree;
@@ -61,6 +64,7 @@ pub use checkpoint::{Checkpoint, CheckpointError};
 pub use frontier::{Frontier, FrontierError};
 pub use hash::{empty_root, leaf_hash, node_hash, Hash, HASH_SIZE};
 pub use memory::MemoryTree;
+pub use multiproof::{multi_inclusion_proof, verify_multi_inclusion, MultiProofError, RangeHash};
 pub use note::{key_id, open, NoteError, NoteSigner, NoteVerifier, VerifiedNote};
 pub use tile::{
     decode_entry_bundle, encode_entry_bundle, tile_hashes, BundleError, TilePath, TilePathError,

@@ -183,7 +183,7 @@ fn append_path<S: NodeSource>(
 ///
 /// The range is cut into the perfect subtrees of the binary decomposition of its length,
 /// largest first, which are then folded right to left as RFC 6962 defines incomplete trees.
-fn edge_hash<S: NodeSource>(start: u64, end: u64, src: &S) -> Result<Hash, S::Error> {
+pub(crate) fn edge_hash<S: NodeSource>(start: u64, end: u64, src: &S) -> Result<Hash, S::Error> {
     debug_assert!(start < end);
     let len = end - start;
     // At most 64 parts; a fixed array keeps this allocation-free on the hot path.

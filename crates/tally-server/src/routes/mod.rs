@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource.
 
 pub(crate) mod events;
+pub(crate) mod export;
 pub(crate) mod ingest;
 pub(crate) mod keys;
 pub(crate) mod ops;

@@ -21,11 +21,11 @@ use crate::AppState;
 /// Most results per page.
 const MAX_LIMIT: usize = 1000;
 /// Parameters that steer the search rather than filter it.
-const CONTROL: [&str; 9] = [
-    "tenant", "q", "order", "cursor", "limit", "proofs", "by", "interval", "from",
+const CONTROL: [&str; 11] = [
+    "tenant", "q", "order", "cursor", "limit", "proofs", "by", "interval", "from", "to", "format",
 ];
 
-fn index(state: &AppState) -> Result<&Arc<dyn EventIndex>, ApiError> {
+pub(super) fn index(state: &AppState) -> Result<&Arc<dyn EventIndex>, ApiError> {
     state.index.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -35,7 +35,7 @@ fn index(state: &AppState) -> Result<&Arc<dyn EventIndex>, ApiError> {
     })
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .rev()
@@ -45,7 +45,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// `q` and the plain filter parameters, as one query. A malformed query is a 400 naming the
 /// position and what was expected.
-fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
+pub(super) fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     let bad = |param: &str, e: tally_query::ParseError| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -77,7 +77,7 @@ fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
     Ok(query)
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -103,7 +103,7 @@ fn prepare(
 }
 
 /// Runs an index call off the async workers (searches read files and burn CPU).
-async fn on_index<T: Send + 'static>(
+pub(super) async fn on_index<T: Send + 'static>(
     index: &Arc<dyn EventIndex>,
     call: impl FnOnce(&dyn EventIndex) -> Result<T, tally_index::IndexError> + Send + 'static,
 ) -> Result<T, ApiError> {

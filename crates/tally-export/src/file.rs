@@ -1,0 +1,494 @@
+//! Export files: writing a bundle as JSON Lines, CSV or Parquet, and reading any of them back
+//! for verification.
+//!
+//! - `.jsonl`: the stream itself ([`crate::bundle`]): header line, one line per record, end
+//!   line. Self-contained.
+//! - `.parquet`: one row per record ([`crate::table::columns`]), snappy-compressed; the header
+//!   and end line are JSON in the file's key-value metadata under [`PARQUET_HEADER_KEY`] and
+//!   [`PARQUET_END_KEY`]. Self-contained.
+//! - `.csv`: one row per record with a header row; the header and end line go to a sidecar,
+//!   `<file>.proof.json`, which `tally verify --export` reads from beside the CSV.
+//!
+//! A file is written to a temporary name and renamed into place only by
+//! [`ExportFile::finish`]: an export cut short leaves nothing that looks finished.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use tally_tlog::note::NoteVerifier;
+
+use crate::bundle::{self, End, Header, Line};
+use crate::table::{self, rfc3339_ms, spreadsheet_safe, Row};
+use crate::verify::{BundleError, BundleVerifier, Verified};
+
+/// Parquet key-value metadata key of the bundle header (JSON).
+pub const PARQUET_HEADER_KEY: &str = "tally.export.header";
+/// Parquet key-value metadata key of the bundle end (JSON).
+pub const PARQUET_END_KEY: &str = "tally.export.end";
+/// Rows per Parquet record batch (and row group granule).
+const PARQUET_BATCH: usize = 8192;
+
+/// An export file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON Lines: the bundle stream as is.
+    Jsonl,
+    /// Comma-separated values with a `.proof.json` sidecar.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl Format {
+    /// The format a file name's extension implies (`.jsonl`/`.ndjson`, `.csv`, `.parquet`).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "csv" => Some(Format::Csv),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name: `jsonl`, `csv`, `parquet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// Where the CSV sidecar of `csv` lives.
+pub fn csv_sidecar(csv: &Path) -> PathBuf {
+    let mut name = csv.as_os_str().to_owned();
+    name.push(".proof.json");
+    PathBuf::from(name)
+}
+
+/// The CSV sidecar's content.
+#[derive(Serialize, Deserialize)]
+struct Sidecar {
+    tally_export: Header,
+    tally_export_end: End,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> BundleError {
+    BundleError::Io(format!("{}: {e}", path.display()))
+}
+
+enum Sink {
+    Jsonl(BufWriter<File>),
+    Csv(Box<csv::Writer<BufWriter<File>>>),
+    Parquet(Box<ParquetSink>),
+}
+
+/// An export file being written.
+pub struct ExportFile {
+    path: PathBuf,
+    temp: tempfile::NamedTempFile,
+    header: Header,
+    sink: Sink,
+    rows: u64,
+}
+
+impl ExportFile {
+    /// Starts `path` in `format` with the bundle's header. Nothing appears at `path` before
+    /// [`finish`](Self::finish).
+    pub fn create(path: &Path, format: Format, header: &Header) -> Result<ExportFile, BundleError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".tally-export-")
+            .tempfile_in(dir)
+            .map_err(|e| io(dir, e))?;
+        let file = temp.reopen().map_err(|e| io(temp.path(), e))?;
+        let sink = match format {
+            Format::Jsonl => {
+                let mut w = BufWriter::with_capacity(1 << 20, file);
+                w.write_all(&bundle::header_line(header))
+                    .map_err(|e| io(path, e))?;
+                Sink::Jsonl(w)
+            }
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
+                w.write_record(table::columns()).map_err(|e| io(path, e))?;
+                Sink::Csv(Box::new(w))
+            }
+            Format::Parquet => Sink::Parquet(Box::new(ParquetSink::new(file, header)?)),
+        };
+        Ok(ExportFile {
+            path: path.to_path_buf(),
+            temp,
+            header: header.clone(),
+            sink,
+            rows: 0,
+        })
+    }
+
+    /// Appends the stored record at leaf `index`.
+    pub fn record(&mut self, index: u64, record: &[u8]) -> Result<(), BundleError> {
+        let path = &self.path;
+        match &mut self.sink {
+            Sink::Jsonl(w) => {
+                let mut line = Vec::with_capacity(record.len() + 32);
+                bundle::push_record_line(&mut line, index, record);
+                w.write_all(&line).map_err(|e| io(path, e))?;
+            }
+            Sink::Csv(w) => {
+                let row = Row::new(index, record).map_err(BundleError::Format)?;
+                let index = row.index.to_string();
+                let (time, received) = (rfc3339_ms(row.time_ms), rfc3339_ms(row.received_at_ms));
+                let mut cells: Vec<std::borrow::Cow<'_, str>> =
+                    vec![index.into(), time.into(), received.into()];
+                cells.extend(
+                    row.strings
+                        .iter()
+                        .map(|s| spreadsheet_safe(s.as_deref().unwrap_or(""))),
+                );
+                cells.push(row.event.as_str().into());
+                w.write_record(cells.iter().map(|c| c.as_bytes()))
+                    .map_err(|e| io(path, e))?;
+            }
+            Sink::Parquet(p) => p.push(Row::new(index, record).map_err(BundleError::Format)?)?,
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rows written.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Completes the file with the bundle's end and moves it into place (for CSV, the
+    /// sidecar first).
+    pub fn finish(self, end: &End) -> Result<(), BundleError> {
+        let path = &self.path;
+        match self.sink {
+            Sink::Jsonl(mut w) => {
+                w.write_all(&bundle::end_line(end))
+                    .map_err(|e| io(path, e))?;
+                w.into_inner()
+                    .map_err(|e| io(path, e.error()))?
+                    .sync_all()
+                    .map_err(|e| io(path, e))?;
+            }
+            Sink::Csv(mut w) => {
+                w.flush().map_err(|e| io(path, e))?;
+                let inner = w.into_inner().map_err(|e| io(path, e.error()))?;
+                inner
+                    .into_inner()
+                    .map_err(|e| io(path, e.error()))?
+                    .sync_all()
+                    .map_err(|e| io(path, e))?;
+                let sidecar = csv_sidecar(path);
+                let text = serde_json::to_vec_pretty(&Sidecar {
+                    tally_export: self.header.clone(),
+                    tally_export_end: end.clone(),
+                })
+                .map_err(|e| io(&sidecar, e))?;
+                std::fs::write(&sidecar, text).map_err(|e| io(&sidecar, e))?;
+            }
+            Sink::Parquet(p) => p.finish(end)?,
+        }
+        self.temp.persist(path).map_err(|e| io(path, e.error))?;
+        Ok(())
+    }
+}
+
+struct ParquetSink {
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+    index: UInt64Builder,
+    time: TimestampMillisecondBuilder,
+    received_at: TimestampMillisecondBuilder,
+    strings: Vec<StringBuilder>,
+    event: StringBuilder,
+    pending: usize,
+}
+
+fn parquet_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let mut fields = vec![
+        Field::new("index", DataType::UInt64, false),
+        Field::new("time", ts.clone(), false),
+        Field::new("received_at", ts, false),
+    ];
+    for name in table::STRING_COLUMNS
+        .iter()
+        .chain(["correlation_id"].iter())
+    {
+        fields.push(Field::new(*name, DataType::Utf8, true));
+    }
+    fields.push(Field::new("event", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+impl ParquetSink {
+    fn new(file: File, header: &Header) -> Result<ParquetSink, BundleError> {
+        let schema = parquet_schema();
+        let header_json =
+            serde_json::to_string(header).map_err(|e| BundleError::Io(e.to_string()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                PARQUET_HEADER_KEY.to_string(),
+                header_json,
+            )]))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(|e| BundleError::Io(e.to_string()))?;
+        Ok(ParquetSink {
+            writer,
+            schema,
+            index: UInt64Builder::new(),
+            time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            received_at: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            strings: (0..=table::STRING_COLUMNS.len())
+                .map(|_| StringBuilder::new())
+                .collect(),
+            event: StringBuilder::new(),
+            pending: 0,
+        })
+    }
+
+    fn push(&mut self, row: Row) -> Result<(), BundleError> {
+        self.index.append_value(row.index);
+        self.time.append_value(row.time_ms);
+        self.received_at.append_value(row.received_at_ms);
+        for (builder, value) in self.strings.iter_mut().zip(&row.strings) {
+            builder.append_option(value.as_deref());
+        }
+        self.event.append_value(&row.event);
+        self.pending += 1;
+        if self.pending >= PARQUET_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BundleError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.index.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.received_at.finish()),
+        ];
+        columns.extend(
+            self.strings
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.event.finish()));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| BundleError::Io(e.to_string()))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| BundleError::Io(e.to_string()))?;
+        self.pending = 0;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, end: &End) -> Result<(), BundleError> {
+        self.flush()?;
+        let end_json = serde_json::to_string(end).map_err(|e| BundleError::Io(e.to_string()))?;
+        self.writer
+            .append_key_value_metadata(KeyValue::new(PARQUET_END_KEY.to_string(), end_json));
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| BundleError::Io(e.to_string()))?;
+        file.sync_all().map_err(|e| BundleError::Io(e.to_string()))
+    }
+}
+
+/// Verifies an export file of any format against the log's key; `on_row` is called with the
+/// number of rows checked so far, every few thousand rows (progress).
+pub fn verify_file(
+    path: &Path,
+    key: &NoteVerifier,
+    mut on_row: impl FnMut(u64),
+) -> Result<Verified, BundleError> {
+    let mut file = File::open(path).map_err(|e| io(path, e))?;
+    let mut magic = [0u8; 4];
+    let n = file.read(&mut magic).map_err(|e| io(path, e))?;
+    drop(file);
+    if &magic[..n] == b"PAR1" {
+        verify_parquet(path, key, &mut on_row)
+    } else if n > 0 && magic[0] == b'{' {
+        verify_jsonl(path, key, &mut on_row)
+    } else {
+        verify_csv(path, key, &mut on_row)
+    }
+}
+
+fn verify_jsonl(
+    path: &Path,
+    key: &NoteVerifier,
+    on_row: &mut dyn FnMut(u64),
+) -> Result<Verified, BundleError> {
+    let reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| io(path, e))?);
+    let mut verifier: Option<BundleVerifier> = None;
+    let mut line_no = 0u64;
+    for line in reader.lines() {
+        let line = line.map_err(|e| io(path, e))?;
+        line_no += 1;
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |m: String| BundleError::Format(format!("line {line_no}: {m}"));
+        match (bundle::parse_line(&line).map_err(bad)?, verifier.as_mut()) {
+            (Line::Header(h), None) => verifier = Some(BundleVerifier::new(h, key)?),
+            (Line::Header(_), Some(_)) => return Err(bad("a second header line".into())),
+            (_, None) => return Err(bad("the first line must be the export header".into())),
+            (Line::Record { index, event }, Some(v)) => {
+                v.record(index, event.get().as_bytes())?;
+                if v.rows() % 4096 == 0 {
+                    on_row(v.rows());
+                }
+            }
+            (Line::End(end), Some(_)) => {
+                let v = verifier.take().expect("matched Some");
+                on_row(v.rows());
+                return v.finish(&end);
+            }
+            (Line::Error(m), Some(_)) => {
+                return Err(BundleError::Format(format!(
+                    "the server failed during the export: {m}"
+                )))
+            }
+        }
+    }
+    match verifier {
+        None => Err(BundleError::Format("the file is empty".into())),
+        Some(_) => Err(BundleError::Truncated),
+    }
+}
+
+fn verify_csv(
+    path: &Path,
+    key: &NoteVerifier,
+    on_row: &mut dyn FnMut(u64),
+) -> Result<Verified, BundleError> {
+    let sidecar = csv_sidecar(path);
+    let text = std::fs::read(&sidecar).map_err(|e| {
+        BundleError::Io(format!(
+            "{}: {e} (a CSV export's proof is in this file beside it; keep the two together)",
+            sidecar.display()
+        ))
+    })?;
+    let Sidecar {
+        tally_export: header,
+        tally_export_end: end,
+    } = serde_json::from_slice(&text)
+        .map_err(|e| BundleError::Format(format!("{}: {e}", sidecar.display())))?;
+    let mut verifier = BundleVerifier::new(header, key)?;
+    let mut reader = csv::Reader::from_path(path).map_err(|e| io(path, e))?;
+    let headers = reader.byte_headers().map_err(|e| io(path, e))?.clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name.as_bytes())
+            .ok_or_else(|| BundleError::Format(format!("{}: no column {name:?}", path.display())))
+    };
+    let (index_col, event_col) = (column("index")?, column("event")?);
+    let mut row = csv::ByteRecord::new();
+    while reader.read_byte_record(&mut row).map_err(|e| io(path, e))? {
+        let line = row.position().map(|p| p.line()).unwrap_or(0);
+        let bad = |m: &str| BundleError::Format(format!("{} line {line}: {m}", path.display()));
+        let index = std::str::from_utf8(row.get(index_col).unwrap_or_default())
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| bad("index is not a number"))?;
+        let event = row.get(event_col).ok_or_else(|| bad("no event column"))?;
+        verifier.record(index, event)?;
+        if verifier.rows() % 4096 == 0 {
+            on_row(verifier.rows());
+        }
+    }
+    on_row(verifier.rows());
+    verifier.finish(&end)
+}
+
+fn verify_parquet(
+    path: &Path,
+    key: &NoteVerifier,
+    on_row: &mut dyn FnMut(u64),
+) -> Result<Verified, BundleError> {
+    let file = File::open(path).map_err(|e| io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| io(path, e))?;
+    let kv = |name: &str| -> Result<String, BundleError> {
+        builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == name))
+            .and_then(|k| k.value.clone())
+            .ok_or_else(|| {
+                BundleError::Format(format!(
+                    "{}: no {name} metadata (not a Tally export, or cut short)",
+                    path.display()
+                ))
+            })
+    };
+    let header: Header = serde_json::from_str(&kv(PARQUET_HEADER_KEY)?)
+        .map_err(|e| BundleError::Format(format!("{PARQUET_HEADER_KEY}: {e}")))?;
+    let end_json = kv(PARQUET_END_KEY).map_err(|_| BundleError::Truncated)?;
+    let end: End = serde_json::from_str(&end_json)
+        .map_err(|e| BundleError::Format(format!("{PARQUET_END_KEY}: {e}")))?;
+    let mut verifier = BundleVerifier::new(header, key)?;
+
+    let schema = builder.schema().clone();
+    let position = |name: &str| {
+        schema
+            .index_of(name)
+            .map_err(|_| BundleError::Format(format!("{}: no column {name:?}", path.display())))
+    };
+    let (index_col, event_col) = (position("index")?, position("event")?);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index_col, event_col]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(PARQUET_BATCH)
+        .build()
+        .map_err(|e| io(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| io(path, e))?;
+        let wrong = || BundleError::Format(format!("{}: unexpected column types", path.display()));
+        let indexes = batch
+            .column_by_name("index")
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(wrong)?;
+        let events = batch
+            .column_by_name("event")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(wrong)?;
+        if indexes.null_count() > 0 || events.null_count() > 0 {
+            return Err(BundleError::Format(format!(
+                "{}: empty index or event cells",
+                path.display()
+            )));
+        }
+        for (index, event) in indexes.values().iter().zip(events.iter()) {
+            verifier.record(*index, event.unwrap_or_default().as_bytes())?;
+        }
+        on_row(verifier.rows());
+    }
+    verifier.finish(&end)
+}
