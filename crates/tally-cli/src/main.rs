@@ -7,6 +7,7 @@
 mod bench;
 mod client;
 mod commands;
+mod export;
 mod ingest;
 mod investigate;
 mod serve;
@@ -53,6 +54,7 @@ enum Command {
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
     Query(investigate::QueryArgs),
+    Export(export::ExportArgs),
     Tail(investigate::TailArgs),
     Reindex(investigate::ReindexArgs),
     Bench(bench::BenchArgs),
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
             Command::Query(args) => investigate::query(args).await,
+            Command::Export(args) => export::export(args).await,
             Command::Tail(args) => investigate::tail(args).await,
             Command::Reindex(args) => investigate::reindex(args).await,
             Command::Bench(args) => bench::run(args).await,

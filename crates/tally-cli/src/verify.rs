@@ -29,6 +29,9 @@ use crate::ServerArgs;
 /// --since FILE: a checkpoint saved earlier (tally checkpoint --out FILE); proves the log still
 /// contains that tree and only grew since (catches rollback and forks).
 ///
+/// --export FILE: check an export bundle (tally export) offline instead: every record is in
+/// the signed tree the file carries, and an unfiltered range holds every record.
+///
 /// Exit status: 0 intact, 1 a problem was found (or the check could not run), 2 usage error.
 ///
 /// Examples: tally verify ./data --key ./data/log.pub
@@ -47,6 +50,10 @@ pub struct VerifyArgs {
     /// A saved checkpoint the log must still extend.
     #[arg(long)]
     since: Option<PathBuf>,
+    /// Check an export file (from `tally export`) instead of a log: every record is in the
+    /// signed tree it carries, and an unfiltered range is complete. Needs --key.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "since", "tenant"])]
+    export: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -91,6 +98,12 @@ fn bar(quiet: bool, total: u64, unit: &str) -> ProgressBar {
 }
 
 pub async fn run(args: VerifyArgs) -> Result<()> {
+    if let Some(file) = args.export.clone() {
+        return tokio::task::spawn_blocking(move || {
+            crate::export::verify_export(&file, &args.key, args.quiet)
+        })
+        .await?;
+    }
     match args.data.clone() {
         Some(dir) => tokio::task::spawn_blocking(move || offline(&args, dir)).await?,
         None => online(&args).await,

@@ -445,6 +445,7 @@ fn help_teaches_every_command() {
     for cmd in [
         "tail",
         "query",
+        "export",
         "reindex",
         "serve",
         "verify",
@@ -463,4 +464,70 @@ fn help_teaches_every_command() {
             "{cmd} --help has no example:\n{text}"
         );
     }
+}
+
+#[test]
+fn export_every_format_and_verify_it_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir);
+    let key = dir.join("log.pub");
+    let key = key.to_str().unwrap();
+    let events = tmp.path().join("events.ndjson");
+    ndjson(&events, 0, 300, None);
+    ok(&server.tally(&["ingest", events.to_str().unwrap()]));
+    wait_for_checkpoint(&server, 300);
+
+    for ext in ["jsonl", "csv", "parquet"] {
+        // Filtered: two actors' events.
+        let out = tmp.path().join(format!("some.{ext}"));
+        let text = ok(&server.tally(&[
+            "export",
+            "actor:u7,u8",
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "-q",
+        ]));
+        assert!(text.contains("exported 2 records"), "{text}");
+        let text = ok(&server.tally(&["verify", "--export", out.to_str().unwrap(), "--key", key, "-q"]));
+        assert!(text.contains("OK: 2 records"), "{text}");
+        assert!(text.contains("cannot prove that no other record matched"), "{text}");
+
+        // Unfiltered range: complete.
+        let out = tmp.path().join(format!("range.{ext}"));
+        ok(&server.tally(&[
+            "export", "--from", "100", "--to", "250", "-o", out.to_str().unwrap(), "--key", key, "-q",
+        ]));
+        let text = ok(&server.tally(&["verify", "--export", out.to_str().unwrap(), "--key", key, "-q"]));
+        assert!(text.contains("OK: 150 records"), "{text}");
+        assert!(text.contains("[100, 250) (complete)"), "{text}");
+        // An existing file is not replaced without --force.
+        let e = fails(&server.tally(&["export", "-o", out.to_str().unwrap(), "--key", key, "-q"]));
+        assert!(e.contains("--force"), "{e}");
+    }
+
+    // Tampering with the CSV is caught offline.
+    let csv = tmp.path().join("range.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, text.replacen("u120", "u121", 1)).unwrap();
+    let e = fails(&server.tally(&["verify", "--export", csv.to_str().unwrap(), "--key", key, "-q"]));
+    assert!(e.contains("column actor.id does not match"), "{e}");
+    // Same values, other bytes (a space): the columns agree, the proof does not.
+    let at = text.find("\"\"u120\"\"").unwrap();
+    let (head, tail) = text.split_at(at);
+    let tail = tail.replacen("\"\"outcome\"\":", "\"\"outcome\"\": ", 1);
+    std::fs::write(&csv, format!("{head}{tail}")).unwrap();
+    let e = fails(&server.tally(&["verify", "--export", csv.to_str().unwrap(), "--key", key, "-q"]));
+    assert!(e.contains("not all in the signed tree"), "{e}");
+
+    // Mistakes get messages that say what to do.
+    let e = fails(&server.tally(&["export", "-o", tmp.path().join("x.txt").to_str().unwrap()]));
+    assert!(e.contains(".jsonl, .csv or .parquet"), "{e}");
+    let e = fails(&server.tally(&["verify", "--export", csv.to_str().unwrap()]));
+    assert!(e.contains("--key"), "{e}");
+    let e = fails(&server.tally(&["export", "actor:", "-o", tmp.path().join("y.jsonl").to_str().unwrap(), "--key", key]));
+    assert!(e.contains("HTTP 400"), "{e}");
+    assert!(!tmp.path().join("y.jsonl").exists());
 }

@@ -18,10 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -76,6 +78,47 @@ pub fn csv_sidecar(csv: &Path) -> PathBuf {
     let mut name = csv.as_os_str().to_owned();
     name.push(".proof.json");
     PathBuf::from(name)
+}
+
+/// The CSV cells of a row, in [`table::columns`] order.
+fn csv_cells(row: &Row) -> Vec<String> {
+    let mut cells = vec![
+        row.index.to_string(),
+        rfc3339_ms(row.time_ms),
+        rfc3339_ms(row.received_at_ms),
+    ];
+    cells.extend(
+        row.strings
+            .iter()
+            .map(|s| spreadsheet_safe(s.as_deref().unwrap_or("")).into_owned()),
+    );
+    cells.push(row.event.clone());
+    cells
+}
+
+/// Checks that a row's flat columns say what its record says (they are not covered by the
+/// proof, so an edit there would otherwise go unnoticed).
+fn columns_match(
+    row_no: u64,
+    index: u64,
+    event: &[u8],
+    cell: impl Fn(usize) -> Option<String>,
+) -> Result<(), BundleError> {
+    let row = Row::new(index, event).map_err(|message| BundleError::Record {
+        row: row_no,
+        index,
+        message,
+    })?;
+    for (i, (expected, name)) in csv_cells(&row).iter().zip(table::columns()).enumerate() {
+        if cell(i).as_deref() != Some(expected.as_str()) {
+            return Err(BundleError::Record {
+                row: row_no,
+                index,
+                message: format!("column {name} does not match the record in the event column"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The CSV sidecar's content.
@@ -151,18 +194,7 @@ impl ExportFile {
             }
             Sink::Csv(w) => {
                 let row = Row::new(index, record).map_err(BundleError::Format)?;
-                let index = row.index.to_string();
-                let (time, received) = (rfc3339_ms(row.time_ms), rfc3339_ms(row.received_at_ms));
-                let mut cells: Vec<std::borrow::Cow<'_, str>> =
-                    vec![index.into(), time.into(), received.into()];
-                cells.extend(
-                    row.strings
-                        .iter()
-                        .map(|s| spreadsheet_safe(s.as_deref().unwrap_or(""))),
-                );
-                cells.push(row.event.as_str().into());
-                w.write_record(cells.iter().map(|c| c.as_bytes()))
-                    .map_err(|e| io(path, e))?;
+                w.write_record(csv_cells(&row)).map_err(|e| io(path, e))?;
             }
             Sink::Parquet(p) => p.push(Row::new(index, record).map_err(BundleError::Format)?)?,
         }
@@ -409,6 +441,11 @@ fn verify_csv(
             .ok_or_else(|| BundleError::Format(format!("{}: no column {name:?}", path.display())))
     };
     let (index_col, event_col) = (column("index")?, column("event")?);
+    // Where each expected column is in this file.
+    let positions: Vec<Option<usize>> = table::columns()
+        .iter()
+        .map(|name| headers.iter().position(|h| h == name.as_bytes()))
+        .collect();
     let mut row = csv::ByteRecord::new();
     while reader.read_byte_record(&mut row).map_err(|e| io(path, e))? {
         let line = row.position().map(|p| p.line()).unwrap_or(0);
@@ -419,6 +456,10 @@ fn verify_csv(
             .ok_or_else(|| bad("index is not a number"))?;
         let event = row.get(event_col).ok_or_else(|| bad("no event column"))?;
         verifier.record(index, event)?;
+        let cells = &row;
+        columns_match(verifier.rows(), index, event, |i| {
+            String::from_utf8(cells.get(positions[i]?)?.to_vec()).ok()
+        })?;
         if verifier.rows() % 4096 == 0 {
             on_row(verifier.rows());
         }
@@ -461,10 +502,10 @@ fn verify_parquet(
             .index_of(name)
             .map_err(|_| BundleError::Format(format!("{}: no column {name:?}", path.display())))
     };
-    let (index_col, event_col) = (position("index")?, position("event")?);
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [index_col, event_col]);
+    for name in table::columns() {
+        position(name)?;
+    }
     let reader = builder
-        .with_projection(mask)
         .with_batch_size(PARQUET_BATCH)
         .build()
         .map_err(|e| io(path, e))?;
@@ -479,14 +520,62 @@ fn verify_parquet(
             .column_by_name("event")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(wrong)?;
+        let times = ["time", "received_at"].map(|name| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        });
+        let [Some(time), Some(received_at)] = times else {
+            return Err(wrong());
+        };
+        let strings = table::STRING_COLUMNS
+            .iter()
+            .chain(["correlation_id"].iter())
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .ok_or_else(wrong)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if indexes.null_count() > 0 || events.null_count() > 0 {
             return Err(BundleError::Format(format!(
                 "{}: empty index or event cells",
                 path.display()
             )));
         }
-        for (index, event) in indexes.values().iter().zip(events.iter()) {
-            verifier.record(*index, event.unwrap_or_default().as_bytes())?;
+        for r in 0..batch.num_rows() {
+            let (index, event) = (indexes.value(r), events.value(r).as_bytes());
+            verifier.record(index, event)?;
+            let row_no = verifier.rows();
+            let expected = Row::new(index, event).map_err(|message| BundleError::Record {
+                row: row_no,
+                index,
+                message,
+            })?;
+            let mismatch = if time.is_null(r) || time.value(r) != expected.time_ms {
+                Some("time")
+            } else if received_at.is_null(r) || received_at.value(r) != expected.received_at_ms {
+                Some("received_at")
+            } else {
+                strings
+                    .iter()
+                    .zip(&expected.strings)
+                    .zip(
+                        table::STRING_COLUMNS
+                            .iter()
+                            .chain(["correlation_id"].iter()),
+                    )
+                    .find(|((a, want), _)| (!a.is_null(r)).then(|| a.value(r)) != want.as_deref())
+                    .map(|(_, name)| *name)
+            };
+            if let Some(name) = mismatch {
+                return Err(BundleError::Record {
+                    row: row_no,
+                    index,
+                    message: format!("column {name} does not match the record in the event column"),
+                });
+            }
         }
         on_row(verifier.rows());
     }

@@ -184,6 +184,12 @@ fn tampering_is_refused() {
         assert!(matches!(e, BundleError::Proof(_)), "{ext}: {e}");
     }
 
+    // A flat column edited: not hashed, but checked against the record beside it.
+    let path = log.export(dir.path(), "flat.csv", &all, full, true);
+    edit_text(&path, |t| t.replacen(",alice,", ",mallory,", 1));
+    let e = verify_file(&path, &key, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("column actor.id does not match"), "{e}");
+
     // A record left out of a complete range: the proof cannot cover a hole, and the count
     // no longer matches.
     let path = log.export(dir.path(), "hole.jsonl", &all, full, true);
