@@ -96,8 +96,10 @@ fn progress(quiet: bool, len: Option<u64>) -> ProgressBar {
             .expect("valid template"),
         ),
         None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} records ({per_sec}) {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {pos} records ({per_sec}) {msg}",
+            )
+            .expect("valid template"),
         ),
     }
 }
@@ -183,11 +185,17 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     }
     pb.finish_and_clear();
     if !done {
-        bail!("the export was cut short before its proof arrived (no file was written); run it again");
+        bail!(
+            "the export was cut short before its proof arrived (no file was written); run it again"
+        );
     }
     let (output, quiet) = (args.output.clone(), args.quiet);
     let verified = tokio::task::spawn_blocking(move || check(&output, &key, quiet)).await??;
-    println!("exported {} to {}", summary(&verified), args.output.display());
+    println!(
+        "exported {} to {}",
+        summary(&verified),
+        args.output.display()
+    );
     if format == Format::Csv {
         println!(
             "the proof is in {} (keep it with the CSV)",

@@ -491,16 +491,42 @@ fn export_every_format_and_verify_it_offline() {
             "-q",
         ]));
         assert!(text.contains("exported 2 records"), "{text}");
-        let text = ok(&server.tally(&["verify", "--export", out.to_str().unwrap(), "--key", key, "-q"]));
+        let text = ok(&server.tally(&[
+            "verify",
+            "--export",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "-q",
+        ]));
         assert!(text.contains("OK: 2 records"), "{text}");
-        assert!(text.contains("cannot prove that no other record matched"), "{text}");
+        assert!(
+            text.contains("cannot prove that no other record matched"),
+            "{text}"
+        );
 
         // Unfiltered range: complete.
         let out = tmp.path().join(format!("range.{ext}"));
         ok(&server.tally(&[
-            "export", "--from", "100", "--to", "250", "-o", out.to_str().unwrap(), "--key", key, "-q",
+            "export",
+            "--from",
+            "100",
+            "--to",
+            "250",
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "-q",
         ]));
-        let text = ok(&server.tally(&["verify", "--export", out.to_str().unwrap(), "--key", key, "-q"]));
+        let text = ok(&server.tally(&[
+            "verify",
+            "--export",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "-q",
+        ]));
         assert!(text.contains("OK: 150 records"), "{text}");
         assert!(text.contains("[100, 250) (complete)"), "{text}");
         // An existing file is not replaced without --force.
@@ -512,14 +538,28 @@ fn export_every_format_and_verify_it_offline() {
     let csv = tmp.path().join("range.csv");
     let text = std::fs::read_to_string(&csv).unwrap();
     std::fs::write(&csv, text.replacen("u120", "u121", 1)).unwrap();
-    let e = fails(&server.tally(&["verify", "--export", csv.to_str().unwrap(), "--key", key, "-q"]));
+    let e = fails(&server.tally(&[
+        "verify",
+        "--export",
+        csv.to_str().unwrap(),
+        "--key",
+        key,
+        "-q",
+    ]));
     assert!(e.contains("column actor.id does not match"), "{e}");
     // Same values, other bytes (a space): the columns agree, the proof does not.
     let at = text.find("\"\"u120\"\"").unwrap();
     let (head, tail) = text.split_at(at);
     let tail = tail.replacen("\"\"outcome\"\":", "\"\"outcome\"\": ", 1);
     std::fs::write(&csv, format!("{head}{tail}")).unwrap();
-    let e = fails(&server.tally(&["verify", "--export", csv.to_str().unwrap(), "--key", key, "-q"]));
+    let e = fails(&server.tally(&[
+        "verify",
+        "--export",
+        csv.to_str().unwrap(),
+        "--key",
+        key,
+        "-q",
+    ]));
     assert!(e.contains("not all in the signed tree"), "{e}");
 
     // Mistakes get messages that say what to do.
@@ -527,7 +567,14 @@ fn export_every_format_and_verify_it_offline() {
     assert!(e.contains(".jsonl, .csv or .parquet"), "{e}");
     let e = fails(&server.tally(&["verify", "--export", csv.to_str().unwrap()]));
     assert!(e.contains("--key"), "{e}");
-    let e = fails(&server.tally(&["export", "actor:", "-o", tmp.path().join("y.jsonl").to_str().unwrap(), "--key", key]));
+    let e = fails(&server.tally(&[
+        "export",
+        "actor:",
+        "-o",
+        tmp.path().join("y.jsonl").to_str().unwrap(),
+        "--key",
+        key,
+    ]));
     assert!(e.contains("HTTP 400"), "{e}");
     assert!(!tmp.path().join("y.jsonl").exists());
 }

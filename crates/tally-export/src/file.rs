@@ -378,10 +378,9 @@ fn verify_jsonl(
 ) -> Result<Verified, BundleError> {
     let reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| io(path, e))?);
     let mut verifier: Option<BundleVerifier> = None;
-    let mut line_no = 0u64;
-    for line in reader.lines() {
+    for (n, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| io(path, e))?;
-        line_no += 1;
+        let line_no = n + 1;
         if line.is_empty() {
             continue;
         }
@@ -392,7 +391,7 @@ fn verify_jsonl(
             (_, None) => return Err(bad("the first line must be the export header".into())),
             (Line::Record { index, event }, Some(v)) => {
                 v.record(index, event.get().as_bytes())?;
-                if v.rows() % 4096 == 0 {
+                if v.rows().is_multiple_of(4096) {
                     on_row(v.rows());
                 }
             }
@@ -460,7 +459,7 @@ fn verify_csv(
         columns_match(verifier.rows(), index, event, |i| {
             String::from_utf8(cells.get(positions[i]?)?.to_vec()).ok()
         })?;
-        if verifier.rows() % 4096 == 0 {
+        if verifier.rows().is_multiple_of(4096) {
             on_row(verifier.rows());
         }
     }
