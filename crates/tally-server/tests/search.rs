@@ -64,7 +64,8 @@ impl Server {
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    /// GET `path` of tenant acme: the status and the raw body.
+    async fn get_text(&self, path: &str, query: &[(&str, &str)]) -> (u16, String) {
         let r = self
             .client
             .get(format!("{}{path}", self.url))
@@ -74,7 +75,12 @@ impl Server {
             .send()
             .await
             .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let (status, body) = self.get_text(path, query).await;
+        (status, serde_json::from_str(&body).unwrap())
     }
 
     /// Leaf indexes matching `q`, newest first, excluding the audit events of searches.
@@ -418,16 +424,7 @@ async fn a_deleted_index_is_rebuilt_from_the_log() {
 impl Server {
     /// `GET /v1/export` with `query`: the status and the raw body.
     async fn export(&self, query: &[(&str, &str)]) -> (u16, String) {
-        let r = self
-            .client
-            .get(format!("{}/v1/export", self.url))
-            .bearer_auth(&self.token)
-            .query(&[("tenant", "acme")])
-            .query(query)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        self.get_text("/v1/export", query).await
     }
 
     /// Waits until a signed checkpoint covers the whole tenant log.
