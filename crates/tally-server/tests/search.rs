@@ -508,6 +508,17 @@ async fn exports_verify_offline_and_are_audited() {
         .collect();
     assert!(verify_bundle(&cut, &key).is_err());
 
+    // Parameters of another endpoint are refused, not ignored.
+    for (path, param) in [
+        ("/v1/events", "from"),
+        ("/v1/stats", "proofs"),
+        ("/v1/events", "format"),
+    ] {
+        let (status, v) = server.get(path, &[(param, "1")]).await;
+        assert_eq!(status, 400, "{path}?{param}: {v}");
+        assert_eq!(v["error"]["details"][0]["field"], param, "{v}");
+    }
+
     // Each export is in the audit log, with its row count and format.
     server.settle().await;
     let (_, v) = server
@@ -531,6 +542,7 @@ async fn exports_verify_offline_and_are_audited() {
         (vec![("from", "x")], "from"),
         (vec![("format", "xml")], "format"),
         (vec![("q", "actor:")], "q"),
+        (vec![("cursor", "abc")], "cursor"),
     ] {
         let (status, body) = server.export(&query).await;
         assert_eq!(status, 400, "{query:?}: {body}");

@@ -17,7 +17,7 @@ use tally_store::TenantLog;
 use tokio::sync::mpsc;
 
 use super::events::tenant_log;
-use super::search::{index, now_ms, param, parse_query};
+use super::search::{index, now_ms, param, parse_query, refuse_params};
 use crate::audit::{record_read, ReadAudit};
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
@@ -62,6 +62,11 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     let principal = auth.require(Scope::Read)?.clone();
     let tenant = auth.tenant(param(&params, "tenant"))?;
+    refuse_params(
+        &params,
+        "/v1/export",
+        &["tenant", "q", "from", "to", "format"],
+    )?;
     let query = parse_query(&params)?;
     let format = match param(&params, "format") {
         None => None,

@@ -43,6 +43,27 @@ pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
+/// Refuses steering parameters that belong to other endpoints, rather than ignore them.
+pub(super) fn refuse_params(
+    params: &[(String, String)],
+    endpoint: &str,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
+    match params
+        .iter()
+        .find(|(k, _)| CONTROL.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
+    {
+        Some((k, _)) => Err(ApiError::bad_param(
+            k,
+            format!(
+                "is not a parameter of {endpoint} (it takes {})",
+                allowed.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `q` and the plain filter parameters, as one query. A malformed query is a 400 naming the
 /// position and what was expected.
 pub(super) fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, ApiError> {
@@ -208,6 +229,11 @@ pub(crate) async fn search(
         index,
         query,
     } = prepare(&state, &auth, &params)?;
+    refuse_params(
+        &params,
+        "/v1/events",
+        &["tenant", "q", "order", "cursor", "limit", "proofs"],
+    )?;
     let limit = match param(&params, "limit") {
         None => 50,
         Some(l) => l
@@ -366,6 +392,11 @@ pub(crate) async fn stats(
         index,
         query,
     } = prepare(&state, &auth, &params)?;
+    refuse_params(
+        &params,
+        "/v1/stats",
+        &["tenant", "q", "by", "interval", "limit"],
+    )?;
     let by = match param(&params, "by") {
         None => None,
         Some(name) => Some(tally_query::Field::from_name(name).ok_or_else(|| {
@@ -458,6 +489,7 @@ pub(crate) async fn stream(
         index,
         query,
     } = prepare(&state, &auth, &params)?;
+    refuse_params(&params, "/v1/events/stream", &["tenant", "q", "from"])?;
     let log = tenant_log(&state, &tenant)?;
     let resume = headers
         .get("last-event-id")
