@@ -554,3 +554,57 @@ async fn exports_verify_offline_and_are_audited() {
         );
     }
 }
+
+/// An export the client abandons half-way is still in the audit log, marked unfinished, with
+/// the rows it had been sent.
+#[tokio::test]
+async fn an_abandoned_export_is_audited_as_unfinished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path()).await;
+    // Enough records (~20 MB of bundle) that the server cannot have sent them all into
+    // channel and socket buffers before the client hangs up.
+    let pad = "x".repeat(400);
+    for batch in 0..8 {
+        let events: Vec<Value> = (0..5000)
+            .map(|i| {
+                json!({
+                    "time": "2026-03-01T10:00:00Z",
+                    "actor": {"id": format!("u{i}")},
+                    "action": "document.read",
+                    "outcome": "SUCCESS",
+                    "metadata": {"batch": batch, "pad": pad},
+                })
+            })
+            .collect();
+        server.ingest(Value::Array(events)).await;
+    }
+    server.signed().await;
+
+    let mut response = server
+        .client
+        .get(format!("{}/v1/export", server.url))
+        .bearer_auth(&server.token)
+        .query(&[("tenant", "acme")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"{\"tally_export\":"));
+    drop(response);
+
+    for _ in 0..500 {
+        server.settle().await;
+        let (_, v) = server
+            .get("/v1/events", &[("q", "action:tally.events.export")])
+            .await;
+        if let Some(e) = v["events"].as_array().and_then(|a| a.first()) {
+            let meta = &e["record"]["metadata"];
+            assert_eq!(meta["finished"], false, "{e}");
+            assert!(meta["rows"].as_u64().unwrap() < 40_000, "{e}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the abandoned export was not recorded");
+}
