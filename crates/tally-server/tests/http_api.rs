@@ -2004,6 +2004,9 @@ async fn openapi_document_describes_the_api() {
         "/v1/proof/consistency",
         "/v1/checkpoint",
         "/v1/keys",
+        "/v1/stats",
+        "/v1/events/stream",
+        "/v1/export",
     ] {
         assert!(doc["paths"].get(path).is_some(), "no path {path}");
     }
