@@ -22,7 +22,9 @@ fn records(n: u64) -> Vec<Vec<u8>> {
     (0..n)
         .map(|_| {
             let input = serde_json::from_slice(&generator.next_json()).expect("generated JSON");
-            tally_event::validate(input, &ctx).expect("valid event").record
+            tally_event::validate(input, &ctx)
+                .expect("valid event")
+                .record
         })
         .collect()
 }
