@@ -57,9 +57,14 @@ pub struct ServeArgs {
     /// Run without the search index (no /v1/events search or /v1/stats; less CPU and disk).
     #[arg(long)]
     no_index: bool,
-    /// Milliseconds between search index commits: the most the index lags behind the log.
+    /// Milliseconds between search index commits: how far search trails the log while
+    /// indexing keeps up with ingest (one indexing thread handles about 60-70k events/s).
     #[arg(long, default_value_t = 250)]
     index_commit_ms: u64,
+    /// Indexing threads per tenant: raise it on machines with cores to spare when ingest
+    /// outpaces one thread (see BENCHMARKS.md, index lag).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    index_threads: u16,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -105,7 +110,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut state = AppState::new(log.clone(), keys, settings);
     let mut projector = None;
     if !args.no_index {
-        let index = open_index(&log)?;
+        let options = tally_index::TantivyOptions {
+            writer_threads: usize::from(args.index_threads),
+            // tantivy wants at least 15 MB per thread; keep the per-thread budget of the default.
+            writer_memory_bytes: usize::from(args.index_threads)
+                * tally_index::TantivyOptions::default().writer_memory_bytes,
+            ..tally_index::TantivyOptions::default()
+        };
+        let index = open_index_with(&log, options)?;
         projector = Some(tally_server::projector::Projector::spawn(
             log.clone(),
             index.clone(),
@@ -150,8 +162,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 /// Opens the search index of a data directory. The index is derived data: one that cannot be
 /// opened is deleted and rebuilt from the log.
 pub fn open_index(log: &Log) -> Result<Arc<dyn tally_index::EventIndex>> {
+    open_index_with(log, tally_index::TantivyOptions::default())
+}
+
+/// [`open_index`] with tuning options.
+pub fn open_index_with(
+    log: &Log,
+    options: tally_index::TantivyOptions,
+) -> Result<Arc<dyn tally_index::EventIndex>> {
     let dir = log.data_dir().index_path();
-    match tally_index::TantivyIndex::open(&dir) {
+    match tally_index::TantivyIndex::open_with(&dir, options.clone()) {
         Ok(index) => Ok(Arc::new(index)),
         Err(e) => {
             tracing::warn!(
@@ -160,7 +180,8 @@ pub fn open_index(log: &Log) -> Result<Arc<dyn tally_index::EventIndex>> {
             );
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
             Ok(Arc::new(
-                tally_index::TantivyIndex::open(&dir).context("creating the search index")?,
+                tally_index::TantivyIndex::open_with(&dir, options)
+                    .context("creating the search index")?,
             ))
         }
     }

@@ -37,6 +37,9 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--checkpoint-interval-ms",
                 "50",
+                // Two indexing threads here; the server tests run the default one.
+                "--index-threads",
+                "2",
             ])
             .arg("--admin-token-file")
             .arg(&token_file)
@@ -455,6 +458,7 @@ fn help_teaches_every_command() {
         "prove",
         "keys",
         "bench",
+        "bench-search",
     ] {
         let out = Command::new(TALLY).args([cmd, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
