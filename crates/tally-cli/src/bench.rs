@@ -166,6 +166,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             seed,
             tenant: None,
             quiet: args.quiet,
+            rate_limit: None,
         })
         .await
         .context("Tally run")?;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tally_index::IndexedEvent;
 use tally_store::{DataDir, Log, LogConfig};
 
 use crate::client::ApiClient;
@@ -193,25 +192,7 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
     for tenant in &tenants {
         bar.set_message(tenant.clone());
         let tlog = log.tenant(tenant).expect("listed");
-        index.clear(tenant)?;
-        let size = tlog.size();
-        let mut pos = 0;
-        while pos < size {
-            let count = (size - pos).min(8192);
-            let records = tlog.records(pos, count)?;
-            let events: Vec<IndexedEvent<'_>> = records
-                .iter()
-                .enumerate()
-                .map(|(i, record)| IndexedEvent {
-                    index: pos + i as u64,
-                    record,
-                })
-                .collect();
-            index.add(tenant, &events)?;
-            pos += count;
-            bar.inc(count);
-        }
-        index.commit()?;
+        tally_server::projector::rebuild(&tlog, &*index, None, &mut |n| bar.inc(n))?;
     }
     bar.finish_and_clear();
     log.shutdown();

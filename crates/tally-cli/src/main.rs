@@ -5,6 +5,7 @@
 //! verification found a problem; 2 bad command-line usage.
 
 mod bench;
+mod bench_search;
 mod client;
 mod commands;
 mod export;
@@ -58,6 +59,7 @@ enum Command {
     Tail(investigate::TailArgs),
     Reindex(investigate::ReindexArgs),
     Bench(bench::BenchArgs),
+    BenchSearch(bench_search::BenchSearchArgs),
 }
 
 /// How to reach a running server.
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => investigate::tail(args).await,
             Command::Reindex(args) => investigate::reindex(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::BenchSearch(args) => bench_search::run(args).await,
         }
     });
     match result {

@@ -692,6 +692,33 @@ fn a_foreign_directory_is_refused() {
 }
 
 #[test]
+fn waiting_for_merges_keeps_every_event_and_adding_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ix = TantivyIndex::open(dir.path()).unwrap();
+    // Many small commits: many segments for the merge policy to work on.
+    for start in (0..400).step_by(20) {
+        add_synthetic(&ix, "acme", start..start + 20);
+        ix.commit().unwrap();
+    }
+    let segments = ix.wait_for_merges().unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(segments[0].0, "acme");
+    assert!((1..20).contains(&segments[0].1), "{segments:?}");
+    assert_eq!(ix.indexed("acme").unwrap(), 400);
+    assert_eq!(
+        find(&ix, "acme", &Query::default()),
+        (0..400).collect::<Vec<_>>()
+    );
+    // The writer is made again on the next add.
+    add_synthetic(&ix, "acme", 400..410);
+    ix.commit().unwrap();
+    assert_eq!(ix.indexed("acme").unwrap(), 410);
+    drop(ix);
+    let ix = TantivyIndex::open(dir.path()).unwrap();
+    assert_eq!(ix.indexed("acme").unwrap(), 410);
+}
+
+#[test]
 fn size_on_disk_grows() {
     let dir = tempfile::tempdir().unwrap();
     let ix = TantivyIndex::open(dir.path()).unwrap();

@@ -32,6 +32,8 @@ pub(crate) struct Plan {
     pub warmup: Duration,
     pub total_events: Option<u64>,
     pub quiet: bool,
+    /// Events per second to send at most, warm-up included (`None`: as fast as acknowledged).
+    pub rate: Option<f64>,
 }
 
 impl Plan {
@@ -77,6 +79,7 @@ impl Plan {
             warmup,
             total_events,
             quiet,
+            rate: None,
         })
     }
 
@@ -125,6 +128,9 @@ struct Shared {
     /// Measured events acknowledged so far, for the progress line.
     acked: AtomicU64,
     errors: AtomicU64,
+    /// Events handed out so far, warm-up included: with a rate limit, a request is sent no
+    /// earlier than `start + scheduled / rate`.
+    scheduled: AtomicU64,
 }
 
 struct TaskResult {
@@ -146,6 +152,7 @@ pub(crate) async fn drive<W: Worker>(
         remaining: AtomicU64::new(plan.total_events.unwrap_or(u64::MAX)),
         acked: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        scheduled: AtomicU64::new(0),
     });
     let start = Instant::now();
     let measure_start = start + plan.warmup;
@@ -156,7 +163,14 @@ pub(crate) async fn drive<W: Worker>(
         .map(|worker| {
             let shared = Arc::clone(&shared);
             let plan = plan.clone();
-            tokio::spawn(run_worker(worker, plan, shared, measure_start, deadline))
+            tokio::spawn(run_worker(
+                worker,
+                plan,
+                shared,
+                start,
+                measure_start,
+                deadline,
+            ))
         })
         .collect();
     let progress = (!plan.quiet).then(|| spawn_progress(plan, Arc::clone(&shared), measure_start));
@@ -218,6 +232,7 @@ async fn run_worker<W: Worker>(
     mut worker: W,
     plan: Plan,
     shared: Arc<Shared>,
+    start: Instant,
     measure_start: Instant,
     deadline: Option<Instant>,
 ) -> TaskResult {
@@ -255,6 +270,16 @@ async fn run_worker<W: Worker>(
             index: shared.next_index.fetch_add(1, Ordering::Relaxed),
             events,
         };
+        if let Some(rate) = plan.rate {
+            // A fixed schedule rather than a pause per task: a request that comes late (the
+            // server was slow) is sent at once, so the average rate is kept while it can be.
+            let before = shared.scheduled.fetch_add(events as u64, Ordering::Relaxed);
+            let due = start + Duration::from_secs_f64(before as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
         let sent = Instant::now();
         let outcome = worker.send(claim).await;
         let latency_us = sent.elapsed().as_micros() as u64;

@@ -141,6 +141,17 @@ pub struct EventGenerator {
     actor_zipf: Zipf<f64>,
     resource_zipf: [Zipf<f64>; RES_KINDS.len()],
     actions_by_kind: [(Vec<usize>, WeightedIndex<u32>); 3],
+    span: Option<TimeSpan>,
+}
+
+/// Spreads a known number of events over a time span in order (see
+/// [`EventGenerator::with_time_span`]).
+#[derive(Debug, Clone, Copy)]
+struct TimeSpan {
+    span_ms: i64,
+    events: u64,
+    /// Events generated so far: the position of the next one in the span.
+    emitted: u64,
 }
 
 impl EventGenerator {
@@ -170,6 +181,7 @@ impl EventGenerator {
             actor_zipf: zipf(ACTORS),
             resource_zipf: RES_KINDS.map(|kind| zipf(kind.population())),
             actions_by_kind,
+            span: None,
         }
     }
 
@@ -185,6 +197,24 @@ impl EventGenerator {
         self
     }
 
+    /// Spreads the next `events` events evenly over the `span` before the base time, in
+    /// increasing time order, instead of at random within the last five minutes.
+    ///
+    /// Event *k* (from 0) falls at a random instant of the *k*-th of `events` equal slots of
+    /// the span, so times grow with the order of generation (a log filled in that order has
+    /// leaf order equal to time order) and a bound such as "the last hour" or "the last 30
+    /// days" selects its share of the events, as it would in a log that has been receiving a
+    /// steady stream. While slots are at least a millisecond wide (`span / events`), no two
+    /// events share a timestamp. Events beyond `events` are stamped at the base time.
+    pub fn with_time_span(mut self, span: std::time::Duration, events: u64) -> Self {
+        self.span = Some(TimeSpan {
+            span_ms: i64::try_from(span.as_millis()).unwrap_or(i64::MAX),
+            events: events.max(1),
+            emitted: 0,
+        });
+        self
+    }
+
     /// The next event as a structure.
     pub fn next_event(&mut self) -> Event {
         let actor_rank = self.actor_zipf.sample(&mut self.rng) as usize - 1;
@@ -193,7 +223,7 @@ impl EventGenerator {
         let spec = &ACTIONS[allowed[weights.sample(&mut self.rng)]];
 
         let id = uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid();
-        let offset_ms = self.rng.gen_range(0..TIME_WINDOW_MS);
+        let offset_ms = next_offset_ms(&mut self.span, &mut self.rng);
         let time = (self.base_time - TimeDelta::milliseconds(offset_ms))
             .to_offset(time::UtcOffset::UTC)
             .format(RFC3339_MS)
@@ -305,6 +335,27 @@ impl EventGenerator {
             out.push(b'\n');
         }
         out
+    }
+}
+
+/// Milliseconds before the base time at which the next event falls.
+fn next_offset_ms(span: &mut Option<TimeSpan>, rng: &mut StdRng) -> i64 {
+    match span {
+        None => rng.gen_range(0..TIME_WINDOW_MS),
+        Some(span) => {
+            let k = span.emitted;
+            span.emitted += 1;
+            if k >= span.events {
+                return 0;
+            }
+            // Slot k is [k·span/events, (k+1)·span/events) in whole milliseconds, so
+            // slots never share a millisecond when they are at least one wide.
+            let (span_ms, events) = (span.span_ms as u128, span.events as u128);
+            let lo = (k as u128 * span_ms / events) as i64;
+            let hi = ((k as u128 + 1) * span_ms / events) as i64;
+            let after_start = lo + rng.gen_range(0..(hi - lo).max(1));
+            (span.span_ms - after_start).max(0)
+        }
     }
 }
 
@@ -1068,6 +1119,30 @@ mod tests {
                 assert_eq!(valid.tenant, tenant.as_deref().unwrap_or("acme"));
             }
         }
+    }
+
+    #[test]
+    fn a_time_span_spreads_events_in_increasing_order() {
+        let base = datetime!(2026-11-22 10:00 UTC);
+        let span = std::time::Duration::from_secs(120 * 86_400);
+        let mut gen = generator(9).with_time_span(span, 10_000);
+        let times: Vec<String> = (0..10_000).map(|_| gen.next_event().time).collect();
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing, so leaf order is time order"
+        );
+        let parse =
+            |t: &str| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
+        let first = parse(&times[0]).unwrap();
+        let last = parse(times.last().unwrap()).unwrap();
+        assert!(first >= base - TimeDelta::days(120) && first < base - TimeDelta::days(119));
+        assert!(last < base && last > base - TimeDelta::hours(19));
+        // Evenly spread: a quarter of the span holds about a quarter of the events.
+        let cutoff = base - TimeDelta::days(30);
+        let recent = times.iter().filter(|t| parse(t).unwrap() >= cutoff).count();
+        assert!((2_400..=2_600).contains(&recent), "{recent}");
+        // Past the announced count, events are stamped at the base time.
+        assert_eq!(parse(&gen.next_event().time).unwrap(), base);
     }
 
     #[test]

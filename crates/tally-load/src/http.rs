@@ -42,6 +42,10 @@ pub struct HttpLoadOptions {
     pub tenant: Option<String>,
     /// Do not draw a progress line on stderr.
     pub quiet: bool,
+    /// Send at most this many events per second (warm-up included), on a fixed schedule;
+    /// `None` sends as fast as the server acknowledges. For measuring the server at a given
+    /// load rather than at saturation.
+    pub rate_limit: Option<f64>,
 }
 
 impl Default for HttpLoadOptions {
@@ -57,6 +61,7 @@ impl Default for HttpLoadOptions {
             seed: 1,
             tenant: None,
             quiet: false,
+            rate_limit: None,
         }
     }
 }
@@ -74,7 +79,7 @@ async fn run_http_with_pool(
     opts: &HttpLoadOptions,
     pool_cap: usize,
 ) -> Result<LoadReport, LoadError> {
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         "tally",
         opts.mode,
         opts.concurrency,
@@ -83,6 +88,14 @@ async fn run_http_with_pool(
         opts.total_events,
         opts.quiet,
     )?;
+    if let Some(rate) = opts.rate_limit {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(LoadError::InvalidOptions(format!(
+                "rate_limit must be a positive number of events per second, not {rate}"
+            )));
+        }
+        plan.rate = Some(rate);
+    }
     let endpoint = Url::parse(&format!("{}/v1/events", opts.url.trim_end_matches('/')))
         .map_err(|e| LoadError::InvalidOptions(format!("url {:?}: {e}", opts.url)))?;
     if !matches!(endpoint.scheme(), "http" | "https") {
@@ -360,6 +373,7 @@ mod tests {
             seed: 9,
             tenant: None,
             quiet: true,
+            rate_limit: None,
         }
     }
 

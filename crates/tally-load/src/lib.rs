@@ -7,6 +7,9 @@
 //! - [`postgres::run_postgres`] drives the baseline with [`postgres::PgLoadOptions`], and
 //!   [`postgres::verify_pg_chain`] recomputes its hash chain (feature `postgres`, on by default).
 //! - Both return a [`LoadReport`]; [`print_comparison`] and [`markdown_table`] put runs side by side.
+//! - `investigate` (feature `investigate`) is the investigation benchmark behind
+//!   `tally bench-search`: search latency, index rebuild and lag on millions of events, against
+//!   PostgreSQL.
 //!
 //! Both runs share one measurement loop: request bodies are generated before the clock starts,
 //! `concurrency` tasks each keep one request in flight, a warm-up phase is sent but not counted,
@@ -42,6 +45,8 @@ use std::fmt;
 mod driver;
 pub mod generate;
 pub mod http;
+#[cfg(feature = "investigate")]
+pub mod investigate;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod report;

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tally_index::{EventIndex, IndexError, IndexedEvent};
-use tally_store::Log;
+use tally_store::{Log, TenantLog};
 
 /// Records read from the log per step.
 const CHUNK: u64 = 4096;
@@ -97,22 +97,60 @@ fn step(
             continue;
         }
         let count = (size - pos).min(CHUNK);
-        let records = tlog
-            .records(pos, count)
-            .map_err(|e| IndexError::Engine(format!("reading the log of {tenant}: {e}")))?;
-        let events: Vec<IndexedEvent<'_>> = records
-            .iter()
-            .enumerate()
-            .map(|(i, record)| IndexedEvent {
-                index: pos + i as u64,
-                record,
-            })
-            .collect();
-        index.add(&tenant, &events)?;
+        add_records(&tlog, index, pos, count)?;
         next.insert(tenant, pos + count);
         added = true;
     }
     Ok(added)
+}
+
+/// Adds the tenant's records `[pos, pos + count)` to the index (not committed).
+fn add_records(
+    tlog: &TenantLog,
+    index: &dyn EventIndex,
+    pos: u64,
+    count: u64,
+) -> Result<(), IndexError> {
+    let tenant = tlog.name();
+    let records = tlog
+        .records(pos, count)
+        .map_err(|e| IndexError::Engine(format!("reading the log of {tenant}: {e}")))?;
+    let events: Vec<IndexedEvent<'_>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| IndexedEvent {
+            index: pos + i as u64,
+            record,
+        })
+        .collect();
+    index.add(tenant, &events)
+}
+
+/// Rebuilds a tenant's index from its log: clears it, adds the records `[0, upto)` (the
+/// whole log when `upto` is `None` or beyond it) and commits, calling `progress` with the
+/// number of records added after each chunk. Returns how many records were indexed.
+///
+/// The projector's own path, for `tally reindex` and benchmarks; no projector may run on
+/// the same index meanwhile.
+pub fn rebuild(
+    tlog: &TenantLog,
+    index: &dyn EventIndex,
+    upto: Option<u64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, IndexError> {
+    // Larger than the projector's steps: nobody waits for a commit in between.
+    const REBUILD_CHUNK: u64 = 8192;
+    index.clear(tlog.name())?;
+    let size = upto.map_or(tlog.size(), |u| u.min(tlog.size()));
+    let mut pos = 0;
+    while pos < size {
+        let count = (size - pos).min(REBUILD_CHUNK);
+        add_records(tlog, index, pos, count)?;
+        pos += count;
+        progress(count);
+    }
+    index.commit()?;
+    Ok(size)
 }
 
 fn run(

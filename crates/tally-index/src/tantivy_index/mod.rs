@@ -202,6 +202,37 @@ impl TantivyIndex {
         walk(&self.dir)
     }
 
+    /// Lets the background merges started by past commits finish, and makes their result
+    /// visible to searches. Returns the number of segments each open tenant index has then.
+    ///
+    /// Segments written by a bulk load (a rebuild) are merged in the background for a while
+    /// after its commit; a benchmark waits here to measure the index as it settles rather than
+    /// half merged. Call it with nothing added since the last commit (anything added but not
+    /// committed is dropped, as after a failed commit).
+    pub fn wait_for_merges(&self) -> Result<Vec<(String, usize)>, IndexError> {
+        let tenants: Vec<(String, Arc<Tenant>)> = self
+            .tenants
+            .read()
+            .iter()
+            .map(|(name, t)| (name.clone(), t.clone()))
+            .collect();
+        let mut segments = Vec::with_capacity(tenants.len());
+        for (name, t) in tenants {
+            {
+                let mut state = t.writer.lock();
+                if let Some(writer) = state.writer.take() {
+                    writer.wait_merging_threads().map_err(engine)?;
+                }
+                state.next = t.committed.load(Ordering::Acquire);
+                state.pending = false;
+            }
+            t.reader.reload().map_err(engine)?;
+            t.prepare_segments()?;
+            segments.push((name, t.reader.searcher().segment_readers().len()));
+        }
+        Ok(segments)
+    }
+
     fn tenant_dir(&self, tenant: &str) -> Result<PathBuf, IndexError> {
         if !tally_event::is_valid_tenant(tenant) {
             return Err(IndexError::Engine(format!(
