@@ -108,18 +108,7 @@ pub async fn measure(
         state.index_commit_notifier(),
     );
     let state = state.with_index(index.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| InvestigateError::Io("127.0.0.1:0".into(), e))?;
-    let url = format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .map_err(|e| InvestigateError::Io("127.0.0.1:0".into(), e))?
-    );
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, tally_server::router(state)).await;
-    });
+    let (url, server) = super::search::listen(state).await?;
 
     let tenant = tally_server::DEFAULT_TENANT;
     let stop = Arc::new(AtomicBool::new(false));

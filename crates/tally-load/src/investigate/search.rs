@@ -114,6 +114,14 @@ pub async fn serve(log: &Log, index: Arc<dyn EventIndex>) -> Result<Server, Inve
         .map_err(|e| InvestigateError::Data(format!("creating an API key: {e}")))?;
     let state =
         AppState::new(log.clone(), Arc::new(keys), ServerSettings::default()).with_index(index);
+    let (url, task) = listen(state).await?;
+    Ok(Server { url, token, task })
+}
+
+/// Serves the API of `state` on an ephemeral local port: its base URL and the server task.
+pub(super) async fn listen(
+    state: AppState,
+) -> Result<(String, tokio::task::JoinHandle<()>), InvestigateError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| InvestigateError::Io("127.0.0.1:0".into(), e))?;
@@ -126,7 +134,7 @@ pub async fn serve(log: &Log, index: Arc<dyn EventIndex>) -> Result<Server, Inve
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, tally_server::router(state)).await;
     });
-    Ok(Server { url, token, task })
+    Ok((url, task))
 }
 
 /// The part of a search page the benchmark checks.
