@@ -153,9 +153,15 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
         let trusted = since
             .as_ref()
             .filter(|s| &s.tenant == tenant)
-            .map(|s| (s.size, s.root));
+            .map(|s| tally_store::verify::TrustedCheckpoint {
+                size: s.size,
+                root: s.root,
+                source: "the saved checkpoint".into(),
+            })
+            .into_iter()
+            .collect::<Vec<_>>();
         let report =
-            tally_store::verify::verify_tenant(&dir, tenant, &verifier, trusted, &mut |n| {
+            tally_store::verify::verify_tenant(&dir, tenant, &verifier, &trusted, &mut |n| {
                 pb.inc(n)
             })
             .map_err(|f| {

@@ -68,6 +68,17 @@ impl Principal {
         self.tenant == "*" || self.tenant == tenant
     }
 
+    /// Whether this key may manage (list, create, revoke) a key confined to `tenant`
+    /// (`*` for every tenant): only a key that can reach everything the other key can.
+    pub fn may_manage(&self, tenant: &str) -> bool {
+        self.may_access(tenant)
+    }
+
+    /// Whether this key holds every scope in `scopes`, so it may hand them on.
+    pub fn may_grant(&self, scopes: &[Scope]) -> bool {
+        scopes.iter().all(|s| self.has(*s))
+    }
+
     /// The tenant a request means when it names none.
     pub fn default_tenant(&self) -> &str {
         if self.tenant == "*" {
@@ -170,6 +181,14 @@ impl KeyStore {
             return Err(e);
         }
         Ok(true)
+    }
+
+    /// One key, without its secret.
+    pub fn get(&self, id: &str) -> Option<ApiKey> {
+        self.keys.read().get(id).map(|k| ApiKey {
+            secret_sha256: String::new(),
+            ..k.clone()
+        })
     }
 
     /// Every key, without secrets.

@@ -1516,6 +1516,86 @@ async fn api_keys_scope_and_confine_requests() {
     );
 }
 
+/// Issue 9 (critical): a tenant's admin key must never grant or touch more than it holds.
+#[tokio::test]
+async fn issue_9_a_tenant_admin_key_cannot_escalate_or_touch_other_tenants() {
+    let srv = Server::start().await;
+    srv.ingest(&batch("acme", 0, 1)).await;
+    srv.ingest(&batch("beta", 0, 2)).await;
+    let create = |token: String, body: Value| {
+        let srv = &srv;
+        async move {
+            srv.post_as(Some(&token), "/v1/keys", Some(JSON), body.to_string())
+                .await
+        }
+    };
+    let make =
+        |scopes: Value, tenant: &str| json!({"name": "k", "scopes": scopes, "tenant": tenant});
+    let acme_admin = create(srv.admin.clone(), make(json!(["admin"]), "acme"))
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let beta_key = create(srv.admin.clone(), make(json!(["read"]), "beta"))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let beta_id = beta_key["key"]["id"].as_str().unwrap().to_string();
+    let global_id = key_id_of(&srv.admin);
+
+    // It cannot make a key for every tenant, nor for another tenant.
+    for tenant in ["*", "beta"] {
+        for scopes in [json!(["admin"]), json!(["read"]), json!(["ingest"])] {
+            let err = create(acme_admin.clone(), make(scopes, tenant))
+                .await
+                .error(StatusCode::FORBIDDEN);
+            assert!(err["message"].as_str().unwrap().contains("acme"), "{err}");
+        }
+    }
+    // It may make keys for its own tenant.
+    let own = create(acme_admin.clone(), make(json!(["read"]), "acme"))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(own["key"]["tenant"], "acme");
+
+    // It lists its own tenant's keys only.
+    let listed = srv.get_as(Some(&acme_admin), "/v1/keys").await.ok().json();
+    let tenants: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants.len(), 2, "{listed}");
+    assert!(tenants.iter().all(|t| *t == "acme"), "{listed}");
+
+    // It cannot revoke another tenant's key or a global admin key; both keep working.
+    for id in [&beta_id, &global_id] {
+        let req = srv
+            .http
+            .delete(srv.url(&format!("/v1/keys/{id}")))
+            .bearer_auth(&acme_admin);
+        Resp::from(req.send().await.unwrap())
+            .await
+            .error(StatusCode::NOT_FOUND);
+    }
+    let all = srv.get("/v1/keys").await.ok().json();
+    assert_eq!(all.as_array().unwrap().len(), 4, "{all}");
+    srv.get_as(Some(beta_key["token"].as_str().unwrap()), "/v1/events/0?tenant=beta")
+        .await
+        .ok();
+
+    // A non-admin key cannot hand on a scope it lacks (it cannot manage keys at all).
+    let reader = own["token"].as_str().unwrap().to_string();
+    create(reader, make(json!(["read"]), "acme"))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    srv.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Tenant isolation
 // ---------------------------------------------------------------------------------------------

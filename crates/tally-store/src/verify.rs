@@ -45,6 +45,19 @@ pub struct VerifyFailure {
     pub detail: String,
 }
 
+/// A checkpoint held outside the data directory (saved by a client, anchored in WORM storage,
+/// cosigned by witnesses), already signature-checked by the caller. The log must still contain
+/// its tree: this is what catches a history rewritten and re-signed with the log's own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash at that size.
+    pub root: Hash,
+    /// Where it came from, for messages (e.g. `the saved checkpoint saved.checkpoint`).
+    pub source: String,
+}
+
 /// Total bytes of records the verifier will read (for a progress bar).
 pub fn total_record_bytes(dir: &DataDir, tenants: &[String]) -> u64 {
     tenants
@@ -64,13 +77,14 @@ pub fn total_record_bytes(dir: &DataDir, tenants: &[String]) -> u64 {
 /// Verifies one tenant's log. `progress` is called with the number of record bytes read
 /// since its previous call.
 ///
-/// `trusted` is a checkpoint the caller saved earlier (already signature-checked): the log
-/// must still contain that tree, which catches a rollback or fork since it was saved.
+/// `trusted` are checkpoints held outside the directory (see [`TrustedCheckpoint`]): the log
+/// must still contain each of those trees, which catches a rollback or fork since they were
+/// taken.
 pub fn verify_tenant(
     dir: &DataDir,
     tenant: &str,
     verifier: &NoteVerifier,
-    trusted: Option<(u64, Hash)>,
+    trusted: &[TrustedCheckpoint],
     progress: &mut dyn FnMut(u64),
 ) -> Result<TenantVerified, VerifyFailure> {
     let td = dir.tenant(tenant);
@@ -82,14 +96,14 @@ pub fn verify_tenant(
     let mut checkpoints = load_checkpoints(&td, tenant, verifier).map_err(|d| fail(None, d))?;
     let signed = checkpoints.len();
     let latest = checkpoints.last().map(|c| (c.size, c.root));
-    if let Some((size, root)) = trusted {
-        let at = checkpoints.partition_point(|c| c.size <= size);
+    for t in trusted {
+        let at = checkpoints.partition_point(|c| c.size <= t.size);
         checkpoints.insert(
             at,
             StoredCheckpoint {
-                size,
-                root,
-                label: "the saved checkpoint".into(),
+                size: t.size,
+                root: t.root,
+                label: t.source.clone(),
             },
         );
     }

@@ -56,7 +56,7 @@ fn verify(
     tenant: &str,
 ) -> Result<tally_store::verify::TenantVerified, tally_store::verify::VerifyFailure> {
     let dir = DataDir::open_existing(path).unwrap();
-    verify_tenant(&dir, tenant, &verifier(path), None, &mut |_| {})
+    verify_tenant(&dir, tenant, &verifier(path), &[], &mut |_| {})
 }
 
 async fn append_n(log: &Log, tenant: &str, count: u64, batch: u64) -> Vec<u64> {

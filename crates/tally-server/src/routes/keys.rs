@@ -38,27 +38,40 @@ fn key_error(e: crate::auth::KeyError) -> ApiError {
     )
 }
 
-/// Lists API keys (without secrets).
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// Lists the API keys the caller may manage (without secrets): every key for a key of
+/// tenant `*`, the keys of its own tenant for a tenant's admin key.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     responses((status = 200, body = [ApiKey])), security(("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<ApiKey>>, ApiError> {
-    auth.require(Scope::Admin)?;
-    Ok(Json(state.keys.list()))
+    let caller = auth.require(Scope::Admin)?;
+    // A tenant's admin sees its own tenant's keys only, never the global ones.
+    let keys = state.keys.list();
+    Ok(Json(
+        keys.into_iter()
+            .filter(|k| caller.may_manage(&k.tenant))
+            .collect(),
+    ))
 }
 
 /// Creates an API key.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
-    responses((status = 201, body = CreatedKey), (status = 422, body = crate::error::ErrorBody)),
+    responses((status = 201, body = CreatedKey),
+        (status = 403, description = "The new key would reach a tenant or hold a scope the caller lacks", body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
     body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    auth.require(Scope::Admin)?;
+    let caller = auth.require(Scope::Admin)?;
     let Json(new) = body.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -95,6 +108,23 @@ pub(crate) async fn create(
             "must be * or a tenant name (a-z, 0-9, '_', '-')",
         ));
     }
+    // A key never grants more than it holds: no tenant beyond its own, no scope it lacks.
+    if !caller.may_manage(&new.tenant) {
+        return Err(forbidden(format!(
+            "this API key is confined to tenant {} and cannot create a key for {}",
+            caller.tenant,
+            if new.tenant == "*" {
+                "every tenant (*)".to_string()
+            } else {
+                format!("tenant {}", new.tenant)
+            }
+        )));
+    }
+    if !caller.may_grant(&new.scopes) {
+        return Err(forbidden(
+            "this API key cannot grant scopes it does not hold itself".to_string(),
+        ));
+    }
     let (key, token) = state
         .keys
         .create(new.name.trim(), new.scopes, &new.tenant)
@@ -112,7 +142,15 @@ pub(crate) async fn revoke(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    auth.require(Scope::Admin)?;
+    let caller = auth.require(Scope::Admin)?;
+    // Keys beyond the caller's reach are answered as absent, like in the list.
+    if !state
+        .keys
+        .get(&id)
+        .is_some_and(|k| caller.may_manage(&k.tenant))
+    {
+        return Err(ApiError::not_found(format!("no API key with id {id}")));
+    }
     if state.keys.revoke(&id).map_err(key_error)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
