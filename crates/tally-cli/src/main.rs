@@ -86,6 +86,19 @@ pub struct TenantArg {
     pub tenant: Option<String>,
 }
 
+/// A mistake in the command line found after parsing (arguments that contradict each other):
+/// exits with status 2 like clap's own usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// A file argument where `-` means standard input.
 pub fn is_stdin(path: &std::path::Path) -> bool {
     path == std::path::Path::new("-")
@@ -131,7 +144,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

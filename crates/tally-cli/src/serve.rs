@@ -65,6 +65,19 @@ pub struct ServeArgs {
     /// outpaces one thread (see BENCHMARKS.md, index lag).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     index_threads: u16,
+    /// Hours between scrubs, which re-read and re-hash every stored record in the background
+    /// and report damage in /healthz, /metrics and the log (0: never).
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    scrub_interval_hours: u64,
+    /// Read rate limit of the scrub, in MiB/s, so that it leaves the disk to ingest.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    scrub_mib_per_sec: u64,
+    /// Open this tenant although its records have no signed checkpoint history at all
+    /// (normally refused: the checkpoints file was deleted or emptied). Only after restoring
+    /// records by hand and checking them with `tally verify --since`: they are signed as they
+    /// are, and the decision is recorded in the tenant's log. Repeatable.
+    #[arg(long, value_name = "TENANT")]
+    accept_unsigned_history: Vec<String>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -77,6 +90,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         origin: args.origin.clone(),
         segment_bytes: args.segment_mib.max(1) << 20,
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(10)),
+        accept_unsigned_history: args.accept_unsigned_history.clone(),
+        scrub_interval: (args.scrub_interval_hours > 0)
+            .then(|| Duration::from_secs(args.scrub_interval_hours.saturating_mul(3600))),
+        scrub_bytes_per_second: args.scrub_mib_per_sec.max(1) << 20,
         ..LogConfig::default()
     };
     let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
@@ -88,6 +105,34 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             eprintln!(
                 "recovered tenant {tenant}: {} events; cut a torn tail of {} bytes, re-indexed {} records",
                 r.size, r.torn_bytes_cut, r.leaf_entries_rebuilt
+            );
+        }
+    }
+    for (tenant, r) in &report.tenants {
+        if let Some(records) = r.unsigned_history_accepted {
+            tally_server::record_system_event(
+                &log,
+                tenant,
+                "tally.log.unsigned_history_accepted",
+                serde_json::json!({
+                    "records": records,
+                    "reason": "started with --accept-unsigned-history: records without any signed checkpoint history were signed as they are",
+                }),
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("recording the acceptance of tenant {tenant}'s unsigned history: {e}")
+            })?;
+            eprintln!(
+                "tenant {tenant}: {records} records without a signed checkpoint history were accepted as they are (recorded in its log)"
+            );
+        }
+        if let Some(d) = &r.damage {
+            eprintln!(
+                "DAMAGE: tenant {tenant}{}: {} (found by {}); the server runs, /healthz reports it; run `tally verify` and restore the files from a backup",
+                d.index.map(|i| format!(", index {i}")).unwrap_or_default(),
+                d.detail,
+                d.found_by
             );
         }
     }

@@ -268,6 +268,14 @@ fn ingest_prove_and_verify_online_offline_and_since() {
     );
 
     // tail: the latest matches, oldest first; -f follows new ones over server-sent events.
+    // The index trails the log by a commit interval (more on a loaded machine): wait for the
+    // last ingested event to be searchable first.
+    for _ in 0..400 {
+        if !ok(&server.tally(&["query", "actor:u639"])).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
     let out = ok(&server.tally(&["tail", "-n", "3", "action:user.login -action:tally.*"]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -581,4 +589,84 @@ fn export_every_format_and_verify_it_offline() {
     ]));
     assert!(e.contains("HTTP 400"), "{e}");
     assert!(!tmp.path().join("y.jsonl").exists());
+}
+
+/// Issue 7: a torn write after the last record (what a crash or a full disk leaves) is a
+/// warning with exit 0; damage inside the signed history stays exit 1; a saved checkpoint of
+/// another tenant than `--tenant` is a usage error (exit 2), not a claim about the log.
+#[test]
+fn issue_7_verify_warns_on_a_torn_tail_and_names_contradicting_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir);
+    let events = tmp.path().join("events.ndjson");
+    ndjson(&events, 0, 20, None);
+    ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+    wait_for_checkpoint(&server, 20);
+    let key = dir.join("log.pub");
+    let key = key.to_str().unwrap().to_string();
+    let saved = tmp.path().join("default.checkpoint");
+    ok(&server.tally(&[
+        "checkpoint",
+        "--key",
+        &key,
+        "--out",
+        saved.to_str().unwrap(),
+    ]));
+    server.stop();
+
+    let segments = dir.join("tenants/default/segments");
+    let seg = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let intact = std::fs::read(&seg).unwrap();
+    let mut torn = intact.clone();
+    torn.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 20, 0, 0]);
+    std::fs::write(&seg, &torn).unwrap();
+    let out = Command::new(TALLY)
+        .args(["verify", dir.to_str().unwrap(), "--key", &key, "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("torn write of 11 bytes"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
+
+    // Cut into the last signed record instead: damage, exit 1.
+    std::fs::write(&seg, &intact[..intact.len() - 3]).unwrap();
+    let out = Command::new(TALLY)
+        .args(["verify", dir.to_str().unwrap(), "--key", &key, "--quiet"])
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(
+        err.contains("VERIFICATION FAILED") && err.contains("index 19"),
+        "{err}"
+    );
+    std::fs::write(&seg, &intact).unwrap();
+
+    let out = Command::new(TALLY)
+        .args([
+            "verify",
+            dir.to_str().unwrap(),
+            "--key",
+            &key,
+            "--tenant",
+            "acme",
+        ])
+        .arg("--since")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tenant default") && stderr.contains("--tenant acme"),
+        "{stderr}"
+    );
 }

@@ -163,7 +163,7 @@ mod validate;
 
 pub use body::{parse_body, BodyError, BodyFormat};
 pub use input::{ActorInput, EventInput, ResourceInput};
-pub use record::{is_canonical, same_submission, Actor, Record, RecordError, Resource};
+pub use record::{is_canonical, record_id, same_submission, Actor, Record, RecordError, Resource};
 pub use schema::{is_valid_tenant, ActorType, Outcome, WELL_KNOWN_CATEGORIES};
 pub use validate::{validate, FieldError, IngestContext, ValidEvent};
 

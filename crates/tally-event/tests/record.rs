@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use tally_event::{
-    is_canonical, same_submission, validate, ActorType, IngestContext, Outcome, Record,
+    is_canonical, record_id, same_submission, validate, ActorType, IngestContext, Outcome, Record,
     RecordError, MAX_RECORD_BYTES,
 };
 use time::macros::datetime;
@@ -49,6 +49,24 @@ const FULL_RECORD: &str = concat!(
 
 fn full_record() -> Vec<u8> {
     check(FULL_EVENT).unwrap().record
+}
+
+#[test]
+fn record_id_reads_the_id_without_parsing() {
+    let record = full_record();
+    let id = record_id(&record).expect("id");
+    assert_eq!(id, Record::parse(&record).unwrap().id);
+    assert_eq!(id.to_string(), "0190f5a2-7c1b-7def-8abc-0123456789ab");
+    // A changed id byte changes the answer; cut or garbled bytes give none.
+    let mut changed = record.clone();
+    changed[27] = b'f';
+    assert_ne!(record_id(&changed), Some(id));
+    assert_eq!(record_id(&record[..40]), None);
+    assert_eq!(record_id(b"{}"), None);
+    assert_eq!(record_id(b""), None);
+    let mut unquoted = record.clone();
+    unquoted[62] = b'x';
+    assert_eq!(record_id(&unquoted), None);
 }
 
 #[test]

@@ -79,3 +79,42 @@ pub(crate) async fn record_read(
         })?;
     Ok(())
 }
+
+/// Appends an event the server itself originates (actor `tally-server`, type `system`): an
+/// operator's decision at start, for example, so that it stays on the record.
+pub async fn record_system_event(
+    log: &tally_store::Log,
+    tenant: &str,
+    action: &str,
+    metadata: serde_json::Value,
+) -> Result<(), String> {
+    let now = time::OffsetDateTime::now_utc();
+    let event = json!({
+        "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "tenant": tenant,
+        "actor": {"id": "tally-server", "type": "system"},
+        "action": action,
+        "category": "ADMIN",
+        "resource": {"type": "AUDIT_LOG", "id": tenant},
+        "outcome": "SUCCESS",
+        "metadata": metadata,
+    });
+    let input: EventInput = serde_json::from_value(event).map_err(|e| e.to_string())?;
+    let ctx = IngestContext {
+        received_at: now,
+        key_id: "server",
+        default_tenant: Some(tenant),
+        max_future_skew: time::Duration::minutes(5),
+    };
+    let valid = tally_event::validate(input, &ctx).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.rule))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    log.append(vec![PreparedEvent::new(valid)])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

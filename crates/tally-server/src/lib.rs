@@ -40,6 +40,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tally_store::Log;
 
+pub use audit::record_system_event;
 pub use error::ApiError;
 
 /// The tenant a request means when neither it nor its key names one.

@@ -1584,9 +1584,12 @@ async fn issue_9_a_tenant_admin_key_cannot_escalate_or_touch_other_tenants() {
     }
     let all = srv.get("/v1/keys").await.ok().json();
     assert_eq!(all.as_array().unwrap().len(), 4, "{all}");
-    srv.get_as(Some(beta_key["token"].as_str().unwrap()), "/v1/events/0?tenant=beta")
-        .await
-        .ok();
+    srv.get_as(
+        Some(beta_key["token"].as_str().unwrap()),
+        "/v1/events/0?tenant=beta",
+    )
+    .await
+    .ok();
 
     // A non-admin key cannot hand on a scope it lacks (it cannot manage keys at all).
     let reader = own["token"].as_str().unwrap().to_string();
@@ -2116,6 +2119,58 @@ async fn a_wrong_method_on_a_known_route_is_a_json_error() {
 // ---------------------------------------------------------------------------------------------
 // 10. Restart
 // ---------------------------------------------------------------------------------------------
+
+/// Issue 7: damage inside the signed range is reported by /healthz, /metrics and the log
+/// (naming tenant and index) instead of showing only as a failed read.
+#[tokio::test]
+async fn issue_7_damage_inside_the_signed_range_shows_in_health_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::open(tmp.path(), settings(), None).await;
+    let admin = srv.admin.clone();
+    srv.ingest(&batch("acme", 0, 40)).await;
+    srv.ingest(&batch("beta", 0, 5)).await;
+    srv.wait_checkpoint("acme", 40).await;
+    srv.stop().await;
+
+    // One bit of record 23, inside its frame, checksum left alone.
+    let td = DataDir::open_existing(tmp.path()).unwrap().tenant("acme");
+    let seg = td.segment_path(*td.list_segments().unwrap().last().unwrap());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut at = 0usize;
+    for _ in 0..23 {
+        at += 16 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    bytes[at + 40] ^= 0x04;
+    std::fs::write(&seg, bytes).unwrap();
+
+    let srv = Server::open(tmp.path(), settings(), Some(admin)).await;
+    srv.get_as(None, "/healthz").await.ok();
+    // The scrub (run now instead of waiting for its schedule) finds it without any read.
+    let found = srv.log.scrub_now();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let health = srv.get_as(None, "/healthz").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = health.json();
+    assert_eq!(body["status"], "damaged", "{body}");
+    assert_eq!(body["damage"][0]["tenant"], "acme", "{body}");
+    assert_eq!(body["damage"][0]["index"], 23, "{body}");
+    assert_eq!(body["damage"][0]["found_by"], "the scrub", "{body}");
+    let metrics = srv.get_as(None, "/metrics").await.ok().text();
+    assert!(
+        metrics.contains("tally_log_damaged{tenant=\"acme\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tally_log_damage_first_index{tenant=\"acme\"} 23"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("tally_log_damaged{tenant=\"beta\"} 1"));
+    // Ingest goes on for every tenant; undamaged records read as before.
+    srv.ingest(&batch("acme", 40, 2)).await;
+    srv.ingest(&batch("beta", 5, 1)).await;
+    srv.get("/v1/events/22?tenant=acme").await.ok();
+    srv.stop().await;
+}
 
 #[tokio::test]
 async fn records_ids_and_checkpoints_survive_a_restart() {

@@ -48,6 +48,22 @@ impl StoreError {
     }
 }
 
+/// Damage found in a running log: stored bytes that no longer match what the log committed
+/// to. The log keeps running (new events are unaffected and new checkpoints sign the tree as
+/// it was committed, from the leaf hashes), but reads of the damaged records fail until the
+/// files are restored, and `/healthz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// The damaged tenant's log.
+    pub tenant: String,
+    /// The first damaged leaf index, when one can be named.
+    pub index: Option<u64>,
+    /// What was found.
+    pub detail: String,
+    /// What found it: the start-up check, the scrub, or a read.
+    pub found_by: String,
+}
+
 /// Why an append was refused. Only [`AppendError::Unavailable`] is worth retrying as is.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {

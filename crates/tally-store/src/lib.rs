@@ -25,11 +25,12 @@ pub mod frame;
 pub mod layout;
 mod log;
 pub mod metrics;
+mod scrub;
 mod sequencer;
 mod tenant;
 pub mod verify;
 
-pub use error::{AppendError, ReadError, StoreError};
+pub use error::{AppendError, Damage, ReadError, StoreError};
 pub use layout::{DataDir, TenantDir};
 pub use log::{tenant_origin, Appended, Log, LogConfig, OpenReport, PreparedEvent};
 pub use tenant::{

@@ -14,11 +14,11 @@ use tally_tlog::Hash;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::error::{AppendError, StoreError};
+use crate::error::{AppendError, Damage, StoreError};
 use crate::layout::{self, DataDir};
 use crate::metrics::LogMetrics;
 use crate::sequencer::{self, Job};
-use crate::tenant::{RecoveryReport, TenantLog};
+use crate::tenant::{OpenTenant, RecoveryReport, TenantLog};
 
 /// Settings of a [`Log`].
 #[derive(Debug, Clone)]
@@ -32,6 +32,14 @@ pub struct LogConfig {
     pub checkpoint_interval: Duration,
     /// Upper bound on the events one group commit gathers.
     pub max_group_events: usize,
+    /// Tenants whose records may be opened although they have no signed checkpoint history
+    /// at all (normally refused as damage): an operator's decision after restoring records by
+    /// hand, reported in [`OpenReport`] so the server can record it in the tenant's log.
+    pub accept_unsigned_history: Vec<String>,
+    /// How often the scrub re-reads and re-hashes every record (`None`: never).
+    pub scrub_interval: Option<Duration>,
+    /// The scrub's read rate limit, so that it never competes with ingest for the disk.
+    pub scrub_bytes_per_second: u64,
 }
 
 impl Default for LogConfig {
@@ -41,6 +49,9 @@ impl Default for LogConfig {
             segment_bytes: 256 << 20,
             checkpoint_interval: Duration::from_secs(1),
             max_group_events: 65_536,
+            accept_unsigned_history: Vec::new(),
+            scrub_interval: Some(Duration::from_secs(24 * 3600)),
+            scrub_bytes_per_second: 64 << 20,
         }
     }
 }
@@ -122,11 +133,17 @@ impl Inner {
                 "invalid tenant name {tenant:?}"
             )));
         }
+        let origin = tenant_origin(&self.config.origin, tenant);
         let (log, _) = TenantLog::open(
             self.dir.tenant(tenant),
-            tenant,
-            &tenant_origin(&self.config.origin, tenant),
-            &self.verifier,
+            &OpenTenant {
+                name: tenant,
+                origin: &origin,
+                verifier: &self.verifier,
+                sign: &|body| sign_note(&self.signer, body),
+                accept_unsigned_history: false,
+                metrics: &self.metrics,
+            },
         )?;
         let log = Arc::new(log);
         self.tenants.write().insert(tenant.to_string(), log.clone());
@@ -161,7 +178,12 @@ pub struct Log {
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Held while the log may write; released by [`Log::shutdown`].
     lock: Arc<Mutex<Option<File>>>,
+    /// The scrub thread and the sender whose drop stops it.
+    scrub: Arc<Mutex<Option<ScrubThread>>>,
 }
+
+/// The scrub's thread and the sender whose drop stops it.
+type ScrubThread = (mpsc::Sender<()>, JoinHandle<()>);
 
 /// What [`Log::open`] found.
 #[derive(Debug, Clone)]
@@ -192,20 +214,26 @@ impl Log {
         }
         let (signer, key_created) = load_or_create_signer(&dir, &config.origin)?;
         let verifier = signer.verifier();
+        let metrics = LogMetrics::default();
         let mut tenants = BTreeMap::new();
         let mut reports = Vec::new();
         for name in dir.list_tenants()? {
+            let origin = tenant_origin(&config.origin, &name);
             let (log, report) = TenantLog::open(
                 dir.tenant(&name),
-                &name,
-                &tenant_origin(&config.origin, &name),
-                &verifier,
+                &OpenTenant {
+                    name: &name,
+                    origin: &origin,
+                    verifier: &verifier,
+                    sign: &|body| sign_note(&signer, body),
+                    accept_unsigned_history: config.accept_unsigned_history.contains(&name),
+                    metrics: &metrics,
+                },
             )?;
             tracing::info!(tenant = name, size = report.size, "recovered tenant log");
             tenants.insert(name.clone(), Arc::new(log));
             reports.push((name, report));
         }
-        let metrics = LogMetrics::default();
         for (name, log) in &tenants {
             metrics
                 .tree_size
@@ -228,12 +256,25 @@ impl Log {
             .name("tally-sequencer".into())
             .spawn(move || sequencer::run(thread_inner, rx))
             .map_err(|e| StoreError::io(inner.dir.root(), e))?;
+        let scrub = match inner.config.scrub_interval {
+            Some(interval) => {
+                let (stop, stopped) = mpsc::channel::<()>();
+                let scrub_inner = inner.clone();
+                let handle = std::thread::Builder::new()
+                    .name("tally-scrub".into())
+                    .spawn(move || crate::scrub::run(scrub_inner, interval, stopped))
+                    .map_err(|e| StoreError::io(inner.dir.root(), e))?;
+                Some((stop, handle))
+            }
+            None => None,
+        };
         Ok((
             Log {
                 inner,
                 tx: Arc::new(Mutex::new(Some(tx))),
                 thread: Arc::new(Mutex::new(Some(thread))),
                 lock: Arc::new(Mutex::new(Some(lock))),
+                scrub: Arc::new(Mutex::new(scrub)),
             },
             OpenReport {
                 key_created,
@@ -299,9 +340,30 @@ impl Log {
         }
     }
 
+    /// Damage found in any tenant's log since start (start-up check, scrub or a read), by
+    /// tenant. The log keeps accepting events; the damaged records need restoring.
+    pub fn damage(&self) -> Vec<Damage> {
+        self.inner
+            .tenant_logs()
+            .iter()
+            .filter_map(|t| t.damage())
+            .collect()
+    }
+
+    /// Runs one scrub of every tenant now, on the calling thread (the background scrub runs
+    /// on its own schedule); returns the damage known afterwards.
+    pub fn scrub_now(&self) -> Vec<Damage> {
+        crate::scrub::scrub_all(&self.inner, &|| false);
+        self.damage()
+    }
+
     /// Stops taking requests, lets the sequencer finish what it has, signs final
     /// checkpoints, and waits for it. Idempotent.
     pub fn shutdown(&self) {
+        if let Some((stop, thread)) = self.scrub.lock().take() {
+            drop(stop);
+            let _ = thread.join();
+        }
         self.tx.lock().take();
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
@@ -309,6 +371,13 @@ impl Log {
         // Nothing writes any more: another process may now open the directory.
         self.lock.lock().take();
     }
+}
+
+/// Signs a checkpoint body as a note.
+pub(crate) fn sign_note(signer: &NoteSigner, body: &str) -> Result<String, StoreError> {
+    signer
+        .sign(body)
+        .map_err(|e| StoreError::Key(e.to_string()))
 }
 
 /// Loads the signing key, or creates it (0600) with its public half on first start.

@@ -26,6 +26,16 @@ pub struct LogMetrics {
     pub checkpoints: Counter,
     /// Tree size per tenant.
     pub tree_size: Family<TenantLabels, Gauge>,
+    /// 1 for a tenant whose log was found damaged (start-up check, scrub or a read).
+    pub damaged: Family<TenantLabels, Gauge>,
+    /// The first damaged leaf index of a damaged tenant (-1 when none can be named).
+    pub damage_index: Family<TenantLabels, Gauge>,
+    /// Complete scrubs of every tenant.
+    pub scrub_runs: Counter,
+    /// Record bytes re-read and re-hashed by the scrub.
+    pub scrub_bytes: Counter,
+    /// Unix time at which the last complete scrub finished.
+    pub scrub_last_completed: Gauge,
 }
 
 impl Default for LogMetrics {
@@ -38,6 +48,11 @@ impl Default for LogMetrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             checkpoints: Counter::default(),
             tree_size: Family::default(),
+            damaged: Family::default(),
+            damage_index: Family::default(),
+            scrub_runs: Counter::default(),
+            scrub_bytes: Counter::default(),
+            scrub_last_completed: Gauge::default(),
         }
     }
 }
@@ -80,6 +95,31 @@ impl LogMetrics {
             "tree_size",
             "Leaves in each tenant's tree",
             self.tree_size.clone(),
+        );
+        r.register(
+            "damaged",
+            "1 for a tenant whose stored records no longer match what the log committed to",
+            self.damaged.clone(),
+        );
+        r.register(
+            "damage_first_index",
+            "First damaged leaf index of a damaged tenant (-1: none named)",
+            self.damage_index.clone(),
+        );
+        r.register(
+            "scrub_runs",
+            "Complete scrubs (every record re-read and re-hashed)",
+            self.scrub_runs.clone(),
+        );
+        r.register(
+            "scrub_bytes",
+            "Record bytes re-read and re-hashed by the scrub",
+            self.scrub_bytes.clone(),
+        );
+        r.register(
+            "scrub_last_completed_seconds",
+            "Unix time of the end of the last complete scrub",
+            self.scrub_last_completed.clone(),
         );
     }
 }

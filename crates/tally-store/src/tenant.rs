@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tally_tlog::{checkpoint::Checkpoint, note::NoteVerifier, Frontier, Hash, NodeSource};
 use uuid::Uuid;
 
-use crate::error::{ReadError, StoreError};
+use crate::error::{Damage, ReadError, StoreError};
 use crate::frame::{self, Decoded, FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
 use crate::layout::{self, TenantDir};
 
@@ -90,6 +90,23 @@ pub struct TenantLog {
     pub(crate) writer: Mutex<TenantWriter>,
     /// Append handle of the checkpoints file: used by the syncing thread only.
     pub(crate) checkpoints: Mutex<File>,
+    /// The first damage found in this log since start (start-up check, scrub or a read).
+    damage: Mutex<Option<Damage>>,
+    metrics: crate::metrics::LogMetrics,
+}
+
+/// How [`TenantLog::open`] signs and what it may accept.
+pub(crate) struct OpenTenant<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) origin: &'a str,
+    pub(crate) verifier: &'a NoteVerifier,
+    /// Signs a checkpoint body, returning the note.
+    pub(crate) sign: &'a dyn Fn(&str) -> Result<String, StoreError>,
+    /// Open a log whose records have no signed checkpoint history at all (an operator's
+    /// explicit decision after a recovery by hand), instead of refusing.
+    pub(crate) accept_unsigned_history: bool,
+    /// Where damage is counted.
+    pub(crate) metrics: &'a crate::metrics::LogMetrics,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -103,6 +120,11 @@ pub struct RecoveryReport {
     pub leaf_entries_dropped: u64,
     /// Leaf entries rebuilt from records that were durable but not yet indexed.
     pub leaf_entries_rebuilt: u64,
+    /// Records found without any signed checkpoint history and opened anyway because the
+    /// operator said so (they are signed as they are at the next checkpoint).
+    pub unsigned_history_accepted: Option<u64>,
+    /// Damage found by the start-up check (the log opens; reads of the damaged records fail).
+    pub damage: Option<Damage>,
 }
 
 impl TenantLog {
@@ -111,10 +133,9 @@ impl TenantLog {
     /// rebuilds the tree, and checks it against the last signed checkpoint.
     pub(crate) fn open(
         dir: TenantDir,
-        name: &str,
-        origin: &str,
-        verifier: &NoteVerifier,
+        how: &OpenTenant<'_>,
     ) -> Result<(TenantLog, RecoveryReport), StoreError> {
+        let (name, origin, verifier) = (how.name, how.origin, how.verifier);
         let created = !dir.root().exists();
         fs::create_dir_all(dir.segments_path()).map_err(|e| StoreError::io(dir.root(), e))?;
         if created {
@@ -244,6 +265,40 @@ impl TenantLog {
                 format!("the last signed checkpoint covers {floor} leaves but only {n} intact records are stored; run `tally verify`"),
             ));
         }
+        // Records without any signed history: the checkpoints file was deleted or emptied
+        // (a tenant's log is signed at size 0 before its first record is written, so this
+        // never happens by itself). Signing them now would vouch for whatever they hold.
+        let mut checkpoint = checkpoint;
+        if checkpoint.is_none() {
+            if n > 0 && !how.accept_unsigned_history {
+                return Err(corrupt(
+                    0,
+                    format!(
+                        "{n} records but no signed checkpoint history ({} is missing or empty): it was deleted, \
+                         or records were put here by hand. Run `tally verify` on the data directory with a \
+                         checkpoint saved or anchored elsewhere (--since); if you restored these records \
+                         yourself and accept signing them as they are, start with \
+                         --accept-unsigned-history {name} (this is recorded in the tenant's log)",
+                        checkpoints_path.display()
+                    ),
+                ));
+            }
+            if n > 0 {
+                report.unsigned_history_accepted = Some(n);
+                tracing::warn!(
+                    tenant = name,
+                    records = n,
+                    "opening records without a signed checkpoint history, as the operator asked"
+                );
+            } else {
+                checkpoint = Some(sign_empty_tree(
+                    &checkpoints,
+                    &checkpoints_path,
+                    origin,
+                    how.sign,
+                )?);
+            }
+        }
         let indexed = n - report.leaf_entries_rebuilt;
         if indexed * LEAF_ENTRY as u64 != leaves_len {
             leaves_w
@@ -370,8 +425,145 @@ impl TenantLog {
             }),
             writer: Mutex::new(writer),
             checkpoints: Mutex::new(checkpoints),
+            damage: Mutex::new(None),
+            metrics: how.metrics.clone(),
         };
+        report.damage = log.start_check()?;
+        if let Some(d) = &report.damage {
+            log.report_damage(d.clone());
+        }
         Ok((log, report))
+    }
+
+    /// The cheap check at start: segments are contiguous, and the first and last frame of
+    /// every segment are intact and where the leaf entries say. Costs a few reads per segment
+    /// whatever the size of the log; damage inside a segment is the scrub's to find.
+    fn start_check(&self) -> Result<Option<Damage>, StoreError> {
+        let state = self.state.read();
+        if state.size == 0 {
+            return Ok(None);
+        }
+        let damage = |index: u64, detail: String| {
+            Some(Damage {
+                tenant: self.name.clone(),
+                index: Some(index),
+                detail,
+                found_by: "the start-up check".into(),
+            })
+        };
+        let segments = &state.segments;
+        if segments[0].start != 0 {
+            return Ok(damage(
+                0,
+                format!(
+                    "the first segment starts at offset {}: the segments before it are missing",
+                    segments[0].start
+                ),
+            ));
+        }
+        for (i, seg) in segments.iter().enumerate() {
+            let path = self.dir.segment_path(seg.start);
+            let len = file_len(&seg.file, &path)?;
+            let first = self.index_at_offset(state.size, seg.start)?;
+            if first >= state.size {
+                break; // an empty last segment, or one holding only an unpublished tail
+            }
+            match read_frame_at(segments, &self.dir, seg.start)? {
+                Some((header, _)) if header.index == first => {}
+                _ => {
+                    return Ok(damage(
+                        first,
+                        format!(
+                            "the first record of segment {} is damaged or missing",
+                            path.display()
+                        ),
+                    ))
+                }
+            }
+            let Some(next) = segments.get(i + 1) else {
+                break;
+            };
+            if seg.start + len != next.start {
+                // The first record not wholly in the segment: the one straddling its end, or
+                // the one that should start there.
+                let end = seg.start + len.min(next.start - seg.start);
+                let mut first_bad = self.index_at_offset(state.size, end)?;
+                if first_bad > 0 {
+                    let before = self.leaf_entry(first_bad - 1)?;
+                    let whole = read_frame_at(segments, &self.dir, before.offset)?
+                        .is_some_and(|(h, _)| before.offset + h.frame_len() <= end);
+                    if !whole {
+                        first_bad -= 1;
+                    }
+                }
+                return Ok(damage(
+                    first_bad,
+                    format!(
+                        "segment {} holds {len} bytes but the next segment starts at offset {}: records are missing",
+                        path.display(),
+                        next.start
+                    ),
+                ));
+            }
+            let last = self
+                .index_at_offset(state.size, next.start)?
+                .saturating_sub(1);
+            let entry = self.leaf_entry(last)?;
+            match read_frame_at(segments, &self.dir, entry.offset)? {
+                Some((header, _))
+                    if header.index == last && entry.offset + header.frame_len() == next.start => {}
+                _ => {
+                    return Ok(damage(
+                        last,
+                        format!(
+                            "the last record of segment {} is damaged or missing",
+                            path.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first leaf index whose frame starts at or after `offset` (`size` if none).
+    fn index_at_offset(&self, size: u64, offset: u64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = (0u64, size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.leaf_entry(mid)?.offset < offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Records damage found in this log (the first one found is kept) and says so loudly.
+    pub(crate) fn report_damage(&self, damage: Damage) {
+        let mut slot = self.damage.lock();
+        if slot.is_none() {
+            tracing::error!(
+                tenant = %damage.tenant,
+                index = ?damage.index,
+                found_by = %damage.found_by,
+                "LOG DAMAGED: {}; run `tally verify` and restore the damaged files from a backup",
+                damage.detail
+            );
+            let labels = vec![("tenant".to_string(), self.name.clone())];
+            self.metrics.damaged.get_or_create(&labels).set(1);
+            self.metrics
+                .damage_index
+                .get_or_create(&labels)
+                .set(damage.index.map_or(-1, |i| i as i64));
+            *slot = Some(damage);
+        }
+    }
+
+    /// Damage found in this log since start, if any.
+    pub fn damage(&self) -> Option<Damage> {
+        self.damage.lock().clone()
     }
 
     /// The tenant's name.
@@ -548,12 +740,21 @@ impl TenantLog {
     ) -> Result<Vec<u8>, ReadError> {
         match read_frame_at(&state.segments, &self.dir, offset)? {
             Some((header, record)) if header.index == index => Ok(record),
-            _ => Err(StoreError::Corrupt {
-                tenant: self.name.clone(),
-                index,
-                detail: format!("the record frame at offset {offset} is damaged or misplaced"),
+            _ => {
+                let detail = format!("the record frame at offset {offset} is damaged or misplaced");
+                self.report_damage(Damage {
+                    tenant: self.name.clone(),
+                    index: Some(index),
+                    detail: detail.clone(),
+                    found_by: "a read".into(),
+                });
+                Err(StoreError::Corrupt {
+                    tenant: self.name.clone(),
+                    index,
+                    detail,
+                }
+                .into())
             }
-            .into()),
         }
     }
 
@@ -730,9 +931,37 @@ pub(crate) fn read_frame_at(
 
 /// The event id of a stored record (used only when re-indexing after a crash).
 pub(crate) fn record_id(record: &[u8]) -> Option<u128> {
-    tally_event::Record::parse(record)
-        .ok()
-        .map(|r| r.id.as_u128())
+    tally_event::record_id(record).map(|id| id.as_u128())
+}
+
+/// Signs the empty tree and makes that checkpoint durable: a new tenant's log has a signed
+/// history before its first record is written, so records without one are always damage.
+fn sign_empty_tree(
+    file: &File,
+    path: &std::path::Path,
+    origin: &str,
+    sign: &dyn Fn(&str) -> Result<String, StoreError>,
+) -> Result<SignedCheckpoint, StoreError> {
+    let root = tally_tlog::empty_root();
+    let body = Checkpoint {
+        origin: origin.to_string(),
+        size: 0,
+        root,
+        extensions: Vec::new(),
+    }
+    .to_body();
+    let note = sign(&body)?;
+    file.write_all_at(&encode_checkpoint_frame(&note), 0)
+        .map_err(|e| StoreError::io(path, e))?;
+    file.sync_all().map_err(|e| StoreError::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        layout::sync_dir(dir)?;
+    }
+    Ok(SignedCheckpoint {
+        size: 0,
+        root,
+        note,
+    })
 }
 
 /// Encodes a checkpoints-file frame: `len: u32 LE | crc32c: u32 LE | note bytes`.

@@ -2,10 +2,16 @@
 //! against every signed checkpoint, needing nothing but the data directory (read-only) and
 //! the log's public key.
 //!
-//! It trusts no derived file: leaf entries are recomputed from the records and compared, the
-//! frame sequence must be exactly `0, 1, 2, …`, and every checkpoint's signature and root is
-//! checked, so a changed byte, a removed, inserted, reordered or truncated record, or a forged
-//! checkpoint is reported with the tenant and the first bad index.
+//! It trusts no derived file: leaf entries (hash, offset and event id) are recomputed from the
+//! records and compared, the frame sequence must be exactly `0, 1, 2, …`, and every
+//! checkpoint's signature and root is checked, so a changed byte, a removed, inserted,
+//! reordered or truncated record, or a forged checkpoint is reported with the tenant and the
+//! first bad index. Records with no signed checkpoint history at all are damage: a tenant's
+//! log is signed at size 0 before its first record is written.
+//!
+//! A torn write after the last complete record (what a crash or a full disk leaves, and what
+//! the server cuts at its next start) is not damage as long as it lies outside the signed
+//! history: it is reported in [`TenantVerified::torn_tail`], not as a failure.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -31,6 +37,21 @@ pub struct TenantVerified {
     pub latest: Option<(u64, Hash)>,
     /// Records after the newest checkpoint: checked for integrity, not yet signed.
     pub unsigned_tail: u64,
+    /// Torn writes at the end of the records or of the checkpoints file, outside the signed
+    /// history (warnings, not failures).
+    pub torn_writes: Vec<TornTail>,
+}
+
+/// A partial write at the very end of a log, outside its signed history: left by a crash or a
+/// full disk, never acknowledged, and cut by the server at its next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Which file: `records` (the last segment) or `checkpoints`.
+    pub file: String,
+    /// Complete records before it.
+    pub after_records: u64,
+    /// Bytes of the partial write.
+    pub bytes: u64,
 }
 
 /// A verification failure: the first problem found.
@@ -87,15 +108,31 @@ pub fn verify_tenant(
     trusted: &[TrustedCheckpoint],
     progress: &mut dyn FnMut(u64),
 ) -> Result<TenantVerified, VerifyFailure> {
+    verify_tenant_interruptible(dir, tenant, verifier, trusted, &mut |n| {
+        progress(n);
+        true
+    })
+}
+
+/// [`verify_tenant`] whose `progress` can stop it by returning false (the scrub does when the
+/// log shuts down); it then returns a failure with no index whose detail says so.
+pub fn verify_tenant_interruptible(
+    dir: &DataDir,
+    tenant: &str,
+    verifier: &NoteVerifier,
+    trusted: &[TrustedCheckpoint],
+    progress: &mut dyn FnMut(u64) -> bool,
+) -> Result<TenantVerified, VerifyFailure> {
     let td = dir.tenant(tenant);
     let fail = |index: Option<u64>, detail: String| VerifyFailure {
         tenant: tenant.to_string(),
         index,
         detail,
     };
-    let mut checkpoints = load_checkpoints(&td, tenant, verifier).map_err(|d| fail(None, d))?;
-    let signed = checkpoints.len();
-    let latest = checkpoints.last().map(|c| (c.size, c.root));
+    let stored = load_checkpoints(&td, tenant, verifier).map_err(|d| fail(None, d))?;
+    let signed = stored.checkpoints.len();
+    let latest = stored.checkpoints.last().map(|c| (c.size, c.root));
+    let mut checkpoints = stored.checkpoints;
     for t in trusted {
         let at = checkpoints.partition_point(|c| c.size <= t.size);
         checkpoints.insert(
@@ -104,9 +141,12 @@ pub fn verify_tenant(
                 size: t.size,
                 root: t.root,
                 label: t.source.clone(),
+                external: true,
             },
         );
     }
+    // Everything up to this size is signed history: damage there is never a torn write.
+    let signed_floor = checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
 
     let leaves_path = td.leaves_path();
     let mut leaves = match File::open(&leaves_path) {
@@ -115,27 +155,17 @@ pub fn verify_tenant(
         Err(e) => return Err(fail(None, format!("{}: {e}", leaves_path.display()))),
     };
     let mut frontier = Frontier::new();
+    let mut matched = Matched::default();
     let mut next_cp = 0usize;
-    let check_checkpoints = |frontier: &Frontier, next_cp: &mut usize| {
+    let mut check_checkpoints = |frontier: &Frontier, next_cp: &mut usize| {
         while let Some(cp) = checkpoints.get(*next_cp) {
             if cp.size != frontier.size() {
                 break;
             }
             if cp.root != frontier.root() {
-                let first = if *next_cp == 0 {
-                    0
-                } else {
-                    checkpoints[*next_cp - 1].size
-                };
-                return Err(fail(
-                    Some(first),
-                    format!(
-                        "the tree recomputed from the records does not match {} (size {}): \
-                         a record in [{first}, {}) was altered, or the leaves file was altered along with it",
-                        cp.label, cp.size, cp.size
-                    ),
-                ));
+                return Err(mismatch(tenant, cp, &matched, &checkpoints[..*next_cp]));
             }
+            matched.record(cp);
             *next_cp += 1;
         }
         Ok(())
@@ -147,8 +177,12 @@ pub fn verify_tenant(
     let mut expected_offset = 0u64;
     let mut index = 0u64;
     let mut leaves_ended = leaves.is_none();
+    let mut torn_writes: Vec<TornTail> = stored.torn.into_iter().collect();
+    let mut torn_tail = None;
+    let last_segment = segments.last().copied();
     for start in segments {
         let path = td.segment_path(start);
+        let is_last = Some(start) == last_segment;
         if start != expected_offset {
             return Err(fail(
                 Some(index),
@@ -160,6 +194,7 @@ pub fn verify_tenant(
         }
         let file =
             File::open(&path).map_err(|e| fail(Some(index), format!("{}: {e}", path.display())))?;
+        let segment_len = file.metadata().map_or(0, |m| m.len());
         let mut reader = BufReader::with_capacity(1 << 20, file);
         // A reading thread keeps the next batch coming while this one is hashed and checked,
         // so a cold read from disk overlaps with the hashing.
@@ -173,6 +208,15 @@ pub fn verify_tenant(
                 break;
             }
         });
+        // A write torn by a crash can only be at the very end of the log, after everything
+        // signed; anywhere else the same bytes are damage.
+        let torn_here = |index: u64, at: u64| {
+            (is_last && index >= signed_floor).then(|| TornTail {
+                file: path.display().to_string(),
+                after_records: index,
+                bytes: segment_len - (at - start),
+            })
+        };
         loop {
             // Read a batch of frames, hash them on every core, then check them in order.
             let Ok((batch, problem)) = batches.recv() else {
@@ -182,9 +226,17 @@ pub fn verify_tenant(
                 ));
             };
             let checked = batch.check_in_parallel(threads);
+            let at_end = matches!(problem, Some(ReadProblem::End));
             for (k, frame) in batch.frames.iter().enumerate() {
-                let (crc_ok, hash) = checked[k];
+                let (crc_ok, hash, id) = checked[k];
                 if !crc_ok {
+                    // A last frame whose bytes never all reached the disk fails its checksum.
+                    if at_end && k + 1 == batch.frames.len() {
+                        if let Some(torn) = torn_here(index, expected_offset) {
+                            torn_tail = Some(torn);
+                            break;
+                        }
+                    }
                     return Err(fail(
                         Some(index),
                         "record bytes do not match their frame checksum: the record was changed"
@@ -200,6 +252,12 @@ pub fn verify_tenant(
                         ),
                     ));
                 }
+                let Some(id) = id else {
+                    return Err(fail(
+                        Some(index),
+                        "the record holds no readable event id: the record was changed".into(),
+                    ));
+                };
                 if !leaves_ended {
                     let mut buf = [0u8; LEAF_ENTRY];
                     let reader = leaves.as_mut().expect("present");
@@ -210,6 +268,16 @@ pub fn verify_tenant(
                                 return Err(fail(
                                     Some(index),
                                     "the record does not match its leaf entry: the record or the leaves file was changed".into(),
+                                ));
+                            }
+                            if entry.id != id {
+                                return Err(fail(
+                                    Some(index),
+                                    format!(
+                                        "the leaves file names event {} for the record of event {}: the leaves file was changed (look-ups by id would find the wrong record)",
+                                        uuid::Uuid::from_u128(entry.id),
+                                        uuid::Uuid::from_u128(id)
+                                    ),
                                 ));
                             }
                         }
@@ -225,16 +293,29 @@ pub fn verify_tenant(
                 frontier.push(hash, |_, _, _| {});
                 index += 1;
                 expected_offset += frame.header.frame_len();
-                progress(frame.header.frame_len());
+                if !progress(frame.header.frame_len()) {
+                    return Err(fail(None, "verification interrupted".into()));
+                }
                 check_checkpoints(&frontier, &mut next_cp)?;
+            }
+            if torn_tail.is_some() {
+                break;
             }
             match problem {
                 Some(ReadProblem::End) => break,
                 Some(ReadProblem::Truncated) => {
+                    if let Some(torn) = torn_here(index, expected_offset) {
+                        torn_tail = Some(torn);
+                        break;
+                    }
                     return Err(fail(
                         Some(index),
-                        "the last record is truncated (torn or cut write)".into(),
-                    ))
+                        if is_last {
+                            format!("the record is cut short inside the signed history (checkpoints cover {signed_floor} records): the log was truncated")
+                        } else {
+                            format!("the record is cut short at the end of segment {}, which is followed by another: the segment was truncated", path.display())
+                        },
+                    ));
                 }
                 Some(ReadProblem::BadLength) => {
                     return Err(fail(
@@ -258,12 +339,24 @@ pub fn verify_tenant(
             ),
         ));
     }
+    if index > 0 && signed == 0 {
+        return Err(fail(
+            Some(0),
+            format!(
+                "{index} records but no signed checkpoint: the checkpoints file {} was deleted or emptied \
+                 (a tenant's log is signed at size 0 before its first record is written)",
+                td.checkpoints_path().display()
+            ),
+        ));
+    }
+    torn_writes.extend(torn_tail);
     Ok(TenantVerified {
         tenant: tenant.to_string(),
         records: index,
         checkpoints: signed,
         unsigned_tail: index - latest.map_or(0, |l| l.0),
         latest,
+        torn_writes,
     })
 }
 
@@ -271,15 +364,98 @@ struct StoredCheckpoint {
     size: u64,
     root: Hash,
     label: String,
+    /// Held outside the data directory (saved, anchored, witnessed): evidence that a history
+    /// rewritten and re-signed with the log's own key cannot fake.
+    external: bool,
+}
+
+/// The largest checkpoints found to match so far: they bound where a mismatch can lie.
+#[derive(Default)]
+struct Matched {
+    /// Largest matching size, any source.
+    any: u64,
+    /// Largest matching size of a checkpoint held outside the directory.
+    external: u64,
+}
+
+impl Matched {
+    fn record(&mut self, cp: &StoredCheckpoint) {
+        self.any = self.any.max(cp.size);
+        if cp.external {
+            self.external = self.external.max(cp.size);
+        }
+    }
+}
+
+/// The failure for a checkpoint whose root differs from the recomputed tree, naming the
+/// narrowest range of leaves that evidence allows: records below a matching checkpoint are as
+/// they were signed, so the first changed record lies after the largest one. Checkpoints in
+/// the directory itself do not bound a mismatch with an external one: whoever rewrote the
+/// records could re-sign those too.
+fn mismatch(
+    tenant: &str,
+    cp: &StoredCheckpoint,
+    matched: &Matched,
+    earlier: &[StoredCheckpoint],
+) -> VerifyFailure {
+    let from = if cp.external {
+        matched.external
+    } else {
+        matched.any
+    }
+    .min(cp.size.saturating_sub(1));
+    let place = match cp.size - from {
+        0 => "the empty tree".to_string(),
+        1 => format!("the record at index {from}"),
+        _ => format!("a record in [{from}, {})", cp.size),
+    };
+    let detail = if cp.external {
+        let resigned = earlier.iter().rev().find(|c| !c.external && c.size >= from);
+        format!(
+            "the tree recomputed from the records does not match {} (size {}): the history was rewritten; \
+             the first changed record is {place}{}",
+            cp.label,
+            cp.size,
+            match resigned {
+                Some(c) => format!(
+                    ", and {} (size {}) in the directory agrees with the rewritten records: they were re-signed with the log's key",
+                    c.label, c.size
+                ),
+                None => String::new(),
+            }
+        )
+    } else if cp.size == 0 {
+        format!(
+            "{} claims an empty tree with a wrong root: it was forged",
+            cp.label
+        )
+    } else {
+        format!(
+            "the tree recomputed from the records does not match {} (size {}): {place} was altered \
+             (with its checksum and leaf entry), or the checkpoint was forged",
+            cp.label, cp.size
+        )
+    };
+    VerifyFailure {
+        tenant: tenant.to_string(),
+        index: Some(from),
+        detail,
+    }
+}
+
+/// A tenant's stored checkpoints, and a torn last write of the file if there is one.
+struct LoadedCheckpoints {
+    checkpoints: Vec<StoredCheckpoint>,
+    torn: Option<TornTail>,
 }
 
 /// Reads and checks every stored checkpoint of a tenant: signature, origin, and that sizes
-/// never shrink.
+/// never shrink. A partial frame at the very end (a crash while signing) is a torn write.
 fn load_checkpoints(
     td: &TenantDir,
     tenant: &str,
     verifier: &NoteVerifier,
-) -> Result<Vec<StoredCheckpoint>, String> {
+) -> Result<LoadedCheckpoints, String> {
     let path = td.checkpoints_path();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -287,11 +463,25 @@ fn load_checkpoints(
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     let (notes, good_len, damaged) = read_checkpoint_frames(&bytes);
-    if damaged || good_len as usize != bytes.len() {
-        return Err(format!(
-            "{} is damaged at byte {good_len}: a checkpoint was altered or cut",
-            path.display()
-        ));
+    let mut torn = None;
+    if good_len as usize != bytes.len() {
+        // Only the last frame can be torn: it must reach (or claim to reach past) the end.
+        let rest = &bytes[good_len as usize..];
+        let claimed = rest
+            .get(0..4)
+            .map(|l| 8 + u32::from_le_bytes(l.try_into().unwrap()) as usize);
+        let at_end = claimed.is_none_or(|c| c >= rest.len());
+        if damaged && !at_end {
+            return Err(format!(
+                "{} is damaged at byte {good_len}: a checkpoint was altered or cut",
+                path.display()
+            ));
+        }
+        torn = Some(TornTail {
+            file: path.display().to_string(),
+            after_records: 0,
+            bytes: rest.len() as u64,
+        });
     }
     let suffix = format!("/{tenant}");
     let mut out: Vec<StoredCheckpoint> = Vec::with_capacity(notes.len());
@@ -340,9 +530,16 @@ fn load_checkpoints(
             size: cp.size,
             root: cp.root,
             label: format!("signed checkpoint #{n}"),
+            external: false,
         });
     }
-    Ok(out)
+    if let Some(t) = torn.as_mut() {
+        t.after_records = out.len() as u64;
+    }
+    Ok(LoadedCheckpoints {
+        checkpoints: out,
+        torn,
+    })
 }
 
 /// Frames read and checked together: enough to amortise starting the hashing threads.
@@ -397,12 +594,16 @@ impl Batch {
         None
     }
 
-    /// For every frame: whether its checksum holds, and its leaf hash — computed on
+    /// For every frame: whether its checksum holds, its leaf hash and its event id — computed on
     /// `threads` threads, since hashing is most of the verifier's work.
-    fn check_in_parallel(&self, threads: usize) -> Vec<(bool, Hash)> {
+    fn check_in_parallel(&self, threads: usize) -> Vec<(bool, Hash, Option<u128>)> {
         let check = |f: &BatchFrame| {
             let record = &self.records[f.start..f.start + f.header.len as usize];
-            (f.header.matches(record), tally_tlog::leaf_hash(record))
+            (
+                f.header.matches(record),
+                tally_tlog::leaf_hash(record),
+                tally_event::record_id(record).map(|id| id.as_u128()),
+            )
         };
         if threads < 2 || self.frames.len() < 1024 {
             return self.frames.iter().map(check).collect();

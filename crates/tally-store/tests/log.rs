@@ -1,83 +1,15 @@
 //! The embedded log end to end: append, read, prove, reopen, recover from crashes, and detect
 //! tampering with the offline verifier.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tally_event::{parse_body, validate, BodyFormat, IngestContext};
-use tally_store::frame::{decode_frame, encode_frame, Decoded};
-use tally_store::verify::verify_tenant;
-use tally_store::{AppendError, DataDir, Log, LogConfig, PreparedEvent, StoreError};
-use tally_tlog::note::NoteVerifier;
+use common::*;
+use tally_store::frame::encode_frame;
+use tally_store::{AppendError, DataDir, LogConfig};
 use tally_tlog::{verify_consistency, verify_inclusion};
-
-fn event(tenant: &str, id: Option<uuid::Uuid>, n: u64) -> PreparedEvent {
-    let id_field = id.map(|id| format!(r#""id":"{id}","#)).unwrap_or_default();
-    let body = format!(
-        r#"{{{id_field}"time":"2026-01-02T03:04:05.678Z","actor":{{"id":"user-{n}","ip":"203.0.113.{}"}},"action":"document.read","outcome":"SUCCESS","metadata":{{"n":{n}}}}}"#,
-        n % 256
-    );
-    let input = parse_body(body.as_bytes(), BodyFormat::Json, 1)
-        .unwrap()
-        .pop()
-        .unwrap();
-    let ctx = IngestContext {
-        received_at: time::macros::datetime!(2026-01-02 03:04:06 UTC),
-        key_id: "test",
-        default_tenant: Some(tenant),
-        max_future_skew: time::Duration::hours(1),
-    };
-    PreparedEvent::new(validate(input, &ctx).unwrap())
-}
-
-fn config() -> LogConfig {
-    LogConfig {
-        checkpoint_interval: Duration::from_millis(20),
-        segment_bytes: 64 << 10,
-        ..LogConfig::default()
-    }
-}
-
-fn open(path: &Path, config: LogConfig) -> Result<Log, StoreError> {
-    Log::open(DataDir::create_or_open(path)?, config).map(|(log, _)| log)
-}
-
-fn verifier(path: &Path) -> NoteVerifier {
-    NoteVerifier::parse_vkey(
-        std::fs::read_to_string(path.join("log.pub"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap()
-}
-
-fn verify(
-    path: &Path,
-    tenant: &str,
-) -> Result<tally_store::verify::TenantVerified, tally_store::verify::VerifyFailure> {
-    let dir = DataDir::open_existing(path).unwrap();
-    verify_tenant(&dir, tenant, &verifier(path), &[], &mut |_| {})
-}
-
-async fn append_n(log: &Log, tenant: &str, count: u64, batch: u64) -> Vec<u64> {
-    let mut indexes = Vec::new();
-    let mut n = 0;
-    while n < count {
-        let k = batch.min(count - n);
-        let events = (n..n + k)
-            .map(|i| event(tenant, Some(uuid::Uuid::new_v4()), i))
-            .collect();
-        indexes.extend(
-            log.append(events)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|a| a.index),
-        );
-        n += k;
-    }
-    indexes
-}
 
 #[tokio::test]
 async fn append_read_prove_reopen_and_verify() {
@@ -257,34 +189,6 @@ async fn retries_are_stored_once_and_conflicts_store_nothing() {
     log.shutdown();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn last_segment(dir: &Path, tenant: &str) -> PathBuf {
-    let td = DataDir::open_existing(dir).unwrap().tenant(tenant);
-    td.segment_path(*td.list_segments().unwrap().last().unwrap())
-}
-
-fn append_bytes(path: &Path, bytes: &[u8]) {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(bytes)
-        .unwrap();
-}
-
 /// A crash at any instant after an acknowledgement: the files as they are then (what kill -9
 /// leaves in the page cache), plus whatever a torn next write could have added. Recovery must
 /// keep every acknowledged event, cut the rest, and leave a log that verifies.
@@ -374,45 +278,6 @@ async fn recovery_keeps_every_acknowledged_event_after_torn_writes() {
         std::fs::remove_dir_all(&snap).unwrap();
     }
     log.shutdown();
-}
-
-/// Helpers to rewrite a segment frame by frame, as an attacker with file access would.
-fn frames(path: &Path) -> Vec<(u64, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        match decode_frame(&bytes[at..]) {
-            Decoded::Frame { index, record, len } => {
-                out.push((index, record.to_vec()));
-                at += len;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    out
-}
-
-fn write_frames(path: &Path, frames: &[(u64, Vec<u8>)]) {
-    let mut out = Vec::new();
-    for (i, r) in frames {
-        encode_frame(&mut out, *i, r);
-    }
-    std::fs::write(path, out).unwrap();
-}
-
-async fn signed_log(path: &Path, n: u64) {
-    let log = open(
-        path,
-        LogConfig {
-            segment_bytes: 1 << 30,
-            ..config()
-        },
-    )
-    .unwrap();
-    append_n(&log, "acme", n, 16).await;
-    log.shutdown();
-    assert!(verify(path, "acme").is_ok());
 }
 
 fn snapshot_files(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {

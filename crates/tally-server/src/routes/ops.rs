@@ -9,17 +9,30 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Liveness and write health: 200 while the log accepts events, 503 after a failed write.
+/// Liveness, write health and integrity: 200 while the log accepts events and no damage is
+/// known; 503 after a failed write (`failed`), or when stored records were found damaged
+/// (`damaged`, naming tenant and first index; ingest goes on, reads of those records fail).
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "Healthy"), (status = 503, description = "The log stopped accepting writes")))]
+    responses((status = 200, description = "Healthy"),
+        (status = 503, description = "The log stopped accepting writes, or stored records are damaged")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    let damage = state.log.damage();
     match state.log.health() {
-        Ok(()) => {
+        Ok(()) if damage.is_empty() => {
             Json(json!({"status": "ok", "tenants": state.log.tenants().len()})).into_response()
         }
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "damaged",
+                "reason": "stored records no longer match what the log committed to; run `tally verify` and restore them from a backup",
+                "damage": damage,
+            })),
+        )
+            .into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "reason": reason})),
+            Json(json!({"status": "failed", "reason": reason, "damage": damage})),
         )
             .into_response(),
     }
