@@ -10,12 +10,18 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// Liveness and write health: 200 while the log accepts events, 503 after a failed write.
+/// With witnesses configured, `witnesses` tells per witness whether it cosigns and how far
+/// it lags (a lagging witness never stops ingest, so it is not a 503).
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "Healthy"), (status = 503, description = "The log stopped accepting writes")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.log.health() {
         Ok(()) => {
-            Json(json!({"status": "ok", "tenants": state.log.tenants().len()})).into_response()
+            let mut body = json!({"status": "ok", "tenants": state.log.tenants().len()});
+            if let Some(w) = &state.witnesses {
+                body["witnesses"] = w.health(&state.log);
+            }
+            Json(body).into_response()
         }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
