@@ -235,7 +235,11 @@ async fn online(args: &VerifyArgs) -> Result<()> {
             .text()
             .await?;
         let cp = open_checkpoint(&note, &verifier).with_context(|| format!("tenant {tenant}"))?;
-        if let Some(summary) = args.witnesses.require(&note).with_context(|| format!("tenant {tenant}"))? {
+        if let Some(summary) = args
+            .witnesses
+            .require(&note)
+            .with_context(|| format!("tenant {tenant}"))?
+        {
             println!("tenant {tenant}: {summary}");
         }
         let pb = bar(args.quiet, cp.size, "entries");

@@ -35,13 +35,17 @@ use tally_witness::{TrustedLog, Witness};
 /// not it; 409 for the same size with another root; 422 consistency proof that does not verify
 /// (the request is kept under STATE_DIR/evidence/: it is signed proof of a fork).
 ///
-/// Example: tally witness --state ./witness --name witness.example.com/w1 \
-///            --log "tally.example/*=$(cat data/log.pub)" --listen 0.0.0.0:7780
+/// Example: tally witness --state ./witness --name witness.example.com/w1 --log "tally.example/*=$(cat data/log.pub)" --listen 0.0.0.0:7780
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
     /// State directory: the witness key and the latest cosigned checkpoint of each log. Keep it
     /// (and back it up): a witness that loses its state must not be restarted under the same key.
-    #[arg(long, short = 's', env = "TALLY_WITNESS_STATE", default_value = "./witness")]
+    #[arg(
+        long,
+        short = 's',
+        env = "TALLY_WITNESS_STATE",
+        default_value = "./witness"
+    )]
     state: PathBuf,
     /// Address to listen on.
     #[arg(

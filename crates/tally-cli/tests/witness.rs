@@ -154,7 +154,10 @@ fn checkpoint(server: &Proc, dir: &Path, extra: &[&str]) -> (i32, String, String
 }
 
 fn size_of(note: &str) -> u64 {
-    note.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0)
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Waits until the served checkpoint has `size` and meets the policy in `extra`.
@@ -200,7 +203,14 @@ fn issue_7_witnesses_cosign_served_checkpoints_and_clients_require_a_quorum() {
     let server = serve(&dir, &flags);
 
     ingest(&server, &dir, 0, 50);
-    let both = ["--witness", &vk1, "--witness", &vk2, "--witness-quorum", "2"];
+    let both = [
+        "--witness",
+        &vk1,
+        "--witness",
+        &vk2,
+        "--witness-quorum",
+        "2",
+    ];
     let note = wait_quorum(&server, &dir, 50, &both);
     assert_eq!(note.matches("\n— witness.test/w").count(), 2, "{note}");
 
@@ -216,14 +226,31 @@ fn issue_7_witnesses_cosign_served_checkpoints_and_clients_require_a_quorum() {
     let (code, _, err) = checkpoint(
         &server,
         &dir,
-        &["--witness", &vk1, "--witness", &other, "--witness-quorum", "2"],
+        &[
+            "--witness",
+            &vk1,
+            "--witness",
+            &other,
+            "--witness-quorum",
+            "2",
+        ],
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("1 of the 2") && err.contains("missing: witness.test/w3"), "{err}");
+    assert!(
+        err.contains("1 of the 2") && err.contains("missing: witness.test/w3"),
+        "{err}"
+    );
     let (code, _, err) = checkpoint(
         &server,
         &dir,
-        &["--witness", &vk1, "--witness", &other, "--witness-quorum", "1"],
+        &[
+            "--witness",
+            &vk1,
+            "--witness",
+            &other,
+            "--witness-quorum",
+            "1",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("cosigned by 1 of 2 witnesses"), "{err}");
@@ -238,7 +265,11 @@ fn issue_7_witnesses_cosign_served_checkpoints_and_clients_require_a_quorum() {
     verify.extend_from_slice(&both);
     let out = tally(&server, &dir, &verify);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("cosigned by 2 of 2 witnesses"), "{stdout}");
     let out = tally(
         &server,
@@ -260,7 +291,10 @@ fn issue_7_witnesses_cosign_served_checkpoints_and_clients_require_a_quorum() {
     std::fs::write(&saved, altered).unwrap();
     let (code, _, err) = checkpoint(&server, &dir, &offline);
     assert_eq!(code, 1);
-    assert!(err.contains("invalid cosignature by witness.test/w2"), "{err}");
+    assert!(
+        err.contains("invalid cosignature by witness.test/w2"),
+        "{err}"
+    );
 
     // Health and metrics.
     let health = http_get(server.port, "/healthz", &dir);
@@ -318,5 +352,44 @@ fn issue_7_witnesses_cosign_served_checkpoints_and_clients_require_a_quorum() {
             r#"tally_witness_requests_total{witness="witness.test/w1",result="conflict"} 1"#
         ),
         "{metrics}"
+    );
+}
+
+#[test]
+fn issue_7_a_history_rewritten_with_the_log_key_gets_no_cosignature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("data");
+    serve(&dir, &[]).stop();
+    let log_vkey = std::fs::read_to_string(dir.join("log.pub")).unwrap();
+    let log_vkey = log_vkey.trim();
+    let (w1, vk1) = witness(&tmp.path().join("w1"), "witness.test/w1", log_vkey, None);
+    let flag = [format!("{vk1}={}", w1.url())];
+    let one = ["--witness", &vk1];
+    let server = serve(&dir, &flag);
+    ingest(&server, &dir, 0, 50);
+    wait_quorum(&server, &dir, 50, &one);
+    server.stop();
+
+    // Whoever holds log.key starts over with another history and signs it with the same key.
+    let forged = tmp.path().join("forged");
+    std::fs::create_dir(&forged).unwrap();
+    for f in ["FORMAT", "log.key", "log.pub"] {
+        std::fs::copy(dir.join(f), forged.join(f)).unwrap();
+    }
+    let server = serve(&forged, &flag);
+    ingest(&server, &forged, 1000, 1060);
+    wait_until("/healthz to report the refusal", || {
+        let h = http_get(server.port, "/healthz", &forged);
+        h.contains(r#""ok":false"#) && h.contains("not consistent")
+    });
+    let (code, note, err) = checkpoint(&server, &forged, &one);
+    assert_eq!(code, 1, "{note}");
+    assert!(err.contains("missing: witness.test/w1"), "{err}");
+    // The witness still holds the honest tree, and kept the forged request as evidence.
+    assert!(
+        std::fs::read_dir(tmp.path().join("w1/evidence"))
+            .unwrap()
+            .count()
+            >= 1
     );
 }

@@ -227,15 +227,14 @@ impl Witnessing {
     /// checkpoint of every tenant.
     pub async fn run(self: Arc<Self>, log: Log) {
         loop {
-            for name in log.tenants() {
-                let Some(tl) = log.tenant(&name) else {
-                    continue;
-                };
-                let Some(cp) = tl.checkpoint() else {
-                    continue;
-                };
-                self.witness_tenant(&log, tl, cp).await;
-            }
+            // Tenants concurrently: a witness that hangs until its timeout delays one round,
+            // not one round per tenant.
+            let rounds = log.tenants().into_iter().filter_map(|name| {
+                let tl = log.tenant(&name)?;
+                let cp = tl.checkpoint()?;
+                Some(self.witness_tenant(&log, tl, cp))
+            });
+            futures_util::future::join_all(rounds).await;
             tokio::time::sleep(self.settings.poll).await;
         }
     }
@@ -325,8 +324,9 @@ impl Witnessing {
                             );
                         }
                         peer.failures = peer.failures.saturating_add(1);
-                        let backoff = Duration::from_secs(1 << peer.failures.min(16).saturating_sub(1))
-                            .min(self.settings.max_backoff);
+                        let backoff =
+                            Duration::from_secs(1 << peer.failures.min(16).saturating_sub(1))
+                                .min(self.settings.max_backoff);
                         peer.next_attempt = Some(Instant::now() + backoff);
                         peer.last_error = Some(reason);
                     }
@@ -367,10 +367,7 @@ impl Witnessing {
             }
         };
         if let Some(note) = to_persist {
-            let path = log
-                .data_dir()
-                .tenant(tl.name())
-                .cosigned_checkpoint_path();
+            let path = log.data_dir().tenant(tl.name()).cosigned_checkpoint_path();
             let written = tokio::task::spawn_blocking(move || {
                 tally_store::layout::write_file_durably(&path, note.as_bytes(), false)
             })
@@ -484,9 +481,7 @@ impl Witnessing {
                             learned = Some(size);
                             old = size;
                         }
-                        None => {
-                            return (learned, Err("answered 409 with a malformed size".into()))
-                        }
+                        None => return (learned, Err("answered 409 with a malformed size".into())),
                     }
                 }
                 409 => {
@@ -569,9 +564,7 @@ impl Witnessing {
                 let mut last_success: Option<SystemTime> = None;
                 for (tenant, size) in &latest {
                     let peer = tenants.get(tenant).and_then(|s| s.peers.get(i));
-                    let cosigned = peer
-                        .and_then(|p| p.line.as_ref())
-                        .map_or(0, |(s, _)| *s);
+                    let cosigned = peer.and_then(|p| p.line.as_ref()).map_or(0, |(s, _)| *s);
                     if cosigned < *size {
                         lagging += 1;
                         max_lag = max_lag.max(size - cosigned);
@@ -626,7 +619,10 @@ fn load_cosigned(
             if root == cp.root {
                 Ok(cp)
             } else {
-                Err(format!("its root differs from the log's at size {}", cp.size))
+                Err(format!(
+                    "its root differs from the log's at size {}",
+                    cp.size
+                ))
             }
         });
     let cp = match checked {

@@ -177,9 +177,7 @@ impl CosignatureSigner {
         }
         // The signed message format is defined for checkpoints only.
         Checkpoint::parse(text)?;
-        let signature = self
-            .key
-            .sign(cosigned_message(text, timestamp).as_bytes());
+        let signature = self.key.sign(cosigned_message(text, timestamp).as_bytes());
         let mut blob = [0u8; TIMESTAMPED_SIGNATURE_LEN];
         blob[..8].copy_from_slice(&timestamp.to_be_bytes());
         blob[8..].copy_from_slice(&signature.to_bytes());
@@ -363,7 +361,8 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
 
-    const BODY: &str = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+    const BODY: &str =
+        "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
 
     fn witness() -> CosignatureSigner {
         CosignatureSigner::from_seed("witness.example/w1", [3; 32]).unwrap()
@@ -430,7 +429,10 @@ mod tests {
         let vkey = w.verifier().to_vkey();
         let raw = STANDARD.decode(vkey.rsplit('+').next().unwrap()).unwrap();
         assert_eq!(raw[0], 0x04);
-        assert_eq!(CosignatureVerifier::parse_vkey(&vkey).unwrap(), w.verifier());
+        assert_eq!(
+            CosignatureVerifier::parse_vkey(&vkey).unwrap(),
+            w.verifier()
+        );
         let back = CosignatureSigner::parse_skey(&w.to_skey()).unwrap();
         assert_eq!(back.verifier(), w.verifier());
         // The key file is an ordinary signed-note key whose ID is of type 0x01.

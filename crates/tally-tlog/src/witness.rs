@@ -111,9 +111,8 @@ impl AddCheckpointRequest {
 
 /// An ASCII decimal without leading zeroes (except `0` itself), as the spec requires.
 pub fn parse_decimal(s: &str) -> Option<u64> {
-    let canonical = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()
 }
 
@@ -210,7 +209,10 @@ CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
                 format!("old 18446744073709551616\n\n{note}").into(),
                 RequestError::BadOldSize,
             ),
-            (format!("old 1\nAAAA\n\n{note}").into(), RequestError::BadProofLine(1)),
+            (
+                format!("old 1\nAAAA\n\n{note}").into(),
+                RequestError::BadProofLine(1),
+            ),
             (
                 format!("old 1\n{hash}{}\n\n{note}", &hash[..43]).into(),
                 RequestError::BadProofLine(2),

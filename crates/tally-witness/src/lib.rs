@@ -385,7 +385,11 @@ impl Witness {
                 })?;
                 let signer = CosignatureSigner::generate(name)
                     .map_err(|e| WitnessError::Key(format!("witness name {name:?}: {e}")))?;
-                write_durably(&key_path, format!("{}\n", signer.to_skey()).as_bytes(), true)?;
+                write_durably(
+                    &key_path,
+                    format!("{}\n", signer.to_skey()).as_bytes(),
+                    true,
+                )?;
                 write_durably(
                     &dir.vkey_path(),
                     format!("{}\n", signer.verifier().to_vkey()).as_bytes(),

@@ -48,14 +48,20 @@ fn request(t: &MemoryTree, old: u64, size: u64) -> String {
     AddCheckpointRequest {
         old_size: old,
         proof,
-        checkpoint: note(&log_signer(), ORIGIN, size, tally_tlog::root_hash(size, t).unwrap()),
+        checkpoint: note(
+            &log_signer(),
+            ORIGIN,
+            size,
+            tally_tlog::root_hash(size, t).unwrap(),
+        ),
     }
     .to_body()
 }
 
 fn open(dir: &Path) -> Witness {
-    let logs = vec![TrustedLog::parse(&format!("{ORIGIN}={}", log_signer().verifier().to_vkey()))
-        .unwrap()];
+    let logs = vec![
+        TrustedLog::parse(&format!("{ORIGIN}={}", log_signer().verifier().to_vkey())).unwrap(),
+    ];
     Witness::open(dir, Some("witness.example/w1"), logs).unwrap()
 }
 
@@ -121,7 +127,10 @@ async fn cosigns_then_teaches_the_old_size_with_409() {
 
     // A client that does not know what the witness cosigned learns it from the 409.
     let (status, ct, size) = w.post(request(&t, 0, 12)).await;
-    assert_eq!((status, ct.as_str(), size.as_str()), (409, CONFLICT_CONTENT_TYPE, "5\n"));
+    assert_eq!(
+        (status, ct.as_str(), size.as_str()),
+        (409, CONFLICT_CONTENT_TYPE, "5\n")
+    );
     let (status, _, _) = w.post(request(&t, 3, 12)).await;
     assert_eq!(status, 409);
     let (status, _, lines) = w.post(request(&t, 5, 12)).await;
@@ -152,7 +161,9 @@ async fn issue_7_witness_refuses_a_fork_resigned_with_the_log_key() {
     assert_ne!(ct, CONFLICT_CONTENT_TYPE);
     assert!(message.contains("forked"), "{message}");
     // Both requests are kept: signed evidence of the fork.
-    let evidence = std::fs::read_dir(dir.path().join("evidence")).unwrap().count();
+    let evidence = std::fs::read_dir(dir.path().join("evidence"))
+        .unwrap()
+        .count();
     assert_eq!(evidence, 2);
     // The honest log goes on.
     assert_eq!(w.post(request(&honest, 8, 16)).await.0, 200);
@@ -177,14 +188,22 @@ async fn malformed_and_refused_requests_get_the_spec_codes_never_a_500() {
         ("not UTF-8", b"old 4\n\xff\n\n".to_vec(), 400),
         ("no old line", note_part.as_bytes().to_vec(), 400),
         ("leading zero", format!("old 04\n\n{note_part}").into(), 400),
-        ("bad proof line", format!("old 4\nnot-base64\n\n{note_part}").into(), 400),
+        (
+            "bad proof line",
+            format!("old 4\nnot-base64\n\n{note_part}").into(),
+            400,
+        ),
         (
             "64 proof lines",
             format!("old 4\n{}\n{note_part}", hash_line.repeat(64)).into(),
             400,
         ),
         ("no blank line", b"old 4\n".to_vec(), 400),
-        ("note without signature", format!("{proof_part}\n{}", text_of(&good)).into(), 400),
+        (
+            "note without signature",
+            format!("{proof_part}\n{}", text_of(&good)).into(),
+            400,
+        ),
         (
             "old size above the checkpoint's",
             request(&t, 4, 8).replacen("old 4", "old 11", 1).into(),
@@ -217,7 +236,9 @@ async fn malformed_and_refused_requests_get_the_spec_codes_never_a_500() {
         ),
         (
             "a proof and a stale old size 0",
-            request(&t, 0, 10).replacen("old 0\n", &format!("old 0\n{hash_line}"), 1).into(),
+            request(&t, 0, 10)
+                .replacen("old 0\n", &format!("old 0\n{hash_line}"), 1)
+                .into(),
             409,
         ),
     ];
@@ -228,9 +249,19 @@ async fn malformed_and_refused_requests_get_the_spec_codes_never_a_500() {
     }
     // Too large, wrong method, wrong path.
     assert_eq!(w.post(vec![b'a'; 1 << 20]).await.0, 413);
-    let r = w.http.get(format!("{}/add-checkpoint", w.url)).send().await.unwrap();
+    let r = w
+        .http
+        .get(format!("{}/add-checkpoint", w.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 405);
-    let r = w.http.post(format!("{}/other", w.url)).send().await.unwrap();
+    let r = w
+        .http
+        .post(format!("{}/other", w.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     // None of that changed the state.
     assert_eq!(w.post(good).await.0, 200);
@@ -243,7 +274,9 @@ fn state_survives_a_restart_and_the_key_is_private() {
     let t = tree(9, None);
     let first = open(dir.path());
     let vkey = first.verifier().to_vkey();
-    assert!(first.add_checkpoint(request(&t, 0, 7).as_bytes(), 1).is_ok());
+    assert!(first
+        .add_checkpoint(request(&t, 0, 7).as_bytes(), 1)
+        .is_ok());
     // One process per state directory.
     assert!(matches!(
         Witness::open(dir.path(), None, vec![]),
@@ -258,7 +291,9 @@ fn state_survives_a_restart_and_the_key_is_private() {
         Err(Refusal::StaleOldSize { latest: 7 })
     );
     assert_eq!(again.latest(ORIGIN).unwrap().unwrap().size, 7);
-    assert!(again.add_checkpoint(request(&t, 7, 9).as_bytes(), 3).is_ok());
+    assert!(again
+        .add_checkpoint(request(&t, 7, 9).as_bytes(), 3)
+        .is_ok());
     drop(again);
 
     let mode = std::fs::metadata(dir.path().join("witness.key"))
