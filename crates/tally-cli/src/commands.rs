@@ -88,8 +88,13 @@ pub fn parse_verifier(text: &str) -> Result<NoteVerifier> {
 /// Fetch (and check) the latest signed checkpoint of a tenant's log.
 ///
 /// Keep the saved file: `tally verify --since FILE` later proves the log only grew since.
+/// With --witness (repeatable) and --witness-quorum K, the checkpoint must also carry valid
+/// cosignatures (C2SP cosignature/v1) from K of those witnesses, or the command fails naming
+/// the missing ones; --file checks a saved checkpoint the same way, offline.
 ///
-/// Example: tally checkpoint --key ./data/log.pub --out acme.checkpoint --tenant acme
+/// Examples: tally checkpoint --key ./data/log.pub --out acme.checkpoint --tenant acme
+///           tally checkpoint --key ./data/log.pub --witness "$(cat w1.pub)" --witness "$(cat w2.pub)" --witness-quorum 2
+///           tally checkpoint --file acme.checkpoint --key ./data/log.pub --witness "$(cat w1.pub)"
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
     #[command(flatten)]
@@ -101,23 +106,46 @@ pub struct CheckpointArgs {
     /// Also save the checkpoint note to this file.
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
+    /// Check this saved checkpoint note instead of fetching one (offline; needs --key).
+    #[arg(long, value_name = "FILE", conflicts_with = "out")]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    witnesses: crate::witness::QuorumArgs,
 }
 
 pub async fn checkpoint(args: CheckpointArgs) -> Result<()> {
-    let client = ApiClient::new(&args.server)?;
-    let verifier = args.key.load(Some(&client)).await?;
-    let note = client
-        .get("/v1/checkpoint", &tenant_query(&args.tenant))
-        .await?
-        .text()
-        .await?;
+    let (note, verifier) = match &args.file {
+        Some(file) => {
+            let verifier = args
+                .key
+                .given()?
+                .ok_or_else(|| anyhow!("--file needs the log's public key: pass --key"))?;
+            let note = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            (note, verifier)
+        }
+        None => {
+            let client = ApiClient::new(&args.server)?;
+            let verifier = args.key.load(Some(&client)).await?;
+            let note = client
+                .get("/v1/checkpoint", &tenant_query(&args.tenant))
+                .await?
+                .text()
+                .await?;
+            (note, verifier)
+        }
+    };
     let cp = open_checkpoint(&note, &verifier)?;
+    let witnessed = args.witnesses.require(&note)?;
     if let Some(out) = &args.out {
         std::fs::write(out, &note).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("saved to {}", out.display());
     }
     print!("{note}");
     eprintln!("signature OK ({}); tree size {}", verifier.name(), cp.size);
+    if let Some(summary) = witnessed {
+        eprintln!("{summary}");
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod ingest;
 mod investigate;
 mod serve;
 mod verify;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Send events:         tally ingest events.ndjson
 /// Search:             tally query 'actor:alice after:7d'
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
+/// Run a witness:       tally witness --name witness.example/w1 --log 'tally.localhost/*=VKEY'
 #[derive(Debug, Parser)]
 #[command(
     name = "tally",
@@ -48,6 +50,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Witness(witness::WitnessArgs),
     Verify(verify::VerifyArgs),
     Ingest(ingest::IngestArgs),
     Get(commands::GetArgs),
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Witness(args) => witness::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Ingest(args) => ingest::run(args).await,
             Command::Get(args) => commands::get(args).await,

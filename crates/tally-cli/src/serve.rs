@@ -78,6 +78,53 @@ pub struct ServeArgs {
     /// are, and the decision is recorded in the tenant's log. Repeatable.
     #[arg(long, value_name = "TENANT")]
     accept_unsigned_history: Vec<String>,
+    #[command(flatten)]
+    witnesses: WitnessServeArgs,
+}
+
+/// Witnesses of `tally serve`: who cosigns the log's checkpoints.
+#[derive(Debug, Args)]
+pub struct WitnessServeArgs {
+    /// A witness that cosigns every new checkpoint of every tenant (C2SP tlog-witness), as
+    /// VKEY=URL: the witness's cosignature/v1 public key, '=', and its submission URL (the
+    /// prefix of /add-checkpoint), e.g. 'witness.example/w1+a1b2c3d4+BKxz…=https://witness.example'.
+    /// `tally witness` prints this value. Repeatable. Witnesses are asked in the background,
+    /// never delaying ingest; /v1/checkpoint and /logs/{tenant}/checkpoint then carry their
+    /// cosignature lines, and /healthz and /metrics say which witness lags.
+    #[arg(long = "witness", value_name = "VKEY=URL")]
+    witness: Vec<String>,
+    /// Milliseconds a witness has to answer one request; also how long the previous
+    /// cosigned checkpoint is served while a new one waits for cosignatures.
+    #[arg(long, default_value_t = 10_000)]
+    witness_timeout_ms: u64,
+    /// Longest pause, in milliseconds, between retries of a failing witness (the pause starts
+    /// at one second and doubles).
+    #[arg(long, default_value_t = 60_000)]
+    witness_retry_max_ms: u64,
+}
+
+impl WitnessServeArgs {
+    /// Builds the witness client, or nothing without --witness.
+    fn build(&self, log: &Log) -> Result<Option<Arc<tally_server::witness::Witnessing>>> {
+        if self.witness.is_empty() {
+            return Ok(None);
+        }
+        let endpoints = self
+            .witness
+            .iter()
+            .map(|w| tally_server::witness::WitnessEndpoint::parse(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = Duration::from_millis(self.witness_timeout_ms.max(100));
+        let settings = tally_server::witness::WitnessSettings {
+            timeout,
+            grace: timeout,
+            max_backoff: Duration::from_millis(self.witness_retry_max_ms.max(100)),
+            ..Default::default()
+        };
+        Ok(Some(Arc::new(tally_server::witness::Witnessing::new(
+            endpoints, settings, log,
+        )?)))
+    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -153,6 +200,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_future_skew: Duration::from_secs(args.max_future_skew_secs),
     };
     let mut state = AppState::new(log.clone(), keys, settings);
+    // Witnesses: their own task asks them to cosign; nothing on the ingest path waits for it.
+    let witnessing = args.witnesses.build(&log)?;
+    let witness_task = witnessing.as_ref().map(|w| w.spawn(log.clone()));
+    if let Some(w) = &witnessing {
+        state = state.with_witnesses(w.clone());
+    }
     let mut projector = None;
     if !args.no_index {
         let options = tally_index::TantivyOptions {
@@ -188,6 +241,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         println!("                   (shown once: store it now, e.g. export TALLY_TOKEN={token})");
     }
     println!("  API description: http://{addr}/openapi.json");
+    for w in witnessing.iter().flat_map(|w| w.endpoints()) {
+        println!("  witness:         {} at {}", w.key.name(), w.url);
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
@@ -195,6 +251,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(task) = witness_task {
+        task.abort();
+    }
     tracing::info!("stopping: signing final checkpoints");
     tokio::task::spawn_blocking(move || {
         drop(projector);
@@ -232,7 +291,7 @@ pub fn open_index_with(
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -57,6 +57,10 @@ pub struct VerifyArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// With --url: each tenant's checkpoint must carry cosignatures from --witness-quorum of
+    /// these witnesses (see `tally checkpoint --help`).
+    #[command(flatten)]
+    witnesses: crate::witness::QuorumArgs,
 }
 
 /// A saved checkpoint: its tenant (from the origin) and tree.
@@ -119,6 +123,9 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
             crate::export::verify_export(&file, &args.key, args.quiet)
         })
         .await?;
+    }
+    if args.witnesses.is_set() && args.data.is_some() {
+        bail!("--witness checks the checkpoints a server serves (--url); for a saved checkpoint use tally checkpoint --file FILE --witness ...");
     }
     match args.data.clone() {
         Some(dir) => tokio::task::spawn_blocking(move || offline(&args, dir)).await?,
@@ -259,6 +266,13 @@ async fn online(args: &VerifyArgs) -> Result<()> {
             .text()
             .await?;
         let cp = open_checkpoint(&note, &verifier).with_context(|| format!("tenant {tenant}"))?;
+        if let Some(summary) = args
+            .witnesses
+            .require(&note)
+            .with_context(|| format!("tenant {tenant}"))?
+        {
+            println!("tenant {tenant}: {summary}");
+        }
         let pb = bar(args.quiet, cp.size, "entries");
         pb.set_message(tenant.clone());
         let mut frontier = Frontier::new();

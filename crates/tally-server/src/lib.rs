@@ -29,6 +29,7 @@ mod extract;
 pub mod openapi;
 pub mod projector;
 mod routes;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub(crate) index: Option<Arc<dyn tally_index::EventIndex>>,
     /// Bumped after every index commit; live streams wait on it.
     pub(crate) index_commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The witness client, when witnesses are configured.
+    pub(crate) witnesses: Option<Arc<witness::Witnessing>>,
 }
 
 impl AppState {
@@ -131,7 +134,20 @@ impl AppState {
             http,
             index: None,
             index_commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            witnesses: None,
         }
+    }
+
+    /// Serves checkpoints with the cosignatures `witnesses` gathers (its task runs apart:
+    /// [`witness::Witnessing::spawn`]), and exports its metrics. Call before the state is
+    /// cloned, or the metrics are not registered.
+    pub fn with_witnesses(mut self, witnesses: Arc<witness::Witnessing>) -> Self {
+        match Arc::get_mut(&mut self.registry) {
+            Some(registry) => witnesses.register(registry),
+            None => tracing::warn!("witness metrics not registered: the state was already shared"),
+        }
+        self.witnesses = Some(witnesses);
+        self
     }
 
     /// A callback for the [`projector::Projector`]: wakes live streams after each commit.

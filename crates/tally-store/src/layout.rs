@@ -16,6 +16,7 @@
 //!     segments/<offset>.seg     record frames; <offset> is the 20-digit logical start offset
 //!     leaves                    56-byte leaf entries, one per leaf index
 //!     checkpoints               every signed checkpoint ever issued, framed
+//!     cosigned-checkpoint       the latest checkpoint note with witnesses' cosignatures
 //! ```
 
 use std::fs;
@@ -173,6 +174,13 @@ impl TenantDir {
     /// The append-only file of signed checkpoints.
     pub fn checkpoints_path(&self) -> PathBuf {
         self.root.join("checkpoints")
+    }
+
+    /// The latest checkpoint note carrying witnesses' cosignature lines (C2SP
+    /// cosignature/v1), kept so that a restart serves it again. Written by the server's
+    /// witness client, never by the sequencer; deleting it loses only cosignatures.
+    pub fn cosigned_checkpoint_path(&self) -> PathBuf {
+        self.root.join("cosigned-checkpoint")
     }
 
     /// Start offsets of the existing segments, ascending.

@@ -132,7 +132,7 @@ impl Checkpoint {
     }
 }
 
-fn decode_root(s: &str) -> Option<Hash> {
+pub(crate) fn decode_root(s: &str) -> Option<Hash> {
     let bytes = STANDARD.decode(s).ok()?;
     let root: Hash = bytes.try_into().ok()?;
     // The engine already rejects stray padding bits; re-encoding guards that guarantee.

@@ -11,6 +11,9 @@
 //! - [`tile`]: C2SP tlog-tiles paths ([`TilePath`]), hash tiles and entry bundles.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies ([`Checkpoint`]).
 //! - [`note`]: C2SP signed-note with Ed25519 ([`NoteSigner`], [`NoteVerifier`], [`open`]).
+//! - [`cosignature`]: C2SP tlog-cosignature `cosignature/v1` ([`CosignatureSigner`],
+//!   [`CosignatureVerifier`], [`verify_cosignatures`]): witnesses' timestamped cosignatures.
+//! - [`witness`]: the C2SP tlog-witness `add-checkpoint` bodies ([`AddCheckpointRequest`]).
 //!
 //! ```
 //! use tally_tlog::{
@@ -52,6 +55,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod frontier;
 pub mod hash;
 pub mod memory;
@@ -59,8 +63,13 @@ pub mod multiproof;
 pub mod note;
 pub mod tile;
 pub mod tree;
+pub mod witness;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
+pub use cosignature::{
+    verify_cosignatures, CheckedCosignatures, CosignatureError, CosignatureSigner,
+    CosignatureVerifier,
+};
 pub use frontier::{Frontier, FrontierError};
 pub use hash::{empty_root, leaf_hash, node_hash, Hash, HASH_SIZE};
 pub use memory::MemoryTree;
@@ -74,3 +83,4 @@ pub use tree::{
     consistency_proof, inclusion_proof, root_hash, verify_consistency, verify_inclusion,
     NodeSource, ProofError, VerifyError,
 };
+pub use witness::AddCheckpointRequest;

@@ -86,7 +86,7 @@ fn ed25519_key_id(name: &str, key: &VerifyingKey) -> u32 {
 
 /// Key names are non-empty and free of Unicode spaces and `+`, which would break the
 /// signature line and key string syntax.
-fn check_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(NoteError::InvalidName(name.to_owned()));
     }
@@ -94,7 +94,7 @@ fn check_name(name: &str) -> Result<(), NoteError> {
 }
 
 /// Only newline may appear among the C0 controls (C2SP signed-note "Format").
-fn has_forbidden_control(s: &str) -> bool {
+pub(crate) fn has_forbidden_control(s: &str) -> bool {
     s.bytes().any(|b| b < 0x20 && b != b'\n')
 }
 
@@ -109,22 +109,43 @@ fn parse_key_id(hex8: &str) -> Result<u32, NoteError> {
 
 /// Decodes `base64(0x01 || 32 bytes)`.
 fn parse_alg_key(b64: &str) -> Result<[u8; 32], NoteError> {
+    parse_typed_key(ALG_ED25519, b64)
+}
+
+/// Decodes `base64(alg || 32 bytes)` where `alg` is the one signature type expected.
+pub(crate) fn parse_typed_key(expected: u8, b64: &str) -> Result<[u8; 32], NoteError> {
     let raw = STANDARD
         .decode(b64)
         .map_err(|_| NoteError::MalformedKey("key is not valid base64"))?;
     let (&alg, key) = raw
         .split_first()
         .ok_or(NoteError::MalformedKey("key is empty"))?;
-    if alg != ALG_ED25519 {
+    if alg != expected {
         return Err(NoteError::UnsupportedAlgorithm(alg));
     }
     key.try_into()
         .map_err(|_| NoteError::MalformedKey("Ed25519 key must be 32 bytes"))
 }
 
+/// Splits a `name+hex8+base64` key string into its three parts and checks the name and the
+/// key ID's spelling.
+pub(crate) fn split_vkey(s: &str) -> Result<(&str, u32, &str), NoteError> {
+    let mut parts = s.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::MalformedKey("expected <name>+<id>+<key>"));
+    };
+    check_name(name)?;
+    Ok((name, parse_key_id(id)?, key))
+}
+
 fn encode_alg_key(key: &[u8; 32]) -> String {
+    encode_typed_key(ALG_ED25519, key)
+}
+
+/// `base64(alg || key)`, the key material of a key string.
+pub(crate) fn encode_typed_key(alg: u8, key: &[u8; 32]) -> String {
     let mut buf = [0u8; 33];
-    buf[0] = ALG_ED25519;
+    buf[0] = alg;
     buf[1..].copy_from_slice(key);
     STANDARD.encode(buf)
 }
@@ -224,6 +245,11 @@ impl NoteSigner {
         self.key_id
     }
 
+    /// The RFC 8032 private seed, for a cosigner that reuses this key file format.
+    pub(crate) fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// Signs `text` and returns the whole note: the text, a blank line and one signature
     /// line.
     ///
@@ -239,20 +265,14 @@ impl NoteSigner {
             ));
         }
         let sig = self.key.sign(text.as_bytes());
-        let mut blob = [0u8; 4 + SIGNATURE_LENGTH];
-        blob[..4].copy_from_slice(&self.key_id.to_be_bytes());
-        blob[4..].copy_from_slice(&sig.to_bytes());
-        let encoded = STANDARD.encode(blob);
-        let mut note = String::with_capacity(
-            text.len() + 1 + SIG_PREFIX.len() + self.name.len() + 2 + encoded.len(),
-        );
+        let mut note = String::with_capacity(text.len() + 1 + 100 + self.name.len());
         note.push_str(text);
         note.push('\n');
-        note.push_str(SIG_PREFIX);
-        note.push_str(&self.name);
-        note.push(' ');
-        note.push_str(&encoded);
-        note.push('\n');
+        note.push_str(&format_signature_line(
+            &self.name,
+            self.key_id,
+            &sig.to_bytes(),
+        ));
         Ok(note)
     }
 }
@@ -269,12 +289,7 @@ impl NoteVerifier {
     /// Parses `<name>+<hex8 key id>+<base64(0x01 || public key)>`; the key ID must be the one
     /// derived from the name and key.
     pub fn parse_vkey(s: &str) -> Result<Self, NoteError> {
-        let mut parts = s.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::MalformedKey("expected <name>+<id>+<key>"));
-        };
-        check_name(name)?;
-        let got = parse_key_id(id)?;
+        let (name, got, key) = split_vkey(s)?;
         let key = VerifyingKey::from_bytes(&parse_alg_key(key)?)
             .map_err(|_| NoteError::InvalidPublicKey)?;
         // A small-order key lets anyone forge signatures that verify under it.
@@ -332,12 +347,20 @@ pub struct VerifiedNote {
     pub verified_by: Vec<String>,
 }
 
-/// Parses a signed note and checks its signatures against `verifiers`.
-///
-/// Signatures from unknown keys (no verifier with both that name and ID) are ignored; every
-/// signature from a known key must verify, and at least one must be present. Any syntax
-/// error in the note is an error.
-pub fn open(note: &str, verifiers: &[NoteVerifier]) -> Result<VerifiedNote, NoteError> {
+/// One signature line of a note, decoded but not verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureLine<'a> {
+    /// Key name.
+    pub name: &'a str,
+    /// Key ID (the first four bytes of the signature blob).
+    pub key_id: u32,
+    /// The signature proper (the blob after the key ID).
+    pub signature: Vec<u8>,
+}
+
+/// Splits a signed note into its text (including the final newline) and its signature lines,
+/// checking the syntax only: no signature is verified.
+pub fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
     if has_forbidden_control(note) {
         return Err(NoteError::MalformedNote(
             "control character other than newline",
@@ -351,34 +374,63 @@ pub fn open(note: &str, verifiers: &[NoteVerifier]) -> Result<VerifiedNote, Note
     let sigs = sigs.strip_suffix('\n').ok_or(NoteError::MalformedNote(
         "signatures must end with a newline",
     ))?;
-
-    let mut seen: Vec<(&str, u32)> = Vec::new();
-    let mut verified_by = Vec::new();
+    let mut lines = Vec::new();
     for (count, line) in sigs.split('\n').enumerate() {
         if count == MAX_SIGNATURES {
             return Err(NoteError::TooManySignatures);
         }
-        let rest = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or(NoteError::MalformedNote(
-                "signature line must start with \"— \"",
-            ))?;
-        let (name, b64) = rest
-            .split_once(' ')
-            .ok_or(NoteError::MalformedNote("signature line has no signature"))?;
-        check_name(name).map_err(|_| NoteError::MalformedNote("invalid key name in signature"))?;
-        let blob = STANDARD
-            .decode(b64)
-            .map_err(|_| NoteError::MalformedNote("signature is not valid base64"))?;
-        if blob.len() < 5 {
-            return Err(NoteError::MalformedNote("signature is too short"));
-        }
-        let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+        lines.push(parse_signature_line(line)?);
+    }
+    Ok((text, lines))
+}
 
+/// Parses one signature line (`— <name> <base64>`, without its newline).
+pub fn parse_signature_line(line: &str) -> Result<SignatureLine<'_>, NoteError> {
+    let rest = line
+        .strip_prefix(SIG_PREFIX)
+        .ok_or(NoteError::MalformedNote(
+            "signature line must start with \"— \"",
+        ))?;
+    let (name, b64) = rest
+        .split_once(' ')
+        .ok_or(NoteError::MalformedNote("signature line has no signature"))?;
+    check_name(name).map_err(|_| NoteError::MalformedNote("invalid key name in signature"))?;
+    let blob = STANDARD
+        .decode(b64)
+        .map_err(|_| NoteError::MalformedNote("signature is not valid base64"))?;
+    if blob.len() < 5 {
+        return Err(NoteError::MalformedNote("signature is too short"));
+    }
+    Ok(SignatureLine {
+        name,
+        key_id: u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]),
+        signature: blob[4..].to_vec(),
+    })
+}
+
+/// Formats a signature line (with its final newline) from a key name, key ID and signature.
+pub fn format_signature_line(name: &str, key_id: u32, signature: &[u8]) -> String {
+    let mut blob = Vec::with_capacity(4 + signature.len());
+    blob.extend_from_slice(&key_id.to_be_bytes());
+    blob.extend_from_slice(signature);
+    format!("{SIG_PREFIX}{name} {}\n", STANDARD.encode(blob))
+}
+
+/// Parses a signed note and checks its signatures against `verifiers`.
+///
+/// Signatures from unknown keys (no verifier with both that name and ID) are ignored; every
+/// signature from a known key must verify, and at least one must be present. Any syntax
+/// error in the note is an error.
+pub fn open(note: &str, verifiers: &[NoteVerifier]) -> Result<VerifiedNote, NoteError> {
+    let (text, lines) = split(note)?;
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    let mut verified_by = Vec::new();
+    for line in &lines {
+        let (name, id) = (line.name, line.key_id);
         let Some(v) = verifiers.iter().find(|v| v.key_id == id && v.name == name) else {
             continue;
         };
-        if !v.verify(text, &blob[4..]) {
+        if !v.verify(text, &line.signature) {
             return Err(NoteError::InvalidSignature {
                 name: name.to_owned(),
                 key_id: id,

@@ -12,6 +12,8 @@ use crate::AppState;
 /// Liveness, write health and integrity: 200 while the log accepts events and no damage is
 /// known; 503 after a failed write (`failed`), or when stored records were found damaged
 /// (`damaged`, naming tenant and first index; ingest goes on, reads of those records fail).
+/// With witnesses configured, `witnesses` tells per witness whether it cosigns and how far
+/// it lags (a lagging witness never stops ingest, so it is not a 503).
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "Healthy"),
         (status = 503, description = "The log stopped accepting writes, or stored records are damaged")))]
@@ -19,7 +21,11 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let damage = state.log.damage();
     match state.log.health() {
         Ok(()) if damage.is_empty() => {
-            Json(json!({"status": "ok", "tenants": state.log.tenants().len()})).into_response()
+            let mut body = json!({"status": "ok", "tenants": state.log.tenants().len()});
+            if let Some(w) = &state.witnesses {
+                body["witnesses"] = w.health(&state.log);
+            }
+            Json(body).into_response()
         }
         Ok(()) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -31,13 +31,24 @@ pub(crate) fn latest_checkpoint(log: &TenantLog) -> Result<SignedCheckpoint, Api
     })
 }
 
+/// The checkpoint note to serve: the latest signed checkpoint, with witnesses' cosignature
+/// lines when witnesses are configured.
+pub(crate) fn served_checkpoint(state: &AppState, log: &TenantLog) -> Result<String, ApiError> {
+    let cp = latest_checkpoint(log)?;
+    Ok(match &state.witnesses {
+        Some(w) => w.note_for(log.name(), cp),
+        None => cp.note,
+    })
+}
+
 /// A note as a `text/plain` response.
 pub(crate) fn note_response(note: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
 /// The latest checkpoint of a tenant's log: a C2SP tlog-checkpoint signed as a C2SP signed
-/// note with the log's Ed25519 key.
+/// note with the log's Ed25519 key, followed by the C2SP cosignature/v1 lines of the
+/// configured witnesses that cosigned it.
 #[utoipa::path(
     get, path = "/v1/checkpoint", tag = "proofs", params(TenantParam),
     responses(
@@ -54,7 +65,7 @@ pub(crate) async fn checkpoint(
     auth.require(Scope::Read)?;
     let tenant = auth.tenant(params.tenant.as_deref())?;
     let log = tenant_log(&state, &tenant)?;
-    Ok(note_response(latest_checkpoint(&log)?.note))
+    Ok(note_response(served_checkpoint(&state, &log)?))
 }
 
 /// The log's public verifier key (`name+keyid+base64`), needed to verify checkpoints offline.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use tally_tlog::tile::TilePath;
 
 use super::events::tenant_log;
-use super::proofs::{latest_checkpoint, note_response};
+use super::proofs::{note_response, served_checkpoint};
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::extract::Auth;
@@ -18,7 +18,7 @@ fn checkpoint_for(state: &AppState, auth: &Auth, tenant: &str) -> Result<Respons
     auth.require(Scope::Read)?;
     let tenant = auth.tenant(Some(tenant))?;
     let log = tenant_log(state, &tenant)?;
-    let mut response = note_response(latest_checkpoint(&log)?.note);
+    let mut response = note_response(served_checkpoint(state, &log)?);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
