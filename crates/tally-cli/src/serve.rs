@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// outpaces one thread (see BENCHMARKS.md, index lag).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     index_threads: u16,
+    // Checkpoint anchoring in WORM storage (--anchor, --anchor-retention, …).
+    #[command(flatten)]
+    anchor: crate::anchor::AnchorArgs,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -126,6 +129,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ));
         state = state.with_index(index);
     }
+    // Checkpoint anchoring: checked (Object Lock on) before serving, stopped after the log
+    // has signed its final checkpoints.
+    let anchorer = match crate::anchor::start(&args.anchor, &log).await? {
+        Some((anchorer, component)) => {
+            state = state.with_component("anchor", component);
+            Some(anchorer)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -156,6 +168,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         log.shutdown()
     })
     .await?;
+    if let Some(anchorer) = anchorer {
+        anchorer.stop(Duration::from_secs(10)).await;
+    }
     Ok(())
 }
 

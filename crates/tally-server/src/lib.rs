@@ -75,6 +75,15 @@ pub(crate) struct HttpMetrics {
     pub(crate) ingest_duplicates: Counter,
 }
 
+/// A background part of the server (checkpoint anchoring, for one) whose state `/healthz`
+/// reports and whose metrics `/metrics` exports.
+pub trait Component: Send + Sync {
+    /// Adds its metrics to the server's registry.
+    fn register_metrics(&self, registry: &mut Registry);
+    /// Whether it works right now, and its state as JSON for `/healthz`.
+    fn health(&self) -> (bool, serde_json::Value);
+}
+
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -86,6 +95,8 @@ pub struct AppState {
     pub(crate) index: Option<Arc<dyn tally_index::EventIndex>>,
     /// Bumped after every index commit; live streams wait on it.
     pub(crate) index_commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Reported by `/healthz` under their names.
+    pub(crate) components: Vec<(&'static str, Arc<dyn Component>)>,
 }
 
 impl AppState {
@@ -130,7 +141,23 @@ impl AppState {
             http,
             index: None,
             index_commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            components: Vec::new(),
         }
+    }
+
+    /// Reports this component in `/healthz` (under `name`) and its metrics in `/metrics`.
+    /// Call it before the state is handed to [`router`]: metrics can be registered only
+    /// while nothing else holds the registry.
+    pub fn with_component(mut self, name: &'static str, component: Arc<dyn Component>) -> Self {
+        match Arc::get_mut(&mut self.registry) {
+            Some(registry) => component.register_metrics(registry),
+            None => tracing::warn!(
+                component = name,
+                "the metrics registry is already shared; this component's metrics are not exported"
+            ),
+        }
+        self.components.push((name, component));
+        self
     }
 
     /// A callback for the [`projector::Projector`]: wakes live streams after each commit.

@@ -10,18 +10,30 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// Liveness and write health: 200 while the log accepts events, 503 after a failed write.
+/// A failing background component (e.g. checkpoint anchoring) makes the status `degraded`
+/// but keeps 200, because the log still takes events.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "Healthy"), (status = 503, description = "The log stopped accepting writes")))]
+    responses((status = 200, description = "The log accepts events (status `ok`, or `degraded` when a background component such as anchoring fails)"), (status = 503, description = "The log stopped accepting writes")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    let mut body = serde_json::Map::new();
+    let mut degraded = false;
+    for (name, component) in &state.components {
+        let (healthy, report) = component.health();
+        degraded |= !healthy;
+        body.insert((*name).to_string(), report);
+    }
     match state.log.health() {
         Ok(()) => {
-            Json(json!({"status": "ok", "tenants": state.log.tenants().len()})).into_response()
+            let status = if degraded { "degraded" } else { "ok" };
+            body.insert("status".into(), json!(status));
+            body.insert("tenants".into(), json!(state.log.tenants().len()));
+            Json(body).into_response()
         }
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "reason": reason})),
-        )
-            .into_response(),
+        Err(reason) => {
+            body.insert("status".into(), json!("failed"));
+            body.insert("reason".into(), json!(reason));
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 
