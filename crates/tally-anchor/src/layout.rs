@@ -41,12 +41,12 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_sort_by_size() {
-        let loc: AnchorLocation = "s3://b/p/q".parse().unwrap();
+        let loc: AnchorLocation = "s3://bkt/p/q".parse().unwrap();
         let k = checkpoint_key(&loc, "acme", 42);
         assert_eq!(k, "p/q/acme/checkpoint/00000000000000000042");
         assert_eq!(parse_checkpoint_key(&loc, &k), Some(("acme".into(), 42)));
         assert!(checkpoint_key(&loc, "acme", 9) < checkpoint_key(&loc, "acme", 10));
-        let root: AnchorLocation = "s3://b".parse().unwrap();
+        let root: AnchorLocation = "s3://bkt".parse().unwrap();
         assert_eq!(checkpoint_key(&root, "t", u64::MAX), "t/checkpoint/18446744073709551615");
         assert_eq!(parse_checkpoint_key(&root, "t/checkpoint/18446744073709551615"), Some(("t".into(), u64::MAX)));
         for other in [

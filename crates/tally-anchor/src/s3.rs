@@ -146,13 +146,6 @@ struct LockConfigXml {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct RetentionXml {
-    mode: String,
-    retain_until_date: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
 struct VersionXml {
     key: String,
     version_id: String,
@@ -479,30 +472,38 @@ impl S3Client {
         }
     }
 
-    /// The Object Lock retention of one object version (GetObjectRetention); `None` if it
-    /// has none.
+    /// The Object Lock retention of one object version, from the lock headers of a
+    /// HeadObject answer (S3 sends them to callers allowed s3:GetObjectRetention); `None` if
+    /// the version has no retention.
     pub async fn object_retention(
         &self,
         bucket: &str,
         key: &str,
         version_id: &str,
     ) -> Result<Option<Retention>, AnchorError> {
-        const OP: &str = "GetObjectRetention";
-        let url = self.url(bucket, key, &[("retention", ""), ("versionId", version_id)]);
-        let response = self.send(OP, Method::GET, &url, &[], Vec::new()).await?;
+        const OP: &str = "HeadObject";
+        let url = self.url(bucket, key, &[("versionId", version_id)]);
+        let response = self.send(OP, Method::HEAD, &url, &[], Vec::new()).await?;
         let target = format!("s3://{bucket}/{key}");
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
         if !response.status().is_success() {
             return Err(Self::error(OP, target, response).await);
         }
-        let text = Self::text(OP, target.clone(), response).await?;
-        let r: RetentionXml = Self::xml(OP, &target, &text)?;
-        Ok(Some(Retention {
-            mode: r.mode,
-            retain_until: r.retain_until_date,
-        }))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Ok(
+            match (
+                header("x-amz-object-lock-mode"),
+                header("x-amz-object-lock-retain-until-date"),
+            ) {
+                (Some(mode), Some(retain_until)) => Some(Retention { mode, retain_until }),
+                _ => None,
+            },
+        )
     }
 
     /// Deletes one object version (DeleteObject with a version id). A locked version makes

@@ -484,6 +484,7 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
 
     // Online too: a server on the forked directory fails against the anchor; and, anchoring
     // there itself, it finds the bucket holding a different checkpoint of the same size.
+    std::fs::copy(dir.with_extension("token"), forked.with_extension("token")).unwrap();
     let server = Server::start(
         &forked,
         &moto.url,
