@@ -65,10 +65,11 @@ pub async fn fetch_anchored(
                     key: source.clone(),
                     detail: "listed but not readable".into(),
                 })?;
-            let root = check(&bytes, verifier, &t, size).map_err(|detail| AnchorError::Invalid {
-                key: source.clone(),
-                detail,
-            })?;
+            let root =
+                check(&bytes, verifier, &t, size).map_err(|detail| AnchorError::Invalid {
+                    key: source.clone(),
+                    detail,
+                })?;
             Ok::<_, AnchorError>(AnchoredCheckpoint {
                 tenant: t,
                 size,
@@ -79,7 +80,9 @@ pub async fn fetch_anchored(
         .buffer_unordered(PARALLEL_DOWNLOADS)
         .try_collect()
         .await?;
-    out.sort_by(|a, b| (&a.tenant, a.size, a.root, &a.source).cmp(&(&b.tenant, b.size, b.root, &b.source)));
+    out.sort_by(|a, b| {
+        (&a.tenant, a.size, a.root, &a.source).cmp(&(&b.tenant, b.size, b.root, &b.source))
+    });
     out.dedup_by(|b, a| a.tenant == b.tenant && a.size == b.size && a.root == b.root);
     Ok(out)
 }

@@ -47,8 +47,14 @@ mod tests {
         assert_eq!(parse_checkpoint_key(&loc, &k), Some(("acme".into(), 42)));
         assert!(checkpoint_key(&loc, "acme", 9) < checkpoint_key(&loc, "acme", 10));
         let root: AnchorLocation = "s3://bkt".parse().unwrap();
-        assert_eq!(checkpoint_key(&root, "t", u64::MAX), "t/checkpoint/18446744073709551615");
-        assert_eq!(parse_checkpoint_key(&root, "t/checkpoint/18446744073709551615"), Some(("t".into(), u64::MAX)));
+        assert_eq!(
+            checkpoint_key(&root, "t", u64::MAX),
+            "t/checkpoint/18446744073709551615"
+        );
+        assert_eq!(
+            parse_checkpoint_key(&root, "t/checkpoint/18446744073709551615"),
+            Some(("t".into(), u64::MAX))
+        );
         for other in [
             "p/q/acme/checkpoint/42",
             "p/q/ACME/checkpoint/00000000000000000042",

@@ -90,7 +90,9 @@ impl AnchorError {
             AnchorError::Unreachable { .. } => true,
             AnchorError::S3 { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             AnchorError::Protocol { .. } => true,
-            AnchorError::Config(_) | AnchorError::Fork { .. } | AnchorError::Invalid { .. } => false,
+            AnchorError::Config(_) | AnchorError::Fork { .. } | AnchorError::Invalid { .. } => {
+                false
+            }
         }
     }
 

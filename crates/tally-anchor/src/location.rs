@@ -26,7 +26,9 @@ impl FromStr for AnchorLocation {
                 "{s:?} is not an anchor location: {why} (expected s3://BUCKET or s3://BUCKET/PREFIX)"
             ))
         };
-        let rest = s.strip_prefix("s3://").ok_or_else(|| bad("it does not start with s3://"))?;
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("it does not start with s3://"))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let bucket_ok = (3..=63).contains(&bucket.len())
             && bucket
@@ -35,13 +37,17 @@ impl FromStr for AnchorLocation {
             && !bucket.starts_with(['.', '-'])
             && !bucket.ends_with(['.', '-']);
         if !bucket_ok {
-            return Err(bad("the bucket name must be 3-63 characters of a-z, 0-9, '.' and '-'"));
+            return Err(bad(
+                "the bucket name must be 3-63 characters of a-z, 0-9, '.' and '-'",
+            ));
         }
         let prefix = prefix.trim_end_matches('/');
         if !prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
-            || prefix.split('/').any(|p| p.is_empty() && !prefix.is_empty())
+            || prefix
+                .split('/')
+                .any(|p| p.is_empty() && !prefix.is_empty())
             || prefix.starts_with('/')
         {
             return Err(bad(

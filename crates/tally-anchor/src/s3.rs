@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SigningSettings, UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use base64::Engine;
@@ -263,11 +263,7 @@ impl S3Client {
             .body(body)
             .send()
             .await
-            .map_err(|source| AnchorError::Unreachable {
-                op,
-                target,
-                source,
-            })
+            .map_err(|source| AnchorError::Unreachable { op, target, source })
     }
 
     /// Turns a non-success answer into an error carrying S3's code and message.
@@ -293,14 +289,11 @@ impl S3Client {
         target: String,
         response: reqwest::Response,
     ) -> Result<String, AnchorError> {
-        response
-            .text()
-            .await
-            .map_err(|e| AnchorError::Protocol {
-                op,
-                target,
-                detail: e.to_string(),
-            })
+        response.text().await.map_err(|e| AnchorError::Protocol {
+            op,
+            target,
+            detail: e.to_string(),
+        })
     }
 
     fn xml<T: serde::de::DeserializeOwned>(
@@ -359,7 +352,10 @@ impl S3Client {
             ("content-type", content_type.to_string()),
             ("content-md5", b64.encode(md5::Md5::digest(&body))),
             ("x-amz-sdk-checksum-algorithm", "SHA256".to_string()),
-            ("x-amz-checksum-sha256", b64.encode(sha2::Sha256::digest(&body))),
+            (
+                "x-amz-checksum-sha256",
+                b64.encode(sha2::Sha256::digest(&body)),
+            ),
             ("if-none-match", "*".to_string()),
             ("x-amz-object-lock-mode", "COMPLIANCE".to_string()),
             ("x-amz-object-lock-retain-until-date", until),

@@ -108,7 +108,11 @@ impl AnchorStatus {
         if !self.settings.interval.is_zero() {
             st.queue.retain(|q| q.tenant != p.tenant);
         }
-        if st.queue.iter().any(|q| q.tenant == p.tenant && q.size == p.size) {
+        if st
+            .queue
+            .iter()
+            .any(|q| q.tenant == p.tenant && q.size == p.size)
+        {
             return;
         }
         st.queue.push_back(p);
@@ -164,7 +168,8 @@ impl AnchorStatus {
         let mut st = self.state.lock();
         match result {
             Ok(()) => {
-                st.queue.retain(|q| !(q.tenant == p.tenant && q.size == p.size));
+                st.queue
+                    .retain(|q| !(q.tenant == p.tenant && q.size == p.size));
                 st.last_upload.insert(p.tenant.clone(), Instant::now());
                 st.consecutive_failures = 0;
                 st.last_error = None;
@@ -177,7 +182,8 @@ impl AnchorStatus {
                     .set(now.unix_timestamp_nanos() as f64 / 1e9);
             }
             Err(e @ AnchorError::Fork { .. }) => {
-                st.queue.retain(|q| !(q.tenant == p.tenant && q.size == p.size));
+                st.queue
+                    .retain(|q| !(q.tenant == p.tenant && q.size == p.size));
                 st.fork = Some(e.to_string());
                 self.metrics.forks.inc();
                 tracing::error!("anchoring: {e}");
@@ -189,7 +195,8 @@ impl AnchorStatus {
                 if !e.is_retryable() {
                     // Retrying cannot help (refused, not a transient fault): give up on this
                     // one so the newer checkpoints behind it still get through.
-                    st.queue.retain(|q| !(q.tenant == p.tenant && q.size == p.size));
+                    st.queue
+                        .retain(|q| !(q.tenant == p.tenant && q.size == p.size));
                 }
                 tracing::warn!(
                     tenant = p.tenant,
@@ -338,8 +345,7 @@ impl Anchorer {
                             tracing::warn!("anchoring fell {n} checkpoints behind the log");
                             // Whatever was missed, each tenant's newest pins it.
                             for tenant in log.tenants() {
-                                if let Some(cp) = log.tenant(&tenant).and_then(|t| t.checkpoint())
-                                {
+                                if let Some(cp) = log.tenant(&tenant).and_then(|t| t.checkpoint()) {
                                     status.push(Pending {
                                         tenant,
                                         size: cp.size,

@@ -23,7 +23,12 @@ pub struct AnchorArgs {
     /// ends. The bucket must have Object Lock enabled. Credentials, region and endpoint come
     /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and
     /// AWS_ENDPOINT_URL (for S3-compatible stores).
-    #[arg(long, env = "TALLY_ANCHOR", value_name = "S3_URL", requires = "anchor_retention")]
+    #[arg(
+        long,
+        env = "TALLY_ANCHOR",
+        value_name = "S3_URL",
+        requires = "anchor_retention"
+    )]
     anchor: Option<AnchorLocation>,
     /// How long each anchored checkpoint stays locked, e.g. 90d, 7y (cannot be shortened).
     #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
@@ -78,8 +83,7 @@ pub async fn start(
     let anchorer = Anchorer::start(client, settings, log.clone())
         .await
         .with_context(|| format!("cannot anchor checkpoints to {location}"))?;
-    let component: Arc<dyn tally_server::Component> =
-        Arc::new(AnchorComponent(anchorer.status()));
+    let component: Arc<dyn tally_server::Component> = Arc::new(AnchorComponent(anchorer.status()));
     Ok(Some((anchorer, component)))
 }
 
@@ -130,7 +134,8 @@ pub async fn load_anchored(
             e @ tally_anchor::AnchorError::Invalid { .. } => {
                 anyhow::anyhow!("VERIFICATION FAILED: {e}")
             }
-            e => anyhow::Error::new(e).context(format!("reading the checkpoints anchored at {location}")),
+            e => anyhow::Error::new(e)
+                .context(format!("reading the checkpoints anchored at {location}")),
         })?;
     if found.is_empty() {
         anyhow::bail!(
@@ -138,10 +143,7 @@ pub async fn load_anchored(
             tenant.map(|t| format!(" for tenant {t}")).unwrap_or_default()
         );
     }
-    eprintln!(
-        "read {} anchored checkpoints from {location}",
-        found.len()
-    );
+    eprintln!("read {} anchored checkpoints from {location}", found.len());
     Ok(found
         .into_iter()
         .map(|a| Anchored {

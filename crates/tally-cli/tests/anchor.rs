@@ -186,7 +186,10 @@ impl Server {
         let mut child = cmd.spawn().unwrap();
         for _ in 0..400 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() && token_file.exists() {
-                let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+                let token = std::fs::read_to_string(&token_file)
+                    .unwrap()
+                    .trim()
+                    .to_string();
                 return Server {
                     child,
                     url: format!("http://127.0.0.1:{port}"),
@@ -196,7 +199,12 @@ impl Server {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("server exited ({status}): {err}");
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -289,7 +297,11 @@ fn fails(out: &Output) -> String {
 }
 
 /// Anchored sizes of tenant `default` under `prefix`, with each object's version id.
-fn anchored(rt: &tokio::runtime::Runtime, client: &S3Client, prefix: &str) -> Vec<(u64, String, String)> {
+fn anchored(
+    rt: &tokio::runtime::Runtime,
+    client: &S3Client,
+    prefix: &str,
+) -> Vec<(u64, String, String)> {
     let mut out: Vec<_> = rt
         .block_on(client.list_object_versions(BUCKET, prefix))
         .unwrap()
@@ -306,8 +318,14 @@ fn anchored(rt: &tokio::runtime::Runtime, client: &S3Client, prefix: &str) -> Ve
 
 fn wait_anchored(rt: &tokio::runtime::Runtime, client: &S3Client, prefix: &str, size: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !anchored(rt, client, prefix).iter().any(|(s, _, _)| *s == size) {
-        assert!(Instant::now() < deadline, "checkpoint {size} was never anchored");
+    while !anchored(rt, client, prefix)
+        .iter()
+        .any(|(s, _, _)| *s == size)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint {size} was never anchored"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -336,7 +354,10 @@ fn fork_data_dir(src: &Path, dst: &Path, needle: &[u8], replacement: &[u8]) {
         let len = u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
         let index = u64::from_le_bytes(seg[at + 8..at + 16].try_into().unwrap());
         let record = at + 16..at + 16 + len;
-        if let Some(p) = seg[record.clone()].windows(needle.len()).position(|w| w == needle) {
+        if let Some(p) = seg[record.clone()]
+            .windows(needle.len())
+            .position(|w| w == needle)
+        {
             let p = record.start + p;
             seg[p..p + needle.len()].copy_from_slice(replacement);
             let mut crc_input = seg[record.clone()].to_vec();
@@ -351,7 +372,13 @@ fn fork_data_dir(src: &Path, dst: &Path, needle: &[u8], replacement: &[u8]) {
         at = record.end;
     }
     let changed = changed.expect("needle not found");
-    std::fs::write(dst.join(t).join("segments").join(segs[0].file_name().unwrap()), &seg).unwrap();
+    std::fs::write(
+        dst.join(t)
+            .join("segments")
+            .join(segs[0].file_name().unwrap()),
+        &seg,
+    )
+    .unwrap();
     std::fs::write(dst.join(t).join("leaves"), &leaves).unwrap();
 
     let signer = tally_tlog::NoteSigner::parse_skey(
@@ -368,7 +395,9 @@ fn fork_data_dir(src: &Path, dst: &Path, needle: &[u8], replacement: &[u8]) {
     let mut out = Vec::new();
     let mut resigned_after_change = 0;
     for note in notes {
-        let text = tally_tlog::open(note, std::slice::from_ref(&verifier)).unwrap().text;
+        let text = tally_tlog::open(note, std::slice::from_ref(&verifier))
+            .unwrap()
+            .text;
         let mut cp = tally_tlog::Checkpoint::parse(&text).unwrap();
         let mut tree = tally_tlog::MemoryTree::new();
         for h in &hashes[..cp.size as usize] {
@@ -414,7 +443,12 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
     assert_eq!(health["anchor"]["status"], "ok", "{health}");
     assert_eq!(health["anchor"]["target"], anchor.as_str(), "{health}");
     let metrics = rt.block_on(async {
-        reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap()
+        reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     });
     assert!(metrics.contains("tally_anchor_uploaded_total"), "{metrics}");
     assert!(metrics.contains("tally_anchor_lag_seconds"), "{metrics}");
@@ -450,14 +484,23 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
         .block_on(client.delete_object_version(BUCKET, key, version))
         .unwrap_err();
     assert_eq!(err.s3_code(), Some("AccessDenied"), "{err}");
-    assert!(rt.block_on(client.get_object(BUCKET, key, Some(version))).unwrap().is_some());
+    assert!(rt
+        .block_on(client.get_object(BUCKET, key, Some(version)))
+        .unwrap()
+        .is_some());
 
     // The genuine log passes against every anchored checkpoint.
     let key_arg = dir.join("log.pub");
     let key_arg = key_arg.to_str().unwrap();
     let verify = |data: &Path, since: Option<&str>| {
         let mut cmd = Command::new(TALLY);
-        cmd.args(["verify", data.to_str().unwrap(), "--key", key_arg, "--quiet"]);
+        cmd.args([
+            "verify",
+            data.to_str().unwrap(),
+            "--key",
+            key_arg,
+            "--quiet",
+        ]);
         if let Some(s) = since {
             cmd.args(["--since", s]);
         }
@@ -465,7 +508,10 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
         cmd.output().unwrap()
     };
     let out = ok(&verify(&dir, Some(&anchor)));
-    assert!(out.contains("still contains all") && out.contains("intact"), "{out}");
+    assert!(
+        out.contains("still contains all") && out.contains("intact"),
+        "{out}"
+    );
 
     // Rewrite record 150 and re-sign every checkpoint with the same key: the copy is
     // self-consistent, so plain verification passes; the anchored checkpoints expose it.
@@ -523,13 +569,19 @@ fn anchoring_refuses_a_bucket_without_object_lock() {
     let moto = Moto::start();
     let rt = rt();
     let client = s3(&moto.url);
-    rt.block_on(client.create_bucket("plain-bucket", false)).unwrap();
+    rt.block_on(client.create_bucket("plain-bucket", false))
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(TALLY);
     cmd.args(["serve", "--no-index", "--data"])
         .arg(tmp.path().join("data"))
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--anchor", "s3://plain-bucket/x", "--anchor-retention", "1d"]);
+        .args([
+            "--anchor",
+            "s3://plain-bucket/x",
+            "--anchor-retention",
+            "1d",
+        ]);
     aws_env(&mut cmd, &moto.url);
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -560,7 +612,12 @@ fn anchoring_survives_an_s3_outage_without_delaying_ingest() {
     let server = Server::start(
         &dir,
         &relay.url,
-        &["--anchor", &format!("s3://{BUCKET}"), "--anchor-retention", "1d"],
+        &[
+            "--anchor",
+            &format!("s3://{BUCKET}"),
+            "--anchor-retention",
+            "1d",
+        ],
     );
     server.ingest(0, 50, &relay.url);
     let size = server.settled_size(&relay.url);
@@ -583,14 +640,28 @@ fn anchoring_survives_an_s3_outage_without_delaying_ingest() {
         let health = server.healthz(&rt);
         if health["anchor"]["status"] == "failing" {
             assert_eq!(health["status"], "degraded", "{health}");
-            assert!(health["anchor"]["backlog"].as_u64().unwrap() > 0, "{health}");
-            assert!(health["anchor"]["last_error"].as_str().unwrap().contains("cannot reach S3"), "{health}");
+            assert!(
+                health["anchor"]["backlog"].as_u64().unwrap() > 0,
+                "{health}"
+            );
+            assert!(
+                health["anchor"]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot reach S3"),
+                "{health}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the outage was not reported: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "the outage was not reported: {health}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!anchored(&rt, &client, "default/").iter().any(|(s, _, _)| *s == size));
+    assert!(!anchored(&rt, &client, "default/")
+        .iter()
+        .any(|(s, _, _)| *s == size));
 
     relay.set_down(false);
     wait_anchored(&rt, &client, "default/", size);
@@ -601,7 +672,10 @@ fn anchoring_survives_an_s3_outage_without_delaying_ingest() {
             assert_eq!(health["status"], "ok", "{health}");
             break;
         }
-        assert!(Instant::now() < deadline, "anchoring did not recover: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "anchoring did not recover: {health}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     server.stop();
