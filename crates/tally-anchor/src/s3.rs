@@ -4,7 +4,7 @@
 //! `object_store` cannot send the Object Lock headers of a single PUT (it has no such option,
 //! and its default headers are fixed per client, while the retain-until date changes with
 //! every object), and it offers neither GetObjectLockConfiguration nor version listing. The
-//! full AWS SDK would do, at several times the build cost; these six calls are short.
+//! full AWS SDK would do, at about three times the build cost; these few calls are short.
 //!
 //! Addressing: with a custom endpoint (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`; MinIO,
 //! Ceph, moto, …) requests are path-style (`ENDPOINT/bucket/key`); without one they go to AWS

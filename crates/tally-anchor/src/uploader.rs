@@ -456,3 +456,116 @@ async fn upload(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(interval: Duration, backlog: usize) -> AnchorStatus {
+        let mut settings =
+            AnchorSettings::new("s3://bkt/p".parse().unwrap(), Duration::from_secs(60));
+        settings.interval = interval;
+        settings.backlog = backlog;
+        AnchorStatus {
+            settings,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            metrics: AnchorMetrics::default(),
+        }
+    }
+
+    fn pending(tenant: &str, size: u64) -> Pending {
+        Pending {
+            tenant: tenant.into(),
+            size,
+            note: format!("{tenant} {size}"),
+            signed: Instant::now(),
+        }
+    }
+
+    fn queued(s: &AnchorStatus) -> Vec<(String, u64)> {
+        s.state
+            .lock()
+            .queue
+            .iter()
+            .map(|p| (p.tenant.clone(), p.size))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_backlog_drops_the_oldest_and_keeps_the_newest() {
+        let s = status(Duration::ZERO, 3);
+        for size in 1..=5 {
+            s.push(pending("a", size));
+        }
+        s.push(pending("a", 5));
+        assert_eq!(
+            queued(&s),
+            [("a".into(), 3), ("a".into(), 4), ("a".into(), 5)]
+        );
+        assert_eq!(s.state.lock().dropped, 2);
+        let (healthy, report) = s.report();
+        assert!(healthy);
+        assert_eq!(report["backlog"], 3);
+        assert_eq!(report["dropped"], 2);
+    }
+
+    #[test]
+    fn an_interval_keeps_one_checkpoint_per_tenant_and_waits_for_it() {
+        let s = status(Duration::from_secs(3600), 100);
+        s.push(pending("a", 1));
+        s.push(pending("b", 1));
+        s.push(pending("a", 2));
+        assert_eq!(queued(&s), [("b".into(), 1), ("a".into(), 2)]);
+        let first = s.next_due().unwrap();
+        assert_eq!((first.tenant.as_str(), first.size), ("b", 1));
+        s.finish(&first, &Ok(()));
+        // b was just uploaded: its next checkpoint waits for the interval, a's does not.
+        s.push(pending("b", 2));
+        let next = s.next_due().unwrap();
+        assert_eq!((next.tenant.as_str(), next.size), ("a", 2));
+        s.finish(&next, &Ok(()));
+        assert!(matches!(s.next_due(), Err(Some(w)) if w > Duration::from_secs(3500)));
+        // Stopping lifts the interval so the newest checkpoints still go out.
+        s.state.lock().stopping = true;
+        assert_eq!(s.next_due().unwrap().size, 2);
+    }
+
+    #[test]
+    fn failures_and_forks_are_reported() {
+        let s = status(Duration::ZERO, 10);
+        s.push(pending("a", 1));
+        s.push(pending("a", 2));
+        let p = s.next_due().unwrap();
+        s.finish(
+            &p,
+            &Err(AnchorError::Protocol {
+                op: "PutObject",
+                target: "x".into(),
+                detail: "boom".into(),
+            }),
+        );
+        let (healthy, report) = s.report();
+        assert!(!healthy);
+        assert_eq!(report["status"], "failing");
+        assert_eq!(
+            report["backlog"], 2,
+            "a retryable failure keeps the checkpoint"
+        );
+        s.finish(&p, &Ok(()));
+        assert_eq!(s.report().1["status"], "ok");
+        let p = s.next_due().unwrap();
+        s.finish(
+            &p,
+            &Err(AnchorError::Fork {
+                tenant: "a".into(),
+                size: 2,
+                key: "k".into(),
+            }),
+        );
+        let (healthy, report) = s.report();
+        assert!(!healthy);
+        assert_eq!(report["status"], "fork");
+        assert_eq!(report["backlog"], 0, "a fork is never retried");
+    }
+}
