@@ -4,6 +4,7 @@
 //! components it needs and runs. Exit codes: 0 success; 1 the operation failed or a
 //! verification found a problem; 2 bad command-line usage.
 
+mod anchor;
 mod bench;
 mod bench_search;
 mod client;

@@ -65,6 +65,7 @@ pub struct ServeArgs {
     /// outpaces one thread (see BENCHMARKS.md, index lag).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     index_threads: u16,
+<<<<<<< HEAD
     /// Hours between scrubs, which re-read and re-hash every stored record in the background
     /// and report damage in /healthz, /metrics and the log (0: never).
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
@@ -125,6 +126,11 @@ impl WitnessServeArgs {
             endpoints, settings, log,
         )?)))
     }
+=======
+    // Checkpoint anchoring in WORM storage (--anchor, --anchor-retention, …).
+    #[command(flatten)]
+    anchor: crate::anchor::AnchorArgs,
+>>>>>>> anchor
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -224,6 +230,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ));
         state = state.with_index(index);
     }
+    // Checkpoint anchoring: checked (Object Lock on) before serving, stopped after the log
+    // has signed its final checkpoints.
+    let anchorer = match crate::anchor::start(&args.anchor, &log).await? {
+        Some((anchorer, component)) => {
+            state = state.with_component("anchor", component);
+            Some(anchorer)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -260,6 +275,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         log.shutdown()
     })
     .await?;
+    if let Some(anchorer) = anchorer {
+        anchorer.stop(Duration::from_secs(10)).await;
+    }
     Ok(())
 }
 

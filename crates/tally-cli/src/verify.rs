@@ -29,6 +29,10 @@ use crate::ServerArgs;
 /// --since FILE: a checkpoint saved earlier (tally checkpoint --out FILE); proves the log still
 /// contains that tree and only grew since (catches rollback and forks).
 ///
+/// --since s3://BUCKET/PREFIX: every checkpoint `tally serve --anchor` wrote there (credentials
+/// from AWS_ACCESS_KEY_ID etc., as for serve); the log must contain each of those trees, which
+/// catches a history rewritten and re-signed with the log's own key.
+///
 /// --export FILE: check an export bundle (tally export) offline instead: every record is in
 /// the signed tree the file carries, and an unfiltered range holds every record.
 ///
@@ -47,9 +51,10 @@ pub struct VerifyArgs {
     /// Only this tenant.
     #[arg(long, short = 't')]
     tenant: Option<String>,
-    /// A saved checkpoint the log must still extend.
-    #[arg(long)]
-    since: Option<PathBuf>,
+    /// A saved checkpoint the log must still extend (FILE), or the anchor bucket whose every
+    /// checkpoint it must contain (s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "FILE|S3_URL")]
+    since: Option<crate::anchor::SinceSource>,
     /// Check an export file (from `tally export`) instead of a log: every record is in the
     /// signed tree it carries, and an unfiltered range is complete. Needs --key.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "since", "tenant"])]
@@ -63,11 +68,37 @@ pub struct VerifyArgs {
     witnesses: crate::witness::QuorumArgs,
 }
 
-/// A saved checkpoint: its tenant (from the origin) and tree.
+/// A saved or anchored checkpoint: its tenant (from the origin), tree, and where it is from.
 struct Since {
     tenant: String,
     size: u64,
     root: Hash,
+    source: String,
+}
+
+/// The trusted checkpoints `--since` names: one saved file, or everything anchored.
+async fn load_since_source(
+    since: Option<&crate::anchor::SinceSource>,
+    verifier: &NoteVerifier,
+    tenant: Option<&str>,
+) -> Result<Vec<Since>> {
+    use crate::anchor::SinceSource;
+    match since {
+        None => Ok(Vec::new()),
+        Some(SinceSource::File(path)) => Ok(vec![load_since(path, verifier)?]),
+        Some(SinceSource::Anchor(location)) => {
+            Ok(crate::anchor::load_anchored(location, verifier, tenant)
+                .await?
+                .into_iter()
+                .map(|a| Since {
+                    tenant: a.tenant,
+                    size: a.size,
+                    root: a.root,
+                    source: a.source,
+                })
+                .collect())
+        }
+    }
 }
 
 fn load_since(path: &PathBuf, verifier: &NoteVerifier) -> Result<Since> {
@@ -85,14 +116,15 @@ fn load_since(path: &PathBuf, verifier: &NoteVerifier) -> Result<Since> {
         tenant,
         size: cp.size,
         root: cp.root,
+        source: "the saved checkpoint".into(),
     })
 }
 
 /// A saved checkpoint names its tenant; checking it against another tenant's log is a
 /// mistake in the command line, not a finding about the log.
-fn check_since_tenant(tenant: Option<&str>, since: Option<&Since>) -> Result<()> {
-    if let (Some(t), Some(s)) = (tenant, since) {
-        if t != s.tenant {
+fn check_since_tenant(tenant: Option<&str>, since: &[Since]) -> Result<()> {
+    if let (Some(t), Some(s)) = (tenant, since.first()) {
+        if since.iter().all(|s| s.tenant != t) {
             return Err(crate::UsageError(format!(
                 "the saved checkpoint (--since) is of tenant {}, but --tenant {t} was given: \
                  pass --tenant {} or a checkpoint saved from tenant {t}",
@@ -148,12 +180,12 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
             parse_verifier(&text).with_context(|| pubkey.display().to_string())?
         }
     };
-    let since = args
-        .since
-        .as_ref()
-        .map(|p| load_since(p, &verifier))
-        .transpose()?;
-    check_since_tenant(args.tenant.as_deref(), since.as_ref())?;
+    let since = tokio::runtime::Handle::current().block_on(load_since_source(
+        args.since.as_ref(),
+        &verifier,
+        args.tenant.as_deref(),
+    ))?;
+    check_since_tenant(args.tenant.as_deref(), &since)?;
     let mut tenants = dir.list_tenants()?;
     if let Some(t) = &args.tenant {
         if !tenants.contains(t) {
@@ -161,10 +193,12 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
         }
         tenants = vec![t.clone()];
     }
-    if let Some(s) = &since {
+    for s in &since {
         if !tenants.contains(&s.tenant) {
             bail!(
-                "the saved checkpoint is of tenant {}, which has no log here: the log was removed",
+                "VERIFICATION FAILED: {} (size {}) is of tenant {}, which has no log here: the log was removed",
+                s.source,
+                s.size,
                 s.tenant
             );
         }
@@ -175,14 +209,13 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
     for tenant in &tenants {
         pb.set_message(tenant.clone());
         let trusted = since
-            .as_ref()
+            .iter()
             .filter(|s| &s.tenant == tenant)
             .map(|s| tally_store::verify::TrustedCheckpoint {
                 size: s.size,
                 root: s.root,
-                source: "the saved checkpoint".into(),
+                source: s.source.clone(),
             })
-            .into_iter()
             .collect::<Vec<_>>();
         let report =
             tally_store::verify::verify_tenant(&dir, tenant, &verifier, &trusted, &mut |n| {
@@ -224,11 +257,16 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
         });
     }
     pb.finish_and_clear();
-    if let Some(s) = &since {
-        println!(
-            "the log still contains the saved checkpoint (tenant {}, size {}): no rollback or fork",
-            s.tenant, s.size
-        );
+    match since.as_slice() {
+        [] => {}
+        [s] => println!(
+            "the log still contains {} (tenant {}, size {}): no rollback or fork",
+            s.source, s.tenant, s.size
+        ),
+        all => println!(
+            "the log still contains all {} anchored checkpoints: no rollback or fork",
+            all.len()
+        ),
     }
     println!(
         "verified {records} records in {} tenants: intact",
@@ -240,16 +278,14 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
 async fn online(args: &VerifyArgs) -> Result<()> {
     let client = ApiClient::new(&args.server)?;
     let verifier = args.key.load(Some(&client)).await?;
-    let since = args
-        .since
-        .as_ref()
-        .map(|p| load_since(p, &verifier))
-        .transpose()?;
-    check_since_tenant(args.tenant.as_deref(), since.as_ref())?;
-    let tenants: Vec<String> = match (&args.tenant, &since) {
+    let since = load_since_source(args.since.as_ref(), &verifier, args.tenant.as_deref()).await?;
+    check_since_tenant(args.tenant.as_deref(), &since)?;
+    let tenants: Vec<String> = match (&args.tenant, &args.since) {
         (Some(t), _) => vec![t.clone()],
-        (None, Some(s)) => vec![s.tenant.clone()],
-        (None, None) => {
+        (None, Some(crate::anchor::SinceSource::File(_))) => {
+            since.iter().map(|s| s.tenant.clone()).collect()
+        }
+        (None, _) => {
             let v: serde_json::Value = client.get("/v1/tenants", &[]).await?.json().await?;
             v.as_array()
                 .ok_or_else(|| anyhow!("unexpected /v1/tenants answer"))?
@@ -258,6 +294,14 @@ async fn online(args: &VerifyArgs) -> Result<()> {
                 .collect()
         }
     };
+    if let Some(s) = since.iter().find(|s| !tenants.contains(&s.tenant)) {
+        bail!(
+            "VERIFICATION FAILED: {} (size {}) is of tenant {}, which has no log on the server: the log was removed",
+            s.source,
+            s.size,
+            s.tenant
+        );
+    }
     let mut total_records = 0;
     for tenant in &tenants {
         let note = client
@@ -309,13 +353,13 @@ async fn online(args: &VerifyArgs) -> Result<()> {
                 index.map(|i| format!("; first bad index {i}")).unwrap_or_default()
             );
         }
-        if let Some(s) = since.as_ref().filter(|s| &s.tenant == tenant) {
+        for s in since.iter().filter(|s| &s.tenant == tenant) {
             if s.size > cp.size {
-                bail!("VERIFICATION FAILED: tenant {tenant}: the log shrank from {} to {} since the saved checkpoint: rollback", s.size, cp.size);
+                bail!("VERIFICATION FAILED: tenant {tenant}: the log shrank from {} to {} since {}: rollback", s.size, cp.size, s.source);
             }
             if s.size == cp.size {
                 if s.root != cp.root {
-                    bail!("VERIFICATION FAILED: tenant {tenant}: same size {} as the saved checkpoint but a different root: fork", s.size);
+                    bail!("VERIFICATION FAILED: tenant {tenant}: same size {} as {} but a different root: fork", s.size, s.source);
                 }
             } else {
                 let v: serde_json::Value = client
@@ -337,12 +381,12 @@ async fn online(args: &VerifyArgs) -> Result<()> {
                     .map(|h| decode_hash(h.as_str().unwrap_or_default()))
                     .collect::<Result<_>>()?;
                 tally_tlog::verify_consistency(s.size, cp.size, &proof, &s.root, &cp.root).map_err(|e| {
-                    anyhow!("VERIFICATION FAILED: tenant {tenant}: the current tree does not extend the saved checkpoint: {e}")
+                    anyhow!("VERIFICATION FAILED: tenant {tenant}: the current tree does not extend {} (size {}): {e}", s.source, s.size)
                 })?;
             }
             println!(
-                "tenant {tenant}: consistent with the saved checkpoint (size {} -> {})",
-                s.size, cp.size
+                "tenant {tenant}: consistent with {} (size {} -> {})",
+                s.source, s.size, cp.size
             );
         }
         println!(

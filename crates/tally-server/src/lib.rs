@@ -77,6 +77,15 @@ pub(crate) struct HttpMetrics {
     pub(crate) ingest_duplicates: Counter,
 }
 
+/// A background part of the server (checkpoint anchoring, for one) whose state `/healthz`
+/// reports and whose metrics `/metrics` exports.
+pub trait Component: Send + Sync {
+    /// Adds its metrics to the server's registry.
+    fn register_metrics(&self, registry: &mut Registry);
+    /// Whether it works right now, and its state as JSON for `/healthz`.
+    fn health(&self) -> (bool, serde_json::Value);
+}
+
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -90,6 +99,8 @@ pub struct AppState {
     pub(crate) index_commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// The witness client, when witnesses are configured.
     pub(crate) witnesses: Option<Arc<witness::Witnessing>>,
+    /// Reported by `/healthz` under their names.
+    pub(crate) components: Vec<(&'static str, Arc<dyn Component>)>,
 }
 
 impl AppState {
@@ -135,6 +146,7 @@ impl AppState {
             index: None,
             index_commits: Arc::new(tokio::sync::watch::Sender::new(0)),
             witnesses: None,
+            components: Vec::new(),
         }
     }
 
@@ -147,6 +159,21 @@ impl AppState {
             None => tracing::warn!("witness metrics not registered: the state was already shared"),
         }
         self.witnesses = Some(witnesses);
+        self
+    }
+
+    /// Reports this component in `/healthz` (under `name`) and its metrics in `/metrics`.
+    /// Call it before the state is handed to [`router`]: metrics can be registered only
+    /// while nothing else holds the registry.
+    pub fn with_component(mut self, name: &'static str, component: Arc<dyn Component>) -> Self {
+        match Arc::get_mut(&mut self.registry) {
+            Some(registry) => component.register_metrics(registry),
+            None => tracing::warn!(
+                component = name,
+                "the metrics registry is already shared; this component's metrics are not exported"
+            ),
+        }
+        self.components.push((name, component));
         self
     }
 

@@ -32,7 +32,9 @@ pub mod verify;
 
 pub use error::{AppendError, Damage, ReadError, StoreError};
 pub use layout::{DataDir, TenantDir};
-pub use log::{tenant_origin, Appended, Log, LogConfig, OpenReport, PreparedEvent};
+pub use log::{
+    tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,
+};
 pub use tenant::{
     open_checkpoint, read_checkpoint_frames, RecoveryReport, SignedCheckpoint, TenantLog,
 };

@@ -18,7 +18,7 @@ use crate::error::{AppendError, Damage, StoreError};
 use crate::layout::{self, DataDir};
 use crate::metrics::LogMetrics;
 use crate::sequencer::{self, Job};
-use crate::tenant::{OpenTenant, RecoveryReport, TenantLog};
+use crate::tenant::{OpenTenant, RecoveryReport, SignedCheckpoint, TenantLog};
 
 /// Settings of a [`Log`].
 #[derive(Debug, Clone)]
@@ -101,6 +101,19 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// A checkpoint the log has just signed and made durable, as [`Log::subscribe_checkpoints`]
+/// delivers it.
+#[derive(Debug, Clone)]
+pub struct CheckpointEvent {
+    /// The tenant whose log it signs.
+    pub tenant: String,
+    /// The checkpoint, with its note exactly as stored and served.
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// Checkpoint events a slow subscriber may fall behind by before it misses the oldest ones.
+const CHECKPOINT_EVENTS_BUFFER: usize = 4096;
+
 /// Shared between the [`Log`] handle and the sequencer threads.
 pub(crate) struct Inner {
     pub(crate) dir: DataDir,
@@ -112,6 +125,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: LogMetrics,
     /// Number of the last group the syncer published (groups are numbered from 1).
     pub(crate) published_group: std::sync::atomic::AtomicU64,
+    /// Every signed checkpoint, for subscribers that copy them outside the machine.
+    pub(crate) checkpoint_events: tokio::sync::broadcast::Sender<CheckpointEvent>,
 }
 
 impl Inner {
@@ -249,6 +264,7 @@ impl Log {
             failed: Mutex::new(None),
             metrics,
             published_group: Default::default(),
+            checkpoint_events: tokio::sync::broadcast::Sender::new(CHECKPOINT_EVENTS_BUFFER),
         });
         let (tx, rx) = mpsc::channel();
         let thread_inner = inner.clone();
@@ -305,6 +321,13 @@ impl Log {
     /// A tenant's log, if it has one.
     pub fn tenant(&self, name: &str) -> Option<Arc<TenantLog>> {
         self.inner.tenants.read().get(name).cloned()
+    }
+
+    /// Every checkpoint signed from now on, in signing order. A subscriber that falls more
+    /// than a few thousand checkpoints behind misses the oldest ones (it is told how many);
+    /// [`TenantLog::checkpoint`] always has each tenant's newest.
+    pub fn subscribe_checkpoints(&self) -> tokio::sync::broadcast::Receiver<CheckpointEvent> {
+        self.inner.checkpoint_events.subscribe()
     }
 
     /// Names of all tenants with a log.

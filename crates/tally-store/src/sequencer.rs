@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use crate::error::{AppendError, StoreError};
 use crate::frame::{encode_frame_with_crc, LeafEntry};
 use crate::layout;
-use crate::log::{Appended, Inner, PreparedEvent};
+use crate::log::{Appended, CheckpointEvent, Inner, PreparedEvent};
 use crate::tenant::{
     encode_checkpoint_frame, push_leaf, SignedCheckpoint, TenantLog, TenantWriter,
 };
@@ -567,7 +567,13 @@ fn sign_checkpoint(
             .map_err(|e| StoreError::io(&path, e))?;
         file.sync_data().map_err(|e| StoreError::io(&path, e))?;
     }
-    log.state.write().checkpoint = Some(SignedCheckpoint { size, root, note });
+    let signed = SignedCheckpoint { size, root, note };
+    log.state.write().checkpoint = Some(signed.clone());
     inner.metrics.checkpoints.inc();
+    // Subscribers (the WORM anchor) copy it elsewhere; nobody listening is not an error.
+    let _ = inner.checkpoint_events.send(CheckpointEvent {
+        tenant: log.name().to_string(),
+        checkpoint: signed,
+    });
     Ok(())
 }

@@ -10,37 +10,48 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// Liveness, write health and integrity: 200 while the log accepts events and no damage is
-/// known; 503 after a failed write (`failed`), or when stored records were found damaged
-/// (`damaged`, naming tenant and first index; ingest goes on, reads of those records fail).
-/// With witnesses configured, `witnesses` tells per witness whether it cosigns and how far
-/// it lags (a lagging witness never stops ingest, so it is not a 503).
+/// known (status `ok`, or `degraded` when a background component such as anchoring fails:
+/// the log still takes events); 503 after a failed write (`failed`), or when stored records
+/// were found damaged (`damaged`, naming tenant and first index; ingest goes on, reads of
+/// those records fail). With witnesses configured, `witnesses` tells per witness whether it
+/// cosigns and how far it lags (a lagging witness never stops ingest, so it is not a 503).
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "Healthy"),
+    responses((status = 200, description = "The log accepts events (status `ok`, or `degraded` when a background component such as anchoring fails)"),
         (status = 503, description = "The log stopped accepting writes, or stored records are damaged")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    let mut body = serde_json::Map::new();
+    let mut degraded = false;
+    for (name, component) in &state.components {
+        let (healthy, report) = component.health();
+        degraded |= !healthy;
+        body.insert((*name).to_string(), report);
+    }
+    if let Some(w) = &state.witnesses {
+        body.insert("witnesses".into(), w.health(&state.log));
+    }
     let damage = state.log.damage();
     match state.log.health() {
         Ok(()) if damage.is_empty() => {
-            let mut body = json!({"status": "ok", "tenants": state.log.tenants().len()});
-            if let Some(w) = &state.witnesses {
-                body["witnesses"] = w.health(&state.log);
-            }
+            let status = if degraded { "degraded" } else { "ok" };
+            body.insert("status".into(), json!(status));
+            body.insert("tenants".into(), json!(state.log.tenants().len()));
             Json(body).into_response()
         }
-        Ok(()) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "damaged",
-                "reason": "stored records no longer match what the log committed to; run `tally verify` and restore them from a backup",
-                "damage": damage,
-            })),
-        )
-            .into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "reason": reason, "damage": damage})),
-        )
-            .into_response(),
+        Ok(()) => {
+            body.insert("status".into(), json!("damaged"));
+            body.insert(
+                "reason".into(),
+                json!("stored records no longer match what the log committed to; run `tally verify` and restore them from a backup"),
+            );
+            body.insert("damage".into(), json!(damage));
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Err(reason) => {
+            body.insert("status".into(), json!("failed"));
+            body.insert("reason".into(), json!(reason));
+            body.insert("damage".into(), json!(damage));
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 
