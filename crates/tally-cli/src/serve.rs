@@ -65,7 +65,6 @@ pub struct ServeArgs {
     /// outpaces one thread (see BENCHMARKS.md, index lag).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     index_threads: u16,
-<<<<<<< HEAD
     /// Hours between scrubs, which re-read and re-hash every stored record in the background
     /// and report damage in /healthz, /metrics and the log (0: never).
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
@@ -79,6 +78,9 @@ pub struct ServeArgs {
     /// are, and the decision is recorded in the tenant's log. Repeatable.
     #[arg(long, value_name = "TENANT")]
     accept_unsigned_history: Vec<String>,
+    // Checkpoint anchoring in WORM storage (--anchor, --anchor-retention, …).
+    #[command(flatten)]
+    anchor: crate::anchor::AnchorArgs,
     #[command(flatten)]
     witnesses: WitnessServeArgs,
 }
@@ -126,11 +128,6 @@ impl WitnessServeArgs {
             endpoints, settings, log,
         )?)))
     }
-=======
-    // Checkpoint anchoring in WORM storage (--anchor, --anchor-retention, …).
-    #[command(flatten)]
-    anchor: crate::anchor::AnchorArgs,
->>>>>>> anchor
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
