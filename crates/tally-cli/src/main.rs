@@ -12,6 +12,7 @@ mod export;
 mod ingest;
 mod investigate;
 mod serve;
+mod signing;
 mod verify;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Send events:         tally ingest events.ndjson
 /// Search:             tally query 'actor:alice after:7d'
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
+/// Key outside data:    tally keygen --out /etc/tally/log.key; tally serve --signing-key /etc/tally/log.key
 #[derive(Debug, Parser)]
 #[command(
     name = "tally",
@@ -54,6 +56,7 @@ enum Command {
     Checkpoint(commands::CheckpointArgs),
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
+    Keygen(signing::KeygenArgs),
     Query(investigate::QueryArgs),
     Export(export::ExportArgs),
     Tail(investigate::TailArgs),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
             Command::Checkpoint(args) => commands::checkpoint(args).await,
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
+            Command::Keygen(args) => signing::keygen(args).await,
             Command::Query(args) => investigate::query(args).await,
             Command::Export(args) => export::export(args).await,
             Command::Tail(args) => investigate::tail(args).await,

@@ -18,7 +18,13 @@ use tally_store::{DataDir, Log, LogConfig};
 /// acknowledged event is fsync'd first. Stop with Ctrl-C or SIGTERM: the server finishes what it
 /// has, signs final checkpoints and exits.
 ///
+/// Whoever holds the signing key can re-sign a rewritten history, so keep it out of the data
+/// directory: --signing-key FILE (made with `tally keygen`) or --sign-command CMD (an HSM or a
+/// KMS signs). --public-tree lets monitors and witnesses read checkpoints, tiles and proofs
+/// without an API key.
+///
 /// Example: tally serve --data ./data --listen 127.0.0.1:7700
+///          tally serve --data ./data --signing-key /etc/tally/log.key --origin audit.example.com
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Data directory (created if missing).
@@ -65,6 +71,18 @@ pub struct ServeArgs {
     /// outpaces one thread (see BENCHMARKS.md, index lag).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     index_threads: u16,
+
+    // Signing key outside the data directory, and the public tree.
+    #[command(flatten)]
+    signing: crate::signing::SigningArgs,
+    /// Serve the Merkle tree to anyone, without an API key, so monitors and witnesses need
+    /// none: checkpoints (/v1/checkpoint, /checkpoint, /logs/TENANT/checkpoint), hash tiles
+    /// (/tile/N/..., /logs/TENANT/tile/N/...), inclusion proofs by index and consistency
+    /// proofs. Records, entry bundles (they hold the records), lookups by event id, search,
+    /// exports and everything else still need a key. Tenant names become guessable (a known
+    /// tenant answers 200, an unknown one 404).
+    #[arg(long, help_heading = "Public tree")]
+    public_tree: bool,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -77,6 +95,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         origin: args.origin.clone(),
         segment_bytes: args.segment_mib.max(1) << 20,
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(10)),
+        signing: args.signing.key_source()?,
         ..LogConfig::default()
     };
     let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
@@ -106,6 +125,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_batch_events: args.max_batch_events,
         max_future_skew: Duration::from_secs(args.max_future_skew_secs),
+        public_tree: args.public_tree,
     };
     let mut state = AppState::new(log.clone(), keys, settings);
     let mut projector = None;
@@ -138,6 +158,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("Tally is listening on http://{addr}");
     println!("  data directory:  {}", args.data.display());
     println!("  log public key:  {}", log.verifier().to_vkey());
+    println!("  signed by:       {}", args.signing.describe());
+    if args.public_tree {
+        println!("  public tree:     checkpoints, hash tiles and proofs need no API key");
+    }
     if let Some(token) = &first_token {
         println!("  admin API key:   {token}");
         println!("                   (shown once: store it now, e.g. export TALLY_TOKEN={token})");

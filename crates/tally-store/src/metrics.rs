@@ -26,6 +26,10 @@ pub struct LogMetrics {
     pub checkpoints: Counter,
     /// Tree size per tenant.
     pub tree_size: Family<TenantLabels, Gauge>,
+    /// Failed attempts to sign a checkpoint (each is retried).
+    pub sign_failures: Counter,
+    /// 1 while checkpoint signing fails, else 0.
+    pub signer_failing: Gauge,
 }
 
 impl Default for LogMetrics {
@@ -38,6 +42,8 @@ impl Default for LogMetrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             checkpoints: Counter::default(),
             tree_size: Family::default(),
+            sign_failures: Counter::default(),
+            signer_failing: Gauge::default(),
         }
     }
 }
@@ -80,6 +86,16 @@ impl LogMetrics {
             "tree_size",
             "Leaves in each tenant's tree",
             self.tree_size.clone(),
+        );
+        r.register(
+            "checkpoint_sign_failures",
+            "Failed attempts to sign a checkpoint (each is retried)",
+            self.sign_failures.clone(),
+        );
+        r.register(
+            "checkpoint_signer_failing",
+            "1 while checkpoint signing fails (see /healthz for the reason), else 0",
+            self.signer_failing.clone(),
         );
     }
 }

@@ -10,12 +10,23 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// Liveness and write health: 200 while the log accepts events, 503 after a failed write.
+/// While checkpoints cannot be signed (the log still accepts events) the status is
+/// `degraded`, with the reason in `checkpoint_signing`.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "Healthy"), (status = 503, description = "The log stopped accepting writes")))]
+    responses((status = 200, description = "Healthy, or degraded"), (status = 503, description = "The log stopped accepting writes")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.log.health() {
         Ok(()) => {
-            Json(json!({"status": "ok", "tenants": state.log.tenants().len()})).into_response()
+            let tenants = state.log.tenants().len();
+            match state.log.signer_health() {
+                Ok(()) => Json(json!({"status": "ok", "tenants": tenants})).into_response(),
+                Err(reason) => Json(json!({
+                    "status": "degraded",
+                    "tenants": tenants,
+                    "checkpoint_signing": reason,
+                }))
+                .into_response(),
+            }
         }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
