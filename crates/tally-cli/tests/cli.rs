@@ -457,6 +457,7 @@ fn help_teaches_every_command() {
         "checkpoint",
         "prove",
         "keys",
+        "keygen",
         "bench",
         "bench-search",
     ] {

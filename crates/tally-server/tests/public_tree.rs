@@ -180,7 +180,7 @@ async fn issue_7_the_public_tree_needs_no_key_and_records_stay_protected() {
         .await;
     let proof: Value = serde_json::from_slice(&body).unwrap();
     let path: Vec<Hash> = proof["proof"].as_array().unwrap().iter().map(hash).collect();
-    tally_tlog::verify_inclusion(7, 300, &hash(&proof["leaf_hash"]), &path, &cp.root)
+    tally_tlog::verify_inclusion(&hash(&proof["leaf_hash"]), 7, 300, &path, &cp.root)
         .expect("inclusion proof verifies");
     let (_, tile) = srv.get(None, "/logs/acme/tile/0/000").await;
     let (_, admin_tile) = srv.get(Some(&srv.admin), "/logs/acme/tile/0/000").await;
