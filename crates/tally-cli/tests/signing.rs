@@ -140,7 +140,12 @@ fn refused(dir: &Path, extra: &[&str]) -> String {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             assert_eq!(status.code(), Some(1), "{err}");
             return err;
         }
@@ -230,10 +235,18 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
 
     // A key file others may read is refused, saying what to do.
     let data = tmp.path().join("data");
-    let signing = ["--signing-key", key_file.to_str().unwrap(), "--origin", "audit.test"];
+    let signing = [
+        "--signing-key",
+        key_file.to_str().unwrap(),
+        "--origin",
+        "audit.test",
+    ];
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = refused(&data, &signing);
-    assert!(err.contains(&format!("chmod 600 {}", key_file.display())), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", key_file.display())),
+        "{err}"
+    );
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let server = Server::start(&data, &signing);
@@ -241,13 +254,24 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
     server.ingest(&events, 0, 50);
     wait_for_checkpoint(&server, &vkey, 50);
     server.stop();
-    assert!(!data.join("log.key").exists(), "no key in the data directory");
+    assert!(
+        !data.join("log.key").exists(),
+        "no key in the data directory"
+    );
     assert_eq!(
-        std::fs::read_to_string(data.join("log.pub")).unwrap().trim(),
+        std::fs::read_to_string(data.join("log.pub"))
+            .unwrap()
+            .trim(),
         vkey
     );
     // The directory verifies with the public key alone.
-    let out = ok(&tally(&["verify", data.to_str().unwrap(), "--key", &vkey, "-q"]));
+    let out = ok(&tally(&[
+        "verify",
+        data.to_str().unwrap(),
+        "--key",
+        &vkey,
+        "-q",
+    ]));
     assert!(out.contains("50"), "{out}");
     let other = tmp.path().join("other.key");
     let other_vkey = keygen(&other, "audit.test");
@@ -256,10 +280,18 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
 
     // Without the key, or with another one, the server refuses to start.
     let err = refused(&data, &["--origin", "audit.test"]);
-    assert!(err.contains("has no log.key") && err.contains("--signing-key"), "{err}");
+    assert!(
+        err.contains("has no log.key") && err.contains("--signing-key"),
+        "{err}"
+    );
     let err = refused(
         &data,
-        &["--signing-key", other.to_str().unwrap(), "--origin", "audit.test"],
+        &[
+            "--signing-key",
+            other.to_str().unwrap(),
+            "--origin",
+            "audit.test",
+        ],
     );
     assert!(err.contains("cannot change keys"), "{err}");
     assert!(!data.join("log.key").exists());
@@ -270,7 +302,12 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
     server.stop();
     let err = refused(
         &own,
-        &["--signing-key", other.to_str().unwrap(), "--origin", "audit.test"],
+        &[
+            "--signing-key",
+            other.to_str().unwrap(),
+            "--origin",
+            "audit.test",
+        ],
     );
     assert!(err.contains("log.key holds a different key"), "{err}");
 
@@ -292,7 +329,9 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
 fn pkcs8_der(key_file: &Path, out: &Path) {
     let text = std::fs::read_to_string(key_file).unwrap();
     let b64 = text.trim().splitn(5, '+').nth(4).unwrap();
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
     assert_eq!(raw.len(), 33, "0x01 || seed");
     let mut der = vec![
         0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
@@ -343,7 +382,10 @@ fn wait_degraded(server: &Server, what: &str) {
         if body.contains("\"degraded\"") && body.contains(what) {
             return;
         }
-        assert!(Instant::now() < deadline, "never degraded by {what}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "never degraded by {what}: {body}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

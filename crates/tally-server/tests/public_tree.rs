@@ -94,7 +94,10 @@ impl Server {
         let key = self.log.verifier().clone();
         for _ in 0..500 {
             let (status, body) = self
-                .get(Some(&self.admin), &format!("/v1/checkpoint?tenant={tenant}"))
+                .get(
+                    Some(&self.admin),
+                    &format!("/v1/checkpoint?tenant={tenant}"),
+                )
                 .await;
             if status == StatusCode::OK && checkpoint(&body, &key).size == size {
                 return;
@@ -179,7 +182,12 @@ async fn issue_7_the_public_tree_needs_no_key_and_records_stay_protected() {
         .get(None, "/v1/proof/inclusion?tenant=acme&index=7")
         .await;
     let proof: Value = serde_json::from_slice(&body).unwrap();
-    let path: Vec<Hash> = proof["proof"].as_array().unwrap().iter().map(hash).collect();
+    let path: Vec<Hash> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
     tally_tlog::verify_inclusion(&hash(&proof["leaf_hash"]), 7, 300, &path, &cp.root)
         .expect("inclusion proof verifies");
     let (_, tile) = srv.get(None, "/logs/acme/tile/0/000").await;
@@ -230,7 +238,9 @@ async fn issue_7_the_public_tree_needs_no_key_and_records_stay_protected() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // A key that is sent is still checked, and keeps its confinement.
-    let (status, _) = srv.get(Some("tly_nope_nope"), "/logs/acme/checkpoint").await;
+    let (status, _) = srv
+        .get(Some("tly_nope_nope"), "/logs/acme/checkpoint")
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (_, other) = srv
         .keys
@@ -238,10 +248,7 @@ async fn issue_7_the_public_tree_needs_no_key_and_records_stay_protected() {
         .unwrap();
     let (status, _) = srv.get(Some(&other), "/logs/acme/checkpoint").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (_, ingest) = srv
-        .keys
-        .create("ingest", vec![Scope::Ingest], "*")
-        .unwrap();
+    let (_, ingest) = srv.keys.create("ingest", vec![Scope::Ingest], "*").unwrap();
     let (status, _) = srv.get(Some(&ingest), "/logs/acme/tile/0/000").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Malformed tenants are a 400 for anyone, unknown ones a 404.

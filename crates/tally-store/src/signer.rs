@@ -223,9 +223,8 @@ impl CheckpointSigner for CommandSigner {
             })?
             .trim();
         if printed.is_empty() {
-            return Err(self.error(
-                "printed nothing; it must print the 64-byte Ed25519 signature in base64",
-            ));
+            return Err(self
+                .error("printed nothing; it must print the 64-byte Ed25519 signature in base64"));
         }
         let signature = STANDARD.decode(printed).map_err(|_| {
             self.error(format_args!(
@@ -308,6 +307,8 @@ fn quote(text: &str) -> String {
 }
 
 /// Where a log's checkpoint signing key lives, chosen at start.
+// Made once per start, so the size of the verifier key inline does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default)]
 pub enum KeySource {
     /// `DATA_DIR/log.key`, generated (mode 0600, its public half in `log.pub`) on first start.
@@ -718,7 +719,10 @@ mod tests {
             ("true", "printed nothing"),
             (&format!("echo {zeros}") as &str, "does not verify"),
             (&format!("echo {short}"), "32 bytes"),
-            (&format!("echo {good}; echo >&2 'hsm offline'; exit 3"), "hsm offline"),
+            (
+                &format!("echo {good}; echo >&2 'hsm offline'; exit 3"),
+                "hsm offline",
+            ),
             ("exit 1", "failed"),
             ("head -c 100000 /dev/zero", "more than 4096 bytes"),
             ("printf '\\377\\376'", "not text"),
@@ -779,7 +783,10 @@ mod tests {
         );
         assert!(signer.health().is_ok());
         let err = signer.sign(TEXT).unwrap_err().to_string();
-        assert!(err.contains("not the text signed once by the log key"), "{err}");
+        assert!(
+            err.contains("not the text signed once by the log key"),
+            "{err}"
+        );
         assert!(signer.health().unwrap_err().contains("1 times"));
         // Within the pause the signer is not asked again.
         assert!(signer.sign(TEXT).is_err());

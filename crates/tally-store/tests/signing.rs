@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tally_event::{parse_body, validate, BodyFormat, IngestContext};
 use tally_store::signer::{create_key_file, SignError};
 use tally_store::verify::verify_tenant;
-use tally_store::{CheckpointSigner, DataDir, KeySource, Log, LogConfig, PreparedEvent, StoreError};
+use tally_store::{
+    CheckpointSigner, DataDir, KeySource, Log, LogConfig, PreparedEvent, StoreError,
+};
 use tally_tlog::note::{NoteSigner, NoteVerifier};
 
 fn event(tenant: &str, n: u64) -> PreparedEvent {
@@ -93,8 +95,15 @@ async fn a_key_file_outside_the_data_directory_signs_and_the_directory_holds_no_
     append(&log, "acme", 10).await;
     wait_checkpoint(&log, "acme", 10);
     log.shutdown();
-    assert!(!data.join("log.key").exists(), "no key in the data directory");
-    assert_eq!(log_pub(&data), key.to_vkey(), "log.pub records the public key");
+    assert!(
+        !data.join("log.key").exists(),
+        "no key in the data directory"
+    );
+    assert_eq!(
+        log_pub(&data),
+        key.to_vkey(),
+        "log.pub records the public key"
+    );
     assert!(verifies(&data, "acme", &key));
 
     // The same key again: fine.
@@ -108,7 +117,10 @@ async fn a_key_file_outside_the_data_directory_signs_and_the_directory_holds_no_
     let other_file = tmp.path().join("other.key");
     create_key_file(&other_file, "tally.localhost").unwrap();
     let err = error_of(open(&data, KeySource::KeyFile(other_file)));
-    assert!(err.contains("log.pub") && err.contains("cannot change keys"), "{err}");
+    assert!(
+        err.contains("log.pub") && err.contains("cannot change keys"),
+        "{err}"
+    );
 
     // A key of another name: the origin must follow it.
     let named = tmp.path().join("named.key");
@@ -137,7 +149,10 @@ async fn issue_7_a_data_directory_without_its_key_never_gets_a_new_one() {
     wait_checkpoint(&log, "acme", 3);
     log.shutdown();
     let err = error_of(open(&data, KeySource::DataDir));
-    assert!(err.contains("has no log.key") && err.contains("--signing-key"), "{err}");
+    assert!(
+        err.contains("has no log.key") && err.contains("--signing-key"),
+        "{err}"
+    );
     assert!(!data.join("log.key").exists());
     assert_eq!(log_pub(&data), key.to_vkey(), "log.pub is never replaced");
 
@@ -211,7 +226,7 @@ impl CheckpointSigner for Flaky {
         if call >= self.broken_calls {
             return self.key.sign(text).map_err(|e| SignError(e.to_string()));
         }
-        if call % 2 == 0 {
+        if call.is_multiple_of(2) {
             Err(SignError("the HSM is unreachable".into()))
         } else {
             let forger = NoteSigner::from_seed(self.key.name(), [9; 32]).unwrap();
