@@ -13,6 +13,7 @@ mod export;
 mod ingest;
 mod investigate;
 mod serve;
+mod signing;
 mod verify;
 mod witness;
 
@@ -36,6 +37,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Search:             tally query 'actor:alice after:7d'
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
 /// Run a witness:       tally witness --name witness.example/w1 --log 'tally.localhost/*=VKEY'
+/// Key outside data:    tally keygen --out /etc/tally/log.key; tally serve --signing-key /etc/tally/log.key
 #[derive(Debug, Parser)]
 #[command(
     name = "tally",
@@ -58,6 +60,7 @@ enum Command {
     Checkpoint(commands::CheckpointArgs),
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
+    Keygen(signing::KeygenArgs),
     Query(investigate::QueryArgs),
     Export(export::ExportArgs),
     Tail(investigate::TailArgs),
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
             Command::Checkpoint(args) => commands::checkpoint(args).await,
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
+            Command::Keygen(args) => signing::keygen(args).await,
             Command::Query(args) => investigate::query(args).await,
             Command::Export(args) => export::export(args).await,
             Command::Tail(args) => investigate::tail(args).await,

@@ -18,7 +18,13 @@ use tally_store::{DataDir, Log, LogConfig};
 /// acknowledged event is fsync'd first. Stop with Ctrl-C or SIGTERM: the server finishes what it
 /// has, signs final checkpoints and exits.
 ///
+/// Whoever holds the signing key can re-sign a rewritten history, so keep it out of the data
+/// directory: --signing-key FILE (made with `tally keygen`) or --sign-command CMD (an HSM or a
+/// KMS signs). --public-tree lets monitors and witnesses read checkpoints, tiles and proofs
+/// without an API key.
+///
 /// Example: tally serve --data ./data --listen 127.0.0.1:7700
+///          tally serve --data ./data --signing-key /etc/tally/log.key --origin audit.example.com
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Data directory (created if missing).
@@ -83,6 +89,17 @@ pub struct ServeArgs {
     anchor: crate::anchor::AnchorArgs,
     #[command(flatten)]
     witnesses: WitnessServeArgs,
+    // Signing key outside the data directory, and the public tree.
+    #[command(flatten)]
+    signing: crate::signing::SigningArgs,
+    /// Serve the Merkle tree to anyone, without an API key, so monitors and witnesses need
+    /// none: checkpoints (/v1/checkpoint, /checkpoint, /logs/TENANT/checkpoint), hash tiles
+    /// (/tile/N/..., /logs/TENANT/tile/N/...), inclusion proofs by index and consistency
+    /// proofs. Records, entry bundles (they hold the records), lookups by event id, search,
+    /// exports and everything else still need a key. Tenant names become guessable (a known
+    /// tenant answers 200, an unknown one 404).
+    #[arg(long, help_heading = "Public tree")]
+    public_tree: bool,
 }
 
 /// Witnesses of `tally serve`: who cosigns the log's checkpoints.
@@ -144,6 +161,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         scrub_interval: (args.scrub_interval_hours > 0)
             .then(|| Duration::from_secs(args.scrub_interval_hours.saturating_mul(3600))),
         scrub_bytes_per_second: args.scrub_mib_per_sec.max(1) << 20,
+        signing: args.signing.key_source()?,
         ..LogConfig::default()
     };
     let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
@@ -201,6 +219,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_batch_events: args.max_batch_events,
         max_future_skew: Duration::from_secs(args.max_future_skew_secs),
+        public_tree: args.public_tree,
     };
     let mut state = AppState::new(log.clone(), keys, settings);
     // Witnesses: their own task asks them to cosign; nothing on the ingest path waits for it.
@@ -248,6 +267,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("Tally is listening on http://{addr}");
     println!("  data directory:  {}", args.data.display());
     println!("  log public key:  {}", log.verifier().to_vkey());
+    println!("  signed by:       {}", args.signing.describe());
+    if args.public_tree {
+        println!("  public tree:     checkpoints, hash tiles and proofs need no API key");
+    }
     if let Some(token) = &first_token {
         println!("  admin API key:   {token}");
         println!("                   (shown once: store it now, e.g. export TALLY_TOKEN={token})");

@@ -465,6 +465,7 @@ fn help_teaches_every_command() {
         "checkpoint",
         "prove",
         "keys",
+        "keygen",
         "bench",
         "bench-search",
     ] {

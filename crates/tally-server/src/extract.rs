@@ -77,6 +77,66 @@ impl Auth {
     }
 }
 
+/// The caller of a route that serves the Merkle tree (checkpoints, hash tiles, proofs). With
+/// [`crate::ServerSettings::public_tree`], a request without an `Authorization` header is
+/// let in as [`TreeReader::Anyone`]; a request that sends a key is authenticated and
+/// confined as on every other route, so a key never gets less than it would without the
+/// option.
+pub(crate) enum TreeReader {
+    /// No key, on a server whose tree is public.
+    Anyone,
+    /// A key with the read scope.
+    Key(Auth),
+}
+
+impl FromRequestParts<AppState> for TreeReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.settings.public_tree && !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(TreeReader::Anyone);
+        }
+        let auth = Auth::from_request_parts(parts, state).await?;
+        auth.require(Scope::Read)?;
+        Ok(TreeReader::Key(auth))
+    }
+}
+
+impl TreeReader {
+    /// The tenant a request addresses: the one it names, else the key's default (or
+    /// `default` for anyone); 400 for a malformed name, 403 for a tenant the key may not touch.
+    pub(crate) fn tenant(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        match self {
+            TreeReader::Key(auth) => auth.tenant(requested),
+            TreeReader::Anyone => {
+                let tenant = requested.unwrap_or(crate::DEFAULT_TENANT);
+                if !tally_event::is_valid_tenant(tenant) {
+                    return Err(ApiError::bad_param(
+                        "tenant",
+                        "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit",
+                    ));
+                }
+                Ok(tenant.to_string())
+            }
+        }
+    }
+
+    /// 401 for anyone without a key: `what` is not part of the public tree.
+    pub(crate) fn require_key(&self, what: &str) -> Result<(), ApiError> {
+        match self {
+            TreeReader::Key(_) => Ok(()),
+            TreeReader::Anyone => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!(
+                    "{what} needs an API key with the read scope (only the Merkle tree is public \
+                     here): send Authorization: Bearer tly_…"
+                ),
+            )),
+        }
+    }
+}
+
 /// Query parameters, with a JSON 400 naming the parameter when they do not parse.
 pub(crate) struct Query<T>(pub(crate) T);
 

@@ -56,6 +56,11 @@ pub struct ServerSettings {
     pub max_batch_events: usize,
     /// How far in the future an event's `time` may be.
     pub max_future_skew: Duration,
+    /// Serve the Merkle tree to anyone, without an API key: checkpoints, hash tiles,
+    /// inclusion proofs by index and consistency proofs (the log key always is). Records,
+    /// entry bundles (they hold the records), lookups by event id, search and everything else
+    /// still need a key. For monitors and witnesses.
+    pub public_tree: bool,
 }
 
 impl Default for ServerSettings {
@@ -64,6 +69,7 @@ impl Default for ServerSettings {
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_future_skew: Duration::from_secs(24 * 3600),
+            public_tree: false,
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum StoreError {
     /// The signing key could not be loaded or does not match the configured origin.
     #[error("signing key: {0}")]
     Key(String),
+    /// The checkpoint signer failed this time (a signing command timed out, failed, or
+    /// returned a signature that does not verify). Retryable: the log keeps accepting events
+    /// and signs again later.
+    #[error("checkpoint signing failed: {0}")]
+    Signer(String),
 }
 
 impl StoreError {

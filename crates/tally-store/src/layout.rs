@@ -8,8 +8,9 @@
 //! DATA_DIR/
 //!   FORMAT                      "tally-data 1\n" — refuses to open any other version
 //!   LOCK                        held (flock) by the one process writing the directory
-//!   log.key                     Ed25519 signing key, C2SP/Go note "PRIVATE+KEY+…" (0600)
-//!   log.pub                     the matching verifier key ("name+id+base64"), public
+//!   log.key                     Ed25519 signing key, C2SP/Go note "PRIVATE+KEY+…" (0600);
+//!                               absent when the key lives outside (see `signer::KeySource`)
+//!   log.pub                     the log's verifier key ("name+id+base64"), public
 //!   api-keys.json               hashed API keys (0600)
 //!   index/                      the search index (derived; deleted and rebuilt at will)
 //!   tenants/<tenant>/

@@ -3,7 +3,8 @@
 //!
 //! Main types: [`Log`] (open a data directory, [`Log::append`] events, read tenants),
 //! [`TenantLog`] (records, proofs, tiles, checkpoints of one tenant), [`DataDir`] (the on-disk
-//! layout) and [`verify::verify_tenant`] (the offline verifier behind `tally verify`).
+//! layout), [`CheckpointSigner`] (who signs checkpoints: a key, or a command holding it) and
+//! [`verify::verify_tenant`] (the offline verifier behind `tally verify`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +28,7 @@ mod log;
 pub mod metrics;
 mod scrub;
 mod sequencer;
+pub mod signer;
 mod tenant;
 pub mod verify;
 
@@ -35,6 +37,7 @@ pub use layout::{DataDir, TenantDir};
 pub use log::{
     tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,
 };
+pub use signer::{CheckpointSigner, KeySource};
 pub use tenant::{
     open_checkpoint, read_checkpoint_frames, RecoveryReport, SignedCheckpoint, TenantLog,
 };

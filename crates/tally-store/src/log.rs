@@ -1,5 +1,5 @@
 //! [`Log`]: the embedded store as a whole — every tenant's log, the sequencer threads, and the
-//! signing key.
+//! checkpoint signer.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use tally_tlog::note::{NoteSigner, NoteVerifier};
+use tally_tlog::note::NoteVerifier;
 use tally_tlog::Hash;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use crate::error::{AppendError, Damage, StoreError};
 use crate::layout::{self, DataDir};
 use crate::metrics::LogMetrics;
 use crate::sequencer::{self, Job};
+use crate::signer::{self, KeySource, Signer};
 use crate::tenant::{OpenTenant, RecoveryReport, SignedCheckpoint, TenantLog};
 
 /// Settings of a [`Log`].
@@ -40,6 +41,10 @@ pub struct LogConfig {
     pub scrub_interval: Option<Duration>,
     /// The scrub's read rate limit, so that it never competes with ingest for the disk.
     pub scrub_bytes_per_second: u64,
+    /// Where the checkpoint signing key lives: `DATA_DIR/log.key` (the default), a key file
+    /// elsewhere, or a command that signs. With either of the last two the data directory
+    /// holds no `log.key`, only `log.pub`.
+    pub signing: KeySource,
 }
 
 impl Default for LogConfig {
@@ -52,6 +57,7 @@ impl Default for LogConfig {
             accept_unsigned_history: Vec::new(),
             scrub_interval: Some(Duration::from_secs(24 * 3600)),
             scrub_bytes_per_second: 64 << 20,
+            signing: KeySource::DataDir,
         }
     }
 }
@@ -118,7 +124,7 @@ const CHECKPOINT_EVENTS_BUFFER: usize = 4096;
 pub(crate) struct Inner {
     pub(crate) dir: DataDir,
     pub(crate) config: LogConfig,
-    pub(crate) signer: NoteSigner,
+    pub(crate) signer: Signer,
     pub(crate) verifier: NoteVerifier,
     tenants: RwLock<BTreeMap<String, Arc<TenantLog>>>,
     pub(crate) failed: Mutex<Option<String>>,
@@ -155,7 +161,7 @@ impl Inner {
                 name: tenant,
                 origin: &origin,
                 verifier: &self.verifier,
-                sign: &|body| sign_note(&self.signer, body),
+                sign: &|body| self.signer.sign(body),
                 accept_unsigned_history: false,
                 metrics: &self.metrics,
             },
@@ -210,8 +216,10 @@ pub struct OpenReport {
 }
 
 impl Log {
-    /// Opens the data directory for writing: takes its lock, loads (or on first start
-    /// generates) the signing key, recovers every tenant, and starts the sequencer.
+    /// Opens the data directory for writing: takes its lock, sets up the checkpoint signer
+    /// (loading or, on first start, generating `log.key` unless the key is configured
+    /// elsewhere; refusing a key other than the one `log.pub` records), recovers every
+    /// tenant, and starts the sequencer.
     pub fn open(dir: DataDir, config: LogConfig) -> Result<(Log, OpenReport), StoreError> {
         let lock_path = dir.lock_path();
         let lock = std::fs::OpenOptions::new()
@@ -227,9 +235,10 @@ impl Log {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
         }
-        let (signer, key_created) = load_or_create_signer(&dir, &config.origin)?;
-        let verifier = signer.verifier();
+        let (signer, key_created) = signer::open_signer(&dir, &config.signing, &config.origin)?;
+        let verifier = signer.verifier().clone();
         let metrics = LogMetrics::default();
+        let signer = Signer::new(signer, config.checkpoint_interval, metrics.clone());
         let mut tenants = BTreeMap::new();
         let mut reports = Vec::new();
         for name in dir.list_tenants()? {
@@ -240,7 +249,7 @@ impl Log {
                     name: &name,
                     origin: &origin,
                     verifier: &verifier,
-                    sign: &|body| sign_note(&signer, body),
+                    sign: &|body| signer.sign(body),
                     accept_unsigned_history: config.accept_unsigned_history.contains(&name),
                     metrics: &metrics,
                 },
@@ -249,6 +258,9 @@ impl Log {
             tenants.insert(name.clone(), Arc::new(log));
             reports.push((name, report));
         }
+        // Only now, with every tenant's last checkpoint verified under it, is the key known to
+        // be this log's.
+        signer::record_verifier(&dir, &verifier)?;
         for (name, log) in &tenants {
             metrics
                 .tree_size
@@ -380,6 +392,12 @@ impl Log {
         self.damage()
     }
 
+    /// `Err(reason)` while checkpoints cannot be signed (e.g. a signing command fails). The
+    /// log still accepts events; signing is retried.
+    pub fn signer_health(&self) -> Result<(), String> {
+        self.inner.signer.health()
+    }
+
     /// Stops taking requests, lets the sequencer finish what it has, signs final
     /// checkpoints, and waits for it. Idempotent.
     pub fn shutdown(&self) {
@@ -393,46 +411,5 @@ impl Log {
         }
         // Nothing writes any more: another process may now open the directory.
         self.lock.lock().take();
-    }
-}
-
-/// Signs a checkpoint body as a note.
-pub(crate) fn sign_note(signer: &NoteSigner, body: &str) -> Result<String, StoreError> {
-    signer
-        .sign(body)
-        .map_err(|e| StoreError::Key(e.to_string()))
-}
-
-/// Loads the signing key, or creates it (0600) with its public half on first start.
-fn load_or_create_signer(dir: &DataDir, origin: &str) -> Result<(NoteSigner, bool), StoreError> {
-    let path = dir.signing_key_path();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let signer = NoteSigner::parse_skey(text.trim())
-                .map_err(|e| StoreError::Key(format!("{}: {e}", path.display())))?;
-            if signer.name() != origin {
-                return Err(StoreError::Key(format!(
-                    "{} belongs to origin {:?} but the server was started with origin {:?}; \
-                     start it with --origin {:?} (an origin cannot change once checkpoints are signed)",
-                    path.display(),
-                    signer.name(),
-                    origin,
-                    signer.name()
-                )));
-            }
-            Ok((signer, false))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let signer = NoteSigner::generate(origin)
-                .map_err(|e| StoreError::Key(format!("cannot make a key named {origin:?}: {e}")))?;
-            layout::write_file_durably(&path, format!("{}\n", signer.to_skey()).as_bytes(), true)?;
-            layout::write_file_durably(
-                &dir.verifier_key_path(),
-                format!("{}\n", signer.verifier().to_vkey()).as_bytes(),
-                false,
-            )?;
-            Ok((signer, true))
-        }
-        Err(e) => Err(StoreError::io(&path, e)),
     }
 }

@@ -36,6 +36,10 @@ pub struct LogMetrics {
     pub scrub_bytes: Counter,
     /// Unix time at which the last complete scrub finished.
     pub scrub_last_completed: Gauge,
+    /// Failed attempts to sign a checkpoint (each is retried).
+    pub sign_failures: Counter,
+    /// 1 while checkpoint signing fails, else 0.
+    pub signer_failing: Gauge,
 }
 
 impl Default for LogMetrics {
@@ -53,6 +57,8 @@ impl Default for LogMetrics {
             scrub_runs: Counter::default(),
             scrub_bytes: Counter::default(),
             scrub_last_completed: Gauge::default(),
+            sign_failures: Counter::default(),
+            signer_failing: Gauge::default(),
         }
     }
 }
@@ -120,6 +126,16 @@ impl LogMetrics {
             "scrub_last_completed_seconds",
             "Unix time of the end of the last complete scrub",
             self.scrub_last_completed.clone(),
+        );
+        r.register(
+            "checkpoint_sign_failures",
+            "Failed attempts to sign a checkpoint (each is retried)",
+            self.sign_failures.clone(),
+        );
+        r.register(
+            "checkpoint_signer_failing",
+            "1 while checkpoint signing fails (see /healthz for the reason), else 0",
+            self.signer_failing.clone(),
         );
     }
 }

@@ -526,9 +526,14 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
         if current == Some(size) || size == 0 {
             continue;
         }
-        if let Err(e) = sign_checkpoint(inner, &log, size, root) {
-            fail_log(inner, &e);
-            return;
+        match sign_checkpoint(inner, &log, size, root) {
+            Ok(()) => {}
+            // Reported by the signer and retried at a later tick; acknowledgements go on.
+            Err(StoreError::Signer(_)) => continue,
+            Err(e) => {
+                fail_log(inner, &e);
+                return;
+            }
         }
         last_signed.insert(log.name().to_string(), Instant::now());
     }
@@ -556,10 +561,7 @@ fn sign_checkpoint(
         extensions: Vec::new(),
     }
     .to_body();
-    let note = inner
-        .signer
-        .sign(&body)
-        .map_err(|e| StoreError::Key(e.to_string()))?;
+    let note = inner.signer.sign(&body)?;
     {
         let mut file = log.checkpoints.lock();
         let path = log.dir.checkpoints_path();

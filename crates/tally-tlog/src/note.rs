@@ -256,25 +256,41 @@ impl NoteSigner {
     /// `text` must be non-empty, end in a newline and contain no control characters other
     /// than newline.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
-        if !text.ends_with('\n') {
-            return Err(NoteError::InvalidText("text must end with a newline"));
-        }
-        if has_forbidden_control(text) {
-            return Err(NoteError::InvalidText(
-                "text contains a control character other than newline",
-            ));
-        }
+        check_text(text)?;
         let sig = self.key.sign(text.as_bytes());
-        let mut note = String::with_capacity(text.len() + 1 + 100 + self.name.len());
-        note.push_str(text);
-        note.push('\n');
-        note.push_str(&format_signature_line(
-            &self.name,
-            self.key_id,
-            &sig.to_bytes(),
-        ));
-        Ok(note)
+        Ok(assemble(text, &self.name, self.key_id, &sig.to_bytes()))
     }
+}
+
+/// Note text must end in a newline and hold no control character but newline.
+fn check_text(text: &str) -> Result<(), NoteError> {
+    if !text.ends_with('\n') {
+        return Err(NoteError::InvalidText("text must end with a newline"));
+    }
+    if has_forbidden_control(text) {
+        return Err(NoteError::InvalidText(
+            "text contains a control character other than newline",
+        ));
+    }
+    Ok(())
+}
+
+/// The note: text, blank line, one signature line.
+fn assemble(text: &str, name: &str, key_id: u32, sig: &[u8; SIGNATURE_LENGTH]) -> String {
+    let mut blob = [0u8; 4 + SIGNATURE_LENGTH];
+    blob[..4].copy_from_slice(&key_id.to_be_bytes());
+    blob[4..].copy_from_slice(sig);
+    let encoded = STANDARD.encode(blob);
+    let mut note =
+        String::with_capacity(text.len() + 1 + SIG_PREFIX.len() + name.len() + 2 + encoded.len());
+    note.push_str(text);
+    note.push('\n');
+    note.push_str(SIG_PREFIX);
+    note.push_str(name);
+    note.push(' ');
+    note.push_str(&encoded);
+    note.push('\n');
+    note
 }
 
 /// An Ed25519 public key with its name and key ID.
@@ -325,6 +341,21 @@ impl NoteVerifier {
     /// Key ID.
     pub fn key_id(&self) -> u32 {
         self.key_id
+    }
+
+    /// The signed note of `text` from a raw Ed25519 signature made elsewhere (an HSM, a KMS, a
+    /// signing command), after checking that `signature` is this key's valid signature of
+    /// `text`: whatever the signer returns, the result is a note that verifies, or an error.
+    pub fn note_from_signature(&self, text: &str, signature: &[u8]) -> Result<String, NoteError> {
+        check_text(text)?;
+        let sig = <[u8; SIGNATURE_LENGTH]>::try_from(signature)
+            .ok()
+            .filter(|sig| self.verify(text, sig))
+            .ok_or_else(|| NoteError::InvalidSignature {
+                name: self.name.clone(),
+                key_id: self.key_id,
+            })?;
+        Ok(assemble(text, &self.name, self.key_id, &sig))
     }
 
     fn verify(&self, text: &str, sig: &[u8]) -> bool {
@@ -558,6 +589,28 @@ mod tests {
             open(&many, &[s.verifier()]),
             Err(NoteError::TooManySignatures)
         );
+    }
+
+    #[test]
+    fn notes_from_external_signatures_are_checked() {
+        let s = signer();
+        let v = s.verifier();
+        let text = "example.com/log\n1\nAAAA\n";
+        let note = s.sign(text).unwrap();
+        let blob = STANDARD
+            .decode(note.rsplit(' ').next().unwrap().trim_end())
+            .unwrap();
+        assert_eq!(v.note_from_signature(text, &blob[4..]).unwrap(), note);
+        let mut bad = blob[4..].to_vec();
+        bad[0] ^= 1;
+        for sig in [&bad[..], &blob[4..36], &[][..], &blob[..]] {
+            assert!(matches!(
+                v.note_from_signature(text, sig),
+                Err(NoteError::InvalidSignature { .. })
+            ));
+        }
+        assert!(v.note_from_signature("other\n", &blob[4..]).is_err());
+        assert!(v.note_from_signature("no newline", &blob[4..]).is_err());
     }
 
     #[test]

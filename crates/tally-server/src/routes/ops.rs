@@ -15,6 +15,8 @@ use crate::AppState;
 /// were found damaged (`damaged`, naming tenant and first index; ingest goes on, reads of
 /// those records fail). With witnesses configured, `witnesses` tells per witness whether it
 /// cosigns and how far it lags (a lagging witness never stops ingest, so it is not a 503).
+/// While checkpoints cannot be signed (the log still accepts events) the status is
+/// `degraded`, with the reason in `checkpoint_signing`.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "The log accepts events (status `ok`, or `degraded` when a background component such as anchoring fails)"),
         (status = 503, description = "The log stopped accepting writes, or stored records are damaged")))]
@@ -32,6 +34,10 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let damage = state.log.damage();
     match state.log.health() {
         Ok(()) if damage.is_empty() => {
+            if let Err(reason) = state.log.signer_health() {
+                degraded = true;
+                body.insert("checkpoint_signing".into(), json!(reason));
+            }
             let status = if degraded { "degraded" } else { "ok" };
             body.insert("status".into(), json!(status));
             body.insert("tenants".into(), json!(state.log.tenants().len()));

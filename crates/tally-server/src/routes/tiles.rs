@@ -1,6 +1,7 @@
 //! The tree in the C2SP tlog-tiles layout, so standard tile clients can read it:
 //! `/logs/{tenant}/checkpoint`, `/logs/{tenant}/tile/...`, and the same at the root for the
-//! `default` tenant.
+//! `default` tenant. With `public_tree`, checkpoints and hash tiles need no key; entry bundles
+//! hold the records and always do.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
@@ -9,14 +10,16 @@ use tally_tlog::tile::TilePath;
 
 use super::events::tenant_log;
 use super::proofs::{note_response, served_checkpoint};
-use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::extract::Auth;
+use crate::extract::TreeReader;
 use crate::AppState;
 
-fn checkpoint_for(state: &AppState, auth: &Auth, tenant: &str) -> Result<Response, ApiError> {
-    auth.require(Scope::Read)?;
-    let tenant = auth.tenant(Some(tenant))?;
+fn checkpoint_for(
+    state: &AppState,
+    reader: &TreeReader,
+    tenant: &str,
+) -> Result<Response, ApiError> {
+    let tenant = reader.tenant(Some(tenant))?;
     let log = tenant_log(state, &tenant)?;
     let mut response = note_response(served_checkpoint(state, &log)?);
     response
@@ -25,11 +28,18 @@ fn checkpoint_for(state: &AppState, auth: &Auth, tenant: &str) -> Result<Respons
     Ok(response)
 }
 
-fn tile_for(state: &AppState, auth: &Auth, tenant: &str, path: &str) -> Result<Response, ApiError> {
-    auth.require(Scope::Read)?;
-    let tenant = auth.tenant(Some(tenant))?;
+fn tile_for(
+    state: &AppState,
+    reader: &TreeReader,
+    tenant: &str,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let tenant = reader.tenant(Some(tenant))?;
     let tile = TilePath::parse(&format!("tile/{path}"))
         .map_err(|e| ApiError::not_found(format!("tile/{path} is not a tlog-tiles path: {e}")))?;
+    if let TilePath::Entries { .. } = tile {
+        reader.require_key("an entry bundle (it holds the records)")?;
+    }
     let log = tenant_log(state, &tenant)?;
     let bytes = match tile {
         TilePath::Hashes {
@@ -58,34 +68,34 @@ fn tile_for(state: &AppState, auth: &Auth, tenant: &str, path: &str) -> Result<R
 /// `GET /logs/{tenant}/checkpoint`.
 pub(crate) async fn tenant_checkpoint(
     State(state): State<AppState>,
-    auth: Auth,
+    reader: TreeReader,
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
-    checkpoint_for(&state, &auth, &tenant)
+    checkpoint_for(&state, &reader, &tenant)
 }
 
 /// `GET /logs/{tenant}/tile/{path}`.
 pub(crate) async fn tenant_tile(
     State(state): State<AppState>,
-    auth: Auth,
+    reader: TreeReader,
     Path((tenant, path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    tile_for(&state, &auth, &tenant, &path)
+    tile_for(&state, &reader, &tenant, &path)
 }
 
 /// `GET /checkpoint`: the `default` tenant's.
 pub(crate) async fn default_checkpoint(
     State(state): State<AppState>,
-    auth: Auth,
+    reader: TreeReader,
 ) -> Result<Response, ApiError> {
-    checkpoint_for(&state, &auth, crate::DEFAULT_TENANT)
+    checkpoint_for(&state, &reader, crate::DEFAULT_TENANT)
 }
 
 /// `GET /tile/{path}`: the `default` tenant's.
 pub(crate) async fn default_tile(
     State(state): State<AppState>,
-    auth: Auth,
+    reader: TreeReader,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
-    tile_for(&state, &auth, crate::DEFAULT_TENANT, &path)
+    tile_for(&state, &reader, crate::DEFAULT_TENANT, &path)
 }
