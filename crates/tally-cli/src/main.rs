@@ -13,6 +13,7 @@ mod ingest;
 mod investigate;
 mod serve;
 mod verify;
+mod verify_url;
 
 use std::process::ExitCode;
 
