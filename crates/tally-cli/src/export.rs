@@ -191,7 +191,11 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     }
     let (output, quiet) = (args.output.clone(), args.quiet);
     let verified = tokio::task::spawn_blocking(move || check(&output, &key, quiet)).await??;
-    println!("exported {} to {}", summary(&verified), args.output.display());
+    println!(
+        "exported {} to {}",
+        summary(&verified),
+        args.output.display()
+    );
     println!("{}", scope(&verified));
     if format == Format::Csv {
         println!(

@@ -236,8 +236,7 @@ async fn online(args: &VerifyArgs) -> Result<()> {
         let cp = open_checkpoint(&note, &verifier).with_context(|| format!("tenant {tenant}"))?;
         let pb = bar(args.quiet, cp.size, "entries");
         pb.set_message(tenant.clone());
-        let checked =
-            crate::verify_url::check_tree(&client, tenant, cp.size, &cp.root, &pb).await;
+        let checked = crate::verify_url::check_tree(&client, tenant, cp.size, &cp.root, &pb).await;
         pb.finish_and_clear();
         checked?;
         if let Some(s) = since.as_ref().filter(|s| &s.tenant == tenant) {

@@ -103,7 +103,15 @@ pub async fn check_tree(
         }
         note(compare(&tile_path, 0, n, &leaves, &tile), &mut first);
         if u64::from(width) == TILE_WIDTH {
-            climb(client, tenant, &mut levels, 1, subtree_root(&leaves), &mut first).await?;
+            climb(
+                client,
+                tenant,
+                &mut levels,
+                1,
+                subtree_root(&leaves),
+                &mut first,
+            )
+            .await?;
         }
         pb.inc(u64::from(width));
     }
@@ -113,8 +121,8 @@ pub async fn check_tree(
         if level.pending.is_empty() {
             continue;
         }
-        let path = TilePath::hashes(k as u8, level.tile_index, level.pending.len() as u16)?
-            .to_path();
+        let path =
+            TilePath::hashes(k as u8, level.tile_index, level.pending.len() as u16)?.to_path();
         let tile = fetch(client, tenant, &path).await?;
         note(
             compare(&path, k as u8, level.tile_index, &level.pending, &tile),

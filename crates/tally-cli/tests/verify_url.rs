@@ -70,6 +70,7 @@ fn start_server(dir: &Path) -> Server {
         std::thread::sleep(Duration::from_millis(25));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start");
 }
 

@@ -271,7 +271,9 @@ mod tests {
         assert!(parse_line("{}").is_err());
         assert!(parse_line(r#"{"index":1}"#).is_err());
         assert!(parse_line(r#"{"index":1,"event":{},"note":"x"}"#).is_err());
-        assert!(parse_line(r#"{"index":1,"event":{},"tally_export_error":{"message":"m"}}"#).is_err());
+        assert!(
+            parse_line(r#"{"index":1,"event":{},"tally_export_error":{"message":"m"}}"#).is_err()
+        );
         assert!(parse_line("not json").is_err());
     }
 }

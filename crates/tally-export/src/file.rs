@@ -462,7 +462,10 @@ fn verify_csv(
     // moved column would be shown by a spreadsheet but checked by nothing.
     let expected = table::columns();
     if headers.len() != expected.len()
-        || headers.iter().zip(&expected).any(|(h, e)| h != e.as_bytes())
+        || headers
+            .iter()
+            .zip(&expected)
+            .any(|(h, e)| h != e.as_bytes())
     {
         return Err(BundleError::Format(format!(
             "{}: the header row must be exactly the export's columns ({})",
@@ -629,7 +632,12 @@ fn check_parquet_metadata(
 ) -> Result<(), BundleError> {
     let bad = |m: String| BundleError::Format(format!("{}: {m}", path.display()));
     let mut seen: Vec<&str> = Vec::new();
-    for kv in meta.file_metadata().key_value_metadata().into_iter().flatten() {
+    for kv in meta
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+    {
         let key = kv.key.as_str();
         if ![PARQUET_HEADER_KEY, PARQUET_END_KEY, "ARROW:schema"].contains(&key) {
             return Err(bad(format!(
@@ -648,7 +656,8 @@ fn check_parquet_metadata(
         for column in group.columns() {
             let what = if column.statistics().is_some() {
                 "statistics"
-            } else if column.column_index_offset().is_some() || column.offset_index_offset().is_some()
+            } else if column.column_index_offset().is_some()
+                || column.offset_index_offset().is_some()
             {
                 "a page index"
             } else if column.bloom_filter_offset().is_some() {

@@ -91,7 +91,9 @@ impl Log {
         let (query, indexes, range) = if filtered {
             (
                 "actor:alice",
-                (0..SIZE).filter(|i| i.is_multiple_of(3)).collect::<Vec<_>>(),
+                (0..SIZE)
+                    .filter(|i| i.is_multiple_of(3))
+                    .collect::<Vec<_>>(),
                 IndexRange { from: 0, to: SIZE },
             )
         } else {
@@ -157,7 +159,12 @@ type PartsMutation = (&'static str, bool, fn(&Log, &mut Parts), &'static str);
 /// text of the error).
 fn parts_mutations() -> Vec<PartsMutation> {
     vec![
-        ("version", false, |_, p| p.header.version = 2, "bundle version 2"),
+        (
+            "version",
+            false,
+            |_, p| p.header.version = 2,
+            "bundle version 2",
+        ),
         (
             "tenant renamed",
             false,
@@ -417,7 +424,8 @@ fn issue_7_unfiltered_export_cannot_drop_a_row_by_clearing_complete() {
         let e = verify_file(&path, &key, |_| {})
             .expect_err("an unfiltered range with a row missing verified");
         assert!(
-            e.to_string().contains("an unfiltered range must hold every one"),
+            e.to_string()
+                .contains("an unfiltered range must hold every one"),
             "{ext}: {e}"
         );
     }
@@ -496,7 +504,13 @@ fn byte_edits_of_json_lines_files_are_refused() {
         ),
         (
             "an unknown header field",
-            |t| t.replacen("{\"tally_export\":{", "{\"tally_export\":{\"note\":\"ok\",", 1),
+            |t| {
+                t.replacen(
+                    "{\"tally_export\":{",
+                    "{\"tally_export\":{\"note\":\"ok\",",
+                    1,
+                )
+            },
             "unknown field",
         ),
         (
@@ -674,12 +688,8 @@ fn rewrite_parquet(
             .set_offset_index_disabled(true);
     }
     let schema = batches[0].schema();
-    let mut w = ArrowWriter::try_new(
-        File::create(path).unwrap(),
-        schema,
-        Some(props.build()),
-    )
-    .unwrap();
+    let mut w =
+        ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props.build())).unwrap();
     for b in &batches {
         w.write(b).unwrap();
     }
@@ -728,25 +738,39 @@ fn edits_of_parquet_files_are_refused() {
         (
             "a flat column",
             false,
-            |b, _| b[0] = map_strings(&b[0], "actor.id", |r, v| {
-                if r == 1 { Some("mallory".into()) } else { v.map(str::to_string) }
-            }),
+            |b, _| {
+                b[0] = map_strings(&b[0], "actor.id", |r, v| {
+                    if r == 1 {
+                        Some("mallory".into())
+                    } else {
+                        v.map(str::to_string)
+                    }
+                })
+            },
             "column actor.id does not match",
         ),
         (
             "a flat column emptied",
             false,
-            |b, _| b[0] = map_strings(&b[0], "resource.id", |r, v| {
-                if r == 1 { None } else { v.map(str::to_string) }
-            }),
+            |b, _| {
+                b[0] = map_strings(&b[0], "resource.id", |r, v| {
+                    if r == 1 {
+                        None
+                    } else {
+                        v.map(str::to_string)
+                    }
+                })
+            },
             "column resource.id does not match",
         ),
         (
             "a record's bytes",
             false,
-            |b, _| b[0] = map_strings(&b[0], "event", |_, v| {
-                v.map(|s| s.replace("old7@", "old8@"))
-            }),
+            |b, _| {
+                b[0] = map_strings(&b[0], "event", |_, v| {
+                    v.map(|s| s.replace("old7@", "old8@"))
+                })
+            },
             "not all in the signed tree",
         ),
         (
@@ -759,36 +783,48 @@ fn edits_of_parquet_files_are_refused() {
             "an extra column",
             false,
             |b, _| {
-                let mut fields: Vec<arrow_schema::Field> =
-                    b[0].schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-                fields.push(arrow_schema::Field::new("note", arrow_schema::DataType::Utf8, true));
+                let mut fields: Vec<arrow_schema::Field> = b[0]
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.push(arrow_schema::Field::new(
+                    "note",
+                    arrow_schema::DataType::Utf8,
+                    true,
+                ));
                 let mut columns = b[0].columns().to_vec();
-                columns.push(Arc::new(StringArray::from(vec![Some("ok"); b[0].num_rows()])));
-                b[0] = RecordBatch::try_new(
-                    Arc::new(arrow_schema::Schema::new(fields)),
-                    columns,
-                )
-                .unwrap();
+                columns.push(Arc::new(StringArray::from(vec![
+                    Some("ok");
+                    b[0].num_rows()
+                ])));
+                b[0] = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+                    .unwrap();
             },
             "the columns must be exactly",
         ),
-        (
-            "statistics added",
-            true,
-            |_, _| {},
-            "carries statistics",
-        ),
+        ("statistics added", true, |_, _| {}, "carries statistics"),
         (
             "an unknown metadata key",
             false,
-            |_, kv| kv.push(KeyValue::new("tally.export.note".into(), "verified".to_string())),
+            |_, kv| {
+                kv.push(KeyValue::new(
+                    "tally.export.note".into(),
+                    "verified".to_string(),
+                ))
+            },
             "is not part of a Tally export",
         ),
         (
             "the header key twice",
             false,
             |_, kv| {
-                let h = kv.iter().find(|k| k.key == PARQUET_HEADER_KEY).unwrap().clone();
+                let h = kv
+                    .iter()
+                    .find(|k| k.key == PARQUET_HEADER_KEY)
+                    .unwrap()
+                    .clone();
                 kv.insert(0, h);
             },
             "appears twice",
@@ -804,7 +840,10 @@ fn edits_of_parquet_files_are_refused() {
             false,
             |_, kv| {
                 for k in kv.iter_mut().filter(|k| k.key == PARQUET_HEADER_KEY) {
-                    k.value = k.value.as_ref().map(|v| v.replace("\"complete\":true", "\"complete\":false"));
+                    k.value = k
+                        .value
+                        .as_ref()
+                        .map(|v| v.replace("\"complete\":true", "\"complete\":false"));
                 }
             },
             "header field complete",
