@@ -196,6 +196,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
         summary(&verified),
         args.output.display()
     );
+    println!("{}", scope(&verified));
     if format == Format::Csv {
         println!(
             "the proof is in {} (keep it with the CSV)",
@@ -209,22 +210,32 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// What was proven: the records' authenticity, always.
 fn summary(v: &Verified) -> String {
-    let scope = if v.complete {
-        format!(
-            "every record of leaf range [{}, {}) (complete)",
-            v.range.from, v.range.to
-        )
-    } else {
-        format!(
-            "the records of [{}, {}) matching {:?}",
-            v.range.from, v.range.to, v.query
-        )
-    };
     format!(
-        "{} records of tenant {}: {scope}, all in the tree of {} records signed by the log",
+        "{} records of tenant {}, each in the tree of {} records signed by the log at the leaf index it claims",
         v.rows, v.tenant, v.size
     )
+}
+
+/// What was proven about completeness, and what was not.
+fn scope(v: &Verified) -> String {
+    let range = format!("leaf range [{}, {})", v.range.from, v.range.to);
+    let whole = if v.whole_tree() {
+        ", the whole signed log"
+    } else {
+        ""
+    };
+    if v.complete {
+        format!("{range} (complete{whole}): no record of the range is missing")
+    } else {
+        format!(
+            "{range}{whole} filtered by {:?} (the exporter's word: the query is not signed): \
+             nothing signed says which records match a query, so this export cannot prove \
+             that no other record matched",
+            v.query
+        )
+    }
 }
 
 /// Verifies an export file, with a progress spinner unless `quiet`.
@@ -236,8 +247,9 @@ fn check(path: &Path, key: &NoteVerifier, quiet: bool) -> Result<Verified> {
     result.map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
-/// `tally verify --export FILE`: checks an export offline with the given key.
-pub fn verify_export(path: &Path, key: &KeyArg, quiet: bool) -> Result<()> {
+/// `tally verify --export FILE`: checks an export offline with the given key; with
+/// `require_complete`, a filtered export (which cannot prove completeness) fails.
+pub fn verify_export(path: &Path, key: &KeyArg, quiet: bool, require_complete: bool) -> Result<()> {
     let key = key.given()?.ok_or_else(|| {
         anyhow!(
             "pass the log's public key with --key (a copy of DATA_DIR/log.pub you trust, or the \
@@ -246,9 +258,15 @@ pub fn verify_export(path: &Path, key: &KeyArg, quiet: bool) -> Result<()> {
     })?;
     let verified = check(path, &key, quiet)?;
     println!("OK: {}", summary(&verified));
-    if !verified.complete {
-        println!(
-            "note: a filtered export proves every record it holds is in the log; it cannot prove that no other record matched"
+    println!("{}", scope(&verified));
+    if require_complete && !verified.complete {
+        bail!(
+            "{}: --require-complete: the export is filtered by {:?}, so it cannot prove that it \
+             holds every record of [{}, {}); export the range without a query for that",
+            path.display(),
+            verified.query,
+            verified.range.from,
+            verified.range.to
         );
     }
     Ok(())

@@ -16,6 +16,7 @@ mod serve;
 mod signing;
 mod verify;
 mod witness;
+mod verify_url;
 
 use std::process::ExitCode;
 

@@ -8,8 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tally_store::DataDir;
 use tally_tlog::note::NoteVerifier;
-use tally_tlog::tile::{TilePath, TILE_WIDTH};
-use tally_tlog::{Frontier, Hash};
+use tally_tlog::Hash;
 
 use crate::client::ApiClient;
 use crate::commands::{open_checkpoint, parse_verifier, KeyArg};
@@ -23,8 +22,9 @@ use crate::ServerArgs;
 /// bad tenant and index if any byte was changed, a record removed, inserted, reordered or
 /// truncated, or a checkpoint forged.
 ///
-/// Online (--url): downloads every entry bundle of the tlog-tiles layout and checks the tree
-/// against the server's signed checkpoint.
+/// Online (--url): downloads every entry bundle and every hash tile of the tlog-tiles layout,
+/// checks the entries against the server's signed checkpoint and every tile byte for byte
+/// against the tree the entries imply, and names the first bad tile and leaf index.
 ///
 /// --since FILE: a checkpoint saved earlier (tally checkpoint --out FILE); proves the log still
 /// contains that tree and only grew since (catches rollback and forks).
@@ -34,7 +34,8 @@ use crate::ServerArgs;
 /// catches a history rewritten and re-signed with the log's own key.
 ///
 /// --export FILE: check an export bundle (tally export) offline instead: every record is in
-/// the signed tree the file carries, and an unfiltered range holds every record.
+/// the signed tree the file carries, and an unfiltered range holds every record
+/// (--require-complete: fail unless the export proves it is complete).
 ///
 /// Exit status: 0 intact, 1 a problem was found (or the check could not run), 2 usage error.
 ///
@@ -59,6 +60,11 @@ pub struct VerifyArgs {
     /// signed tree it carries, and an unfiltered range is complete. Needs --key.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "since", "tenant"])]
     export: Option<PathBuf>,
+    /// With --export: fail (exit 1) unless the export proves it holds every record of its
+    /// range, i.e. it is an unfiltered range export. For scripts that must not accept a
+    /// filtered export in place of a complete one.
+    #[arg(long, requires = "export")]
+    require_complete: bool,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -152,7 +158,7 @@ fn bar(quiet: bool, total: u64, unit: &str) -> ProgressBar {
 pub async fn run(args: VerifyArgs) -> Result<()> {
     if let Some(file) = args.export.clone() {
         return tokio::task::spawn_blocking(move || {
-            crate::export::verify_export(&file, &args.key, args.quiet)
+            crate::export::verify_export(&file, &args.key, args.quiet, args.require_complete)
         })
         .await?;
     }
@@ -319,40 +325,9 @@ async fn online(args: &VerifyArgs) -> Result<()> {
         }
         let pb = bar(args.quiet, cp.size, "entries");
         pb.set_message(tenant.clone());
-        let mut frontier = Frontier::new();
-        let bundles = cp.size.div_ceil(TILE_WIDTH);
-        for n in 0..bundles {
-            let width = (cp.size - n * TILE_WIDTH).min(TILE_WIDTH) as u16;
-            let path = TilePath::entries(n, width)
-                .expect("width in range")
-                .to_path();
-            let bytes = client
-                .get(&format!("/logs/{tenant}/{path}"), &[])
-                .await?
-                .bytes()
-                .await?;
-            let entries = tally_tlog::tile::decode_entry_bundle(&bytes)
-                .map_err(|e| anyhow!("tenant {tenant}: {path} is malformed: {e}"))?;
-            if entries.len() != width as usize {
-                bail!("VERIFICATION FAILED: tenant {tenant}: {path} holds {} entries, expected {width}", entries.len());
-            }
-            for e in entries {
-                frontier.push(tally_tlog::leaf_hash(e), |_, _, _| {});
-            }
-            pb.inc(u64::from(width));
-        }
+        let checked = crate::verify_url::check_tree(&client, tenant, cp.size, &cp.root, &pb).await;
         pb.finish_and_clear();
-        if frontier.root() != cp.root {
-            let index = first_divergent_leaf(&client, tenant, cp.size)
-                .await
-                .ok()
-                .flatten();
-            bail!(
-                "VERIFICATION FAILED: tenant {tenant}: the entries served do not hash to the signed checkpoint (size {}){}",
-                cp.size,
-                index.map(|i| format!("; first bad index {i}")).unwrap_or_default()
-            );
-        }
+        checked?;
         for s in since.iter().filter(|s| &s.tenant == tenant) {
             if s.size > cp.size {
                 bail!("VERIFICATION FAILED: tenant {tenant}: the log shrank from {} to {} since {}: rollback", s.size, cp.size, s.source);
@@ -390,7 +365,7 @@ async fn online(args: &VerifyArgs) -> Result<()> {
             );
         }
         println!(
-            "tenant {tenant}: {} entries match the signed checkpoint",
+            "tenant {tenant}: {} entries and every hash tile match the signed checkpoint",
             cp.size
         );
         total_records += cp.size;
@@ -409,31 +384,4 @@ fn decode_hash(s: &str) -> Result<Hash> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow!("malformed hash {s:?}"))
-}
-
-/// Compares the served leaf hashes (level-0 tiles) with hashes of the served entries to name
-/// the first entry whose bytes changed.
-async fn first_divergent_leaf(client: &ApiClient, tenant: &str, size: u64) -> Result<Option<u64>> {
-    for n in 0..size.div_ceil(TILE_WIDTH) {
-        let width = (size - n * TILE_WIDTH).min(TILE_WIDTH) as u16;
-        let entries_path = TilePath::entries(n, width)?.to_path();
-        let hashes_path = TilePath::hashes(0, n, width)?.to_path();
-        let entries = client
-            .get(&format!("/logs/{tenant}/{entries_path}"), &[])
-            .await?
-            .bytes()
-            .await?;
-        let hashes = client
-            .get(&format!("/logs/{tenant}/{hashes_path}"), &[])
-            .await?
-            .bytes()
-            .await?;
-        let entries = tally_tlog::tile::decode_entry_bundle(&entries)?;
-        for (i, e) in entries.iter().enumerate() {
-            if hashes.get(i * 32..i * 32 + 32) != Some(&tally_tlog::leaf_hash(e)[..]) {
-                return Ok(Some(n * TILE_WIDTH + i as u64));
-            }
-        }
-    }
-    Ok(None)
 }

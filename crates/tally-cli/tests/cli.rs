@@ -517,6 +517,20 @@ fn export_every_format_and_verify_it_offline() {
             text.contains("cannot prove that no other record matched"),
             "{text}"
         );
+        // A script that needs completeness says so, and a filtered export fails it.
+        let e = fails(&server.tally(&[
+            "verify",
+            "--export",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "--require-complete",
+            "-q",
+        ]));
+        assert!(
+            e.contains("--require-complete") && e.contains("cannot prove"),
+            "{e}"
+        );
 
         // Unfiltered range: complete.
         let out = tmp.path().join(format!("range.{ext}"));
@@ -542,6 +556,15 @@ fn export_every_format_and_verify_it_offline() {
         ]));
         assert!(text.contains("OK: 150 records"), "{text}");
         assert!(text.contains("[100, 250) (complete)"), "{text}");
+        ok(&server.tally(&[
+            "verify",
+            "--export",
+            out.to_str().unwrap(),
+            "--key",
+            key,
+            "--require-complete",
+            "-q",
+        ]));
         // An existing file is not replaced without --force.
         let e = fails(&server.tally(&["export", "-o", out.to_str().unwrap(), "--key", key, "-q"]));
         assert!(e.contains("--force"), "{e}");

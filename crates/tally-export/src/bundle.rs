@@ -20,7 +20,11 @@ use tally_tlog::{Hash, RangeHash};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// What was exported, from which tree: the first line of a bundle.
+///
+/// Unknown fields are refused: a verifier must not pass over anything a reader of the file
+/// might take for part of what was verified (a new field needs a new [`FORMAT_VERSION`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Header {
     /// [`FORMAT_VERSION`].
     pub version: u32,
@@ -31,7 +35,9 @@ pub struct Header {
     /// The leaf-index range `[from, to)` looked at. `to` never exceeds the checkpoint's size:
     /// an export covers what the checkpoint signs.
     pub range: IndexRange,
-    /// True when nothing filtered the range: the bundle must then hold every record of it.
+    /// True when nothing filtered the range (the query is empty): the bundle must then hold
+    /// every record of it. Redundant with `query` on purpose, so that a reader of the header
+    /// sees the claim; the verifier refuses a header where the two disagree.
     pub complete: bool,
     /// The signed checkpoint (C2SP signed note) every record is proven against.
     pub checkpoint: String,
@@ -40,12 +46,14 @@ pub struct Header {
     /// Who asked for it (`api-key:<id>`).
     pub exported_by: String,
     /// How many rows the server expected when it started (for progress; the end line counts).
+    /// For an unfiltered range it is the range's length, and the verifier holds it to that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_rows: Option<u64>,
 }
 
 /// Leaf indexes `[from, to)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IndexRange {
     /// First leaf index.
     pub from: u64,
@@ -56,6 +64,7 @@ pub struct IndexRange {
 /// The last line of a bundle: the row count and the proof that binds every row to the
 /// checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct End {
     /// Records in the bundle.
     pub rows: u64,
@@ -65,6 +74,7 @@ pub struct End {
 
 /// One [`RangeHash`] of the proof, with its hash in standard base64.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProofNode {
     /// First leaf of the subtree.
     pub start: u64,
@@ -118,6 +128,7 @@ pub enum Line<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AnyLine<'a> {
     tally_export: Option<Header>,
     tally_export_end: Option<End>,
@@ -128,13 +139,26 @@ struct AnyLine<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ErrorLine {
     message: String,
 }
 
-/// Parses one line (without its newline).
+/// Parses one line (without its newline). A line is exactly one of the four kinds: a line
+/// mixing them, or carrying fields of none, is refused rather than read one way here and
+/// another way by some other reader of the file.
 pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
     let any: AnyLine<'_> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let record = any.index.is_some() || any.event.is_some();
+    let kinds = [
+        any.tally_export.is_some(),
+        any.tally_export_end.is_some(),
+        any.tally_export_error.is_some(),
+        record,
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("a line must be exactly one of a header, a record, an end or an error".into());
+    }
     match any {
         AnyLine {
             tally_export: Some(h),
@@ -153,7 +177,7 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
             event: Some(event),
             ..
         } => Ok(Line::Record { index, event }),
-        _ => Err("neither a header, a record, an end nor an error line".into()),
+        _ => Err("a record line needs both \"index\" and \"event\"".into()),
     }
 }
 
@@ -245,6 +269,11 @@ mod tests {
             Ok(Line::Error(m)) if m == "disk"
         ));
         assert!(parse_line("{}").is_err());
+        assert!(parse_line(r#"{"index":1}"#).is_err());
+        assert!(parse_line(r#"{"index":1,"event":{},"note":"x"}"#).is_err());
+        assert!(
+            parse_line(r#"{"index":1,"event":{},"tally_export_error":{"message":"m"}}"#).is_err()
+        );
         assert!(parse_line("not json").is_err());
     }
 }

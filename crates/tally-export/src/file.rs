@@ -26,7 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use tally_tlog::note::NoteVerifier;
 
@@ -123,6 +123,7 @@ fn columns_match(
 
 /// The CSV sidecar's content.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Sidecar {
     tally_export: Header,
     tally_export_end: End,
@@ -276,8 +277,13 @@ impl ParquetSink {
         let schema = parquet_schema();
         let header_json =
             serde_json::to_string(header).map_err(|e| BundleError::Io(e.to_string()))?;
+        // No statistics, page indexes or bloom filters: query engines prune with them
+        // without reading the rows, so they would be unverified claims about the rows (a
+        // forged maximum hides a row from a filtered query). The verifier refuses them.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_offset_index_disabled(true)
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 PARQUET_HEADER_KEY.to_string(),
                 header_json,
@@ -362,6 +368,12 @@ pub fn verify_file(
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(|e| io(path, e))?;
     drop(file);
+    if n == 0 {
+        return Err(BundleError::Format(format!(
+            "{}: the file is empty",
+            path.display()
+        )));
+    }
     if &magic[..n] == b"PAR1" {
         verify_parquet(path, key, &mut on_row)
     } else if n > 0 && magic[0] == b'{' {
@@ -378,9 +390,12 @@ fn verify_jsonl(
 ) -> Result<Verified, BundleError> {
     let reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| io(path, e))?);
     let mut verifier: Option<BundleVerifier> = None;
-    for (n, line) in reader.lines().enumerate() {
+    let mut lines = reader.lines();
+    let mut n = 0;
+    while let Some(line) = lines.next() {
+        n += 1;
         let line = line.map_err(|e| io(path, e))?;
-        let line_no = n + 1;
+        let line_no = n;
         if line.is_empty() {
             continue;
         }
@@ -398,7 +413,17 @@ fn verify_jsonl(
             (Line::End(end), Some(_)) => {
                 let v = verifier.take().expect("matched Some");
                 on_row(v.rows());
-                return v.finish(&end);
+                let verified = v.finish(&end)?;
+                // Lines after the end would be read by other tools but covered by nothing.
+                for (m, rest) in lines.by_ref().enumerate() {
+                    if !rest.map_err(|e| io(path, e))?.is_empty() {
+                        return Err(BundleError::Format(format!(
+                            "line {}: data after the end line",
+                            line_no + m + 1
+                        )));
+                    }
+                }
+                return Ok(verified);
             }
             (Line::Error(m), Some(_)) => {
                 return Err(BundleError::Format(format!(
@@ -433,18 +458,22 @@ fn verify_csv(
     let mut verifier = BundleVerifier::new(header, key)?;
     let mut reader = csv::Reader::from_path(path).map_err(|e| io(path, e))?;
     let headers = reader.byte_headers().map_err(|e| io(path, e))?.clone();
-    let column = |name: &str| {
-        headers
+    // Exactly the columns the exporter writes, in order: an added, renamed, duplicated or
+    // moved column would be shown by a spreadsheet but checked by nothing.
+    let expected = table::columns();
+    if headers.len() != expected.len()
+        || headers
             .iter()
-            .position(|h| h == name.as_bytes())
-            .ok_or_else(|| BundleError::Format(format!("{}: no column {name:?}", path.display())))
-    };
-    let (index_col, event_col) = (column("index")?, column("event")?);
-    // Where each expected column is in this file.
-    let positions: Vec<Option<usize>> = table::columns()
-        .iter()
-        .map(|name| headers.iter().position(|h| h == name.as_bytes()))
-        .collect();
+            .zip(&expected)
+            .any(|(h, e)| h != e.as_bytes())
+    {
+        return Err(BundleError::Format(format!(
+            "{}: the header row must be exactly the export's columns ({})",
+            path.display(),
+            expected.join(",")
+        )));
+    }
+    let (index_col, event_col) = (0, expected.len() - 1);
     let mut row = csv::ByteRecord::new();
     while reader.read_byte_record(&mut row).map_err(|e| io(path, e))? {
         let line = row.position().map(|p| p.line()).unwrap_or(0);
@@ -457,7 +486,7 @@ fn verify_csv(
         verifier.record(index, event)?;
         let cells = &row;
         columns_match(verifier.rows(), index, event, |i| {
-            String::from_utf8(cells.get(positions[i]?)?.to_vec()).ok()
+            String::from_utf8(cells.get(i)?.to_vec()).ok()
         })?;
         if verifier.rows().is_multiple_of(4096) {
             on_row(verifier.rows());
@@ -488,6 +517,7 @@ fn verify_parquet(
                 ))
             })
     };
+    check_parquet_metadata(path, builder.metadata())?;
     let header: Header = serde_json::from_str(&kv(PARQUET_HEADER_KEY)?)
         .map_err(|e| BundleError::Format(format!("{PARQUET_HEADER_KEY}: {e}")))?;
     let end_json = kv(PARQUET_END_KEY).map_err(|_| BundleError::Truncated)?;
@@ -495,14 +525,25 @@ fn verify_parquet(
         .map_err(|e| BundleError::Format(format!("{PARQUET_END_KEY}: {e}")))?;
     let mut verifier = BundleVerifier::new(header, key)?;
 
-    let schema = builder.schema().clone();
-    let position = |name: &str| {
-        schema
-            .index_of(name)
-            .map_err(|_| BundleError::Format(format!("{}: no column {name:?}", path.display())))
+    let expected = parquet_schema();
+    let fields = builder.schema().fields();
+    let same = |a: &Field, b: &Field| {
+        a.name() == b.name()
+            && a.data_type() == b.data_type()
+            && a.is_nullable() == b.is_nullable()
+            && a.metadata().is_empty()
     };
-    for name in table::columns() {
-        position(name)?;
+    if fields.len() != expected.fields().len()
+        || fields
+            .iter()
+            .zip(expected.fields())
+            .any(|(a, b)| !same(a, b))
+    {
+        return Err(BundleError::Format(format!(
+            "{}: the columns must be exactly the export's ({}), with their types",
+            path.display(),
+            table::columns().join(",")
+        )));
     }
     let reader = builder
         .with_batch_size(PARQUET_BATCH)
@@ -579,4 +620,57 @@ fn verify_parquet(
         on_row(verifier.rows());
     }
     verifier.finish(&end)
+}
+
+/// Refuses Parquet metadata that readers act on but the verifier does not check: key-value
+/// entries other than the bundle's (each exactly once) and Arrow's schema, and column
+/// statistics, page indexes, bloom filters or sort orders, which query engines use to skip
+/// rows without reading them.
+fn check_parquet_metadata(
+    path: &Path,
+    meta: &parquet::file::metadata::ParquetMetaData,
+) -> Result<(), BundleError> {
+    let bad = |m: String| BundleError::Format(format!("{}: {m}", path.display()));
+    let mut seen: Vec<&str> = Vec::new();
+    for kv in meta
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+    {
+        let key = kv.key.as_str();
+        if ![PARQUET_HEADER_KEY, PARQUET_END_KEY, "ARROW:schema"].contains(&key) {
+            return Err(bad(format!(
+                "metadata key {key:?} is not part of a Tally export"
+            )));
+        }
+        if seen.contains(&key) {
+            return Err(bad(format!("metadata key {key:?} appears twice")));
+        }
+        seen.push(key);
+    }
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        if group.sorting_columns().is_some() {
+            return Err(bad(format!("row group {g} declares a sort order")));
+        }
+        for column in group.columns() {
+            let what = if column.statistics().is_some() {
+                "statistics"
+            } else if column.column_index_offset().is_some()
+                || column.offset_index_offset().is_some()
+            {
+                "a page index"
+            } else if column.bloom_filter_offset().is_some() {
+                "a bloom filter"
+            } else {
+                continue;
+            };
+            return Err(bad(format!(
+                "row group {g}, column {} carries {what}, which a Tally export never writes and \
+                 the proof does not cover",
+                column.column_path()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,13 @@
 //! Offline verification of an export: every record is in the log (one multiproof against the
 //! signed checkpoint the bundle carries) and, for an unfiltered range, none is missing.
+//!
+//! Only the checkpoint is signed; the rest of the header is the exporter's word. So every
+//! header field the verdict ([`Verified`]) rests on is checked against something signed or
+//! against the rows themselves: the tenant against the checkpoint's origin and every record,
+//! the range against the checkpoint's size and every row's index, completeness against the
+//! query (a query with no terms over `[from, to)` must hold all `to - from` records; a header
+//! that calls such an export incomplete is refused), the row counts against the rows. What cannot be
+//! checked (which query a filtered export applied) is reported as a claim, never as proven.
 
 use tally_tlog::note::NoteVerifier;
 use tally_tlog::{Checkpoint, Hash};
@@ -20,6 +28,15 @@ pub enum BundleError {
     /// checkpoint.
     #[error("the bundle's checkpoint does not verify with this log key: {0}")]
     Checkpoint(String),
+    /// A header field is malformed or contradicts another (the header is not signed, so
+    /// this is what an edit of it looks like).
+    #[error("header field {field}: {message}")]
+    Header {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The checkpoint is another tenant's than the header says.
     #[error("the checkpoint is for {origin:?}, not for tenant {tenant:?}")]
     WrongTenant {
@@ -79,20 +96,29 @@ pub enum BundleError {
 /// What a verified bundle proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// The tenant.
+    /// The tenant (bound to the checkpoint's origin and to every record).
     pub tenant: String,
-    /// Records checked.
+    /// Records checked: each is in the signed tree at the leaf index it claims.
     pub rows: u64,
     /// The checkpoint's tree size.
     pub size: u64,
     /// The checkpoint's root.
     pub root: Hash,
-    /// The query the exporter says it applied ("" for none).
+    /// The query the exporter says it applied ("" for none). Not signed: for a filtered
+    /// export it is a claim, and nothing proves which records match it.
     pub query: String,
-    /// The range looked at.
+    /// The range looked at; inside the checkpoint's tree, and every row lies in it.
     pub range: IndexRange,
-    /// True when the range was unfiltered and every one of its records was present.
+    /// True when the export holds every record of `range`: it was unfiltered and all
+    /// `range.to - range.from` rows are present and proven. Never true for a filtered export.
     pub complete: bool,
+}
+
+impl Verified {
+    /// Whether the range is the whole signed tree, `[0, size)`.
+    pub fn whole_tree(&self) -> bool {
+        self.range.from == 0 && self.range.to == self.size
+    }
 }
 
 /// Checks a bundle as it is read: [`new`](Self::new) with the header, [`record`](Self::record)
@@ -116,6 +142,12 @@ impl BundleVerifier {
             .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
         let checkpoint =
             Checkpoint::parse(&opened.text).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+        if !tally_event::is_valid_tenant(&header.tenant) {
+            return Err(BundleError::Header {
+                field: "tenant",
+                message: format!("{:?} is not a tenant name", header.tenant),
+            });
+        }
         if checkpoint.origin.rsplit('/').next() != Some(header.tenant.as_str()) {
             return Err(BundleError::WrongTenant {
                 origin: checkpoint.origin,
@@ -128,6 +160,23 @@ impl BundleVerifier {
                 from,
                 to,
                 size: checkpoint.size,
+            });
+        }
+        let unfiltered = is_unfiltered(&header.query)?;
+        if header.complete != unfiltered {
+            return Err(BundleError::Header {
+                field: "complete",
+                message: if unfiltered {
+                    "false, but the query is empty: an unfiltered range must hold every one of \
+                     its records, so the header was altered"
+                        .into()
+                } else {
+                    format!(
+                        "true, but the export is filtered by {:?}: nothing signed can prove a \
+                         filtered export complete",
+                        header.query
+                    )
+                },
             });
         }
         Ok(BundleVerifier {
@@ -188,6 +237,7 @@ impl BundleVerifier {
             });
         }
         let IndexRange { from, to } = self.header.range;
+        // `new` made sure that `complete` is set exactly when the query is empty.
         if self.header.complete && found != to - from {
             // Rows are strictly increasing and inside the range, so the count decides.
             return Err(BundleError::Incomplete {
@@ -195,6 +245,19 @@ impl BundleVerifier {
                 to,
                 expected: to - from,
                 found,
+            });
+        }
+        if let Some(expected) = self
+            .header
+            .expected_rows
+            .filter(|&n| self.header.complete && n != to - from)
+        {
+            return Err(BundleError::Header {
+                field: "expected_rows",
+                message: format!(
+                    "{expected}, but the unfiltered range [{from}, {to}) has {} records",
+                    to - from
+                ),
             });
         }
         let proof = end
@@ -226,4 +289,14 @@ impl BundleVerifier {
             complete: self.header.complete,
         })
     }
+}
+
+/// Whether `query` (a header's) filters nothing: it parses to no terms. Whitespace is an empty
+/// query too, so it cannot pass for a filter; a query that does not parse is refused.
+fn is_unfiltered(query: &str) -> Result<bool, BundleError> {
+    let parsed = tally_query::parse(query).map_err(|e| BundleError::Header {
+        field: "query",
+        message: format!("{query:?} is not a query: {e}"),
+    })?;
+    Ok(parsed.terms.is_empty())
 }
