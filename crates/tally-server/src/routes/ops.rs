@@ -11,7 +11,10 @@ use crate::AppState;
 
 /// Liveness and write health: 200 while the log accepts events, 503 after a failed write.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "Healthy"), (status = 503, description = "The log stopped accepting writes")))]
+    responses(
+        (status = 200, description = "Healthy", body = HealthOk),
+        (status = 503, description = "The log stopped accepting writes", body = HealthFailed),
+    ))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.log.health() {
         Ok(()) => {
@@ -24,6 +27,40 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
             .into_response(),
     }
 }
+
+/// The healthy answer of `/healthz`, as the OpenAPI document describes it.
+pub(crate) struct HealthOk;
+
+impl utoipa::PartialSchema for HealthOk {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(json!({
+            "type": "object", "required": ["status", "tenants"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok"]},
+                "tenants": {"type": "integer", "minimum": 0, "description": "Tenants with a log"},
+            }
+        }))
+    }
+}
+
+impl utoipa::ToSchema for HealthOk {}
+
+/// The failed answer of `/healthz`.
+pub(crate) struct HealthFailed;
+
+impl utoipa::PartialSchema for HealthFailed {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(json!({
+            "type": "object", "required": ["status", "reason"],
+            "properties": {
+                "status": {"type": "string", "enum": ["failed"]},
+                "reason": {"type": "string", "description": "What failed; a restart recovers"},
+            }
+        }))
+    }
+}
+
+impl utoipa::ToSchema for HealthFailed {}
 
 /// Metrics in the Prometheus text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
@@ -50,7 +87,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",
-    responses((status = 200, description = "OpenAPI document", body = Object)))]
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json", body = Object)))]
 pub(crate) async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
