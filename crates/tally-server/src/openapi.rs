@@ -39,7 +39,7 @@ use crate::routes;
         crate::error::ErrorBody, crate::error::ErrorInfo, crate::error::ErrorDetail,
         crate::extract::LeafIndex, crate::extract::TreeSize, crate::extract::ResumeIndex,
         routes::events::EventKey, routes::ingest::IngestBody, routes::search::SearchOrder,
-        routes::search::StatsField, routes::export::ExportFormat, routes::ops::HealthOk,
+        routes::search::StatsField, routes::search::StreamEvent, routes::export::ExportFormat, routes::ops::HealthOk,
         routes::ops::HealthFailed,
     )),
     modifiers(&Additions),
@@ -87,19 +87,19 @@ fn tile_paths() -> Vec<(String, serde_json::Value)> {
     };
     let tenant = json!({
         "name": "tenant", "in": "path", "required": true,
-        "description": "Tenant", "schema": {"type": "string", "pattern": crate::extract::TENANT_PATTERN}
+        "description": "Tenant", "example": "default", "schema": {"type": "string", "pattern": crate::extract::TENANT_PATTERN}
     });
     let level = json!({
         "name": "level", "in": "path", "required": true,
         "description": "Tile level (level L holds the tree's nodes at height 8·L)",
-        "schema": {"type": "integer", "minimum": 0, "maximum": 63}
+        "example": 0, "schema": {"type": "integer", "minimum": 0, "maximum": 63}
     });
     let index = json!({
         "name": "index", "in": "path", "required": true,
         "description": "Tile index in the C2SP encoding: 3-digit groups, all but the last prefixed with x \
                         (x001/x234/067), then .p/<width> for a partial tile of 1-255 entries. \
                         The slashes may be sent percent-encoded.",
-        "schema": {"type": "string", "pattern": "^(x[0-9]{3}/)*[0-9]{3}(\\.p/(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]?))?$"}
+        "example": "000", "schema": {"type": "string", "pattern": "^(x[0-9]{3}/)*[0-9]{3}(\\.p/(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]?))?$"}
     });
     let operation = |summary: &str, id: &str, params: Vec<serde_json::Value>, ok: serde_json::Value, missing: &str| {
         let mut responses = json!({
@@ -140,44 +140,90 @@ pub(crate) fn schema(value: serde_json::Value) -> RefOr<Schema> {
 
 /// The document, ready to serve.
 pub fn document() -> Doc {
-    ApiDoc::openapi()
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+            for op in item.values_mut() {
+                for p in op["parameters"].as_array_mut().into_iter().flatten() {
+                    if p["required"] != true {
+                        not_null(&mut p["schema"]);
+                    }
+                }
+            }
+        }
+    }
+    serde_json::from_value(doc).expect("the document reads back")
+}
+
+/// utoipa declares an `Option` parameter as nullable, but a URL or header cannot carry a null:
+/// an optional parameter is simply left out.
+fn not_null(schema: &mut serde_json::Value) {
+    if let Some(types) = schema["type"].as_array_mut() {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            schema["type"] = types[0].clone();
+        }
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(branches) = schema[key].as_array_mut() {
+            branches.retain(|b| b["type"] != "null");
+            if branches.len() == 1 {
+                let only = branches[0].clone();
+                schema.as_object_mut().expect("schema object").remove(key);
+                if let (Some(target), Some(fields)) = (schema.as_object_mut(), only.as_object()) {
+                    for (k, v) in fields {
+                        target.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// JSON Schema of an event (schema version 1) as clients send it.
 fn event_schema() -> serde_json::Value {
     // No control characters (Unicode category Cc), as tally-event checks.
     let s = |max: u32, description: &str| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": description});
+    // Optional fields may also be null, which is the same as leaving them out (clients often
+    // serialise an absent value so).
+    let opt = |mut schema: serde_json::Value| {
+        schema["type"] = json!([schema["type"].clone(), "null"]);
+        if let Some(values) = schema["enum"].as_array_mut() {
+            values.push(serde_json::Value::Null);
+        }
+        schema
+    };
     json!({
         "type": "object",
         "additionalProperties": false,
         "required": ["time", "actor", "action", "outcome"],
         "description": "An audit event, schema version 1. Unknown fields are rejected.",
         "properties": {
-            "schema_version": {"type": "integer", "enum": [1]},
-            "id": {"type": "string", "pattern": crate::extract::UUID_PATTERN, "description": "Client-chosen id; a retry with the same id and content is stored once. Assigned (UUIDv7) when absent."},
+            "schema_version": opt(json!({"type": "integer", "enum": [1]})),
+            "id": opt(json!({"type": "string", "pattern": crate::extract::UUID_PATTERN, "description": "Client-chosen id; a retry with the same id and content is stored once. Assigned (UUIDv7) when absent."})),
             "time": {"type": "string", "format": "date-time", "description": "RFC 3339 with a zone, from 1970 to 9999 and at most 24 hours (by default) after the server's clock; stored in UTC with millisecond precision."},
-            "tenant": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+            "tenant": opt(json!({"type": "string", "pattern": crate::extract::TENANT_PATTERN})),
             "actor": {
                 "type": "object", "additionalProperties": false, "required": ["id"],
                 "properties": {
                     "id": s(256, "Who acted"),
-                    "type": {"type": "string", "enum": ["user", "service", "system"]},
-                    "ip": {"type": "string", "description": "IPv4 or IPv6 address"},
-                    "user_agent": s(1024, "User agent"),
-                    "session_id": s(256, "Session id"),
+                    "type": opt(json!({"type": "string", "enum": ["user", "service", "system"]})),
+                    "ip": opt(json!({"type": "string", "description": "IPv4 or IPv6 address"})),
+                    "user_agent": opt(s(1024, "User agent")),
+                    "session_id": opt(s(256, "Session id")),
                 }
             },
             "action": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$", "description": "Dotted action name, e.g. user.password.change"},
-            "category": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,31}$", "description": "LOGIN, LOGOUT, CREATE, READ, UPDATE, DELETE, EXPORT, VIEW_PII, AUTHZ, ADMIN, CONFIG, …"},
-            "resource": {
+            "category": opt(json!({"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,31}$", "description": "LOGIN, LOGOUT, CREATE, READ, UPDATE, DELETE, EXPORT, VIEW_PII, AUTHZ, ADMIN, CONFIG, …"})),
+            "resource": opt(json!({
                 "type": "object", "additionalProperties": false, "required": ["type"],
-                "properties": {"type": s(64, "Resource type, e.g. USER"), "id": s(256, "Resource id"), "name": s(256, "Resource name")}
-            },
+                "properties": {"type": s(64, "Resource type, e.g. USER"), "id": opt(s(256, "Resource id")), "name": opt(s(256, "Resource name"))}
+            })),
             "outcome": {"type": "string", "enum": ["SUCCESS", "FAILURE", "UNAUTHORIZED", "DENIED"]},
-            "reason": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$", "description": "Why, in prose: tab, line feed and carriage return are the only control characters allowed"},
-            "request_id": s(128, "Correlates with application logs"),
-            "trace_id": s(128, "Distributed trace id"),
-            "correlation_id": s(128, "Groups related events"),
+            "reason": opt(json!({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$", "description": "Why, in prose: tab, line feed and carriage return are the only control characters allowed"})),
+            "request_id": opt(s(128, "Correlates with application logs")),
+            "trace_id": opt(s(128, "Distributed trace id")),
+            "correlation_id": opt(s(128, "Groups related events")),
             "before": {"type": ["object", "array", "string", "number", "boolean", "null"], "description": "Snapshot of the resource before the change (any JSON; null is the same as absent)"},
             "after": {"type": ["object", "array", "string", "number", "boolean", "null"], "description": "Snapshot of the resource after the change (any JSON; null is the same as absent)"},
             "metadata": {"type": ["object", "null"], "description": "Anything else (a JSON object; null is the same as absent)"}

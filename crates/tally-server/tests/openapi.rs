@@ -337,7 +337,8 @@ async fn the_served_document_is_valid_openapi_3_1() {
 async fn schemathesis_finds_no_problem_in_any_operation() {
     let st = tool("schemathesis");
     let server = start_server().await;
-    server.seed("default", 20).await;
+    // A full tile (256 leaves) exists, so the tile examples of the document find data.
+    server.seed("default", 300).await;
     server.seed("acme", 5).await;
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");
     let reports = tempfile::tempdir().unwrap();
@@ -363,4 +364,106 @@ async fn schemathesis_finds_no_problem_in_any_operation() {
         String::from_utf8_lossy(&output.stdout)
     );
     assert!(output.status.success(), "schemathesis: {}", report(&output));
+    // Every operation of the document was exercised, none filtered out or unparsed.
+    let operations = operations(&server.document().await).len();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let tested = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tested:"))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    assert_eq!(tested, Some(operations), "schemathesis: {}", report(&output));
+}
+
+/// What the generated client does: ingest one event, fetch the signed checkpoint, prove the
+/// event's inclusion, and find it with a search. Printed JSON is checked by the test.
+const CLIENT_SCRIPT: &str = r#"
+import json, sys, time, uuid
+from tally_client import AuthenticatedClient
+from tally_client.api.events import ingest
+from tally_client.api.proofs import checkpoint, inclusion
+from tally_client.api.investigation import search
+from tally_client.models import Event
+
+base, token = sys.argv[1], sys.argv[2]
+client = AuthenticatedClient(base_url=base, token=token, raise_on_unexpected_status=True)
+event_id = str(uuid.uuid4())
+event = Event.from_dict({
+    "id": event_id,
+    "time": "2026-01-02T03:04:05.678Z",
+    "actor": {"id": "generated-client", "type": "service"},
+    "action": "client.generated.call",
+    "outcome": "SUCCESS",
+})
+stored = ingest.sync(client=client, body=event, tenant="clients")
+index = stored.events[0].index
+assert stored.events[0].id == event_id, stored
+
+note = None
+for _ in range(200):
+    response = checkpoint.sync_detailed(client=client, tenant="clients")
+    if response.status_code == 200:
+        note = response.content.decode()
+        break
+    time.sleep(0.05)
+assert note is not None, "no checkpoint"
+
+proof = inclusion.sync(client=client, tenant="clients", id=event_id)
+hits = None
+for _ in range(200):
+    page = search.sync(client=client, tenant="clients", q="actor:generated-client")
+    hits = [h.index for h in page.events]
+    if hits:
+        break
+    time.sleep(0.05)
+print(json.dumps({
+    "index": index,
+    "checkpoint_size": int(note.splitlines()[1]),
+    "proof": {"index": proof.index, "size": proof.size, "root": proof.root, "hashes": len(proof.proof)},
+    "hits": hits,
+}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_document_ingests_proves_and_searches() {
+    let generator = tool("openapi-python-client");
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(&spec, serde_json::to_vec(&server.document().await).unwrap()).unwrap();
+    let package = dir.path().join("tally_client");
+    let mut command = std::process::Command::new(&generator);
+    command
+        .arg("generate")
+        .arg("--path")
+        .arg(&spec)
+        .arg("--output-path")
+        .arg(&package)
+        .arg("--meta")
+        .arg("none")
+        .arg("--fail-on-warning")
+        .current_dir(dir.path());
+    let output = run(command).await;
+    assert!(output.status.success(), "openapi-python-client: {}", report(&output));
+
+    // The generator's own interpreter has the client's dependencies (httpx, attrs).
+    let python = generator.with_file_name("python");
+    let mut command = std::process::Command::new(python);
+    command
+        .arg("-c")
+        .arg(CLIENT_SCRIPT)
+        .arg(&server.base)
+        .arg(&server.token)
+        .env("PYTHONPATH", dir.path())
+        .current_dir(dir.path());
+    let output = run(command).await;
+    assert!(output.status.success(), "the generated client failed: {}", report(&output));
+    let result: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let index = result["index"].as_u64().expect("index");
+    assert!(result["checkpoint_size"].as_u64() > Some(index), "{result}");
+    assert_eq!(result["proof"]["index"], index, "{result}");
+    assert!(result["proof"]["size"].as_u64() > Some(index), "{result}");
+    assert!(
+        result["hits"].as_array().is_some_and(|h| h.contains(&json!(index))),
+        "{result}"
+    );
 }

@@ -208,6 +208,25 @@ impl utoipa::PartialSchema for StatsField {
 
 impl utoipa::ToSchema for StatsField {}
 
+/// One event of the `/v1/events/stream` answer, as the OpenAPI document describes it.
+pub(crate) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(serde_json::json!({
+            "type": "object", "required": ["id", "data"],
+            "description": "One server-sent event; the stream carries one per matching record",
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The record's leaf index (send it back as Last-Event-ID to resume)"},
+                "data": {"type": "string", "contentMediaType": "application/json", "description": "The stored record, exactly as hashed"},
+                "event": {"type": "string", "enum": ["message"]},
+            }
+        }))
+    }
+}
+
+impl utoipa::ToSchema for StreamEvent {}
+
 /// One search result.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Hit {
@@ -527,7 +546,7 @@ pub(crate) async fn stats(
         ("Last-Event-ID" = Option<ResumeIndex>, Header, description = "The last event id received: resume after it (takes precedence over from)"),
     ),
     responses(
-        (status = 200, description = "Server-sent events: id is the leaf index, data the stored record (JSON)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events, one per matching record", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "Malformed query or parameter", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
@@ -574,9 +593,14 @@ pub(crate) async fn stream(
             Some(last)
         }
     };
-    let from = match (resume, param(&params, "from")) {
+    // `from` is checked even when Last-Event-ID overrides it: a malformed request is refused
+    // whatever else it carries.
+    let from = param(&params, "from")
+        .map(|f| parse_index("from", f))
+        .transpose()?;
+    let from = match (resume, from) {
         (Some(last), _) => last + 1,
-        (None, Some(f)) => parse_index("from", f)?,
+        (None, Some(from)) => from,
         (None, None) => log.size(),
     };
     record_read(
