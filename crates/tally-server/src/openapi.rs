@@ -68,9 +68,6 @@ impl Modify for Additions {
                     .build(),
             ),
         );
-        let event: RefOr<Schema> = serde_json::from_value(event_schema())
-            .expect("the event schema is a valid OpenAPI schema");
-        components.schemas.insert("Event".to_string(), event);
         for (path, item) in tile_paths() {
             let item = serde_json::from_value(item).expect("a tile path is a valid path item");
             doc.paths.paths.insert(path, item);
@@ -82,9 +79,7 @@ impl Modify for Additions {
 /// cannot annotate, so they are written here: hash tiles and entry bundles, for the `default`
 /// tenant at the root and for any tenant under `/logs/{tenant}`.
 fn tile_paths() -> Vec<(String, serde_json::Value)> {
-    let error = |description: &str| {
-        json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
-    };
+    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
     let tenant = json!({
         "name": "tenant", "in": "path", "required": true,
         "description": "Tenant", "example": "default", "schema": {"type": "string", "pattern": crate::extract::TENANT_PATTERN}
@@ -101,7 +96,11 @@ fn tile_paths() -> Vec<(String, serde_json::Value)> {
                         The slashes may be sent percent-encoded.",
         "example": "000", "schema": {"type": "string", "pattern": "^(x[0-9]{3}/)*[0-9]{3}(\\.p/(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]?))?$"}
     });
-    let operation = |summary: &str, id: &str, params: Vec<serde_json::Value>, ok: serde_json::Value, missing: &str| {
+    let operation = |summary: &str,
+                     id: &str,
+                     params: Vec<serde_json::Value>,
+                     ok: serde_json::Value,
+                     missing: &str| {
         let mut responses = json!({
             "200": ok,
             "401": error("Missing or unknown API key"),
@@ -124,12 +123,66 @@ fn tile_paths() -> Vec<(String, serde_json::Value)> {
     let no_checkpoint = "No such tenant, or no checkpoint yet";
     let no_tile = "No such tenant, a malformed tile path, or a tile beyond the tree";
     vec![
-        ("/checkpoint".into(), operation("Checkpoint of the default tenant", "default_checkpoint", vec![], note.clone(), no_checkpoint)),
-        ("/tile/{level}/{index}".into(), operation("Hash tile of the default tenant", "default_hash_tile", vec![level.clone(), index.clone()], tile.clone(), no_tile)),
-        ("/tile/entries/{index}".into(), operation("Entry bundle of the default tenant", "default_entry_bundle", vec![index.clone()], tile.clone(), no_tile)),
-        ("/logs/{tenant}/checkpoint".into(), operation("Checkpoint of a tenant", "tenant_checkpoint", vec![tenant.clone()], note, no_checkpoint)),
-        ("/logs/{tenant}/tile/{level}/{index}".into(), operation("Hash tile of a tenant", "tenant_hash_tile", vec![tenant.clone(), level, index.clone()], tile.clone(), no_tile)),
-        ("/logs/{tenant}/tile/entries/{index}".into(), operation("Entry bundle of a tenant", "tenant_entry_bundle", vec![tenant, index], tile, no_tile)),
+        (
+            "/checkpoint".into(),
+            operation(
+                "Checkpoint of the default tenant",
+                "default_checkpoint",
+                vec![],
+                note.clone(),
+                no_checkpoint,
+            ),
+        ),
+        (
+            "/tile/{level}/{index}".into(),
+            operation(
+                "Hash tile of the default tenant",
+                "default_hash_tile",
+                vec![level.clone(), index.clone()],
+                tile.clone(),
+                no_tile,
+            ),
+        ),
+        (
+            "/tile/entries/{index}".into(),
+            operation(
+                "Entry bundle of the default tenant",
+                "default_entry_bundle",
+                vec![index.clone()],
+                tile.clone(),
+                no_tile,
+            ),
+        ),
+        (
+            "/logs/{tenant}/checkpoint".into(),
+            operation(
+                "Checkpoint of a tenant",
+                "tenant_checkpoint",
+                vec![tenant.clone()],
+                note,
+                no_checkpoint,
+            ),
+        ),
+        (
+            "/logs/{tenant}/tile/{level}/{index}".into(),
+            operation(
+                "Hash tile of a tenant",
+                "tenant_hash_tile",
+                vec![tenant.clone(), level, index.clone()],
+                tile.clone(),
+                no_tile,
+            ),
+        ),
+        (
+            "/logs/{tenant}/tile/entries/{index}".into(),
+            operation(
+                "Entry bundle of a tenant",
+                "tenant_entry_bundle",
+                vec![tenant, index],
+                tile,
+                no_tile,
+            ),
+        ),
     ]
 }
 
@@ -139,42 +192,53 @@ pub(crate) fn schema(value: serde_json::Value) -> RefOr<Schema> {
 }
 
 /// The document, ready to serve.
-pub fn document() -> Doc {
+pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
-    if let Some(paths) = doc["paths"].as_object_mut() {
-        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
-            for op in item.values_mut() {
-                for p in op["parameters"].as_array_mut().into_iter().flatten() {
-                    if p["required"] != true {
-                        not_null(&mut p["schema"]);
-                    }
-                }
+    // Added as JSON: utoipa's schema types cannot hold "any JSON value" (an empty schema).
+    doc["components"]["schemas"]["Event"] = event_schema();
+    // `get_mut` throughout: indexing a JSON object mutably would insert nulls for absent keys.
+    let parameters = doc
+        .get_mut("paths")
+        .and_then(|p| p.as_object_mut())
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("parameters").and_then(|p| p.as_array_mut()))
+        .flatten();
+    for p in parameters {
+        if p.get("required") != Some(&serde_json::Value::Bool(true)) {
+            if let Some(schema) = p.get_mut("schema") {
+                not_null(schema);
             }
         }
     }
-    serde_json::from_value(doc).expect("the document reads back")
+    doc
 }
 
 /// utoipa declares an `Option` parameter as nullable, but a URL or header cannot carry a null:
 /// an optional parameter is simply left out.
 fn not_null(schema: &mut serde_json::Value) {
-    if let Some(types) = schema["type"].as_array_mut() {
+    let Some(schema) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(types) = schema.get_mut("type").and_then(|t| t.as_array_mut()) {
         types.retain(|t| t != "null");
         if types.len() == 1 {
-            schema["type"] = types[0].clone();
+            let only = types[0].clone();
+            schema.insert("type".into(), only);
         }
     }
     for key in ["oneOf", "anyOf"] {
-        if let Some(branches) = schema[key].as_array_mut() {
-            branches.retain(|b| b["type"] != "null");
-            if branches.len() == 1 {
-                let only = branches[0].clone();
-                schema.as_object_mut().expect("schema object").remove(key);
-                if let (Some(target), Some(fields)) = (schema.as_object_mut(), only.as_object()) {
-                    for (k, v) in fields {
-                        target.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                }
+        let Some(branches) = schema.get_mut(key).and_then(|b| b.as_array_mut()) else {
+            continue;
+        };
+        branches.retain(|b| b.get("type").and_then(|t| t.as_str()) != Some("null"));
+        if branches.len() == 1 {
+            let only = branches.remove(0);
+            schema.remove(key);
+            for (k, v) in only.as_object().into_iter().flatten() {
+                schema.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
     }
@@ -188,7 +252,7 @@ fn event_schema() -> serde_json::Value {
     // serialise an absent value so).
     let opt = |mut schema: serde_json::Value| {
         schema["type"] = json!([schema["type"].clone(), "null"]);
-        if let Some(values) = schema["enum"].as_array_mut() {
+        if let Some(values) = schema.get_mut("enum").and_then(|e| e.as_array_mut()) {
             values.push(serde_json::Value::Null);
         }
         schema
@@ -224,8 +288,8 @@ fn event_schema() -> serde_json::Value {
             "request_id": opt(s(128, "Correlates with application logs")),
             "trace_id": opt(s(128, "Distributed trace id")),
             "correlation_id": opt(s(128, "Groups related events")),
-            "before": {"type": ["object", "array", "string", "number", "boolean", "null"], "description": "Snapshot of the resource before the change (any JSON; null is the same as absent)"},
-            "after": {"type": ["object", "array", "string", "number", "boolean", "null"], "description": "Snapshot of the resource after the change (any JSON; null is the same as absent)"},
+            "before": {"description": "Snapshot of the resource before the change (any JSON; null is the same as absent)"},
+            "after": {"description": "Snapshot of the resource after the change (any JSON; null is the same as absent)"},
             "metadata": {"type": ["object", "null"], "description": "Anything else (a JSON object; null is the same as absent)"}
         }
     })
@@ -235,7 +299,7 @@ fn event_schema() -> serde_json::Value {
 mod tests {
     #[test]
     fn the_document_builds_and_names_the_event_schema() {
-        let doc = serde_json::to_value(super::document()).unwrap();
+        let doc = super::document();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         assert_eq!(doc["components"]["schemas"]["Event"]["required"][0], "time");
         assert!(doc["paths"]["/v1/events"]["post"].is_object());

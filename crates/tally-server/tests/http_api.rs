@@ -1584,9 +1584,12 @@ async fn issue_9_a_tenant_admin_key_cannot_escalate_or_touch_other_tenants() {
     }
     let all = srv.get("/v1/keys").await.ok().json();
     assert_eq!(all.as_array().unwrap().len(), 4, "{all}");
-    srv.get_as(Some(beta_key["token"].as_str().unwrap()), "/v1/events/0?tenant=beta")
-        .await
-        .ok();
+    srv.get_as(
+        Some(beta_key["token"].as_str().unwrap()),
+        "/v1/events/0?tenant=beta",
+    )
+    .await
+    .ok();
 
     // A non-admin key cannot hand on a scope it lacks (it cannot manage keys at all).
     let reader = own["token"].as_str().unwrap().to_string();

@@ -29,7 +29,9 @@ pub(crate) struct ExportFormat;
 
 impl utoipa::PartialSchema for ExportFormat {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::openapi::schema(serde_json::json!({"type": "string", "enum": ["jsonl", "csv", "parquet"]}))
+        crate::openapi::schema(
+            serde_json::json!({"type": "string", "enum": ["jsonl", "csv", "parquet"]}),
+        )
     }
 }
 

@@ -16,7 +16,11 @@ use crate::AppState;
 pub(crate) struct NewKey {
     /// A label for people, e.g. `billing-service`: 1-128 characters, not only spaces, no
     /// control characters. Leading and trailing spaces are dropped.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f ][^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f ][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     /// What the key may do.
     #[schema(min_items = 1)]

@@ -80,7 +80,9 @@ pub(crate) struct InclusionParams {
     #[param(value_type = Option<LeafIndex>)]
     index: Option<u64>,
     /// Event id (8-4-4-4-12 form). Give exactly one of `index` and `id`.
-    #[param(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     id: Option<String>,
     /// Tree size to prove against (default: the latest checkpoint's); must exceed the index.
     #[param(value_type = Option<TreeSize>)]
