@@ -301,8 +301,11 @@ async fn issue_7_the_document_declares_query_parameters_tiles_tenants_and_auth_e
 async fn issue_7_out_of_range_numbers_are_a_400_naming_the_parameter() {
     let server = start_server().await;
     server.seed("default", 3).await;
-    let too_big = "9223372036854775808"; // 2^63: the first value above int64
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    // 2^63: the first value above int64.
+    let too_big = "9223372036854775808";
+    // (request path, extra headers, the parameter the 400 must name)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (format!("/v1/events/stream?from={too_big}"), vec![], "from"),
         (
             "/v1/events/stream".into(),
