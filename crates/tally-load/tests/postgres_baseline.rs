@@ -1,6 +1,6 @@
 //! The PostgreSQL baseline against the real server: counts, hash chain, privileges, tampering.
 //!
-//! Needs PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test` (CI's `.ci/run`
+//! Needs PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test` (`scripts/test`
 //! starts it), or a connection string in `TALLY_BENCH_PG_DSN`. Without one these tests fail:
 //! a baseline that silently did not run would make BENCHMARKS.md claims unchecked.
 

@@ -137,6 +137,85 @@ impl TreeReader {
     }
 }
 
+/// Largest leaf index or tree size a request may name. The OpenAPI document declares indexes
+/// and sizes as int64 (what most client languages hold); no log reaches 2^63 events, so a
+/// larger number is a client bug and gets a 400 rather than a search for it.
+pub(crate) const MAX_INDEX: u64 = i64::MAX as u64;
+
+/// The pattern of a tenant name, as the OpenAPI document states it.
+pub(crate) const TENANT_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+
+/// The pattern of an event id: a UUID in its hyphenated form only (the one the ingest path
+/// accepts), so that one id has one spelling.
+pub(crate) const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// Integer schemas with exact int64 bounds, for parameters of the OpenAPI document (utoipa's
+/// attribute literals cannot hold them).
+macro_rules! bounded_integer {
+    ($(#[$doc:meta] $name:ident: $min:expr, $max:expr;)*) => {$(
+        #[$doc]
+        pub(crate) struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::openapi::schema(serde_json::json!({
+                    "type": "integer", "format": "int64", "minimum": $min, "maximum": $max,
+                }))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    )*};
+}
+
+bounded_integer! {
+    /// A leaf index: 0 to [`MAX_INDEX`].
+    LeafIndex: 0, MAX_INDEX;
+    /// A tree size that holds at least one leaf: 1 to [`MAX_INDEX`].
+    TreeSize: 1, MAX_INDEX;
+    /// A `Last-Event-ID`: a leaf index with a successor.
+    ResumeIndex: 0, MAX_INDEX - 1;
+}
+
+/// Checks a leaf index or tree size that serde already parsed: 400 naming `name` above
+/// [`MAX_INDEX`].
+pub(crate) fn bounded_index(name: &str, value: u64) -> Result<u64, ApiError> {
+    if value > MAX_INDEX {
+        return Err(ApiError::bad_param(
+            name,
+            format!("must be an integer from 0 to {MAX_INDEX}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Parses a leaf index or tree size given as text: decimal digits only, at most
+/// [`MAX_INDEX`]; anything else is a 400 naming `name`.
+pub(crate) fn parse_index(name: &str, text: &str) -> Result<u64, ApiError> {
+    let bad = || ApiError::bad_param(name, format!("must be an integer from 0 to {MAX_INDEX}"));
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|&v| v <= MAX_INDEX)
+        .ok_or_else(bad)
+}
+
+/// Parses an event id: the hyphenated UUID form only (see [`UUID_PATTERN`]).
+pub(crate) fn parse_event_id(name: &str, text: &str) -> Result<uuid::Uuid, ApiError> {
+    if text.len() == uuid::fmt::Hyphenated::LENGTH {
+        if let Ok(id) = uuid::Uuid::try_parse(text) {
+            return Ok(id);
+        }
+    }
+    Err(ApiError::bad_param(
+        name,
+        "must be an event UUID in 8-4-4-4-12 hexadecimal form",
+    ))
+}
+
 /// Query parameters, with a JSON 400 naming the parameter when they do not parse.
 pub(crate) struct Query<T>(pub(crate) T);
 

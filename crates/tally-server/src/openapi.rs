@@ -35,12 +35,19 @@ use crate::routes;
         routes::ops::metrics,
         routes::ops::openapi,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorInfo, crate::error::ErrorDetail)),
+    components(schemas(
+        crate::error::ErrorBody, crate::error::ErrorInfo, crate::error::ErrorDetail,
+        crate::extract::LeafIndex, crate::extract::TreeSize, crate::extract::ResumeIndex,
+        routes::events::EventKey, routes::ingest::IngestBody, routes::search::SearchOrder,
+        routes::search::StatsField, routes::search::StreamEvent, routes::export::ExportFormat, routes::ops::HealthOk,
+        routes::ops::HealthFailed,
+    )),
     modifiers(&Additions),
     tags(
         (name = "events", description = "Send and read audit events"),
         (name = "investigation", description = "Search and statistics over the events"),
         (name = "proofs", description = "Checkpoints, inclusion and consistency proofs"),
+        (name = "tiles", description = "The tree as C2SP tlog-tiles: checkpoints, hash tiles, entry bundles"),
         (name = "keys", description = "API keys (admin)"),
         (name = "ops", description = "Health, metrics, this document"),
     )
@@ -61,54 +68,229 @@ impl Modify for Additions {
                     .build(),
             ),
         );
-        let event: RefOr<Schema> = serde_json::from_value(event_schema())
-            .expect("the event schema is a valid OpenAPI schema");
-        components.schemas.insert("Event".to_string(), event);
+        for (path, item) in tile_paths() {
+            let item = serde_json::from_value(item).expect("a tile path is a valid path item");
+            doc.paths.paths.insert(path, item);
+        }
     }
 }
 
+/// The C2SP tlog-tiles routes. The router serves them with one wildcard each, which utoipa
+/// cannot annotate, so they are written here: hash tiles and entry bundles, for the `default`
+/// tenant at the root and for any tenant under `/logs/{tenant}`.
+fn tile_paths() -> Vec<(String, serde_json::Value)> {
+    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    let tenant = json!({
+        "name": "tenant", "in": "path", "required": true,
+        "description": "Tenant", "example": "default", "schema": {"type": "string", "pattern": crate::extract::TENANT_PATTERN}
+    });
+    let level = json!({
+        "name": "level", "in": "path", "required": true,
+        "description": "Tile level (level L holds the tree's nodes at height 8·L)",
+        "example": 0, "schema": {"type": "integer", "minimum": 0, "maximum": 63}
+    });
+    let index = json!({
+        "name": "index", "in": "path", "required": true,
+        "description": "Tile index in the C2SP encoding: 3-digit groups, all but the last prefixed with x \
+                        (x001/x234/067), then .p/<width> for a partial tile of 1-255 entries. \
+                        The slashes may be sent percent-encoded.",
+        "example": "000", "schema": {"type": "string", "pattern": "^(x[0-9]{3}/)*[0-9]{3}(\\.p/(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]?))?$"}
+    });
+    let operation = |summary: &str,
+                     id: &str,
+                     params: Vec<serde_json::Value>,
+                     ok: serde_json::Value,
+                     missing: &str| {
+        let mut responses = json!({
+            "200": ok,
+            "401": error("Missing or unknown API key"),
+            "403": error("The key lacks the read scope or may not read this tenant"),
+            "404": error(missing),
+        });
+        if params.iter().any(|p| p["name"] == "tenant") {
+            responses["400"] = error("Malformed tenant");
+        }
+        json!({"get": {
+            "tags": ["tiles"], "summary": summary, "operationId": id,
+            "parameters": params, "responses": responses,
+            "security": [{"api_key": []}],
+        }})
+    };
+    let note = json!({"description": "The latest signed checkpoint (C2SP signed note)",
+        "content": {"text/plain": {"schema": {"type": "string"}}}});
+    let tile = json!({"description": "The tile's bytes: 32-byte hashes, or length-prefixed records for an entry bundle",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}});
+    let no_checkpoint = "No such tenant, or no checkpoint yet";
+    let no_tile = "No such tenant, a malformed tile path, or a tile beyond the tree";
+    vec![
+        (
+            "/checkpoint".into(),
+            operation(
+                "Checkpoint of the default tenant",
+                "default_checkpoint",
+                vec![],
+                note.clone(),
+                no_checkpoint,
+            ),
+        ),
+        (
+            "/tile/{level}/{index}".into(),
+            operation(
+                "Hash tile of the default tenant",
+                "default_hash_tile",
+                vec![level.clone(), index.clone()],
+                tile.clone(),
+                no_tile,
+            ),
+        ),
+        (
+            "/tile/entries/{index}".into(),
+            operation(
+                "Entry bundle of the default tenant",
+                "default_entry_bundle",
+                vec![index.clone()],
+                tile.clone(),
+                no_tile,
+            ),
+        ),
+        (
+            "/logs/{tenant}/checkpoint".into(),
+            operation(
+                "Checkpoint of a tenant",
+                "tenant_checkpoint",
+                vec![tenant.clone()],
+                note,
+                no_checkpoint,
+            ),
+        ),
+        (
+            "/logs/{tenant}/tile/{level}/{index}".into(),
+            operation(
+                "Hash tile of a tenant",
+                "tenant_hash_tile",
+                vec![tenant.clone(), level, index.clone()],
+                tile.clone(),
+                no_tile,
+            ),
+        ),
+        (
+            "/logs/{tenant}/tile/entries/{index}".into(),
+            operation(
+                "Entry bundle of a tenant",
+                "tenant_entry_bundle",
+                vec![tenant, index],
+                tile,
+                no_tile,
+            ),
+        ),
+    ]
+}
+
+/// A schema written as JSON, for what the derive macros cannot say (unions, exact bounds).
+pub(crate) fn schema(value: serde_json::Value) -> RefOr<Schema> {
+    serde_json::from_value(value).expect("a hand-written schema is a valid OpenAPI schema")
+}
+
 /// The document, ready to serve.
-pub fn document() -> Doc {
-    ApiDoc::openapi()
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    // Added as JSON: utoipa's schema types cannot hold "any JSON value" (an empty schema).
+    doc["components"]["schemas"]["Event"] = event_schema();
+    // `get_mut` throughout: indexing a JSON object mutably would insert nulls for absent keys.
+    let parameters = doc
+        .get_mut("paths")
+        .and_then(|p| p.as_object_mut())
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("parameters").and_then(|p| p.as_array_mut()))
+        .flatten();
+    for p in parameters {
+        if p.get("required") != Some(&serde_json::Value::Bool(true)) {
+            if let Some(schema) = p.get_mut("schema") {
+                not_null(schema);
+            }
+        }
+    }
+    doc
+}
+
+/// utoipa declares an `Option` parameter as nullable, but a URL or header cannot carry a null:
+/// an optional parameter is simply left out.
+fn not_null(schema: &mut serde_json::Value) {
+    let Some(schema) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(types) = schema.get_mut("type").and_then(|t| t.as_array_mut()) {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types[0].clone();
+            schema.insert("type".into(), only);
+        }
+    }
+    for key in ["oneOf", "anyOf"] {
+        let Some(branches) = schema.get_mut(key).and_then(|b| b.as_array_mut()) else {
+            continue;
+        };
+        branches.retain(|b| b.get("type").and_then(|t| t.as_str()) != Some("null"));
+        if branches.len() == 1 {
+            let only = branches.remove(0);
+            schema.remove(key);
+            for (k, v) in only.as_object().into_iter().flatten() {
+                schema.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
 }
 
 /// JSON Schema of an event (schema version 1) as clients send it.
 fn event_schema() -> serde_json::Value {
-    let s = |max: u32, description: &str| json!({"type": "string", "minLength": 1, "maxLength": max, "description": description});
+    // No control characters (Unicode category Cc), as tally-event checks.
+    let s = |max: u32, description: &str| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": description});
+    // Optional fields may also be null, which is the same as leaving them out (clients often
+    // serialise an absent value so).
+    let opt = |mut schema: serde_json::Value| {
+        schema["type"] = json!([schema["type"].clone(), "null"]);
+        if let Some(values) = schema.get_mut("enum").and_then(|e| e.as_array_mut()) {
+            values.push(serde_json::Value::Null);
+        }
+        schema
+    };
     json!({
         "type": "object",
         "additionalProperties": false,
         "required": ["time", "actor", "action", "outcome"],
         "description": "An audit event, schema version 1. Unknown fields are rejected.",
         "properties": {
-            "schema_version": {"type": "integer", "enum": [1]},
-            "id": {"type": "string", "format": "uuid", "description": "Client-chosen id; a retry with the same id and content is stored once. Assigned (UUIDv7) when absent."},
-            "time": {"type": "string", "format": "date-time", "description": "RFC 3339 with a zone; stored in UTC with millisecond precision."},
-            "tenant": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+            "schema_version": opt(json!({"type": "integer", "enum": [1]})),
+            "id": opt(json!({"type": "string", "pattern": crate::extract::UUID_PATTERN, "description": "Client-chosen id; a retry with the same id and content is stored once. Assigned (UUIDv7) when absent."})),
+            "time": {"type": "string", "format": "date-time", "description": "RFC 3339 with a zone, from 1970 to 9999 and at most 24 hours (by default) after the server's clock; stored in UTC with millisecond precision."},
+            "tenant": opt(json!({"type": "string", "pattern": crate::extract::TENANT_PATTERN})),
             "actor": {
                 "type": "object", "additionalProperties": false, "required": ["id"],
                 "properties": {
                     "id": s(256, "Who acted"),
-                    "type": {"type": "string", "enum": ["user", "service", "system"]},
-                    "ip": {"type": "string", "description": "IPv4 or IPv6 address"},
-                    "user_agent": s(1024, "User agent"),
-                    "session_id": s(256, "Session id"),
+                    "type": opt(json!({"type": "string", "enum": ["user", "service", "system"]})),
+                    "ip": opt(json!({"type": "string", "description": "IPv4 or IPv6 address"})),
+                    "user_agent": opt(s(1024, "User agent")),
+                    "session_id": opt(s(256, "Session id")),
                 }
             },
             "action": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$", "description": "Dotted action name, e.g. user.password.change"},
-            "category": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,31}$", "description": "LOGIN, LOGOUT, CREATE, READ, UPDATE, DELETE, EXPORT, VIEW_PII, AUTHZ, ADMIN, CONFIG, …"},
-            "resource": {
+            "category": opt(json!({"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,31}$", "description": "LOGIN, LOGOUT, CREATE, READ, UPDATE, DELETE, EXPORT, VIEW_PII, AUTHZ, ADMIN, CONFIG, …"})),
+            "resource": opt(json!({
                 "type": "object", "additionalProperties": false, "required": ["type"],
-                "properties": {"type": s(64, "Resource type, e.g. USER"), "id": s(256, "Resource id"), "name": s(256, "Resource name")}
-            },
+                "properties": {"type": s(64, "Resource type, e.g. USER"), "id": opt(s(256, "Resource id")), "name": opt(s(256, "Resource name"))}
+            })),
             "outcome": {"type": "string", "enum": ["SUCCESS", "FAILURE", "UNAUTHORIZED", "DENIED"]},
-            "reason": {"type": "string", "maxLength": 1024},
-            "request_id": s(128, "Correlates with application logs"),
-            "trace_id": s(128, "Distributed trace id"),
-            "correlation_id": s(128, "Groups related events"),
-            "before": {"type": ["object", "array", "string", "number", "boolean"], "description": "Snapshot of the resource before the change (any JSON)"},
-            "after": {"type": ["object", "array", "string", "number", "boolean"], "description": "Snapshot of the resource after the change (any JSON)"},
-            "metadata": {"type": "object", "description": "Anything else (a JSON object)"}
+            "reason": opt(json!({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$", "description": "Why, in prose: tab, line feed and carriage return are the only control characters allowed"})),
+            "request_id": opt(s(128, "Correlates with application logs")),
+            "trace_id": opt(s(128, "Distributed trace id")),
+            "correlation_id": opt(s(128, "Groups related events")),
+            "before": {"description": "Snapshot of the resource before the change (any JSON; null is the same as absent)"},
+            "after": {"description": "Snapshot of the resource after the change (any JSON; null is the same as absent)"},
+            "metadata": {"type": ["object", "null"], "description": "Anything else (a JSON object; null is the same as absent)"}
         }
     })
 }
@@ -117,7 +299,7 @@ fn event_schema() -> serde_json::Value {
 mod tests {
     #[test]
     fn the_document_builds_and_names_the_event_schema() {
-        let doc = serde_json::to_value(super::document()).unwrap();
+        let doc = super::document();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         assert_eq!(doc["components"]["schemas"]["Event"]["required"][0], "time");
         assert!(doc["paths"]["/v1/events"]["post"].is_object());

@@ -12,13 +12,15 @@ use tally_store::TenantLog;
 
 use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::extract::{Auth, Query};
+use crate::extract::{parse_event_id, parse_index, Auth, Query, MAX_INDEX};
 use crate::AppState;
 
 /// The tenant a read addresses.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TenantParam {
     /// Tenant (default: the key's tenant, or `default`).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub(crate) tenant: Option<String>,
 }
 
@@ -30,15 +32,22 @@ pub(crate) fn tenant_log(state: &AppState, tenant: &str) -> Result<Arc<TenantLog
         .ok_or_else(|| ApiError::from(tally_store::ReadError::UnknownTenant(tenant.to_string())))
 }
 
-/// Resolves an event key: a decimal leaf index or an event UUID.
-pub(crate) fn resolve_index(log: &TenantLog, key: &str) -> Result<u64, ApiError> {
+/// Resolves an event key given in parameter `name`: a decimal leaf index or an event UUID.
+pub(crate) fn resolve_key(log: &TenantLog, name: &str, key: &str) -> Result<u64, ApiError> {
     if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
-        return key
-            .parse()
-            .map_err(|_| ApiError::bad_param("index", "must be a leaf index (u64)"));
+        return parse_index(name, key);
     }
-    let id = uuid::Uuid::parse_str(key)
-        .map_err(|_| ApiError::bad_param("id", "must be an event UUID or a decimal leaf index"))?;
+    if key.len() != uuid::fmt::Hyphenated::LENGTH {
+        return Err(ApiError::bad_param(
+            name,
+            format!("must be a leaf index (0 to {MAX_INDEX}) or an event UUID in 8-4-4-4-12 form"),
+        ));
+    }
+    lookup_id(log, parse_event_id(name, key)?)
+}
+
+/// The leaf index of the event with this id, or 404.
+pub(crate) fn lookup_id(log: &TenantLog, id: uuid::Uuid) -> Result<u64, ApiError> {
     log.lookup(&id).ok_or_else(|| {
         ApiError::not_found(format!("no event with id {id} in tenant {}", log.name()))
     })
@@ -48,10 +57,18 @@ pub(crate) fn resolve_index(log: &TenantLog, key: &str) -> Result<u64, ApiError>
 /// the `Tally-Leaf-Index` and `Tally-Leaf-Hash` (base64) headers.
 #[utoipa::path(
     get, path = "/v1/events/{key}", tag = "events",
-    params(("key" = String, Path, description = "Event UUID or decimal leaf index"), TenantParam),
+    params(("key" = EventKey, Path, description = "Decimal leaf index or event UUID (8-4-4-4-12 form)"), TenantParam),
     responses(
-        (status = 200, description = "The canonical record bytes (the Merkle leaf)", content_type = "application/json", body = Object),
-        (status = 404, description = "No such event", body = crate::error::ErrorBody),
+        (status = 200, description = "The canonical record bytes (the Merkle leaf)", content_type = "application/json", body = Object,
+            headers(
+                ("Tally-Leaf-Index" = u64, description = "Leaf index of the record in the tenant's tree"),
+                ("Tally-Leaf-Hash" = String, description = "RFC 6962 leaf hash of the record, standard base64"),
+                ("Tally-Tenant" = String, description = "The tenant whose log holds the record"),
+            )),
+        (status = 400, description = "Malformed key or tenant", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant, id or index", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -64,7 +81,7 @@ pub(crate) async fn get_event(
     auth.require(Scope::Read)?;
     let tenant = auth.tenant(params.tenant.as_deref())?;
     let log = tenant_log(&state, &tenant)?;
-    let index = resolve_index(&log, &key)?;
+    let index = resolve_key(&log, "key", &key)?;
     let record = log.record(index)?;
     let hash = tally_tlog::leaf_hash(&record);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], record).into_response();
@@ -82,6 +99,22 @@ pub(crate) async fn get_event(
     Ok(response)
 }
 
+/// An event key, as the OpenAPI document describes it: a leaf index or an event id.
+pub(crate) struct EventKey;
+
+impl utoipa::PartialSchema for EventKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(serde_json::json!({
+            "oneOf": [
+                {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_INDEX, "description": "Leaf index"},
+                {"type": "string", "pattern": crate::extract::UUID_PATTERN, "description": "Event id"},
+            ]
+        }))
+    }
+}
+
+impl utoipa::ToSchema for EventKey {}
+
 /// One tenant's log.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct TenantInfo {
@@ -98,7 +131,11 @@ pub(crate) struct TenantInfo {
 /// Lists the tenants this key may read.
 #[utoipa::path(
     get, path = "/v1/tenants", tag = "events",
-    responses((status = 200, description = "Tenants with a log", body = [TenantInfo])),
+    responses(
+        (status = 200, description = "Tenants with a log", body = [TenantInfo]),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope", body = crate::error::ErrorBody),
+    ),
     security(("api_key" = []))
 )]
 pub(crate) async fn list_tenants(

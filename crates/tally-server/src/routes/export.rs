@@ -21,8 +21,21 @@ use super::search::{index, now_ms, param, parse_query, refuse_params};
 use crate::audit::{record_read, ReadAudit};
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
-use crate::extract::{Auth, Query};
+use crate::extract::{parse_index, Auth, LeafIndex, Query};
 use crate::AppState;
+
+/// The `format` parameter, as the OpenAPI document describes it.
+pub(crate) struct ExportFormat;
+
+impl utoipa::PartialSchema for ExportFormat {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(
+            serde_json::json!({"type": "string", "enum": ["jsonl", "csv", "parquet"]}),
+        )
+    }
+}
+
+impl utoipa::ToSchema for ExportFormat {}
 
 /// Records read from the log per step (and per search page when filtered).
 const STEP: u64 = 1000;
@@ -42,16 +55,21 @@ const INDEX_WAIT: Duration = Duration::from_secs(30);
 #[utoipa::path(
     get, path = "/v1/export", tag = "investigation",
     params(
-        ("q" = Option<String>, Query, description = "Query text, as for /v1/events (none: every record)"),
-        ("tenant" = Option<String>, Query, description = "Tenant (default: the key's)"),
-        ("from" = Option<u64>, Query, description = "First leaf index (default 0)"),
-        ("to" = Option<u64>, Query, description = "One past the last leaf index (default and at most: the checkpoint's size)"),
-        ("format" = Option<String>, Query, description = "The file format the client will write (jsonl, csv, parquet), for the audit record"),
+        ("q" = Option<String>, Query, max_length = 4096, description = "Query text, as for /v1/events, plain filter parameters too (none: every record)"),
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", description = "Tenant (default: the key's)"),
+        ("from" = Option<LeafIndex>, Query, description = "First leaf index (default 0; at most to)"),
+        ("to" = Option<LeafIndex>, Query, description = "One past the last leaf index (default and at most: the checkpoint's size)"),
+        ("format" = Option<ExportFormat>, Query, description = "The file format the client will write, for the audit record"),
     ),
     responses(
-        (status = 200, description = "application/x-ndjson export bundle"),
-        (status = 400, body = crate::error::ErrorBody),
-        (status = 503, description = "No signed checkpoint yet, or the index is behind", body = crate::error::ErrorBody),
+        (status = 200, description = "The export bundle, JSON Lines: a tally_export header line, one {index, event} line per record, \
+            and a tally_export_end line with the row count and the multiproof (or a tally_export_error line if reading failed)",
+            content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "Malformed query or parameter, or from above to", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "The tenant has no events", body = crate::error::ErrorBody),
+        (status = 503, description = "No signed checkpoint yet, no search index, or the index is behind; retry after the delay", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -80,11 +98,7 @@ pub(crate) async fn export(
     };
     let index_param = |name: &str| -> Result<Option<u64>, ApiError> {
         param(&params, name)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_param(name, "must be a leaf index (an integer >= 0)")
-                })
-            })
+            .map(|v| parse_index(name, v))
             .transpose()
     };
     let (from, to) = (index_param("from")?, index_param("to")?);

@@ -18,10 +18,29 @@ const MAX_DETAILS: usize = 100;
 
 /// Query parameters of the ingest call.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct IngestParams {
     /// Tenant for events that name none (default: the key's tenant, or `default`).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     tenant: Option<String>,
 }
+
+/// A JSON ingest body, as the OpenAPI document describes it: one event or a non-empty array.
+pub(crate) struct IngestBody;
+
+impl utoipa::PartialSchema for IngestBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(serde_json::json!({
+            "oneOf": [
+                {"$ref": "#/components/schemas/Event"},
+                {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Event"},
+                 "description": "A batch, stored all or nothing (at most 10000 events by default)"},
+            ]
+        }))
+    }
+}
+
+impl utoipa::ToSchema for IngestBody {}
 
 /// Where one event was stored.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -48,16 +67,16 @@ pub(crate) struct IngestResponse {
     post, path = "/v1/events", tag = "events",
     params(IngestParams),
     request_body(
-        description = "One event (JSON object), a JSON array of events, or NDJSON (one event per line). \
-                       See the Event schema.",
+        description = "One event (JSON object), a JSON array of events, or NDJSON (one Event object per line). \
+                       See the Event schema. At most 10000 events and 16 MiB by default.",
         content(
-            (Object = "application/json"),
+            (IngestBody = "application/json"),
             (String = "application/x-ndjson"),
         )
     ),
     responses(
         (status = 200, description = "All events are durable", body = IngestResponse),
-        (status = 400, description = "Body is not JSON / NDJSON", body = crate::error::ErrorBody),
+        (status = 400, description = "Body is not JSON / NDJSON, holds no event, or the tenant parameter is malformed", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 403, description = "Key lacks the ingest scope or the tenant", body = crate::error::ErrorBody),
         (status = 409, description = "An id is reused with different content; nothing stored", body = crate::error::ErrorBody),

@@ -14,11 +14,19 @@ use crate::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
-    /// A label for people, e.g. `billing-service`.
+    /// A label for people, e.g. `billing-service`: 1-128 characters, not only spaces, no
+    /// control characters. Leading and trailing spaces are dropped.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f ][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     /// What the key may do.
+    #[schema(min_items = 1)]
     scopes: Vec<Scope>,
     /// The tenant it is confined to, or `*` for all (admins only should hold `*`).
+    #[schema(pattern = "^(\\*|[a-z0-9][a-z0-9_-]{0,62})$")]
     tenant: String,
 }
 
@@ -45,7 +53,12 @@ fn forbidden(message: String) -> ApiError {
 /// Lists the API keys the caller may manage (without secrets): every key for a key of
 /// tenant `*`, the keys of its own tenant for a tenant's admin key.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
-    responses((status = 200, body = [ApiKey])), security(("api_key" = [])))]
+    responses(
+        (status = 200, description = "The keys, without secrets", body = [ApiKey]),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -62,9 +75,10 @@ pub(crate) async fn list(
 
 /// Creates an API key.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
-    responses((status = 201, body = CreatedKey),
-        (status = 403, description = "The new key would reach a tenant or hold a scope the caller lacks", body = crate::error::ErrorBody),
-        (status = 422, body = crate::error::ErrorBody)),
+    responses((status = 201, description = "The key, with its token (shown only once)", body = CreatedKey),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The caller lacks the admin scope, or the new key would reach a tenant or hold a scope the caller lacks", body = crate::error::ErrorBody),
+        (status = 422, description = "The body is not a valid key request", body = crate::error::ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -93,8 +107,17 @@ pub(crate) async fn create(
             column: None,
         }])
     };
-    if new.name.trim().is_empty() || new.name.chars().count() > 128 {
-        return Err(invalid("name", "must be 1-128 characters"));
+    // The rule is the document's pattern: the name must not be only spaces and must hold no
+    // control character (it is shown in listings and terminals).
+    let name = new.name.trim_matches(' ');
+    if name.is_empty() || new.name.chars().count() > 128 {
+        return Err(invalid(
+            "name",
+            "must be 1-128 characters and not only spaces",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name", "must not contain control characters"));
     }
     if new.scopes.is_empty() {
         return Err(invalid(
@@ -127,7 +150,7 @@ pub(crate) async fn create(
     }
     let (key, token) = state
         .keys
-        .create(new.name.trim(), new.scopes, &new.tenant)
+        .create(name, new.scopes, &new.tenant)
         .map_err(key_error)?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
 }
@@ -135,7 +158,10 @@ pub(crate) async fn create(
 /// Revokes an API key at once.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the admin scope", body = crate::error::ErrorBody),
+        (status = 404, description = "No such key within the caller's reach", body = crate::error::ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,

@@ -18,8 +18,10 @@ use crate::AppState;
 /// While checkpoints cannot be signed (the log still accepts events) the status is
 /// `degraded`, with the reason in `checkpoint_signing`.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "The log accepts events (status `ok`, or `degraded` when a background component such as anchoring fails)"),
-        (status = 503, description = "The log stopped accepting writes, or stored records are damaged")))]
+    responses(
+        (status = 200, description = "The log accepts events (status `ok`, or `degraded` when a background component such as anchoring or checkpoint signing fails)", body = HealthOk),
+        (status = 503, description = "The log stopped accepting writes (`failed`), or stored records are damaged (`damaged`)", body = HealthFailed),
+    ))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let mut body = serde_json::Map::new();
     let mut degraded = false;
@@ -61,6 +63,40 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The healthy answer of `/healthz`, as the OpenAPI document describes it.
+pub(crate) struct HealthOk;
+
+impl utoipa::PartialSchema for HealthOk {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(json!({
+            "type": "object", "required": ["status", "tenants"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok"]},
+                "tenants": {"type": "integer", "minimum": 0, "description": "Tenants with a log"},
+            }
+        }))
+    }
+}
+
+impl utoipa::ToSchema for HealthOk {}
+
+/// The failed answer of `/healthz`.
+pub(crate) struct HealthFailed;
+
+impl utoipa::PartialSchema for HealthFailed {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(json!({
+            "type": "object", "required": ["status", "reason"],
+            "properties": {
+                "status": {"type": "string", "enum": ["failed"]},
+                "reason": {"type": "string", "description": "What failed; a restart recovers"},
+            }
+        }))
+    }
+}
+
+impl utoipa::ToSchema for HealthFailed {}
+
 /// Metrics in the Prometheus text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
@@ -86,7 +122,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",
-    responses((status = 200, description = "OpenAPI document", body = Object)))]
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json", body = Object)))]
 pub(crate) async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }

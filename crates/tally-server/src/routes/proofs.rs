@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use tally_store::{SignedCheckpoint, TenantLog};
 use tally_tlog::Hash;
 
-use super::events::{resolve_index, tenant_log, TenantParam};
+use super::events::{lookup_id, tenant_log, TenantParam};
 use crate::error::ApiError;
-use crate::extract::{Query, TreeReader};
+use crate::extract::{bounded_index, parse_event_id, LeafIndex, Query, TreeReader, TreeSize};
 use crate::AppState;
 
 fn b64(hash: &Hash) -> String {
@@ -52,7 +52,10 @@ pub(crate) fn note_response(note: String) -> Response {
     get, path = "/v1/checkpoint", tag = "proofs", params(TenantParam),
     responses(
         (status = 200, description = "Signed checkpoint note", content_type = "text/plain", body = String),
-        (status = 404, description = "No checkpoint yet", body = crate::error::ErrorBody),
+        (status = 400, description = "Malformed tenant", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant, or no checkpoint yet (retry after the delay)", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -77,14 +80,21 @@ pub(crate) async fn log_key(State(state): State<AppState>) -> Response {
 
 /// Parameters of an inclusion proof.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct InclusionParams {
     /// Tenant (default: the key's tenant, or `default`).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     tenant: Option<String>,
-    /// Leaf index of the event (or give `id`).
+    /// Leaf index of the event. Give exactly one of `index` and `id`.
+    #[param(value_type = Option<LeafIndex>)]
     index: Option<u64>,
-    /// Event id (or give `index`).
+    /// Event id (8-4-4-4-12 form). Give exactly one of `index` and `id`.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     id: Option<String>,
-    /// Tree size to prove against (default: the latest checkpoint's).
+    /// Tree size to prove against (default: the latest checkpoint's); must exceed the index.
+    #[param(value_type = Option<TreeSize>)]
     size: Option<u64>,
 }
 
@@ -107,9 +117,11 @@ pub(crate) struct InclusionProof {
     get, path = "/v1/proof/inclusion", tag = "proofs", params(InclusionParams),
     responses(
         (status = 200, description = "Inclusion proof", body = InclusionProof),
-        (status = 400, description = "Bad parameters", body = crate::error::ErrorBody),
-        (status = 404, description = "No such event or size", body = crate::error::ErrorBody),
-        (status = 409, description = "The index is not yet covered by a signed checkpoint", body = crate::error::ErrorBody),
+        (status = 400, description = "Bad parameters: not exactly one of index and id, a number out of range, a malformed id or tenant", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant or event, a size beyond the tree, or no checkpoint yet", body = crate::error::ErrorBody),
+        (status = 409, description = "The index is not yet covered by a signed checkpoint; retry after the delay", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -120,12 +132,15 @@ pub(crate) async fn inclusion(
 ) -> Result<Json<InclusionProof>, ApiError> {
     let tenant = reader.tenant(params.tenant.as_deref())?;
     let log = tenant_log(&state, &tenant)?;
+    if let Some(size) = params.size {
+        bounded_index("size", size)?;
+    }
     let index = match (params.index, params.id.as_deref()) {
-        (Some(index), None) => index,
+        (Some(index), None) => bounded_index("index", index)?,
         (None, Some(id)) => {
             // Whether an id exists, and where, is about the records, not the tree.
             reader.require_key("an inclusion proof by event id")?;
-            resolve_index(&log, id)?
+            lookup_id(&log, parse_event_id("id", id)?)?
         }
         _ => {
             return Err(ApiError::bad_param(
@@ -180,12 +195,16 @@ pub(crate) async fn inclusion(
 
 /// Parameters of a consistency proof.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ConsistencyParams {
     /// Tenant (default: the key's tenant, or `default`).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     tenant: Option<String>,
-    /// The older tree size (> 0).
+    /// The older tree size (at least 1, at most `to`).
+    #[param(value_type = TreeSize)]
     from: u64,
     /// The newer tree size (default: the latest checkpoint's).
+    #[param(value_type = Option<TreeSize>)]
     to: Option<u64>,
 }
 
@@ -208,8 +227,10 @@ pub(crate) struct ConsistencyProof {
     get, path = "/v1/proof/consistency", tag = "proofs", params(ConsistencyParams),
     responses(
         (status = 200, description = "Consistency proof", body = ConsistencyProof),
-        (status = 400, description = "Bad parameters", body = crate::error::ErrorBody),
-        (status = 404, description = "Size beyond the tree", body = crate::error::ErrorBody),
+        (status = 400, description = "Bad parameters: from missing, 0 or above to, a number out of range, a malformed tenant", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant, a size beyond the tree, or no checkpoint yet", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -219,6 +240,10 @@ pub(crate) async fn consistency(
     Query(params): Query<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     let tenant = reader.tenant(params.tenant.as_deref())?;
+    bounded_index("from", params.from)?;
+    if let Some(to) = params.to {
+        bounded_index("to", to)?;
+    }
     let log = tenant_log(&state, &tenant)?;
     let (to, checkpoint) = match params.to {
         Some(to) => (to, log.checkpoint().filter(|c| c.size == to)),

@@ -15,11 +15,16 @@ use super::events::tenant_log;
 use crate::audit::{record_read, ReadAudit};
 use crate::auth::Scope;
 use crate::error::{ApiError, ErrorDetail};
-use crate::extract::{Auth, Query};
+use crate::extract::{parse_index, Auth, LeafIndex, Query, ResumeIndex, MAX_INDEX};
 use crate::AppState;
 
 /// Most results per page.
 const MAX_LIMIT: usize = 1000;
+/// Longest `q`, in characters (the document's `maxLength`).
+const MAX_Q_CHARS: usize = 4096;
+/// Longest query in its canonical form, in bytes: every investigation call records it in an
+/// audit event, which must stay well inside the 64 KiB record limit.
+const MAX_QUERY_BYTES: usize = 40_000;
 /// Parameters that steer the search rather than filter it.
 const CONTROL: [&str; 11] = [
     "tenant", "q", "order", "cursor", "limit", "proofs", "by", "interval", "from", "to", "format",
@@ -82,6 +87,12 @@ pub(super) fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, Ap
         }])
     };
     let mut query = match param(params, "q") {
+        Some(q) if q.chars().count() > MAX_Q_CHARS => {
+            return Err(ApiError::bad_param(
+                "q",
+                format!("must be at most {MAX_Q_CHARS} characters"),
+            ))
+        }
         Some(q) => tally_query::parse(q).map_err(|e| bad("q", e))?,
         None => SearchQuery::default(),
     };
@@ -94,6 +105,12 @@ pub(super) fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, Ap
         let extra =
             tally_query::parse_field_params(&filters).map_err(|e| bad("filter parameters", e))?;
         query.terms.extend(extra.terms);
+    }
+    if query.to_string().len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_param(
+            "q",
+            format!("the query with its filter parameters must be at most {MAX_QUERY_BYTES} bytes"),
+        ));
     }
     Ok(query)
 }
@@ -168,6 +185,48 @@ fn decode_cursor(cursor: &str) -> Result<(Order, u64, u64), ApiError> {
     Ok((order, upto, last))
 }
 
+/// The `order` parameter, as the OpenAPI document describes it.
+pub(crate) struct SearchOrder;
+
+impl utoipa::PartialSchema for SearchOrder {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(serde_json::json!({"type": "string", "enum": ["newest", "oldest"]}))
+    }
+}
+
+impl utoipa::ToSchema for SearchOrder {}
+
+/// The `by` parameter of `/v1/stats`: a field name of the query syntax.
+pub(crate) struct StatsField;
+
+impl utoipa::PartialSchema for StatsField {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names: Vec<&str> = tally_query::Field::ALL.iter().map(|f| f.name()).collect();
+        crate::openapi::schema(serde_json::json!({"type": "string", "enum": names}))
+    }
+}
+
+impl utoipa::ToSchema for StatsField {}
+
+/// One event of the `/v1/events/stream` answer, as the OpenAPI document describes it.
+pub(crate) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema(serde_json::json!({
+            "type": "object", "required": ["id", "data"],
+            "description": "One server-sent event; the stream carries one per matching record",
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The record's leaf index (send it back as Last-Event-ID to resume)"},
+                "data": {"type": "string", "contentMediaType": "application/json", "description": "The stored record, exactly as hashed"},
+                "event": {"type": "string", "enum": ["message"]},
+            }
+        }))
+    }
+}
+
+impl utoipa::ToSchema for StreamEvent {}
+
 /// One search result.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Hit {
@@ -205,16 +264,21 @@ pub(crate) struct SearchResponse {
 #[utoipa::path(
     get, path = "/v1/events", tag = "investigation",
     params(
-        ("q" = Option<String>, Query, description = "Query text"),
-        ("tenant" = Option<String>, Query, description = "Tenant (default: the key's)"),
-        ("order" = Option<String>, Query, description = "newest (default) or oldest"),
-        ("limit" = Option<usize>, Query, description = "Results per page, 1-1000 (default 50)"),
+        ("q" = Option<String>, Query, max_length = 4096, description = "Query text in the investigation syntax. \
+            Plain filter parameters (actor=alice, outcome=FAILURE,DENIED, any field name of the syntax) may be added and are ANDed."),
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", description = "Tenant (default: the key's)"),
+        ("order" = Option<SearchOrder>, Query, description = "newest (default) or oldest"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Results per page (default 50)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
         ("proofs" = Option<bool>, Query, description = "Attach inclusion proofs"),
     ),
     responses(
-        (status = 200, body = SearchResponse),
-        (status = 400, description = "Malformed query: position and what was expected", body = crate::error::ErrorBody),
+        (status = 200, description = "A page of results", body = SearchResponse),
+        (status = 400, description = "Malformed query (position and what was expected) or parameter", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "The tenant has no events", body = crate::error::ErrorBody),
+        (status = 503, description = "No search index, or the read could not be recorded in the audit log", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -356,7 +420,11 @@ fn parse_interval(text: &str) -> Result<i64, ApiError> {
         )
     };
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: i64 = digits.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    // The document's pattern: no leading zero, at most 10 digits (so that weeks fit in i64 ms).
+    if digits.is_empty() || digits.starts_with('0') || digits.len() > 10 {
+        return Err(bad());
+    }
+    let n: i64 = digits.parse().map_err(|_| bad())?;
     let unit_ms = match unit {
         "s" => 1_000,
         "m" => 60_000,
@@ -373,12 +441,20 @@ fn parse_interval(text: &str) -> Result<i64, ApiError> {
 #[utoipa::path(
     get, path = "/v1/stats", tag = "investigation",
     params(
-        ("q" = Option<String>, Query, description = "Query text, as for /v1/events"),
-        ("by" = Option<String>, Query, description = "Field to group by, e.g. action, actor.id, outcome"),
-        ("interval" = Option<String>, Query, description = "Time bucket, e.g. 1h"),
-        ("limit" = Option<usize>, Query, description = "Most groups (default 100)"),
+        ("q" = Option<String>, Query, max_length = 4096, description = "Query text, as for /v1/events (plain filter parameters too)"),
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", description = "Tenant (default: the key's)"),
+        ("by" = Option<StatsField>, Query, description = "Field to group by"),
+        ("interval" = Option<String>, Query, pattern = "^[1-9][0-9]{0,9}[smhdw]$", description = "Time bucket: a count and a unit (s, m, h, d, w), e.g. 1h"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most groups (default 100)"),
     ),
-    responses((status = 200, body = StatsResponse), (status = 400, body = crate::error::ErrorBody)),
+    responses(
+        (status = 200, description = "Counts", body = StatsResponse),
+        (status = 400, description = "Malformed query or parameter", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "The tenant has no events", body = crate::error::ErrorBody),
+        (status = 503, description = "No search index, or the read could not be recorded in the audit log", body = crate::error::ErrorBody),
+    ),
     security(("api_key" = []))
 )]
 pub(crate) async fn stats(
@@ -464,10 +540,19 @@ pub(crate) async fn stats(
 #[utoipa::path(
     get, path = "/v1/events/stream", tag = "investigation",
     params(
-        ("q" = Option<String>, Query, description = "Query text, as for /v1/events"),
-        ("from" = Option<u64>, Query, description = "First leaf index to send (default: new events only)"),
+        ("q" = Option<String>, Query, max_length = 4096, description = "Query text, as for /v1/events (plain filter parameters too)"),
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", description = "Tenant (default: the key's)"),
+        ("from" = Option<LeafIndex>, Query, description = "First leaf index to send (default: new events only)"),
+        ("Last-Event-ID" = Option<ResumeIndex>, Header, description = "The last event id received: resume after it (takes precedence over from)"),
     ),
-    responses((status = 200, description = "text/event-stream of matching records"), (status = 400, body = crate::error::ErrorBody)),
+    responses(
+        (status = 200, description = "Server-sent events, one per matching record", content_type = "text/event-stream", body = StreamEvent),
+        (status = 400, description = "Malformed query or parameter", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "The tenant has no events", body = crate::error::ErrorBody),
+        (status = 503, description = "No search index, or the read could not be recorded in the audit log", body = crate::error::ErrorBody),
+    ),
     security(("api_key" = []))
 )]
 pub(crate) async fn stream(
@@ -491,15 +576,31 @@ pub(crate) async fn stream(
     } = prepare(&state, &auth, &params)?;
     refuse_params(&params, "/v1/events/stream", &["tenant", "q", "from"])?;
     let log = tenant_log(&state, &tenant)?;
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let from = match (resume, param(&params, "from")) {
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            let last = v
+                .to_str()
+                .map_err(|_| ApiError::bad_param("Last-Event-ID", "must be a leaf index"))
+                .and_then(|v| parse_index("Last-Event-ID", v))?;
+            // Resuming starts one past it, which must itself be a valid index.
+            if last == MAX_INDEX {
+                return Err(ApiError::bad_param(
+                    "Last-Event-ID",
+                    format!("must be below {MAX_INDEX}"),
+                ));
+            }
+            Some(last)
+        }
+    };
+    // `from` is checked even when Last-Event-ID overrides it: a malformed request is refused
+    // whatever else it carries.
+    let from = param(&params, "from")
+        .map(|f| parse_index("from", f))
+        .transpose()?;
+    let from = match (resume, from) {
         (Some(last), _) => last + 1,
-        (None, Some(f)) => f
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_param("from", "must be a leaf index"))?,
+        (None, Some(from)) => from,
         (None, None) => log.size(),
     };
     record_read(
