@@ -15,8 +15,8 @@ mod investigate;
 mod serve;
 mod signing;
 mod verify;
-mod witness;
 mod verify_url;
+mod witness;
 
 use std::process::ExitCode;
 
