@@ -291,12 +291,18 @@ impl TenantLog {
                     "opening records without a signed checkpoint history, as the operator asked"
                 );
             } else {
-                checkpoint = Some(sign_empty_tree(
-                    &checkpoints,
-                    &checkpoints_path,
-                    origin,
-                    how.sign,
-                )?);
+                match sign_empty_tree(&checkpoints, &checkpoints_path, origin, how.sign) {
+                    Ok(cp) => checkpoint = Some(cp),
+                    // A signer that is down (a signing command, an HSM) must not stop new
+                    // tenants from taking events: the checkpointer signs their tree as soon
+                    // as it works again. Until then a crash leaves records without history,
+                    // which the next start refuses (--accept-unsigned-history).
+                    Err(StoreError::Signer(e)) => tracing::warn!(
+                        tenant = name,
+                        "the new tenant's empty tree could not be signed yet: {e}"
+                    ),
+                    Err(e) => return Err(e),
+                }
             }
         }
         let indexed = n - report.leaf_entries_rebuilt;
