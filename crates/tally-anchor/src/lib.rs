@@ -13,6 +13,8 @@
 //! Architecture Invariant: anchoring only ever reads the log; a failing or slow bucket costs
 //! anchoring lag, never an event.
 
+#![forbid(unsafe_code)]
+
 pub mod fetch;
 pub mod layout;
 pub mod s3;

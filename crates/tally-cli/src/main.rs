@@ -4,6 +4,9 @@
 //! components it needs and runs. Exit codes: 0 success; 1 the operation failed or a
 //! verification found a problem; 2 bad command-line usage.
 
+// The only unsafe code restores the default SIGPIPE disposition, allowed there.
+#![deny(unsafe_code)]
+
 mod anchor;
 mod bench;
 mod bench_search;
@@ -15,6 +18,7 @@ mod investigate;
 mod serve;
 mod signing;
 mod verify;
+mod verify_compare;
 mod verify_url;
 mod witness;
 
@@ -112,8 +116,25 @@ pub fn is_stdin(path: &std::path::Path) -> bool {
     path == std::path::Path::new("-")
 }
 
+/// Lets a client command end quietly when whoever reads its output goes away
+/// (`tally query … | head`), as Unix tools do: the Rust runtime ignores SIGPIPE, so every
+/// print would otherwise fail with "Broken pipe" (and `println!` panics). The long-running
+/// commands keep ignoring it: a server must never die because one peer hung up.
+#[allow(unsafe_code)]
+fn die_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; restoring the default
+    // disposition of one signal has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Witness(_)) {
+        die_quietly_on_closed_stdout();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")

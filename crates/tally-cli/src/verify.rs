@@ -33,6 +33,11 @@ use crate::ServerArgs;
 /// from AWS_ACCESS_KEY_ID etc., as for serve); the log must contain each of those trees, which
 /// catches a history rewritten and re-signed with the log's own key.
 ///
+/// --compare OTHER: another copy of the log (a backup or replica directory, or a server URL
+/// read with the same --token) is verified too, and the first leaf where the two histories
+/// differ is named exactly: a fork re-signed with the log's own key shows up there even when
+/// no checkpoint was saved elsewhere. A copy that is only behind is fine.
+///
 /// --export FILE: check an export bundle (tally export) offline instead: every record is in
 /// the signed tree the file carries, and an unfiltered range holds every record
 /// (--require-complete: fail unless the export proves it is complete).
@@ -41,6 +46,7 @@ use crate::ServerArgs;
 ///
 /// Examples: tally verify ./data --key ./data/log.pub
 ///           tally verify --url http://127.0.0.1:7700 --key "$(cat log.pub)" --since saved.checkpoint
+///           tally verify ./data --key log.pub --compare /backup/tally-data
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Data directory to check offline; without it, the server at --url is checked.
@@ -65,6 +71,11 @@ pub struct VerifyArgs {
     /// filtered export in place of a complete one.
     #[arg(long, requires = "export")]
     require_complete: bool,
+    /// Another copy of the log to compare with: a data directory (a backup or replica) or a
+    /// server URL (read with --token). Both are verified, and the first record where their
+    /// histories differ is named.
+    #[arg(long, value_name = "DIR|URL", conflicts_with = "export")]
+    compare: Option<crate::verify_compare::Other>,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -165,9 +176,23 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
     if args.witnesses.is_set() && args.data.is_some() {
         bail!("--witness checks the checkpoints a server serves (--url); for a saved checkpoint use tally checkpoint --file FILE --witness ...");
     }
-    match args.data.clone() {
-        Some(dir) => tokio::task::spawn_blocking(move || offline(&args, dir)).await?,
-        None => online(&args).await,
+    use crate::verify_compare::Other;
+    match (args.data.clone(), args.compare.clone()) {
+        (Some(dir), _) => tokio::task::spawn_blocking(move || offline(&args, dir)).await?,
+        // A server compared with a directory: the directory is the local side, the server
+        // the other copy; both are checked in full either way.
+        (None, Some(Other::Dir(dir))) => {
+            let mut args = args;
+            args.compare = Some(Other::Url(args.server.url.clone()));
+            tokio::task::spawn_blocking(move || offline(&args, dir)).await?
+        }
+        (None, Some(Other::Url(_))) => Err(crate::UsageError(
+            "--compare URL needs a data directory to compare the server with (tally verify DIR --compare URL); \
+             to compare two servers, verify each with --url and --since a checkpoint saved from the other"
+                .into(),
+        )
+        .into()),
+        (None, None) => online(&args).await,
     }
 }
 
@@ -232,6 +257,22 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
                 anyhow!("VERIFICATION FAILED: {f}")
             })?;
         records += report.records;
+        if let Some(other) = &args.compare {
+            pb.suspend(|| {
+                tokio::runtime::Handle::current().block_on(crate::verify_compare::compare_tenant(
+                    crate::verify_compare::Local {
+                        dir: &dir,
+                        tenant,
+                        records: report.records,
+                        signed: report.latest.map_or(0, |l| l.0),
+                    },
+                    other,
+                    args.server.token.clone(),
+                    &verifier,
+                ))
+            })
+            .inspect_err(|_| pb.abandon())?;
+        }
         for torn in &report.torn_writes {
             pb.suspend(|| {
                 eprintln!(

@@ -1,112 +1,13 @@
 //! The `tally` binary end to end: serve, ingest, get, checkpoint, prove, verify (offline,
 //! online, --since) and their failures.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let token_file = dir.with_extension("token");
-        let mut child = Command::new(TALLY)
-            .args(["serve", "--data"])
-            .arg(dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--checkpoint-interval-ms",
-                "50",
-                // Two indexing threads here; the server tests run the default one.
-                "--index-threads",
-                "2",
-            ])
-            .arg("--admin-token-file")
-            .arg(&token_file)
-            .env("TALLY_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && token_file.exists() {
-                let token = std::fs::read_to_string(&token_file)
-                    .unwrap()
-                    .trim()
-                    .to_string();
-                return Server {
-                    child,
-                    url,
-                    token,
-                    dir: dir.to_path_buf(),
-                };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("server did not start");
-    }
-
-    fn tally(&self, args: &[&str]) -> Output {
-        Command::new(TALLY)
-            .args(args)
-            .env("TALLY_URL", &self.url)
-            .env("TALLY_TOKEN", &self.token)
-            .env("TALLY_LOG", "warn")
-            .output()
-            .unwrap()
-    }
-
-    fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit 1; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{fails, ok, Server, TALLY};
 
 fn ndjson(path: &Path, from: u64, to: u64, bad_line: Option<u64>) {
     let mut s = String::new();
@@ -693,4 +594,144 @@ fn issue_7_verify_warns_on_a_torn_tail_and_names_contradicting_arguments() {
         stderr.contains("tenant default") && stderr.contains("--tenant acme"),
         "{stderr}"
     );
+}
+
+/// Two copies of one log that each took different events after a common prefix: each is
+/// consistent with checkpoints signed by the same key, so only the other copy exposes the
+/// fork, and `--compare` names its exact first index (not a range).
+#[test]
+fn issue_7_compare_names_the_exact_index_where_two_copies_fork() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir);
+    let events = tmp.path().join("events.ndjson");
+    ndjson(&events, 0, 257, None);
+    ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+    wait_for_checkpoint(&server, 257);
+    server.stop();
+    let copy = |to: &str| {
+        let to = tmp.path().join(to);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&dir)
+            .arg(&to)
+            .status()
+            .unwrap()
+            .success());
+        // The admin token is written at the first start only.
+        std::fs::copy(dir.with_extension("token"), to.with_extension("token")).unwrap();
+        to
+    };
+    let behind = copy("behind");
+    let fork = copy("fork");
+
+    let grow = |at: &Path, from: u64, to: u64| {
+        let server = Server::start(at);
+        ndjson(&events, from, to, None);
+        ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+        wait_for_checkpoint(&server, 257 + to - from);
+        server
+    };
+    grow(&dir, 257, 300).stop();
+    let fork_server = grow(&fork, 1000, 1043);
+    let (fork_url, fork_token) = (fork_server.url.clone(), fork_server.token.clone());
+    let key = dir.join("log.pub");
+    let key = key.to_str().unwrap();
+    let verify = |args: &[&str]| {
+        Command::new(TALLY)
+            .args(["verify", "--key", key, "--quiet", "--token", &fork_token])
+            .args(args)
+            .env("TALLY_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    // Each copy on its own is intact.
+    ok(&verify(&[dir.to_str().unwrap()]));
+    ok(&verify(&[fork.to_str().unwrap()]));
+    // A copy that is only behind agrees.
+    let out = ok(&verify(&[
+        dir.to_str().unwrap(),
+        "--compare",
+        behind.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("same history (300 records here, 257 there; the other copy is behind)"),
+        "{out}"
+    );
+    // The fork, against the running server and against its stopped directory, either way round.
+    for args in [
+        vec![dir.to_str().unwrap(), "--compare", fork_url.as_str()],
+        vec![
+            "--url",
+            fork_url.as_str(),
+            "--compare",
+            dir.to_str().unwrap(),
+        ],
+    ] {
+        let err = fails(&verify(&args));
+        assert!(
+            err.contains("fork at index 257") && err.contains("re-signed"),
+            "{args:?}: {err}"
+        );
+    }
+    fork_server.stop();
+    let err = fails(&verify(&[
+        dir.to_str().unwrap(),
+        "--compare",
+        fork.to_str().unwrap(),
+    ]));
+    assert!(err.contains("fork at index 257"), "{err}");
+    assert!(
+        err.contains("here up to size 300, there up to size 300"),
+        "{err}"
+    );
+}
+
+/// `tally query … | head -1`: when the reader goes away the command ends quietly, as Unix
+/// tools do, instead of panicking with "failed printing to stdout: Broken pipe".
+#[test]
+fn issue_8_output_piped_into_head_ends_quietly() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    /// SIGPIPE's number on Linux.
+    const SIGPIPE: i32 = 13;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"));
+    let events = tmp.path().join("events.ndjson");
+    // Far more output than a pipe buffers, so the writer is still writing when the reader leaves.
+    ndjson(&events, 0, 3000, None);
+    ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+    wait_for_checkpoint(&server, 3000);
+    for args in [
+        vec!["query", "", "--all", "--limit", "1000"],
+        vec!["query", "", "--all", "--limit", "1000", "--format", "table"],
+    ] {
+        let mut child = Command::new(TALLY)
+            .args(&args)
+            .env("TALLY_URL", &server.url)
+            .env("TALLY_TOKEN", &server.token)
+            .env("TALLY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.trim().is_empty(), "{args:?}: {first}");
+        // The reader is gone now.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
 }

@@ -12,6 +12,7 @@
 //!   [`verify_file`] for any of them.
 //! - [`table`]: records as rows (CSV and Parquet columns).
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod bundle;

@@ -38,6 +38,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::fmt;

@@ -153,6 +153,8 @@
 //! term. The free-text parameter is not its business: parse it with [`parse`] and append its
 //! terms.
 
+#![forbid(unsafe_code)]
+
 pub mod ast;
 mod display;
 mod parse;

@@ -22,6 +22,8 @@
 //! [`tally_store::Log::append`] and the [`auth::KeyStore`]; reads go through
 //! [`tally_store::TenantLog`].
 
+#![forbid(unsafe_code)]
+
 mod audit;
 pub mod auth;
 pub mod error;
@@ -221,7 +223,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::ingest).get(search::search))
         .route("/v1/stats", get(search::stats))
-        .route("/v1/events/stream", get(search::stream))
+        .route("/v1/events/stream", get(stream::stream))
         .route("/v1/export", get(export::export))
         .route("/v1/events/{key}", get(events::get_event))
         .route("/v1/tenants", get(events::list_tenants))

@@ -47,6 +47,14 @@ fn settings() -> ServerSettings {
     ServerSettings::default()
 }
 
+/// The log's settings unless a test needs others.
+fn log_config() -> LogConfig {
+    LogConfig {
+        checkpoint_interval: Duration::from_millis(50),
+        ..Default::default()
+    }
+}
+
 impl Server {
     /// A fresh server on a new temporary data directory.
     async fn start() -> Server {
@@ -62,11 +70,17 @@ impl Server {
 
     /// Opens (or reopens) the data directory at `path`. Without `admin` a new admin key is made.
     async fn open(path: &Path, settings: ServerSettings, admin: Option<String>) -> Server {
+        Server::open_configured(path, settings, admin, log_config()).await
+    }
+
+    /// [`Server::open`] with the log's settings given.
+    async fn open_configured(
+        path: &Path,
+        settings: ServerSettings,
+        admin: Option<String>,
+        config: LogConfig,
+    ) -> Server {
         let dir = DataDir::create_or_open(path).expect("data dir");
-        let config = LogConfig {
-            checkpoint_interval: Duration::from_millis(50),
-            ..Default::default()
-        };
         let (log, _report) = Log::open(dir.clone(), config).expect("open log");
         let keys = Arc::new(KeyStore::open(dir.api_keys_path()).expect("key store"));
         let admin = match admin {
@@ -2234,4 +2248,83 @@ async fn records_ids_and_checkpoints_survive_a_restart() {
     assert_eq!(&records2[..15], &records[..]);
     assert_eq!(tree_of(&records2).root(), cp2.root);
     srv.stop().await;
+}
+
+/// Issue 8: a disk that fails under the server. A failed write answers 503 with Retry-After
+/// and a JSON error, `/healthz` says what failed, nothing acknowledged is lost, and once
+/// the disk works again events are taken without a restart. A failed fsync stops the log
+/// until a restart, after which everything acknowledged is there.
+#[tokio::test]
+async fn issue_8_a_failing_disk_is_answered_with_503_and_reported_in_health() {
+    use tally_store::faults::{Fault, FaultPoint, Faults};
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let config = LogConfig {
+        faults: Some(faults.clone()),
+        ..log_config()
+    };
+    let srv = Server::open_configured(tmp.path(), settings(), None, config).await;
+    let admin = srv.admin.clone();
+    let first = srv.ingest(&batch("acme", 0, 10)).await;
+
+    faults.arm(FaultPoint::RecordWrite, Fault::Error(libc::ENOSPC), 1);
+    let refused = srv.post_json(&batch("acme", 10, 5)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    assert_eq!(refused.header("retry-after"), "5");
+    let body = refused.json();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{body}"
+    );
+    let health = srv.get_as(None, "/healthz").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.json()["status"], "failed", "{:?}", health.json());
+    assert!(
+        health.json()["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left on device")),
+        "{:?}",
+        health.json()
+    );
+    // Space is freed: the same request is stored, right after the first ten.
+    let stored = srv.ingest(&batch("acme", 10, 5)).await;
+    assert_eq!(stored[0].index, 10);
+    srv.get_as(None, "/healthz").await.ok();
+
+    // A failed fsync: refused, and refused still after the disk recovers, until a restart.
+    faults.arm(FaultPoint::RecordSync, Fault::Error(libc::EIO), 1);
+    let refused = srv.post_json(&batch("acme", 20, 1)).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    faults.clear();
+    let still = srv.post_json(&batch("acme", 21, 1)).await;
+    assert_eq!(still.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(srv.get_as(None, "/healthz").await.json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("restart"));
+    srv.stop().await;
+
+    let srv = Server::open(tmp.path(), settings(), Some(admin)).await;
+    for s in first.iter().chain(&stored) {
+        srv.get(&format!("/v1/events/{}?tenant=acme", s.index))
+            .await
+            .ok();
+    }
+    srv.stop().await;
+    let dir = DataDir::open_existing(tmp.path()).unwrap();
+    let verifier = tally_tlog::note::NoteVerifier::parse_vkey(
+        std::fs::read_to_string(dir.verifier_key_path())
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    tally_store::verify::verify_tenant(&dir, "acme", &verifier, &[], &mut |_| {}).unwrap();
 }

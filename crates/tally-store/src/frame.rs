@@ -139,6 +139,48 @@ impl LeafEntry {
     }
 }
 
+// The checkpoints file: one frame per signed note, `len u32 LE | crc32c u32 LE | note`.
+
+/// Encodes a checkpoints-file frame: `len: u32 LE | crc32c: u32 LE | note bytes`.
+pub fn encode_checkpoint_frame(note: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + note.len());
+    out.extend_from_slice(&(note.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(note.as_bytes()).to_le_bytes());
+    out.extend_from_slice(note.as_bytes());
+    out
+}
+
+/// Reads every checkpoint frame of a checkpoints file, in order. Returns the notes and the
+/// length of the intact prefix (a torn last frame is not an error, only not counted).
+pub fn read_checkpoint_frames(bytes: &[u8]) -> (Vec<&str>, u64, bool) {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let mut damaged = false;
+    while at < bytes.len() {
+        if bytes.len() - at < 8 {
+            break;
+        }
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        let Some(body) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32c::crc32c(body) != crc {
+            damaged = true;
+            break;
+        }
+        match std::str::from_utf8(body) {
+            Ok(s) => out.push(s),
+            Err(_) => {
+                damaged = true;
+                break;
+            }
+        }
+        at += 8 + len;
+    }
+    (out, at as u64, damaged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,12 @@
 //! any instant loses no acknowledged event (recovery cuts a torn tail and re-derives the
 //! in-memory tree, checking it against the last signed checkpoint).
 
+// The only unsafe code is one kill(2) call in `signer`, allowed there.
+#![deny(unsafe_code)]
+
+pub mod compare;
 pub mod error;
+pub mod faults;
 pub mod frame;
 pub mod layout;
 mod log;
@@ -33,11 +38,10 @@ mod tenant;
 pub mod verify;
 
 pub use error::{AppendError, Damage, ReadError, StoreError};
+pub use frame::read_checkpoint_frames;
 pub use layout::{DataDir, TenantDir};
 pub use log::{
     tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,
 };
 pub use signer::{CheckpointSigner, KeySource};
-pub use tenant::{
-    open_checkpoint, read_checkpoint_frames, RecoveryReport, SignedCheckpoint, TenantLog,
-};
+pub use tenant::{open_checkpoint, RecoveryReport, SignedCheckpoint, TenantLog};

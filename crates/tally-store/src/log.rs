@@ -45,6 +45,8 @@ pub struct LogConfig {
     /// elsewhere, or a command that signs. With either of the last two the data directory
     /// holds no `log.key`, only `log.pub`.
     pub signing: KeySource,
+    /// Faults to inject on the write path (tests only; `None` in production).
+    pub faults: Option<Arc<crate::faults::Faults>>,
 }
 
 impl Default for LogConfig {
@@ -58,6 +60,7 @@ impl Default for LogConfig {
             scrub_interval: Some(Duration::from_secs(24 * 3600)),
             scrub_bytes_per_second: 64 << 20,
             signing: KeySource::DataDir,
+            faults: None,
         }
     }
 }
@@ -128,6 +131,11 @@ pub(crate) struct Inner {
     pub(crate) verifier: NoteVerifier,
     tenants: RwLock<BTreeMap<String, Arc<TenantLog>>>,
     pub(crate) failed: Mutex<Option<String>>,
+    /// The last record write that failed and was undone, until one succeeds again.
+    pub(crate) write_trouble: Mutex<Option<String>>,
+    /// The last checkpoint append that failed and was undone, until one succeeds again
+    /// (apart from record writes: a small append may succeed on a disk too full for a group).
+    pub(crate) checkpoint_trouble: Mutex<Option<String>>,
     pub(crate) metrics: LogMetrics,
     /// Number of the last group the syncer published (groups are numbered from 1).
     pub(crate) published_group: std::sync::atomic::AtomicU64,
@@ -136,6 +144,16 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The injected faults, if any (tests).
+    pub(crate) fn faults(&self) -> Option<&crate::faults::Faults> {
+        self.config.faults.as_deref()
+    }
+
+    /// Whether a simulated crash has struck: the sequencer then does nothing more.
+    pub(crate) fn crashed(&self) -> bool {
+        self.faults().is_some_and(crate::faults::Faults::crashed)
+    }
+
     pub(crate) fn tenant_logs(&self) -> Vec<Arc<TenantLog>> {
         self.tenants.read().values().cloned().collect()
     }
@@ -274,6 +292,8 @@ impl Log {
             verifier,
             tenants: RwLock::new(tenants),
             failed: Mutex::new(None),
+            write_trouble: Mutex::new(None),
+            checkpoint_trouble: Mutex::new(None),
             metrics,
             published_group: Default::default(),
             checkpoint_events: tokio::sync::broadcast::Sender::new(CHECKPOINT_EVENTS_BUFFER),
@@ -367,10 +387,18 @@ impl Log {
         &self.inner.metrics
     }
 
-    /// `Err(reason)` once a failed write has stopped the log.
+    /// `Err(reason)` once a failed fsync has stopped the log (until a restart), or while
+    /// writes fail (a full disk, EIO: each failed write is undone, nothing acknowledged is
+    /// lost, and this clears by itself once a write succeeds again).
     pub fn health(&self) -> Result<(), String> {
-        match self.inner.failed.lock().clone() {
-            Some(reason) => Err(reason),
+        if let Some(reason) = self.inner.failed.lock().clone() {
+            return Err(reason);
+        }
+        let trouble = self.inner.write_trouble.lock().clone();
+        match trouble.or_else(|| self.inner.checkpoint_trouble.lock().clone()) {
+            Some(e) => Err(format!(
+                "the last write failed ({e}) and was undone: a request that meets a failing write is refused (503) and nothing acknowledged is lost; this clears by itself once a write succeeds, with no restart needed"
+            )),
             None => Ok(()),
         }
     }

@@ -23,12 +23,11 @@ use tally_tlog::{checkpoint::Checkpoint, Hash};
 use tokio::sync::oneshot;
 
 use crate::error::{AppendError, StoreError};
-use crate::frame::{encode_frame_with_crc, LeafEntry};
+use crate::faults::{self, FaultPoint, Strike};
+use crate::frame::{encode_checkpoint_frame, encode_frame_with_crc, LeafEntry};
 use crate::layout;
 use crate::log::{Appended, CheckpointEvent, Inner, PreparedEvent};
-use crate::tenant::{
-    encode_checkpoint_frame, push_leaf, SignedCheckpoint, TenantLog, TenantWriter,
-};
+use crate::tenant::{push_leaf, SignedCheckpoint, TenantLog, TenantWriter};
 
 /// A request waiting for the sequencer.
 pub(crate) struct Job {
@@ -111,6 +110,9 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
                 break;
             }
         }
+        if inner.crashed() {
+            break;
+        }
     }
     drop(sync_tx);
     let _ = syncer.join();
@@ -129,7 +131,9 @@ fn checkpoint_loop(inner: Arc<Inner>, stop: Receiver<()>) {
     {
         sign_due(&inner, &mut last_signed, false);
     }
-    sign_due(&inner, &mut last_signed, true);
+    if !inner.crashed() {
+        sign_due(&inner, &mut last_signed, true);
+    }
 }
 
 fn fail_all(replies: Vec<(Reply, Result<Vec<Appended>, AppendError>)>, reason: &str) {
@@ -148,6 +152,9 @@ fn fail_log(inner: &Inner, e: &StoreError) -> String {
 
 /// Writer steps for one group. The crash points:
 fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
+    if inner.crashed() {
+        return None; // the replies are dropped unanswered, as by a dead process
+    }
     let started = Instant::now();
     let (events, replies): (Vec<_>, Vec<_>) =
         group.into_iter().map(|j| (j.events, j.reply)).unzip();
@@ -172,17 +179,40 @@ fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
     // 2. Write. The frames and leaf entries reach the page cache, not yet the disk; a crash
     //    now leaves a tail that recovery keeps if whole or cuts if torn. Nothing of it is
     //    acknowledged, so nothing acknowledged is lost.
+    //
+    //    A write that fails (a full disk, EIO) is undone: every tenant this group wrote is
+    //    cut back to where the group began, so the files hold exactly what was written
+    //    before, and the log goes on with the next request: once the disk works again,
+    //    writing resumes without a restart. Only if the cut itself fails is the tail unknown;
+    //    then the log stops until recovery has run.
     let mut tenants = Vec::new();
+    let mut marks = Vec::new();
     for s in staged.into_values().filter(|s| !s.leaves.is_empty()) {
+        marks.push(WriteMark::take(&s.log));
         match write_tenant(inner, s, number) {
             Ok(t) => tenants.push(t),
-            Err(e) => {
-                let reason = fail_log(inner, &e);
+            Err(WriteFailure::Crash) => return None,
+            Err(WriteFailure::Io(e)) => {
+                let reason = match undo_writes(&marks, number) {
+                    Ok(()) => {
+                        let reason = format!(
+                            "{e}; nothing of this request was stored; retry (writing resumes once the disk works again)"
+                        );
+                        tracing::error!("a write failed and was undone: {reason}");
+                        *inner.write_trouble.lock() = Some(e.to_string());
+                        reason
+                    }
+                    Err(cut) => fail_log(inner, &cut),
+                };
                 fail_all(replies, &reason);
                 return None;
             }
         }
     }
+    if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforeSync) {
+        return None;
+    }
+    inner.write_trouble.lock().take();
     Some(Written {
         number,
         started,
@@ -191,23 +221,119 @@ fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
     })
 }
 
+/// Why writing a tenant's part of a group stopped.
+enum WriteFailure {
+    /// The write failed; what it left behind must be cut.
+    Io(StoreError),
+    /// A simulated crash: stop dead.
+    Crash,
+}
+
+impl From<StoreError> for WriteFailure {
+    fn from(e: StoreError) -> Self {
+        WriteFailure::Io(e)
+    }
+}
+
+/// Where a tenant's files ended before a group wrote to them: what a failed write is cut
+/// back to.
+struct WriteMark {
+    log: Arc<TenantLog>,
+    segment_start: u64,
+    segment_len: u64,
+    next_index: u64,
+}
+
+impl WriteMark {
+    fn take(log: &Arc<TenantLog>) -> WriteMark {
+        let w = log.writer.lock();
+        WriteMark {
+            log: log.clone(),
+            segment_start: w.segment_start,
+            segment_len: w.segment_len,
+            next_index: w.next_index,
+        }
+    }
+}
+
+/// Cuts every tenant a failed group wrote back to its mark, and forgets the group's ids.
+/// A segment started by the group stays, cut to nothing: the writer goes on in it.
+fn undo_writes(marks: &[WriteMark], number: u64) -> Result<(), StoreError> {
+    for m in marks {
+        let mut w = m.log.writer.lock();
+        let segment_len = if w.segment_start == m.segment_start {
+            m.segment_len
+        } else {
+            0
+        };
+        let path = m.log.dir.segment_path(w.segment_start);
+        w.segment
+            .set_len(segment_len)
+            .map_err(|e| StoreError::io(&path, e))?;
+        w.segment_len = segment_len;
+        let leaves_path = m.log.dir.leaves_path();
+        w.leaves
+            .set_len(m.next_index * crate::frame::LEAF_ENTRY as u64)
+            .map_err(|e| StoreError::io(&leaves_path, e))?;
+        w.next_index = m.next_index;
+        if w.inflight_groups.back().is_some_and(|(n, _)| *n == number) {
+            let (_, ids) = w.inflight_groups.pop_back().expect("checked");
+            for id in ids {
+                w.inflight.remove(&id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `file` unless a fault strikes first (a failure, a write cut short, or
+/// a crash).
+fn write_with_faults(
+    inner: &Inner,
+    point: FaultPoint,
+    file: &mut File,
+    bytes: &[u8],
+    path: &std::path::Path,
+) -> Result<(), WriteFailure> {
+    match faults::strike(inner.faults(), point) {
+        Strike::Proceed => {}
+        Strike::Crash => return Err(WriteFailure::Crash),
+        Strike::Fail(e) => return Err(StoreError::io(path, e).into()),
+        Strike::Short(n) => {
+            let _ = file.write_all(&bytes[..n.min(bytes.len())]);
+            return Err(StoreError::io(path, faults::no_space()).into());
+        }
+    }
+    file.write_all(bytes)
+        .map_err(|e| StoreError::io(path, e).into())
+}
+
 /// Writes one tenant's part of a group and records its ids as in flight.
-fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, StoreError> {
+fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, WriteFailure> {
     let mut w = s.log.writer.lock();
     if w.segment_len > 0 && w.segment_len + s.frames.len() as u64 > inner.config.segment_bytes {
-        roll_segment(&s.log, &mut w)?;
+        roll_segment(inner, &s.log, &mut w)?;
     }
     debug_assert_eq!(w.end_offset(), s.first_offset);
     debug_assert_eq!(w.next_index, s.first_index);
     let path = s.log.dir.segment_path(w.segment_start);
-    w.segment
-        .write_all(&s.frames)
-        .map_err(|e| StoreError::io(&path, e))?;
+    // The length counts only once the whole write is in: a failed one is cut back.
+    write_with_faults(
+        inner,
+        FaultPoint::RecordWrite,
+        &mut w.segment,
+        &s.frames,
+        &path,
+    )?;
     w.segment_len += s.frames.len() as u64;
     let leaves_path = s.log.dir.leaves_path();
-    w.leaves
-        .write_all(&s.entries)
-        .map_err(|e| StoreError::io(&leaves_path, e))?;
+    write_with_faults(
+        inner,
+        FaultPoint::LeafWrite,
+        &mut w.leaves,
+        &s.entries,
+        &leaves_path,
+    )?;
     w.next_index += s.leaves.len() as u64;
     for (&id, &(index, start, _)) in &s.pending {
         w.inflight
@@ -389,7 +515,7 @@ fn stage_request(
 }
 
 /// Starts a new segment at the current end offset.
-fn roll_segment(log: &TenantLog, w: &mut TenantWriter) -> Result<(), StoreError> {
+fn roll_segment(inner: &Inner, log: &TenantLog, w: &mut TenantWriter) -> Result<(), WriteFailure> {
     let start = w.end_offset();
     let path = log.dir.segment_path(start);
     // The old segment is synced before the new one exists, so recovery never sees a later
@@ -397,6 +523,12 @@ fn roll_segment(log: &TenantLog, w: &mut TenantWriter) -> Result<(), StoreError>
     w.segment
         .sync_data()
         .map_err(|e| StoreError::io(&log.dir.segment_path(w.segment_start), e))?;
+    match faults::strike(inner.faults(), FaultPoint::SegmentRoll) {
+        Strike::Proceed => {}
+        Strike::Crash => return Err(WriteFailure::Crash),
+        Strike::Fail(e) => return Err(StoreError::io(&path, e).into()),
+        Strike::Short(_) => return Err(StoreError::io(&path, faults::no_space()).into()),
+    }
     let file = OpenOptions::new()
         .create_new(true)
         .append(true)
@@ -428,6 +560,9 @@ fn sync_loop(inner: Arc<Inner>, rx: Receiver<Written>) {
 
 /// Syncer steps for written groups, oldest first. The crash points:
 fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
+    if inner.crashed() {
+        return;
+    }
     if let Some(reason) = inner.failed.lock().clone() {
         for w in batch {
             fail_all(w.replies, &reason);
@@ -438,8 +573,16 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
     //    requests it holds. A crash before it returns loses nothing acknowledged.
     let fsync_started = Instant::now();
     let mut synced: Vec<*const File> = Vec::new();
-    let mut result = Ok(());
-    'sync: for w in &batch {
+    let mut result = match faults::strike(inner.faults(), FaultPoint::RecordSync) {
+        Strike::Proceed => Ok(()),
+        Strike::Crash => return,
+        Strike::Fail(e) => Err(StoreError::io(&inner.dir.tenants_path(), e)),
+        Strike::Short(_) => Err(StoreError::io(
+            &inner.dir.tenants_path(),
+            faults::no_space(),
+        )),
+    };
+    'sync: for w in batch.iter().filter(|_| result.is_ok()) {
         for t in &w.tenants {
             let file = Arc::as_ptr(&t.segment);
             if synced.contains(&file) {
@@ -467,6 +610,9 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
     // 4. Publish, then 5. acknowledge. Durable but not yet acknowledged: a crash here loses
     //    nothing acknowledged, and a client retrying with the same ids is answered from the
     //    id map after restart.
+    if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforePublish) {
+        return;
+    }
     for w in batch {
         let mut total = 0u64;
         for t in &w.tenants {
@@ -486,6 +632,9 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
                 .set(st.size as i64);
         }
         inner.published_group.store(w.number, Ordering::Release);
+        if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforeAcknowledge) {
+            return;
+        }
         inner.metrics.events.inc_by(total);
         inner.metrics.groups.inc();
         inner.metrics.group_events.observe(total as f64);
@@ -501,7 +650,7 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
 
 /// Signs a checkpoint for every tenant that grew, at most once per interval unless `force`.
 fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bool) {
-    if inner.failed.lock().is_some() {
+    if inner.failed.lock().is_some() || inner.crashed() {
         return;
     }
     let interval = inner.config.checkpoint_interval;
@@ -528,9 +677,11 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
         }
         match sign_checkpoint(inner, &log, size, root) {
             Ok(()) => {}
-            // Reported by the signer and retried at a later tick; acknowledgements go on.
-            Err(StoreError::Signer(_)) => continue,
-            Err(e) => {
+            // Reported by the signer (or the undone write) and retried at a later tick;
+            // acknowledgements go on.
+            Err(CheckpointFailure::Retry) => continue,
+            Err(CheckpointFailure::Stop) => return,
+            Err(CheckpointFailure::Fatal(e)) => {
                 fail_log(inner, &e);
                 return;
             }
@@ -547,13 +698,15 @@ fn sign_checkpoint(
     log: &TenantLog,
     size: u64,
     root: Hash,
-) -> Result<(), StoreError> {
+) -> Result<(), CheckpointFailure> {
     // The entries this checkpoint covers must be durable before it is: recovery trusts the
     // leaves file up to the last checkpoint's size. Every published entry was written by the
     // writer thread before its group reached this thread.
+    let leaves_path = log.dir.leaves_path();
+    sync_fault(inner, FaultPoint::LeafSync, &leaves_path)?;
     log.leaves_handle()
         .sync_data()
-        .map_err(|e| StoreError::io(&log.dir.leaves_path(), e))?;
+        .map_err(|e| StoreError::io(&leaves_path, e))?;
     let body = Checkpoint {
         origin: log.origin().to_string(),
         size,
@@ -561,14 +714,37 @@ fn sign_checkpoint(
         extensions: Vec::new(),
     }
     .to_body();
-    let note = inner.signer.sign(&body)?;
+    let note = match inner.signer.sign(&body) {
+        Ok(note) => note,
+        Err(StoreError::Signer(_)) => return Err(CheckpointFailure::Retry),
+        Err(e) => return Err(e.into()),
+    };
     {
         let mut file = log.checkpoints.lock();
         let path = log.dir.checkpoints_path();
-        file.write_all(&encode_checkpoint_frame(&note))
-            .map_err(|e| StoreError::io(&path, e))?;
+        let before = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+        let frame = encode_checkpoint_frame(&note);
+        match write_with_faults(inner, FaultPoint::CheckpointWrite, &mut file, &frame, &path) {
+            Ok(()) => {}
+            Err(WriteFailure::Crash) => return Err(CheckpointFailure::Stop),
+            // Cut what the failed write left and sign again at a later tick: the tree is
+            // durable, only its signature is late. If the cut fails, the file's tail is
+            // unknown and the log stops.
+            Err(WriteFailure::Io(e)) => {
+                file.set_len(before).map_err(|e| StoreError::io(&path, e))?;
+                tracing::error!(
+                    tenant = log.name(),
+                    "writing a checkpoint failed and was undone: {e}; signing again later"
+                );
+                *inner.checkpoint_trouble.lock() = Some(e.to_string());
+                return Err(CheckpointFailure::Retry);
+            }
+        }
+        sync_fault(inner, FaultPoint::CheckpointSync, &path)?;
         file.sync_data().map_err(|e| StoreError::io(&path, e))?;
     }
+    // A checkpoint append went through again.
+    inner.checkpoint_trouble.lock().take();
     let signed = SignedCheckpoint { size, root, note };
     log.state.write().checkpoint = Some(signed.clone());
     inner.metrics.checkpoints.inc();
@@ -578,4 +754,35 @@ fn sign_checkpoint(
         checkpoint: signed,
     });
     Ok(())
+}
+
+/// Why a checkpoint was not signed.
+enum CheckpointFailure {
+    /// Try again at a later tick (the signer is down, or appending the note failed and was
+    /// undone); acknowledgements go on meanwhile.
+    Retry,
+    /// A failed fsync: the log stops until a restart.
+    Fatal(StoreError),
+    /// A simulated crash.
+    Stop,
+}
+
+impl From<StoreError> for CheckpointFailure {
+    fn from(e: StoreError) -> Self {
+        CheckpointFailure::Fatal(e)
+    }
+}
+
+/// A fault at a sync point of checkpointing: go on, or what to do instead.
+fn sync_fault(
+    inner: &Inner,
+    point: FaultPoint,
+    path: &std::path::Path,
+) -> Result<(), CheckpointFailure> {
+    match faults::strike(inner.faults(), point) {
+        Strike::Proceed => Ok(()),
+        Strike::Crash => Err(CheckpointFailure::Stop),
+        Strike::Fail(e) => Err(StoreError::io(path, e).into()),
+        Strike::Short(_) => Err(StoreError::io(path, faults::no_space()).into()),
+    }
 }

@@ -289,6 +289,7 @@ fn read_pipe(
     rx
 }
 
+#[allow(unsafe_code)]
 fn kill_group(group: libc::pid_t) {
     // SAFETY: kill(2) only takes integers and touches no memory of this process. The group
     // is the command's own (`process_group(0)` made its leader's pid the group id), and it

@@ -15,7 +15,10 @@ use tally_tlog::{checkpoint::Checkpoint, note::NoteVerifier, Frontier, Hash, Nod
 use uuid::Uuid;
 
 use crate::error::{Damage, ReadError, StoreError};
-use crate::frame::{self, Decoded, FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
+use crate::frame::{
+    self, encode_checkpoint_frame, read_checkpoint_frames, Decoded, FrameHeader, LeafEntry,
+    FRAME_HEADER, LEAF_ENTRY,
+};
 use crate::layout::{self, TenantDir};
 
 /// A checkpoint the log signed, with the note text exactly as served.
@@ -599,10 +602,9 @@ impl TenantLog {
 
     /// The stored record bytes at `index`, exactly as hashed.
     pub fn record(&self, index: u64) -> Result<Vec<u8>, ReadError> {
-        let state = self.state.read();
-        self.check_index(&state, index)?;
+        let segments = self.segments_for_read(index)?;
         let entry = self.leaf_entry(index)?;
-        self.read_record(&state, index, entry.offset)
+        self.read_record(&segments, index, entry.offset)
     }
 
     /// The RFC 6962 leaf hash of the record at `index`.
@@ -614,17 +616,29 @@ impl TenantLog {
 
     /// Records `[start, start + count)`, in order.
     pub fn records(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, ReadError> {
-        let state = self.state.read();
         if count == 0 {
             return Ok(Vec::new());
         }
-        self.check_index(&state, start + count - 1)?;
+        let last = start.checked_add(count - 1).ok_or_else(|| {
+            ReadError::OutOfRange(format!("records [{start}, {start} + {count}) overflow"))
+        })?;
+        let segments = self.segments_for_read(last)?;
         let mut out = Vec::with_capacity(count as usize);
         let entries = self.leaf_entries(start, count)?;
         for (i, entry) in entries.iter().enumerate() {
-            out.push(self.read_record(&state, start + i as u64, entry.offset)?);
+            out.push(self.read_record(&segments, start + i as u64, entry.offset)?);
         }
         Ok(out)
+    }
+
+    /// Checks that `index` is published and returns the segment handles that hold it, so the
+    /// disk reads happen after the state lock is released: publishing (and with it every
+    /// acknowledgement) never waits for a reader's preads. Safe because published records
+    /// and their leaf entries are durable and never rewritten.
+    fn segments_for_read(&self, index: u64) -> Result<Vec<Segment>, ReadError> {
+        let state = self.state.read();
+        self.check_index(&state, index)?;
+        Ok(state.segments.clone())
     }
 
     /// Root hash of the tree of the first `size` leaves.
@@ -740,11 +754,11 @@ impl TenantLog {
 
     fn read_record(
         &self,
-        state: &TenantState,
+        segments: &[Segment],
         index: u64,
         offset: u64,
     ) -> Result<Vec<u8>, ReadError> {
-        match read_frame_at(&state.segments, &self.dir, offset)? {
+        match read_frame_at(segments, &self.dir, offset)? {
             Some((header, record)) if header.index == index => Ok(record),
             _ => {
                 let detail = format!("the record frame at offset {offset} is damaged or misplaced");
@@ -774,8 +788,8 @@ impl TenantLog {
 
     /// The record of a frame written but perhaps not yet published (retry checks).
     pub(crate) fn written_record(&self, index: u64, offset: u64) -> Result<Vec<u8>, ReadError> {
-        let state = self.state.read();
-        self.read_record(&state, index, offset)
+        let segments = self.state.read().segments.clone();
+        self.read_record(&segments, index, offset)
     }
 
     /// The handle the syncing thread uses to make leaf entries durable before a checkpoint.
@@ -968,46 +982,6 @@ fn sign_empty_tree(
         root,
         note,
     })
-}
-
-/// Encodes a checkpoints-file frame: `len: u32 LE | crc32c: u32 LE | note bytes`.
-pub(crate) fn encode_checkpoint_frame(note: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + note.len());
-    out.extend_from_slice(&(note.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(note.as_bytes()).to_le_bytes());
-    out.extend_from_slice(note.as_bytes());
-    out
-}
-
-/// Reads every checkpoint frame of a checkpoints file, in order. Returns the notes and the
-/// length of the intact prefix (a torn last frame is not an error, only not counted).
-pub fn read_checkpoint_frames(bytes: &[u8]) -> (Vec<&str>, u64, bool) {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    let mut damaged = false;
-    while at < bytes.len() {
-        if bytes.len() - at < 8 {
-            break;
-        }
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-        let Some(body) = bytes.get(at + 8..at + 8 + len) else {
-            break;
-        };
-        if crc32c::crc32c(body) != crc {
-            damaged = true;
-            break;
-        }
-        match std::str::from_utf8(body) {
-            Ok(s) => out.push(s),
-            Err(_) => {
-                damaged = true;
-                break;
-            }
-        }
-        at += 8 + len;
-    }
-    (out, at as u64, damaged)
 }
 
 /// Parses a stored checkpoint note after checking its signature.

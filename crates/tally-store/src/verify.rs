@@ -20,9 +20,8 @@ use tally_tlog::checkpoint::Checkpoint;
 use tally_tlog::note::NoteVerifier;
 use tally_tlog::{Frontier, Hash};
 
-use crate::frame::{FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
+use crate::frame::{read_checkpoint_frames, FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
 use crate::layout::{DataDir, TenantDir};
-use crate::tenant::read_checkpoint_frames;
 
 /// What was checked in one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -728,3 +728,33 @@ async fn every_class_of_mutation_is_caught_naming_tenant_and_index() {
     }
     assert!(cases.len() >= 35, "{} mutations", cases.len());
 }
+
+#[tokio::test]
+async fn issue_7_a_second_copy_names_the_exact_first_leaf_of_a_resigned_rewrite() {
+    use tally_store::compare::{compare_leaves, LeafHashes, Relation};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    fixture(&base, &[("acme", 100)], 3).await;
+    let rewritten = tmp.path().join("rewritten");
+    copy_dir(&base, &rewritten);
+    edit_record(&rewritten, "acme", 257, "document.read", "document.edit");
+    resign(&rewritten, "acme");
+    // Each copy verifies on its own; a saved checkpoint only bounds the edit to a range.
+    verify(&base, "acme").unwrap();
+    verify(&rewritten, "acme").unwrap();
+    let ranged = verify_with(&rewritten, "acme", &[saved(&base, "acme", "the backup")]);
+    assert!(ranged.unwrap_err().detail.contains("[0, 300)"));
+    // The leaves of the second copy name the exact record.
+    let leaves = |p: &Path| LeafHashes::open(&DataDir::open_existing(p).unwrap(), "acme").unwrap();
+    assert_eq!(
+        compare_leaves(leaves(&base), leaves(&rewritten)).unwrap(),
+        Relation::DivergeAt(257)
+    );
+    assert_eq!(
+        compare_leaves(leaves(&base), leaves(&base)).unwrap(),
+        Relation::Consistent {
+            first_len: 300,
+            second_len: 300
+        }
+    );
+}

@@ -52,6 +52,7 @@
 //! assert_eq!(Checkpoint::parse(&opened.text).unwrap(), checkpoint);
 //! ```
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod checkpoint;

@@ -37,6 +37,8 @@
 //! and storing the new one happen under one lock, and the new checkpoint is durable (fsync'd
 //! file and directory) before the cosignature leaves; so the stored size never goes down.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;

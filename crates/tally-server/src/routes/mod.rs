@@ -7,4 +7,5 @@ pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod proofs;
 pub(crate) mod search;
+pub(crate) mod stream;
 pub(crate) mod tiles;

@@ -11,7 +11,9 @@ use crate::AppState;
 
 /// Liveness, write health and integrity: 200 while the log accepts events and no damage is
 /// known (status `ok`, or `degraded` when a background component such as anchoring fails:
-/// the log still takes events); 503 after a failed write (`failed`), or when stored records
+/// the log still takes events); 503 while writes fail (`failed`, with the reason: after a
+/// failed write, such as a full disk, it clears by itself once a write succeeds again; after
+/// a failed fsync it lasts until a restart), or when stored records
 /// were found damaged (`damaged`, naming tenant and first index; ingest goes on, reads of
 /// those records fail). With witnesses configured, `witnesses` tells per witness whether it
 /// cosigns and how far it lags (a lagging witness never stops ingest, so it is not a 503).
@@ -20,7 +22,7 @@ use crate::AppState;
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses(
         (status = 200, description = "The log accepts events (status `ok`, or `degraded` when a background component such as anchoring or checkpoint signing fails)", body = HealthOk),
-        (status = 503, description = "The log stopped accepting writes (`failed`), or stored records are damaged (`damaged`)", body = HealthFailed),
+        (status = 503, description = "Writes fail (`failed`: a failed write clears by itself once writing works again, a failed fsync needs a restart), or stored records are damaged (`damaged`)", body = HealthFailed),
     ))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let mut body = serde_json::Map::new();

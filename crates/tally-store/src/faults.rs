@@ -1,0 +1,158 @@
+//! Fault injection for tests: make the log's own write path fail the way disks fail.
+//!
+//! A [`Faults`] handle given in [`crate::LogConfig::faults`] is consulted at every point
+//! where the log writes, syncs or could crash; a fault armed there strikes the next
+//! operations at that point. Without a handle (production) the checks cost one branch.
+//!
+//! The points are the crash points the sequencer's comments name, so a test can show for
+//! each of them that no acknowledged event is lost and that recovery and `tally verify`
+//! pass afterwards.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// A place on the log's write path where a fault can strike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    /// Writing a group's record frames to the current segment.
+    RecordWrite,
+    /// Writing a group's leaf entries.
+    LeafWrite,
+    /// After a group is written (page cache), before its fsync.
+    BeforeSync,
+    /// The fsync of the segments a group wrote.
+    RecordSync,
+    /// After the fsync, before the group is published to readers.
+    BeforePublish,
+    /// After publishing, before the group's requests are acknowledged.
+    BeforeAcknowledge,
+    /// Starting a new segment (creating its file).
+    SegmentRoll,
+    /// The fsync of the leaf entries a checkpoint is about to cover.
+    LeafSync,
+    /// Appending a signed checkpoint to the checkpoints file.
+    CheckpointWrite,
+    /// The fsync of the checkpoints file.
+    CheckpointSync,
+}
+
+/// What happens at a fault point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The operation fails with this OS error (`libc::EIO`, `libc::ENOSPC`, …) and writes
+    /// nothing.
+    Error(i32),
+    /// A write stores only its first `bytes` bytes, then fails with `ENOSPC` (what a disk
+    /// that fills up mid-write does). At a sync point this is the same as `Error(ENOSPC)`.
+    ShortWrite {
+        /// Bytes written before the failure.
+        bytes: usize,
+    },
+    /// The process dies here: the sequencer stops at once without answering, syncing or
+    /// signing anything more, as after `kill -9` (what is in the page cache stays, as it
+    /// would on a real machine that keeps running). [`crate::Log::shutdown`] then only
+    /// releases the directory, so a test can reopen it and run recovery.
+    Crash,
+}
+
+#[derive(Debug)]
+struct Armed {
+    point: FaultPoint,
+    fault: Fault,
+    /// Operations at the point to let pass first.
+    skip: usize,
+    remaining: usize,
+}
+
+/// Faults armed for a log under test. Cheap to share; arm and clear them at any time.
+#[derive(Debug, Default)]
+pub struct Faults {
+    armed: Mutex<Vec<Armed>>,
+    crashed: AtomicBool,
+}
+
+impl Faults {
+    /// A handle with nothing armed.
+    pub fn new() -> Arc<Faults> {
+        Arc::new(Faults::default())
+    }
+
+    /// Makes the next `times` operations at `point` suffer `fault`.
+    pub fn arm(&self, point: FaultPoint, fault: Fault, times: usize) {
+        self.arm_after(point, 0, fault, times);
+    }
+
+    /// Lets the next `skip` operations at `point` pass, then makes the `times` after them
+    /// suffer `fault` (e.g. the second tenant's write in one group).
+    pub fn arm_after(&self, point: FaultPoint, skip: usize, fault: Fault, times: usize) {
+        self.armed.lock().push(Armed {
+            point,
+            fault,
+            skip,
+            remaining: times,
+        });
+    }
+
+    /// Disarms every fault (the disk works again). A crash cannot be undone: reopen the log.
+    pub fn clear(&self) {
+        self.armed.lock().clear();
+    }
+
+    /// Whether a [`Fault::Crash`] has struck.
+    pub fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
+    }
+
+    /// The fault striking the operation at `point` now, if one is armed.
+    pub(crate) fn strike(&self, point: FaultPoint) -> Option<Fault> {
+        let mut armed = self.armed.lock();
+        let at = armed
+            .iter()
+            .position(|a| a.point == point && a.remaining > 0)?;
+        if armed[at].skip > 0 {
+            armed[at].skip -= 1;
+            return None;
+        }
+        armed[at].remaining -= 1;
+        let fault = armed[at].fault;
+        if armed[at].remaining == 0 {
+            armed.remove(at);
+        }
+        if fault == Fault::Crash {
+            self.crashed.store(true, Ordering::Release);
+        }
+        Some(fault)
+    }
+}
+
+/// The outcome of consulting the faults at a point: go on, fail with an I/O error, or stop
+/// dead (a simulated crash).
+pub(crate) enum Strike {
+    Proceed,
+    Fail(std::io::Error),
+    Short(usize),
+    Crash,
+}
+
+/// Consults `faults` (if any) at `point`.
+pub(crate) fn strike(faults: Option<&Faults>, point: FaultPoint) -> Strike {
+    let Some(faults) = faults else {
+        return Strike::Proceed;
+    };
+    if faults.crashed() {
+        return Strike::Crash;
+    }
+    match faults.strike(point) {
+        None => Strike::Proceed,
+        Some(Fault::Error(code)) => Strike::Fail(std::io::Error::from_raw_os_error(code)),
+        Some(Fault::ShortWrite { bytes }) => Strike::Short(bytes),
+        Some(Fault::Crash) => Strike::Crash,
+    }
+}
+
+/// `ENOSPC`, for a short write's failure.
+pub(crate) fn no_space() -> std::io::Error {
+    std::io::Error::from_raw_os_error(libc::ENOSPC)
+}
