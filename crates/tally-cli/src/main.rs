@@ -8,8 +8,6 @@
 #![deny(unsafe_code)]
 
 mod anchor;
-mod bench;
-mod bench_search;
 mod client;
 mod commands;
 mod export;
@@ -70,8 +68,6 @@ enum Command {
     Export(export::ExportArgs),
     Tail(investigate::TailArgs),
     Reindex(investigate::ReindexArgs),
-    Bench(bench::BenchArgs),
-    BenchSearch(bench_search::BenchSearchArgs),
 }
 
 /// How to reach a running server.
@@ -167,8 +163,6 @@ fn main() -> ExitCode {
             Command::Export(args) => export::export(args).await,
             Command::Tail(args) => investigate::tail(args).await,
             Command::Reindex(args) => investigate::reindex(args).await,
-            Command::Bench(args) => bench::run(args).await,
-            Command::BenchSearch(args) => bench_search::run(args).await,
         }
     });
     match result {

@@ -367,8 +367,6 @@ fn help_teaches_every_command() {
         "prove",
         "keys",
         "keygen",
-        "bench",
-        "bench-search",
     ] {
         let out = Command::new(TALLY).args([cmd, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);

@@ -1,7 +1,7 @@
 //! Export throughput: writing and verifying each file format, and the multiproof.
 //!
 //! `cargo bench -p tally-export --bench export`; records are realistic generated events
-//! (tally-load's generator) encoded by the real validator.
+//! (tally-eventgen's generator) encoded by the real validator.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tally_export::{verify_file, End, ExportFile, Format, Header, IndexRange};
@@ -12,7 +12,7 @@ const ROWS: u64 = 20_000;
 const ORIGIN: &str = "bench/log/acme";
 
 fn records(n: u64) -> Vec<Vec<u8>> {
-    let mut generator = tally_load::generate::EventGenerator::new(7);
+    let mut generator = tally_eventgen::EventGenerator::new(7);
     let ctx = tally_event::IngestContext {
         received_at: time::OffsetDateTime::now_utc(),
         key_id: "bench",

@@ -1,5 +1,5 @@
 //! Indexing throughput, index size, first-page latency of typical queries, and stats, on
-//! realistic generated events (tally-load's generator, made into canonical records by
+//! realistic generated events (tally-eventgen's generator, made into canonical records by
 //! tally-event exactly as the server does).
 //!
 //! `cargo bench -p tally-index --bench index` (`TALLY_INDEX_BENCH_EVENTS=1000000` for a larger
@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use tally_event::{parse_body, validate, BodyFormat, IngestContext, Record};
+use tally_eventgen::EventGenerator;
 use tally_index::{
     EventIndex, IndexedEvent, Order, SearchOptions, StatsRequest, TantivyIndex, TantivyOptions,
 };
-use tally_load::generate::EventGenerator;
 use tally_query::Field;
 use time::macros::datetime;
 

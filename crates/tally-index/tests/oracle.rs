@@ -1,4 +1,4 @@
-//! Generated events (tally-load) against a brute-force evaluation of the same queries: many
+//! Generated events (tally-eventgen) against a brute-force evaluation of the same queries: many
 //! segments, merges, two indexing threads, every page of every order.
 
 mod common;
@@ -9,8 +9,8 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tally_event::Record;
+use tally_eventgen::EventGenerator;
 use tally_index::{EventIndex, Order, SearchOptions, StatsRequest, TantivyIndex, TantivyOptions};
-use tally_load::generate::EventGenerator;
 use tally_query::{Field, Query, Term, TermKind, TimeBound, Value};
 use time::macros::datetime;
 

@@ -1,4 +1,4 @@
-//! The investigation benchmark behind `tally bench-search`: the seeds' investigation queries
+//! The investigation benchmark behind `tally-bench search`: the seeds' investigation queries
 //! on a log of millions of realistic events, Tally against PostgreSQL, in one run.
 //!
 //! [`run`] goes through these steps (each in its own module):

@@ -1,4 +1,4 @@
-//! Load generator behind `tally bench`: durable-ingest throughput and acknowledgement latency of
+//! Load generator behind `tally-bench ingest`: durable-ingest throughput and acknowledgement latency of
 //! Tally over HTTP, and of the same workload against a PostgreSQL baseline built the way audit-log
 //! guides describe it (an append-only table whose insert trigger extends a SHA-256 hash chain).
 //!
@@ -8,7 +8,7 @@
 //!   [`postgres::verify_pg_chain`] recomputes its hash chain (feature `postgres`, on by default).
 //! - Both return a [`LoadReport`]; [`print_comparison`] and [`markdown_table`] put runs side by side.
 //! - `investigate` (feature `investigate`) is the investigation benchmark behind
-//!   `tally bench-search`: search latency, index rebuild and lag on millions of events, against
+//!   `tally-bench search`: search latency, index rebuild and lag on millions of events, against
 //!   PostgreSQL.
 //!
 //! Both runs share one measurement loop: request bodies are generated before the clock starts,
@@ -45,7 +45,8 @@
 use std::fmt;
 
 mod driver;
-pub mod generate;
+/// The event generator, shared with the tests ([`tally_eventgen`]).
+pub use tally_eventgen as generate;
 pub mod http;
 #[cfg(feature = "investigate")]
 pub mod investigate;

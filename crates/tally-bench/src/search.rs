@@ -1,4 +1,4 @@
-//! `tally bench-search`: the investigation benchmark (search latency, index rebuild, index
+//! `tally-bench search`: the investigation benchmark (search latency, index rebuild, index
 //! size and lag on millions of events), Tally against PostgreSQL in one run. The work is in
 //! `tally_load::investigate`; this file parses options and draws progress.
 
@@ -16,7 +16,7 @@ use tally_load::investigate::{self, InvestigateOptions, LagOptions, Observer};
 /// snapshots, times spread evenly over the last --span-days days) through the embedded store,
 /// or reuse DATA if an earlier run filled it with the same --events, --seed and --span-days;
 /// (2) rebuild the search index from the log (the code `tally reindex` runs) and wait for its
-/// merges; (3) COPY the same records into PostgreSQL (a table shaped like `tally bench`'s
+/// merges; (3) COPY the same records into PostgreSQL (a table shaped like `tally-bench ingest`'s
 /// baseline, indexes on (actor, time), (resource type, resource id, time), (action, time) and a
 /// GIN full-text index); (4) check that both return the same first page and match count for
 /// every query, then time --runs first pages of 50 records each; (5) measure index lag while
@@ -43,10 +43,10 @@ use tally_load::investigate::{self, InvestigateOptions, LagOptions, Observer};
 /// query); a rerun with --reuse-index --reuse-postgres skips the fill, rebuild and load.
 ///
 /// Examples:
-///   tally bench-search --events 1000000 --data /tmp/bs-1m
-///   tally bench-search --data /var/tmp/bs-10m --markdown          (10 million events, the default)
-///   tally bench-search --data /var/tmp/bs-10m --reuse-index --reuse-postgres --no-lag
-///   tally bench-search --events 100000 --no-postgres --runs 50
+///   tally-bench search --events 1000000 --data /tmp/bs-1m
+///   tally-bench search --data /var/tmp/bs-10m --markdown          (10 million events, the default)
+///   tally-bench search --data /var/tmp/bs-10m --reuse-index --reuse-postgres --no-lag
+///   tally-bench search --events 100000 --no-postgres --runs 50
 // Verbatim: the tables and examples above keep their line breaks.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]

@@ -11,7 +11,7 @@
 //! byte-identical streams, which makes a benchmark run reproducible.
 //!
 //! ```
-//! use tally_load::generate::EventGenerator;
+//! use tally_eventgen::EventGenerator;
 //! use time::macros::datetime;
 //!
 //! let mut gen = EventGenerator::new(7).with_base_time(datetime!(2026-11-22 10:00 UTC));
@@ -20,6 +20,9 @@
 //! let batch = gen.json_array(10);
 //! assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&batch).unwrap().len(), 10);
 //! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -44,7 +47,7 @@ pub const ZIPF_EXPONENT: f64 = 1.1;
 
 /// Byte range of the event id inside every serialized event: `id` is serialized first, so the
 /// load drivers can give a reused body fresh ids by overwriting these 36 bytes in place.
-pub(crate) const ID_RANGE: Range<usize> = 7..43;
+pub const ID_RANGE: Range<usize> = 7..43;
 
 /// Events are spread over the five minutes before the base time: close to "now" without ever
 /// being in the future, which a server could reasonably reject.
@@ -311,7 +314,7 @@ impl EventGenerator {
     }
 
     /// [`Self::json_array`] plus, for each event, where it starts and ends in the array.
-    pub(crate) fn json_array_spans(&mut self, n: usize) -> (Vec<u8>, Vec<Range<usize>>) {
+    pub fn json_array_spans(&mut self, n: usize) -> (Vec<u8>, Vec<Range<usize>>) {
         let mut out = Vec::with_capacity(n * 500 + 2);
         let mut spans = Vec::with_capacity(n);
         out.push(b'[');
@@ -360,7 +363,7 @@ fn next_offset_ms(span: &mut Option<TimeSpan>, rng: &mut StdRng) -> i64 {
 }
 
 /// A fresh random event id, hyphenated and lowercase, as in generated events.
-pub(crate) fn fresh_id(rng: &mut impl Rng) -> [u8; 36] {
+pub fn fresh_id(rng: &mut impl Rng) -> [u8; 36] {
     let mut buf = [0u8; 36];
     uuid::Builder::from_random_bytes(rng.gen())
         .into_uuid()

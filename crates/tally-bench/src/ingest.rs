@@ -1,4 +1,4 @@
-//! `tally bench`: durable ingest throughput and acknowledgement latency, Tally over HTTP versus
+//! `tally-bench ingest`: durable ingest throughput and acknowledgement latency, Tally over HTTP versus
 //! the PostgreSQL baseline, side by side in one run.
 
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ use tally_store::{DataDir, Log, LogConfig};
 /// acknowledgement counted is durable (fsync'd / committed). Prints events/s, requests/s and
 /// p50/p90/p99 acknowledgement latency per run, and the Tally/PostgreSQL ratios.
 ///
-/// Example: tally bench --duration 10 --mode both
-///          tally bench --url http://127.0.0.1:7700 --token "$TALLY_TOKEN" --no-postgres
+/// Example: tally-bench ingest --duration 10 --mode both
+///          tally-bench ingest --url http://127.0.0.1:7700 --token "$TALLY_TOKEN" --no-postgres
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Benchmark a running server instead of an embedded one.

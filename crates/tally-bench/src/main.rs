@@ -1,0 +1,70 @@
+//! `tally-bench`: measures Tally against the PostgreSQL baseline of the seeds' design, side by
+//! side in one run: durable ingest over HTTP (`ingest`) and investigation (`search`: search
+//! latency, index rebuild and index lag). A binary of its own so that the product binary,
+//! `tally`, does not carry the load generator, the PostgreSQL client or the baseline.
+//! Results and the commands that reproduce them are in BENCHMARKS.md.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod ingest;
+mod search;
+
+// The same allocator as `tally`: the embedded server must run as it does in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Tally's benchmarks, each side by side with the PostgreSQL baseline in one run.
+///
+/// Examples:
+///   tally-bench ingest --duration 10 --mode both
+///   tally-bench search --events 1000000 --data /tmp/bs-1m
+#[derive(Debug, Parser)]
+#[command(name = "tally-bench", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Ingest(ingest::BenchArgs),
+    Search(search::BenchSearchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Ingest(args) => ingest::run(args).await,
+            Command::Search(args) => search::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
