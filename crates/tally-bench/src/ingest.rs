@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use tally_load::http::{run_http, HttpLoadOptions};
-use tally_load::postgres::{run_postgres, PgLoadOptions};
+use tally_load::postgres::{run_postgres, PgDesign, PgLoadOptions};
 use tally_load::{LoadMode, LoadReport};
 use tally_server::auth::{KeyStore, Scope};
 use tally_server::{AppState, ServerSettings};
@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Skip the PostgreSQL baseline.
     #[arg(long)]
     no_postgres: bool,
+    /// Also run the weaker first version of the baseline (a `chain_head` row updated per row,
+    /// multi-row INSERTs) as a second PostgreSQL row.
+    #[arg(long)]
+    pg_chain_head_too: bool,
     /// Seed of the event generator (default: random, so event ids never repeat between runs
     /// against the same server; each workload uses seed + its position).
     #[arg(long)]
@@ -174,21 +178,28 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         if args.no_postgres {
             println!("{}\n{ours}", LoadReport::header());
         } else {
-            let baseline = run_postgres(&PgLoadOptions {
-                dsn: args.postgres.clone(),
-                mode,
-                concurrency,
-                duration,
-                warmup,
-                total_events: None,
-                seed,
-                schema: "tally_bench".into(),
-                quiet: args.quiet,
-            })
-            .await
-            .context("PostgreSQL baseline run (pass --no-postgres to skip it)")?;
-            println!("{}", tally_load::comparison(&ours, &baseline));
-            rows.push(baseline);
+            let mut designs = vec![PgDesign::AdvisoryCopy];
+            if args.pg_chain_head_too {
+                designs.push(PgDesign::ChainHeadRow);
+            }
+            for design in designs {
+                let baseline = run_postgres(&PgLoadOptions {
+                    dsn: args.postgres.clone(),
+                    mode,
+                    concurrency,
+                    duration,
+                    warmup,
+                    total_events: None,
+                    seed,
+                    schema: "tally_bench".into(),
+                    quiet: args.quiet,
+                    design,
+                })
+                .await
+                .context("PostgreSQL baseline run (pass --no-postgres to skip it)")?;
+                println!("{}", tally_load::comparison(&ours, &baseline));
+                rows.push(baseline);
+            }
         }
     }
     if args.markdown {

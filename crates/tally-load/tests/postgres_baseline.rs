@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tally_load::postgres::{run_postgres, verify_pg_chain, PgLoadOptions, APP_ROLE};
+use tally_load::postgres::{run_postgres, verify_pg_chain, PgDesign, PgLoadOptions, APP_ROLE};
 use tally_load::{LoadError, LoadMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -46,6 +46,7 @@ fn options(schema: &str, mode: LoadMode) -> PgLoadOptions {
         seed: 11,
         schema: schema.into(),
         quiet: true,
+        design: PgDesign::ChainHeadRow,
     }
 }
 
@@ -59,8 +60,17 @@ async fn count(client: &Client, schema: &str) -> i64 {
 
 /// Runs the baseline and checks that it stored exactly what it acknowledged, in a valid chain.
 async fn run_and_check(schema: &str, mode: LoadMode) -> Client {
+    run_design_and_check(schema, mode, PgDesign::ChainHeadRow).await
+}
+
+async fn run_design_and_check(schema: &str, mode: LoadMode, design: PgDesign) -> Client {
     let client = connect().await;
-    let report = run_postgres(&options(schema, mode)).await.unwrap();
+    let report = run_postgres(&PgLoadOptions {
+        design,
+        ..options(schema, mode)
+    })
+    .await
+    .unwrap();
     println!("{}\n{report}", tally_load::LoadReport::header());
     assert_eq!(report.events, EVENTS);
     assert_eq!(report.errors, 0, "{:?}", report.first_error);
@@ -184,4 +194,52 @@ async fn bad_schema_names_are_refused_before_touching_the_database() {
         run_postgres(&opts).await,
         Err(LoadError::InvalidOptions(_))
     ));
+}
+
+/// The strongest honest version of the seeds' design: COPY batches, the chain's head read
+/// from the last row under an advisory lock. Complete, append-only and tamper-evident like
+/// the other, concurrent batches included; but a cut-off tail leaves a valid chain, since
+/// nothing records where the chain ended (what Tally's signed checkpoints add).
+#[tokio::test]
+async fn copy_batches_under_an_advisory_lock_keep_one_valid_chain() {
+    for (schema, mode) in [
+        (
+            "tally_load_test_copy",
+            LoadMode::Batched { batch_size: 100 },
+        ),
+        ("tally_load_test_copy_single", LoadMode::Single),
+    ] {
+        let client = run_design_and_check(schema, mode, PgDesign::AdvisoryCopy).await;
+        client
+            .batch_execute(&format!("SET ROLE {APP_ROLE}"))
+            .await
+            .unwrap();
+        for sql in [
+            format!("UPDATE {schema}.audit_log SET outcome = 'SUCCESS' WHERE seq = 5"),
+            format!("DELETE FROM {schema}.audit_log WHERE seq = 5"),
+            format!("TRUNCATE {schema}.audit_log"),
+        ] {
+            let err = client.batch_execute(&sql).await.expect_err(&sql);
+            assert_eq!(
+                err.code(),
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+                "{sql}: {err}"
+            );
+        }
+        client.batch_execute("RESET ROLE").await.unwrap();
+        // A superuser's edit shows where it was made.
+        client
+            .batch_execute(&format!(
+                "UPDATE {schema}.audit_log SET data = data || '{{\"reason\": \"approved\"}}' WHERE seq = 300"
+            ))
+            .await
+            .unwrap();
+        assert_broken_at(verify_pg_chain(&dsn(), schema).await, 300);
+        client
+            .batch_execute(&format!("DELETE FROM {schema}.audit_log WHERE seq >= 300"))
+            .await
+            .unwrap();
+        // Cutting the tail from there on leaves a chain nothing can tell from a whole one.
+        assert_eq!(verify_pg_chain(&dsn(), schema).await.unwrap(), 299);
+    }
 }
