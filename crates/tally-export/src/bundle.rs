@@ -144,11 +144,26 @@ struct ErrorLine {
     message: String,
 }
 
+/// Why a line of an export bundle could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// Not a JSON object of the bundle's line shapes.
+    #[error("{0}")]
+    Json(String),
+    /// The line mixes kinds, or is of none.
+    #[error("a line must be exactly one of a header, a record, an end or an error")]
+    Kind,
+    /// A record line without both `index` and `event`.
+    #[error("a record line needs both \"index\" and \"event\"")]
+    IncompleteRecord,
+}
+
 /// Parses one line (without its newline). A line is exactly one of the four kinds: a line
 /// mixing them, or carrying fields of none, is refused rather than read one way here and
 /// another way by some other reader of the file.
-pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
-    let any: AnyLine<'_> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
+    let any: AnyLine<'_> =
+        serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
     let record = any.index.is_some() || any.event.is_some();
     let kinds = [
         any.tally_export.is_some(),
@@ -157,7 +172,7 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
         record,
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a line must be exactly one of a header, a record, an end or an error".into());
+        return Err(LineError::Kind);
     }
     match any {
         AnyLine {
@@ -177,7 +192,7 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
             event: Some(event),
             ..
         } => Ok(Line::Record { index, event }),
-        _ => Err("a record line needs both \"index\" and \"event\"".into()),
+        _ => Err(LineError::IncompleteRecord),
     }
 }
 

@@ -400,7 +400,10 @@ fn verify_jsonl(
             continue;
         }
         let bad = |m: String| BundleError::Format(format!("line {line_no}: {m}"));
-        match (bundle::parse_line(&line).map_err(bad)?, verifier.as_mut()) {
+        match (
+            bundle::parse_line(&line).map_err(|e| bad(e.to_string()))?,
+            verifier.as_mut(),
+        ) {
             (Line::Header(h), None) => verifier = Some(BundleVerifier::new(h, key)?),
             (Line::Header(_), Some(_)) => return Err(bad("a second header line".into())),
             (_, None) => return Err(bad("the first line must be the export header".into())),

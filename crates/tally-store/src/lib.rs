@@ -44,4 +44,4 @@ pub use log::{
     tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,
 };
 pub use signer::{CheckpointSigner, KeySource};
-pub use tenant::{open_checkpoint, RecoveryReport, SignedCheckpoint, TenantLog};
+pub use tenant::{open_checkpoint, CheckpointError, RecoveryReport, SignedCheckpoint, TenantLog};

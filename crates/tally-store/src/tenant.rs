@@ -984,11 +984,25 @@ fn sign_empty_tree(
     })
 }
 
+/// Why a checkpoint note was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The note carries no valid signature by the log's key.
+    #[error("checkpoint signature: {0}")]
+    Signature(String),
+    /// The signed text is not a C2SP checkpoint.
+    #[error("checkpoint body: {0}")]
+    Body(String),
+}
+
 /// Parses a stored checkpoint note after checking its signature.
-pub fn open_checkpoint(note: &str, verifier: &NoteVerifier) -> Result<SignedCheckpoint, String> {
+pub fn open_checkpoint(
+    note: &str,
+    verifier: &NoteVerifier,
+) -> Result<SignedCheckpoint, CheckpointError> {
     let verified = tally_tlog::note::open(note, std::slice::from_ref(verifier))
-        .map_err(|e| format!("checkpoint signature: {e}"))?;
-    let cp = Checkpoint::parse(&verified.text).map_err(|e| format!("checkpoint body: {e}"))?;
+        .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    let cp = Checkpoint::parse(&verified.text).map_err(|e| CheckpointError::Body(e.to_string()))?;
     Ok(SignedCheckpoint {
         size: cp.size,
         root: cp.root,
@@ -1014,7 +1028,7 @@ fn read_last_checkpoint(
         }
     }
     let last = match notes.last() {
-        Some(note) => Some(open_checkpoint(note, verifier)?),
+        Some(note) => Some(open_checkpoint(note, verifier).map_err(|e| e.to_string())?),
         None => None,
     };
     Ok((last, good_len))
