@@ -237,3 +237,71 @@ fn free_text(doc: &mut TantivyDocument, text: Field, v: &Json) {
         Json::Null | Json::Bool(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tantivy::schema::Document;
+
+    use super::*;
+
+    /// Compares `actual` with the committed fixture `name`, or rewrites the fixture when
+    /// `TALLY_WRITE_FIXTURES` is set (only when a format change is intended).
+    fn matches_fixture(name: &str, actual: &str) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        if std::env::var_os("TALLY_WRITE_FIXTURES").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            actual == expected,
+            "{name} changed:\n{actual}\n(an index written with another schema is rebuilt from \
+             the log on open; change the fixture only with SCHEMA_VERSION)"
+        );
+    }
+
+    /// `TantivyIndex::open` compares the stored schema with this one and rebuilds the whole
+    /// index when they differ, so the schema is pinned: fields, order, options.
+    #[test]
+    fn the_schema_is_the_one_existing_indexes_were_written_with() {
+        let schema = serde_json::to_string_pretty(&Fields::new().schema).unwrap();
+        matches_fixture("tantivy-schema-v1.json", &schema);
+    }
+
+    /// Which values of a record go to which field, in which order (positions in the text field
+    /// follow it).
+    #[test]
+    fn a_record_maps_to_the_same_document() {
+        let input = serde_json::from_value(serde_json::json!({
+            "id": "0190C3A2-7B1E-7C4D-9A2F-3E5B6C7D8E9F",
+            "time": "2026-03-01T10:00:00.125+01:00",
+            "actor": {"id": "alice", "type": "user", "ip": "203.0.113.7",
+                      "user_agent": "Mozilla/5.0 (X11)", "session_id": "sess-1"},
+            "action": "user.update",
+            "category": "UPDATE",
+            "resource": {"type": "USER", "id": "u-1", "name": "Alice Liddell"},
+            "outcome": "SUCCESS",
+            "reason": "profile edit",
+            "request_id": "req-1",
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "correlation_id": "corr-1",
+            "before": {"email": "old@example.com", "tags": ["a", 2, true, null]},
+            "after": "new@example.com",
+            "metadata": {"n": 1.5, "nested": {"k": "v"}},
+        }))
+        .unwrap();
+        let ctx = tally_event::IngestContext {
+            received_at: time::macros::datetime!(2026-03-01 10:00:05 UTC),
+            key_id: "k1",
+            default_tenant: Some("acme"),
+            max_future_skew: time::Duration::minutes(5),
+        };
+        let record = tally_event::validate(input, &ctx).unwrap().record;
+        let fields = Fields::new();
+        let (doc, tenant) = fields.document(7, &record).unwrap();
+        assert_eq!(tenant, "acme");
+        matches_fixture("tantivy-document-v1.json", &doc.to_json(&fields.schema));
+    }
+}
