@@ -27,8 +27,8 @@
 //! person, directly or through an online identifier (an account, an address, a device, a
 //! session), or is free-form content that can hold anything, personal data included. The schema
 //! cannot tell a person from a service by looking at one value, so a field is decided as a
-//! whole: `actor.id` is personal although many actors are services. Masking and erasure act on
-//! exactly these fields.
+//! whole: `actor.id` is personal although many actors are services. Masking (for readers
+//! without the right scope) and erasure, still to be built, are to act on exactly these fields.
 //!
 //! - Personal: `actor.id`, `actor.ip`, `actor.user_agent`, `actor.session_id` (who acted, from
 //!   where, on what device, in which session); `resource.id` and `resource.name` (the resource

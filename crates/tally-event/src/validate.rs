@@ -136,7 +136,11 @@ pub fn validate(input: EventInput, ctx: &IngestContext<'_>) -> Result<ValidEvent
     };
 
     check_text_field(&mut errors, &fields::REASON, input.reason.as_deref());
-    check_text_field(&mut errors, &fields::REQUEST_ID, input.request_id.as_deref());
+    check_text_field(
+        &mut errors,
+        &fields::REQUEST_ID,
+        input.request_id.as_deref(),
+    );
     check_text_field(&mut errors, &fields::TRACE_ID, input.trace_id.as_deref());
     check_text_field(
         &mut errors,
@@ -311,7 +315,10 @@ fn check_resource<'a>(
 ) -> Option<ResourceView<'a>> {
     let kind = resource.kind.as_deref();
     if kind.is_none() {
-        errors.add(fields::RESOURCE_TYPE.name, "is required when resource is given");
+        errors.add(
+            fields::RESOURCE_TYPE.name,
+            "is required when resource is given",
+        );
     }
     check_text_field(errors, &fields::RESOURCE_TYPE, kind);
     check_text_field(errors, &fields::RESOURCE_ID, resource.id.as_deref());

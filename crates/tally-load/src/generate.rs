@@ -1110,7 +1110,11 @@ mod tests {
 
         fn leaves(prefix: &str, v: &Value, out: &mut HashSet<String>) {
             for (k, v) in v.as_object().unwrap() {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 // Containers (`actor`, `resource`) are not fields; field values are leaves
                 // even when they are objects (`before`, `metadata`).
                 if v.is_object() && fields::field(&path).is_none() {

@@ -252,12 +252,19 @@ fn not_null(schema: &mut serde_json::Value) {
 fn event_schema() -> serde_json::Value {
     use tally_event::fields::{Input, FIELDS};
 
+    /// An object holding fields (`actor`, `resource`), not a field itself.
+    struct Container {
+        name: &'static str,
+        properties: serde_json::Map<String, serde_json::Value>,
+        required: Vec<&'static str>,
+        /// The event must carry it: one of its members is required.
+        needed: bool,
+    }
+
     let mut properties = serde_json::Map::new();
     let mut required: Vec<&str> = Vec::new();
-    // Containers in order of first appearance: name, properties, required members, whether
-    // the event must carry the container.
-    let mut containers: Vec<(&str, serde_json::Map<String, serde_json::Value>, Vec<&str>, bool)> =
-        Vec::new();
+    // In order of first appearance, so that `required` lists fields in schema order.
+    let mut containers: Vec<Container> = Vec::new();
     for f in FIELDS.iter().filter(|f| f.input != Input::Server) {
         let schema = field_schema(f);
         let Some((parent, member)) = f.name.split_once('.') else {
@@ -267,31 +274,36 @@ fn event_schema() -> serde_json::Value {
             }
             continue;
         };
-        let at = match containers.iter().position(|c| c.0 == parent) {
+        let at = match containers.iter().position(|c| c.name == parent) {
             Some(at) => at,
             None => {
-                containers.push((parent, serde_json::Map::new(), Vec::new(), false));
+                containers.push(Container {
+                    name: parent,
+                    properties: serde_json::Map::new(),
+                    required: Vec::new(),
+                    needed: false,
+                });
                 containers.len() - 1
             }
         };
         let container = &mut containers[at];
-        container.1.insert(member.into(), schema);
+        container.properties.insert(member.into(), schema);
         if matches!(f.input, Input::Required | Input::RequiredInParent) {
-            container.2.push(member);
+            container.required.push(member);
         }
-        if f.input == Input::Required && !container.3 {
-            container.3 = true;
+        if f.input == Input::Required && !container.needed {
+            container.needed = true;
             required.push(parent);
         }
     }
-    for (name, members, member_required, is_required) in containers {
+    for c in containers {
         let object = json!({
-            "type": "object", "additionalProperties": false, "required": member_required,
-            "properties": members,
+            "type": "object", "additionalProperties": false, "required": c.required,
+            "properties": c.properties,
         });
         properties.insert(
-            name.into(),
-            if is_required { object } else { nullable(object) },
+            c.name.into(),
+            if c.needed { object } else { nullable(object) },
         );
     }
     json!({
@@ -309,9 +321,7 @@ fn field_schema(f: &tally_event::FieldSpec) -> serde_json::Value {
         FieldType, Input, TextRule, PLAIN_TEXT_PATTERN, PROSE_PATTERN, UUID_PATTERN,
     };
 
-    let text = |max: usize, pattern: &str| {
-        json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern})
-    };
+    let text = |max: usize, pattern: &str| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern});
     let mut schema = match f.ty {
         FieldType::Integer(values) => json!({"type": "integer", "enum": values}),
         FieldType::Uuid => json!({"type": "string", "pattern": UUID_PATTERN}),

@@ -568,7 +568,10 @@ async fn a_client_generated_from_the_document_ingests_proves_and_searches() {
 fn json_types(schema: &Value) -> Vec<String> {
     match &schema["type"] {
         Value::String(t) => vec![t.clone()],
-        Value::Array(ts) => ts.iter().filter_map(|t| t.as_str().map(String::from)).collect(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -666,18 +669,38 @@ async fn the_event_schema_is_the_schema_registrys() {
             .as_array()
             .map(|v| v.iter().filter(|x| !x.is_null()).cloned().collect());
         match f.ty {
-            FieldType::Enum(names) => assert_eq!(values, Some(names.iter().map(|n| json!(n)).collect()), "{}", f.name),
-            FieldType::Integer(ns) => assert_eq!(values, Some(ns.iter().map(|n| json!(n)).collect()), "{}", f.name),
+            FieldType::Enum(names) => assert_eq!(
+                values,
+                Some(names.iter().map(|n| json!(n)).collect()),
+                "{}",
+                f.name
+            ),
+            FieldType::Integer(ns) => assert_eq!(
+                values,
+                Some(ns.iter().map(|n| json!(n)).collect()),
+                "{}",
+                f.name
+            ),
             _ => assert_eq!(values, None, "{}", f.name),
         }
         match f.ty {
             FieldType::Uuid => assert_eq!(schema["pattern"], UUID_PATTERN, "{}", f.name),
             FieldType::Text(TextRule::Plain { max } | TextRule::Prose { max }) => {
-                assert_eq!((&schema["minLength"], &schema["maxLength"]), (&json!(1), &json!(max)), "{}", f.name);
+                assert_eq!(
+                    (&schema["minLength"], &schema["maxLength"]),
+                    (&json!(1), &json!(max)),
+                    "{}",
+                    f.name
+                );
             }
             FieldType::Text(TextRule::Pattern { pattern, max }) => {
                 assert_eq!(schema["pattern"], pattern, "{}", f.name);
-                assert_eq!(schema["maxLength"].as_u64(), max.map(|m| m as u64), "{}", f.name);
+                assert_eq!(
+                    schema["maxLength"].as_u64(),
+                    max.map(|m| m as u64),
+                    "{}",
+                    f.name
+                );
             }
             _ => {}
         }

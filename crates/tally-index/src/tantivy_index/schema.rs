@@ -232,7 +232,7 @@ mod tests {
             .map(|f| f.name)
             .collect();
         assert_eq!(ips, [fields::ACTOR_IP.name]);
-        assert!(fields::ACTOR_IP.exact);
+        const { assert!(fields::ACTOR_IP.exact) };
         let bounded: Vec<&str> = fields::FIELDS
             .iter()
             .filter(|f| f.time_bounds)
@@ -247,7 +247,9 @@ mod tests {
     /// Compares `actual` with the committed fixture `name`, or rewrites the fixture when
     /// `TALLY_WRITE_FIXTURES` is set (only when a format change is intended).
     fn matches_fixture(name: &str, actual: &str) {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
         if std::env::var_os("TALLY_WRITE_FIXTURES").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, actual).unwrap();
