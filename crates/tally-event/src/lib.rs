@@ -12,6 +12,10 @@
 //!    fields; [`is_canonical`] checks that bytes are in canonical form; [`same_submission`] tells
 //!    whether two records carry the same client-supplied content (idempotent retries).
 //!
+//! [`fields`] is the schema registry: every field of schema v1 declared once, with its type,
+//! query aliases, search flags, export column and whether it is personal data, for the other
+//! crates to derive their field lists from.
+//!
 //! This crate does no I/O and knows nothing about API keys, tenants' permissions or storage: the
 //! caller supplies the receive time, key id and default tenant in an [`IngestContext`].
 //!
@@ -153,6 +157,7 @@
 
 mod body;
 mod canonical;
+pub mod fields;
 mod input;
 mod object;
 mod record;
@@ -162,6 +167,7 @@ mod timestamp;
 mod validate;
 
 pub use body::{parse_body, BodyError, BodyFormat};
+pub use fields::{FieldSpec, FieldType, FieldValue, FIELDS};
 pub use input::{ActorInput, EventInput, ResourceInput};
 pub use record::{is_canonical, record_id, same_submission, Actor, Record, RecordError, Resource};
 pub use schema::{is_valid_tenant, ActorType, Outcome, WELL_KNOWN_CATEGORIES};

@@ -50,6 +50,14 @@ impl Outcome {
         Outcome::Denied,
     ];
 
+    /// The names of [`Outcome::ALL`], in the same order.
+    pub const NAMES: [&'static str; 4] = [
+        Outcome::Success.as_str(),
+        Outcome::Failure.as_str(),
+        Outcome::Unauthorized.as_str(),
+        Outcome::Denied.as_str(),
+    ];
+
     /// The name as it appears in events and records, such as `"SUCCESS"`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -81,6 +89,13 @@ pub enum ActorType {
 impl ActorType {
     /// Every actor type, in the order the schema lists them.
     pub const ALL: [ActorType; 3] = [ActorType::User, ActorType::Service, ActorType::System];
+
+    /// The names of [`ActorType::ALL`], in the same order.
+    pub const NAMES: [&'static str; 3] = [
+        ActorType::User.as_str(),
+        ActorType::Service.as_str(),
+        ActorType::System.as_str(),
+    ];
 
     /// The name as it appears in events and records, such as `"user"`.
     pub const fn as_str(self) -> &'static str {
@@ -216,6 +231,8 @@ mod tests {
                 format!("\"{}\"", t.as_str())
             );
         }
+        assert_eq!(Outcome::NAMES, Outcome::ALL.map(Outcome::as_str));
+        assert_eq!(ActorType::NAMES, ActorType::ALL.map(ActorType::as_str));
         assert_eq!(Outcome::from_name("success"), None);
         assert_eq!(ActorType::from_name("User"), None);
     }

@@ -7,6 +7,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::canonical::{ActorView, RecordView, ResourceView};
+use crate::fields::{self, FieldSpec, FieldType, TextRule};
 use crate::input::{ActorInput, EventInput, ResourceInput};
 use crate::schema::{self, ActorType, Outcome};
 use crate::{is_valid_tenant, scan, timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION};
@@ -53,15 +54,6 @@ pub struct ValidEvent {
     /// The canonical record bytes, at most [`MAX_RECORD_BYTES`] long.
     pub record: Vec<u8>,
 }
-
-const ACTOR_ID_MAX: usize = 256;
-const USER_AGENT_MAX: usize = 1024;
-const SESSION_ID_MAX: usize = 256;
-const RESOURCE_TYPE_MAX: usize = 64;
-const RESOURCE_ID_MAX: usize = 256;
-const RESOURCE_NAME_MAX: usize = 256;
-const REASON_MAX: usize = 1024;
-const REQUEST_ID_MAX: usize = 128;
 
 const REQUIRED: &str = "is required";
 
@@ -143,24 +135,17 @@ pub fn validate(input: EventInput, ctx: &IngestContext<'_>) -> Result<ValidEvent
         }
     };
 
-    check_reason(&mut errors, input.reason.as_deref());
-    check_ident(
+    check_text_field(&mut errors, &fields::REASON, input.reason.as_deref());
+    check_text_field(
         &mut errors,
-        "request_id",
+        &fields::REQUEST_ID,
         input.request_id.as_deref(),
-        REQUEST_ID_MAX,
     );
-    check_ident(
+    check_text_field(&mut errors, &fields::TRACE_ID, input.trace_id.as_deref());
+    check_text_field(
         &mut errors,
-        "trace_id",
-        input.trace_id.as_deref(),
-        REQUEST_ID_MAX,
-    );
-    check_ident(
-        &mut errors,
-        "correlation_id",
+        &fields::CORRELATION_ID,
         input.correlation_id.as_deref(),
-        REQUEST_ID_MAX,
     );
 
     // Every `None` below has recorded an error above; the `let ... else` only proves it to the
@@ -286,9 +271,9 @@ fn check_actor<'a>(errors: &mut Errors, actor: Option<&'a ActorInput>) -> Option
     };
     let id = actor.id.as_deref();
     if id.is_none() {
-        errors.add("actor.id", REQUIRED);
+        errors.add(fields::ACTOR_ID.name, REQUIRED);
     }
-    check_ident(errors, "actor.id", id, ACTOR_ID_MAX);
+    check_text_field(errors, &fields::ACTOR_ID, id);
 
     let kind = actor.kind.as_deref().and_then(|k| {
         let parsed = ActorType::from_name(k);
@@ -304,17 +289,15 @@ fn check_actor<'a>(errors: &mut Errors, actor: Option<&'a ActorInput>) -> Option
         }
         parsed
     });
-    check_ident(
+    check_text_field(
         errors,
-        "actor.user_agent",
+        &fields::ACTOR_USER_AGENT,
         actor.user_agent.as_deref(),
-        USER_AGENT_MAX,
     );
-    check_ident(
+    check_text_field(
         errors,
-        "actor.session_id",
+        &fields::ACTOR_SESSION_ID,
         actor.session_id.as_deref(),
-        SESSION_ID_MAX,
     );
 
     Some(ActorView {
@@ -332,21 +315,14 @@ fn check_resource<'a>(
 ) -> Option<ResourceView<'a>> {
     let kind = resource.kind.as_deref();
     if kind.is_none() {
-        errors.add("resource.type", "is required when resource is given");
+        errors.add(
+            fields::RESOURCE_TYPE.name,
+            "is required when resource is given",
+        );
     }
-    check_ident(errors, "resource.type", kind, RESOURCE_TYPE_MAX);
-    check_ident(
-        errors,
-        "resource.id",
-        resource.id.as_deref(),
-        RESOURCE_ID_MAX,
-    );
-    check_ident(
-        errors,
-        "resource.name",
-        resource.name.as_deref(),
-        RESOURCE_NAME_MAX,
-    );
+    check_text_field(errors, &fields::RESOURCE_TYPE, kind);
+    check_text_field(errors, &fields::RESOURCE_ID, resource.id.as_deref());
+    check_text_field(errors, &fields::RESOURCE_NAME, resource.name.as_deref());
     Some(ResourceView {
         kind: kind?,
         id: resource.id.as_deref(),
@@ -354,24 +330,26 @@ fn check_resource<'a>(
     })
 }
 
-/// Checks an identifier-like string, if present: non-empty, at most `max` characters, no
-/// control characters. They end up in indexes, CSV exports, syslog lines and terminals, where a
-/// stray control character could forge or hide output.
-fn check_ident(errors: &mut Errors, field: &str, value: Option<&str>, max: usize) {
-    if let Some(value) = value {
-        if let Err(rule) = check_text(value, max, |_| false) {
-            errors.add(field, rule);
+/// Checks a string field with a length rule, if present, against its registry entry:
+/// non-empty, at most its maximum of characters, no control characters (identifiers and names
+/// end up in indexes, CSV exports, syslog lines and terminals, where a stray control character
+/// could forge or hide output) except line breaks and tabs in prose.
+fn check_text_field(errors: &mut Errors, field: &FieldSpec, value: Option<&str>) {
+    let Some(value) = value else {
+        return;
+    };
+    let checked = match field.ty {
+        FieldType::Text(TextRule::Prose { max }) => {
+            check_text(value, max, |c| matches!(c, '\t' | '\n' | '\r'))
         }
-    }
-}
-
-/// `reason` is prose, so line breaks and tabs are allowed.
-fn check_reason(errors: &mut Errors, value: Option<&str>) {
-    if let Some(value) = value {
-        let allowed = |c: char| matches!(c, '\t' | '\n' | '\r');
-        if let Err(rule) = check_text(value, REASON_MAX, allowed) {
-            errors.add("reason", rule);
+        FieldType::Text(rule) => {
+            check_text(value, rule.max_chars().unwrap_or(usize::MAX), |_| false)
         }
+        // Not reached: only text fields come here (their registry entries say so).
+        _ => check_text(value, usize::MAX, |_| false),
+    };
+    if let Err(rule) = checked {
+        errors.add(field.name, rule);
     }
 }
 

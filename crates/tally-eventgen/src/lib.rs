@@ -33,6 +33,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use tally_event::{ActorType, Outcome};
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{Duration as TimeDelta, OffsetDateTime};
@@ -48,6 +49,12 @@ pub const ZIPF_EXPONENT: f64 = 1.1;
 /// Byte range of the event id inside every serialized event: `id` is serialized first, so the
 /// load drivers can give a reused body fresh ids by overwriting these 36 bytes in place.
 pub const ID_RANGE: Range<usize> = 7..43;
+
+/// Fields of the schema registry (`tally_event::fields`) that generated events never carry:
+/// `schema_version` because absent means 1, and `correlation_id` because the generator models
+/// requests and traces but no multi-event business operations. Every other field a client may
+/// send is filled (`tenant` when the generator is given one).
+pub const NOT_GENERATED: [&str; 2] = ["schema_version", "correlation_id"];
 
 /// Events are spread over the five minutes before the base time: close to "now" without ever
 /// being in the future, which a server could reasonably reject.
@@ -271,7 +278,7 @@ impl EventGenerator {
         let (outcome, reason) = spec.outcome_profile.draw(&mut self.rng);
         let mut metadata = Map::new();
         metadata.insert("region".into(), profile.region.into());
-        let (before, after) = if outcome == "SUCCESS" {
+        let (before, after) = if outcome == Outcome::Success.as_str() {
             spec.change
                 .snapshots(&mut self.rng, profile, &resource, &mut metadata)
         } else {
@@ -504,6 +511,7 @@ impl ActorProfile {
         }
     }
 
+    /// The position of the kind in [`ActorType::ALL`].
     fn kind_index(&self) -> usize {
         match self.kind {
             USER => 0,
@@ -513,7 +521,7 @@ impl ActorProfile {
     }
 
     fn kind_name(&self) -> &'static str {
-        ["user", "service", "system"][self.kind_index()]
+        ActorType::NAMES[self.kind_index()]
     }
 
     fn full_name(&self) -> String {
@@ -644,22 +652,22 @@ impl OutcomeProfile {
             Some(reasons[rng.gen_range(0..reasons.len())])
         };
         if roll < failure {
-            ("FAILURE", pick_reason(rng, failure_reasons))
+            (Outcome::Failure.as_str(), pick_reason(rng, failure_reasons))
         } else if roll < failure + unauthorized {
             (
-                "UNAUTHORIZED",
+                Outcome::Unauthorized.as_str(),
                 pick_reason(rng, &["token_expired", "invalid_token", "mfa_required"]),
             )
         } else if roll < failure + unauthorized + denied {
             (
-                "DENIED",
+                Outcome::Denied.as_str(),
                 pick_reason(
                     rng,
                     &["insufficient_scope", "policy_violation", "ip_not_allowed"],
                 ),
             )
         } else {
-            ("SUCCESS", None)
+            (Outcome::Success.as_str(), None)
         }
     }
 }
@@ -1053,10 +1061,7 @@ mod tests {
     #[test]
     fn events_follow_schema_v1() {
         let mut gen = generator(4).with_tenant(Some("acme".into()));
-        let categories = [
-            "LOGIN", "LOGOUT", "CREATE", "READ", "UPDATE", "DELETE", "EXPORT", "VIEW_PII", "AUTHZ",
-            "ADMIN", "CONFIG",
-        ];
+        let categories = tally_event::WELL_KNOWN_CATEGORIES;
         let mut seen_updates_with_snapshots = 0;
         let mut seen_failures = 0;
         for _ in 0..5_000 {
@@ -1070,7 +1075,7 @@ mod tests {
                 ("2026-11-22T09:55:00.000Z"..="2026-11-22T10:00:00.000Z").contains(&time),
                 "{time}"
             );
-            assert!(["user", "service", "system"].contains(&v["actor"]["type"].as_str().unwrap()));
+            assert!(ActorType::NAMES.contains(&v["actor"]["type"].as_str().unwrap()));
             v["actor"]["ip"]
                 .as_str()
                 .unwrap()
@@ -1082,7 +1087,7 @@ mod tests {
                 action.contains('.') && action.chars().all(|c| c.is_ascii_lowercase() || c == '.')
             );
             let outcome = v["outcome"].as_str().unwrap();
-            assert!(["SUCCESS", "FAILURE", "UNAUTHORIZED", "DENIED"].contains(&outcome));
+            assert!(Outcome::NAMES.contains(&outcome));
             assert_eq!(v.get("reason").is_some(), outcome != "SUCCESS");
             assert_eq!(v["trace_id"].as_str().unwrap().len(), 32);
             assert!(v["metadata"]["region"].is_string());
@@ -1097,6 +1102,49 @@ mod tests {
             (100..1_000).contains(&seen_failures),
             "{seen_failures} failures in 5,000"
         );
+    }
+
+    /// Generated events carry only fields of the schema registry, and every field a client may
+    /// send except [`NOT_GENERATED`]: a field added to the schema fails here until the
+    /// generator fills it or says why not.
+    #[test]
+    fn events_carry_the_registrys_fields() {
+        use tally_event::fields::{self, Input, FIELDS};
+
+        fn leaves(prefix: &str, v: &Value, out: &mut HashSet<String>) {
+            for (k, v) in v.as_object().unwrap() {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                // Containers (`actor`, `resource`) are not fields; field values are leaves
+                // even when they are objects (`before`, `metadata`).
+                if v.is_object() && fields::field(&path).is_none() {
+                    leaves(&path, v, out);
+                } else {
+                    out.insert(path);
+                }
+            }
+        }
+        let mut gen = generator(10).with_tenant(Some("acme".into()));
+        let mut seen = HashSet::new();
+        for _ in 0..5_000 {
+            let v: Value = serde_json::from_slice(&gen.next_json()).unwrap();
+            leaves("", &v, &mut seen);
+        }
+        for name in &seen {
+            let f = fields::field(name).unwrap_or_else(|| panic!("{name} is not a schema field"));
+            assert_ne!(f.input, Input::Server, "{name} is written by the server");
+        }
+        for f in FIELDS.iter().filter(|f| f.input != Input::Server) {
+            assert_eq!(
+                seen.contains(f.name),
+                !NOT_GENERATED.contains(&f.name),
+                "{}: generated, or listed in NOT_GENERATED",
+                f.name
+            );
+        }
     }
 
     /// The events must be ones Tally accepts, or the benchmark would measure rejections.

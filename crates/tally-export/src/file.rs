@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tally_tlog::note::NoteVerifier;
 
 use crate::bundle::{self, End, Header, Line};
-use crate::table::{self, rfc3339_ms, spreadsheet_safe, Row};
+use crate::table::{self, rfc3339_ms, spreadsheet_safe, Cell, Row};
 use crate::verify::{BundleError, BundleVerifier, Verified};
 
 /// Parquet key-value metadata key of the bundle header (JSON).
@@ -82,16 +82,11 @@ pub fn csv_sidecar(csv: &Path) -> PathBuf {
 
 /// The CSV cells of a row, in [`table::columns`] order.
 fn csv_cells(row: &Row) -> Vec<String> {
-    let mut cells = vec![
-        row.index.to_string(),
-        rfc3339_ms(row.time_ms),
-        rfc3339_ms(row.received_at_ms),
-    ];
-    cells.extend(
-        row.strings
-            .iter()
-            .map(|s| spreadsheet_safe(s.as_deref().unwrap_or("")).into_owned()),
-    );
+    let mut cells = vec![row.index.to_string()];
+    cells.extend(row.cells.iter().map(|cell| match cell {
+        Cell::Time(ms) => rfc3339_ms(*ms),
+        Cell::Text(s) => spreadsheet_safe(s.as_deref().unwrap_or("")).into_owned(),
+    }));
     cells.push(row.event.clone());
     cells
 }
@@ -248,27 +243,32 @@ struct ParquetSink {
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     index: UInt64Builder,
-    time: TimestampMillisecondBuilder,
-    received_at: TimestampMillisecondBuilder,
-    strings: Vec<StringBuilder>,
+    /// One per flat column, in order.
+    cells: Vec<CellBuilder>,
     event: StringBuilder,
     pending: usize,
 }
 
+/// The builder of one flat column.
+enum CellBuilder {
+    Time(TimestampMillisecondBuilder),
+    Text(StringBuilder),
+}
+
+/// The Parquet columns: the leaf index, the flat columns typed (times as UTC millisecond
+/// timestamps, never null; strings nullable, as the first exporter wrote them, even those every
+/// record carries), and the record.
 fn parquet_schema() -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-    let mut fields = vec![
-        Field::new("index", DataType::UInt64, false),
-        Field::new("time", ts.clone(), false),
-        Field::new("received_at", ts, false),
-    ];
-    for name in table::STRING_COLUMNS
-        .iter()
-        .chain(["correlation_id"].iter())
-    {
-        fields.push(Field::new(*name, DataType::Utf8, true));
+    let mut fields = vec![Field::new(table::INDEX_COLUMN, DataType::UInt64, false)];
+    for column in table::flat_columns() {
+        fields.push(if column.is_time() {
+            Field::new(column.name, ts.clone(), false)
+        } else {
+            Field::new(column.name, DataType::Utf8, true)
+        });
     }
-    fields.push(Field::new("event", DataType::Utf8, false));
+    fields.push(Field::new(table::EVENT_COLUMN, DataType::Utf8, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -295,10 +295,15 @@ impl ParquetSink {
             writer,
             schema,
             index: UInt64Builder::new(),
-            time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
-            received_at: TimestampMillisecondBuilder::new().with_timezone("UTC"),
-            strings: (0..=table::STRING_COLUMNS.len())
-                .map(|_| StringBuilder::new())
+            cells: table::flat_columns()
+                .iter()
+                .map(|column| {
+                    if column.is_time() {
+                        CellBuilder::Time(TimestampMillisecondBuilder::new().with_timezone("UTC"))
+                    } else {
+                        CellBuilder::Text(StringBuilder::new())
+                    }
+                })
                 .collect(),
             event: StringBuilder::new(),
             pending: 0,
@@ -307,10 +312,13 @@ impl ParquetSink {
 
     fn push(&mut self, row: Row) -> Result<(), BundleError> {
         self.index.append_value(row.index);
-        self.time.append_value(row.time_ms);
-        self.received_at.append_value(row.received_at_ms);
-        for (builder, value) in self.strings.iter_mut().zip(&row.strings) {
-            builder.append_option(value.as_deref());
+        for (builder, cell) in self.cells.iter_mut().zip(&row.cells) {
+            match (builder, cell) {
+                (CellBuilder::Time(b), Cell::Time(ms)) => b.append_value(*ms),
+                (CellBuilder::Text(b), Cell::Text(value)) => b.append_option(value.as_deref()),
+                // Builders and cells come from the same column list, in the same order.
+                _ => return Err(BundleError::Io("a cell of the wrong type".into())),
+            }
         }
         self.event.append_value(&row.event);
         self.pending += 1;
@@ -324,16 +332,11 @@ impl ParquetSink {
         if self.pending == 0 {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.index.finish()),
-            Arc::new(self.time.finish()),
-            Arc::new(self.received_at.finish()),
-        ];
-        columns.extend(
-            self.strings
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.index.finish())];
+        columns.extend(self.cells.iter_mut().map(|b| match b {
+            CellBuilder::Time(b) => Arc::new(b.finish()) as ArrayRef,
+            CellBuilder::Text(b) => Arc::new(b.finish()) as ArrayRef,
+        }));
         columns.push(Arc::new(self.event.finish()));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| BundleError::Io(e.to_string()))?;
@@ -556,29 +559,27 @@ fn verify_parquet(
         let batch = batch.map_err(|e| io(path, e))?;
         let wrong = || BundleError::Format(format!("{}: unexpected column types", path.display()));
         let indexes = batch
-            .column_by_name("index")
+            .column_by_name(table::INDEX_COLUMN)
             .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
             .ok_or_else(wrong)?;
         let events = batch
-            .column_by_name("event")
+            .column_by_name(table::EVENT_COLUMN)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(wrong)?;
-        let times = ["time", "received_at"].map(|name| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        });
-        let [Some(time), Some(received_at)] = times else {
-            return Err(wrong());
-        };
-        let strings = table::STRING_COLUMNS
+        let cells = table::flat_columns()
             .iter()
-            .chain(["correlation_id"].iter())
-            .map(|name| {
-                batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                    .ok_or_else(wrong)
+            .map(|column| {
+                let array = batch.column_by_name(column.name).map(|c| c.as_any());
+                if column.is_time() {
+                    array
+                        .and_then(|a| a.downcast_ref::<TimestampMillisecondArray>())
+                        .map(CellArray::Time)
+                } else {
+                    array
+                        .and_then(|a| a.downcast_ref::<StringArray>())
+                        .map(CellArray::Text)
+                }
+                .ok_or_else(wrong)
             })
             .collect::<Result<Vec<_>, _>>()?;
         if indexes.null_count() > 0 || events.null_count() > 0 {
@@ -596,22 +597,18 @@ fn verify_parquet(
                 index,
                 message,
             })?;
-            let mismatch = if time.is_null(r) || time.value(r) != expected.time_ms {
-                Some("time")
-            } else if received_at.is_null(r) || received_at.value(r) != expected.received_at_ms {
-                Some("received_at")
-            } else {
-                strings
-                    .iter()
-                    .zip(&expected.strings)
-                    .zip(
-                        table::STRING_COLUMNS
-                            .iter()
-                            .chain(["correlation_id"].iter()),
-                    )
-                    .find(|((a, want), _)| (!a.is_null(r)).then(|| a.value(r)) != want.as_deref())
-                    .map(|(_, name)| *name)
-            };
+            let mismatch = cells
+                .iter()
+                .zip(&expected.cells)
+                .zip(table::flat_columns())
+                .find(|((array, want), _)| match (array, want) {
+                    (CellArray::Time(a), Cell::Time(ms)) => a.is_null(r) || a.value(r) != *ms,
+                    (CellArray::Text(a), Cell::Text(s)) => {
+                        (!a.is_null(r)).then(|| a.value(r)) != s.as_deref()
+                    }
+                    _ => true,
+                })
+                .map(|(_, column)| column.name);
             if let Some(name) = mismatch {
                 return Err(BundleError::Record {
                     row: row_no,
@@ -623,6 +620,12 @@ fn verify_parquet(
         on_row(verifier.rows());
     }
     verifier.finish(&end)
+}
+
+/// A flat column of a Parquet batch, typed.
+enum CellArray<'a> {
+    Time(&'a TimestampMillisecondArray),
+    Text(&'a StringArray),
 }
 
 /// Refuses Parquet metadata that readers act on but the verifier does not check: key-value

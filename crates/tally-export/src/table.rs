@@ -1,48 +1,48 @@
 //! Records as table rows: the columns of CSV and Parquet exports.
+//!
+//! The columns are [`INDEX_COLUMN`] (the leaf index), the flat columns of the schema registry
+//! ([`tally_event::fields::flat_columns`], named after their fields, in the registry's column
+//! order) and [`EVENT_COLUMN`], the whole stored record (`before`, `after` and `metadata`
+//! included), which is what verification hashes. Flat columns are copies for spreadsheets and
+//! query engines; the verifier checks each against the record beside it.
 
+use tally_event::fields::{self, FieldSpec, FieldValue};
 use tally_event::Record;
 
-/// Typed string columns, in file order, between `received_at` and `event`.
-pub const STRING_COLUMNS: [&str; 17] = [
-    "id",
-    "tenant",
-    "key_id",
-    "actor.id",
-    "actor.type",
-    "actor.ip",
-    "actor.user_agent",
-    "actor.session_id",
-    "action",
-    "category",
-    "resource.type",
-    "resource.id",
-    "resource.name",
-    "outcome",
-    "reason",
-    "request_id",
-    "trace_id",
-];
+/// The first column: the record's leaf index.
+pub const INDEX_COLUMN: &str = "index";
+/// The last column: the stored record, unchanged.
+pub const EVENT_COLUMN: &str = "event";
 
-/// Every column, in file order: `index`, `time`, `received_at`, the [`STRING_COLUMNS`],
-/// `correlation_id`, and `event`, the whole stored record (before/after/metadata included),
-/// which is what verification hashes.
+/// The flat columns between [`INDEX_COLUMN`] and [`EVENT_COLUMN`], in file order.
+pub fn flat_columns() -> &'static [&'static FieldSpec] {
+    fields::flat_columns()
+}
+
+/// Every column name, in file order.
 pub fn columns() -> Vec<&'static str> {
-    let mut c = vec!["index", "time", "received_at"];
-    c.extend(STRING_COLUMNS);
-    c.extend(["correlation_id", "event"]);
+    let mut c = vec![INDEX_COLUMN];
+    c.extend(flat_columns().iter().map(|f| f.name));
+    c.push(EVENT_COLUMN);
     c
+}
+
+/// One flat cell. Time fields are typed timestamps (never empty: every record has both);
+/// everything else is a string, empty when the record does not carry the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// Unix milliseconds.
+    Time(i64),
+    /// The field's value as the record writes it.
+    Text(Option<String>),
 }
 
 /// One record as a row.
 pub struct Row {
     /// Leaf index.
     pub index: u64,
-    /// Event time, Unix milliseconds.
-    pub time_ms: i64,
-    /// Receive time, Unix milliseconds.
-    pub received_at_ms: i64,
-    /// The [`STRING_COLUMNS`] values and then `correlation_id`.
-    pub strings: Vec<Option<String>>,
+    /// The [`flat_columns`] values, in order.
+    pub cells: Vec<Cell>,
     /// The stored record, unchanged.
     pub event: String,
 }
@@ -57,32 +57,19 @@ impl Row {
         let r = Record::parse(bytes).map_err(|e| format!("leaf {index}: {e}"))?;
         let event = String::from_utf8(bytes.to_vec())
             .map_err(|_| format!("leaf {index}: the record is not UTF-8"))?;
-        let resource = r.resource.as_ref();
-        let strings = vec![
-            Some(r.id.hyphenated().to_string()),
-            Some(r.tenant.clone()),
-            Some(r.key_id.clone()),
-            Some(r.actor.id.clone()),
-            r.actor.kind.map(|k| k.as_str().to_string()),
-            r.actor.ip.map(|ip| ip.to_string()),
-            r.actor.user_agent.clone(),
-            r.actor.session_id.clone(),
-            Some(r.action.clone()),
-            r.category.clone(),
-            resource.map(|x| x.kind.clone()),
-            resource.and_then(|x| x.id.clone()),
-            resource.and_then(|x| x.name.clone()),
-            Some(r.outcome.as_str().to_string()),
-            r.reason.clone(),
-            r.request_id.clone(),
-            r.trace_id.clone(),
-            r.correlation_id.clone(),
-        ];
+        let cells = flat_columns()
+            .iter()
+            .map(|f| match f.value(&r) {
+                Some(FieldValue::Time(t)) => Ok(Cell::Time(unix_ms(t))),
+                _ if f.is_time() => Err(format!("leaf {index}: the record has no {}", f.name)),
+                value => Ok(Cell::Text(
+                    value.and_then(|v| v.as_text()).map(|s| s.into_owned()),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Row {
             index,
-            time_ms: unix_ms(r.time),
-            received_at_ms: unix_ms(r.received_at),
-            strings,
+            cells,
             event,
         })
     }
@@ -121,6 +108,32 @@ mod tests {
         assert_eq!(spreadsheet_safe("alice"), "alice");
         assert_eq!(spreadsheet_safe(""), "");
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(columns().len(), 3 + STRING_COLUMNS.len() + 2);
+    }
+
+    /// The columns are exactly the registry's flat columns in order, between the leaf index
+    /// and the record.
+    #[test]
+    fn the_columns_are_the_registrys_flat_columns_in_order() {
+        let mut registry: Vec<&FieldSpec> = fields::FIELDS
+            .iter()
+            .filter(|f| f.column.is_some())
+            .collect();
+        registry.sort_by_key(|f| f.column);
+        let mut expected = vec![INDEX_COLUMN];
+        expected.extend(registry.iter().map(|f| f.name));
+        expected.push(EVENT_COLUMN);
+        assert_eq!(columns(), expected);
+    }
+
+    /// Files written before the registry have these columns; `tally verify --export` requires
+    /// exactly them, so they must not move (see also `tests/compat.rs`).
+    #[test]
+    fn the_columns_are_those_of_files_already_written() {
+        assert_eq!(
+            columns().join(","),
+            "index,time,received_at,id,tenant,key_id,actor.id,actor.type,actor.ip,\
+             actor.user_agent,actor.session_id,action,category,resource.type,resource.id,\
+             resource.name,outcome,reason,request_id,trace_id,correlation_id,event"
+        );
     }
 }

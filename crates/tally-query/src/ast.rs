@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use tally_event::fields::{self, FieldSpec};
+
 /// A byte range in the query text, for error messages and highlighting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -72,7 +74,8 @@ impl TimeBound {
     }
 }
 
-/// A searchable field of the event schema.
+/// A searchable field of the event schema: one per exact-match field of the schema registry
+/// ([`tally_event::fields`]), which says its names, aliases and type ([`Field::spec`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     /// `id`: the event id.
@@ -83,7 +86,7 @@ pub enum Field {
     ActorType,
     /// `ip` or `actor.ip`: an address or a CIDR block.
     ActorIp,
-    /// `session` or `actor.session_id`.
+    /// `session`, `session_id` or `actor.session_id`.
     SessionId,
     /// `action`: exact or `prefix.*`.
     Action,
@@ -108,7 +111,8 @@ pub enum Field {
 }
 
 impl Field {
-    /// Every field.
+    /// Every field, in the order error messages list them (and the index lays out its
+    /// fields). A test holds it to the registry's exact-match fields.
     pub const ALL: [Field; 15] = [
         Field::Id,
         Field::ActorId,
@@ -127,61 +131,50 @@ impl Field {
         Field::KeyId,
     ];
 
+    /// The field's entry in the schema registry: names, type, flags, how to read it from a
+    /// record.
+    pub fn spec(self) -> &'static FieldSpec {
+        match self {
+            Field::Id => &fields::ID,
+            Field::ActorId => &fields::ACTOR_ID,
+            Field::ActorType => &fields::ACTOR_TYPE,
+            Field::ActorIp => &fields::ACTOR_IP,
+            Field::SessionId => &fields::ACTOR_SESSION_ID,
+            Field::Action => &fields::ACTION,
+            Field::Category => &fields::CATEGORY,
+            Field::Outcome => &fields::OUTCOME,
+            Field::ResourceType => &fields::RESOURCE_TYPE,
+            Field::ResourceId => &fields::RESOURCE_ID,
+            Field::ResourceName => &fields::RESOURCE_NAME,
+            Field::RequestId => &fields::REQUEST_ID,
+            Field::TraceId => &fields::TRACE_ID,
+            Field::CorrelationId => &fields::CORRELATION_ID,
+            Field::KeyId => &fields::KEY_ID,
+        }
+    }
+
     /// The canonical name, as in the event schema (`actor.id`, `resource.type`, …).
     pub fn name(self) -> &'static str {
-        match self {
-            Field::Id => "id",
-            Field::ActorId => "actor.id",
-            Field::ActorType => "actor.type",
-            Field::ActorIp => "actor.ip",
-            Field::SessionId => "actor.session_id",
-            Field::Action => "action",
-            Field::Category => "category",
-            Field::Outcome => "outcome",
-            Field::ResourceType => "resource.type",
-            Field::ResourceId => "resource.id",
-            Field::ResourceName => "resource.name",
-            Field::RequestId => "request_id",
-            Field::TraceId => "trace_id",
-            Field::CorrelationId => "correlation_id",
-            Field::KeyId => "key_id",
-        }
+        self.spec().name
     }
 
-    /// Every name the query language accepts for this field, the canonical [`name`](Field::name)
-    /// among them (short aliases first, as listed in the crate documentation).
-    pub fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Field::Id => &["id"],
-            Field::ActorId => &["actor", "actor.id"],
-            Field::ActorType => &["actor.type"],
-            Field::ActorIp => &["ip", "actor.ip"],
-            Field::SessionId => &["session", "session_id", "actor.session_id"],
-            Field::Action => &["action"],
-            Field::Category => &["category"],
-            Field::Outcome => &["outcome"],
-            Field::ResourceType => &["resource.type"],
-            Field::ResourceId => &["resource", "resource.id"],
-            Field::ResourceName => &["resource.name"],
-            Field::RequestId => &["request", "request_id"],
-            Field::TraceId => &["trace", "trace_id"],
-            Field::CorrelationId => &["correlation", "correlation_id"],
-            Field::KeyId => &["key", "key_id"],
-        }
+    /// Every name the query language accepts for this field: the registry's aliases (short
+    /// ones first), then the canonical [`name`](Field::name).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        self.spec().names()
     }
 
-    /// The field called `name` (any of its [`aliases`](Field::aliases), ASCII
-    /// case-insensitive), if any. `after` and `before` are time bounds, not fields.
+    /// The field called `name` (any of its [`names`](Field::names), ASCII case-insensitive),
+    /// if any. `after` and `before` are time bounds, not fields.
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL
-            .into_iter()
-            .find(|f| f.aliases().iter().any(|a| a.eq_ignore_ascii_case(name)))
+        let spec = fields::by_alias(name)?;
+        Field::ALL.into_iter().find(|f| f.spec().name == spec.name)
     }
 
-    /// Whether values of this field are strings (exact or prefix); false only for
-    /// [`Field::ActorIp`], whose values are [`Value::Cidr`] blocks.
+    /// Whether values of this field are strings (exact or prefix); false only for the
+    /// address field ([`Field::ActorIp`]), whose values are [`Value::Cidr`] blocks.
     pub fn is_string(self) -> bool {
-        self != Field::ActorIp
+        !self.spec().is_ip()
     }
 }
 
@@ -200,4 +193,26 @@ pub enum Value {
         /// Prefix length.
         prefix_len: u8,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query language searches exactly the registry's exact-match fields, each once.
+    #[test]
+    fn the_fields_are_the_registrys_exact_match_fields() {
+        let mut ours: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+        let mut registry: Vec<&str> = fields::FIELDS
+            .iter()
+            .filter(|f| f.exact)
+            .map(|f| f.name)
+            .collect();
+        ours.sort_unstable();
+        registry.sort_unstable();
+        assert_eq!(ours, registry);
+        for f in Field::ALL {
+            assert_eq!(Field::from_name(f.name()), Some(f));
+        }
+    }
 }

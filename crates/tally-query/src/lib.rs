@@ -97,6 +97,10 @@
 //!
 //! # Fields
 //!
+//! The searchable fields are the exact-match fields of the schema registry
+//! ([`tally_event::fields`]), which gives each its canonical name and aliases
+//! ([`Field::spec`]); this table shows them:
+//!
 //! | names (any case) | [`Field`] | values |
 //! | --- | --- | --- |
 //! | `id` | [`Field::Id`] | a hyphenated UUID, any case, lower-cased |

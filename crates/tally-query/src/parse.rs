@@ -17,10 +17,10 @@ pub const MAX_TERMS: usize = 64;
 /// The most comma-separated values in one term.
 pub const MAX_VALUES_PER_TERM: usize = 64;
 
-/// The outcomes an `outcome:` value may name (after upper-casing).
-pub const OUTCOMES: [&str; 4] = ["SUCCESS", "FAILURE", "UNAUTHORIZED", "DENIED"];
-/// The actor types an `actor.type:` value may name (after lower-casing).
-pub const ACTOR_TYPES: [&str; 3] = ["user", "service", "system"];
+/// The outcomes an `outcome:` value may name (after upper-casing): the schema's.
+pub const OUTCOMES: [&str; 4] = tally_event::Outcome::NAMES;
+/// The actor types an `actor.type:` value may name (after lower-casing): the schema's.
+pub const ACTOR_TYPES: [&str; 3] = tally_event::ActorType::NAMES;
 
 /// The earliest instant a time bound may name: 0000-01-01T00:00:00Z, in Unix milliseconds.
 pub const MIN_TIME_MS: i64 = -62_167_219_200_000;
@@ -211,11 +211,7 @@ impl Key {
 
 /// Every accepted name, comma-separated, for error messages.
 fn known_names() -> String {
-    let mut names: Vec<&str> = Field::ALL
-        .iter()
-        .flat_map(|f| f.aliases())
-        .copied()
-        .collect();
+    let mut names: Vec<&str> = Field::ALL.iter().flat_map(|f| f.names()).collect();
     names.extend(["after", "before"]);
     names.join(", ")
 }
@@ -225,8 +221,7 @@ fn suggestion(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
     let best = Field::ALL
         .iter()
-        .flat_map(|f| f.aliases())
-        .copied()
+        .flat_map(|f| f.names())
         .chain(["after", "before"])
         .map(|known| (edit_distance(&lower, known), known))
         .min();

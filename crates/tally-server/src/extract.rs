@@ -142,13 +142,12 @@ impl TreeReader {
 /// larger number is a client bug and gets a 400 rather than a search for it.
 pub(crate) const MAX_INDEX: u64 = i64::MAX as u64;
 
-/// The pattern of a tenant name, as the OpenAPI document states it.
-pub(crate) const TENANT_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+/// The pattern of a tenant name, as the OpenAPI document states it: the schema's.
+pub(crate) const TENANT_PATTERN: &str = tally_event::fields::TENANT_PATTERN;
 
 /// The pattern of an event id: a UUID in its hyphenated form only (the one the ingest path
-/// accepts), so that one id has one spelling.
-pub(crate) const UUID_PATTERN: &str =
-    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// accepts), so that one id has one spelling. The schema's.
+pub(crate) const UUID_PATTERN: &str = tally_event::fields::UUID_PATTERN;
 
 /// Integer schemas with exact int64 bounds, for parameters of the OpenAPI document (utoipa's
 /// attribute literals cannot hold them).

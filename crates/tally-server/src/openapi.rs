@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' annotations
-//! plus the event schema, which lives in `tally-event` and is described here by hand.
+//! plus the event schema, generated from the schema registry of `tally-event`
+//! (`tally_event::fields`).
 
 use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -244,55 +245,120 @@ fn not_null(schema: &mut serde_json::Value) {
     }
 }
 
-/// JSON Schema of an event (schema version 1) as clients send it.
+/// JSON Schema of an event (schema version 1) as clients send it, generated from the schema
+/// registry (`tally_event::fields`): every field a client may send, nested under its container
+/// (`actor`, `resource`); the fields the server writes (`received_at`, `key_id`) are not
+/// accepted, so they are not in it.
 fn event_schema() -> serde_json::Value {
-    // No control characters (Unicode category Cc), as tally-event checks.
-    let s = |max: u32, description: &str| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": description});
-    // Optional fields may also be null, which is the same as leaving them out (clients often
-    // serialise an absent value so).
-    let opt = |mut schema: serde_json::Value| {
-        schema["type"] = json!([schema["type"].clone(), "null"]);
-        if let Some(values) = schema.get_mut("enum").and_then(|e| e.as_array_mut()) {
-            values.push(serde_json::Value::Null);
+    use tally_event::fields::{Input, FIELDS};
+
+    /// An object holding fields (`actor`, `resource`), not a field itself.
+    struct Container {
+        name: &'static str,
+        properties: serde_json::Map<String, serde_json::Value>,
+        required: Vec<&'static str>,
+        /// The event must carry it: one of its members is required.
+        needed: bool,
+    }
+
+    let mut properties = serde_json::Map::new();
+    let mut required: Vec<&str> = Vec::new();
+    // In order of first appearance, so that `required` lists fields in schema order.
+    let mut containers: Vec<Container> = Vec::new();
+    for f in FIELDS.iter().filter(|f| f.input != Input::Server) {
+        let schema = field_schema(f);
+        let Some((parent, member)) = f.name.split_once('.') else {
+            properties.insert(f.name.into(), schema);
+            if f.input == Input::Required {
+                required.push(f.name);
+            }
+            continue;
+        };
+        let at = match containers.iter().position(|c| c.name == parent) {
+            Some(at) => at,
+            None => {
+                containers.push(Container {
+                    name: parent,
+                    properties: serde_json::Map::new(),
+                    required: Vec::new(),
+                    needed: false,
+                });
+                containers.len() - 1
+            }
+        };
+        let container = &mut containers[at];
+        container.properties.insert(member.into(), schema);
+        if matches!(f.input, Input::Required | Input::RequiredInParent) {
+            container.required.push(member);
         }
-        schema
-    };
+        if f.input == Input::Required && !container.needed {
+            container.needed = true;
+            required.push(parent);
+        }
+    }
+    for c in containers {
+        let object = json!({
+            "type": "object", "additionalProperties": false, "required": c.required,
+            "properties": c.properties,
+        });
+        properties.insert(
+            c.name.into(),
+            if c.needed { object } else { nullable(object) },
+        );
+    }
     json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["time", "actor", "action", "outcome"],
+        "required": required,
         "description": "An audit event, schema version 1. Unknown fields are rejected.",
-        "properties": {
-            "schema_version": opt(json!({"type": "integer", "enum": [1]})),
-            "id": opt(json!({"type": "string", "pattern": crate::extract::UUID_PATTERN, "description": "Client-chosen id; a retry with the same id and content is stored once. Assigned (UUIDv7) when absent."})),
-            "time": {"type": "string", "format": "date-time", "description": "RFC 3339 with a zone, from 1970 to 9999 and at most 24 hours (by default) after the server's clock; stored in UTC with millisecond precision."},
-            "tenant": opt(json!({"type": "string", "pattern": crate::extract::TENANT_PATTERN})),
-            "actor": {
-                "type": "object", "additionalProperties": false, "required": ["id"],
-                "properties": {
-                    "id": s(256, "Who acted"),
-                    "type": opt(json!({"type": "string", "enum": ["user", "service", "system"]})),
-                    "ip": opt(json!({"type": "string", "description": "IPv4 or IPv6 address"})),
-                    "user_agent": opt(s(1024, "User agent")),
-                    "session_id": opt(s(256, "Session id")),
-                }
-            },
-            "action": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$", "description": "Dotted action name, e.g. user.password.change"},
-            "category": opt(json!({"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,31}$", "description": "LOGIN, LOGOUT, CREATE, READ, UPDATE, DELETE, EXPORT, VIEW_PII, AUTHZ, ADMIN, CONFIG, …"})),
-            "resource": opt(json!({
-                "type": "object", "additionalProperties": false, "required": ["type"],
-                "properties": {"type": s(64, "Resource type, e.g. USER"), "id": opt(s(256, "Resource id")), "name": opt(s(256, "Resource name"))}
-            })),
-            "outcome": {"type": "string", "enum": ["SUCCESS", "FAILURE", "UNAUTHORIZED", "DENIED"]},
-            "reason": opt(json!({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$", "description": "Why, in prose: tab, line feed and carriage return are the only control characters allowed"})),
-            "request_id": opt(s(128, "Correlates with application logs")),
-            "trace_id": opt(s(128, "Distributed trace id")),
-            "correlation_id": opt(s(128, "Groups related events")),
-            "before": {"description": "Snapshot of the resource before the change (any JSON; null is the same as absent)"},
-            "after": {"description": "Snapshot of the resource after the change (any JSON; null is the same as absent)"},
-            "metadata": {"type": ["object", "null"], "description": "Anything else (a JSON object; null is the same as absent)"}
-        }
+        "properties": properties,
     })
+}
+
+/// The JSON Schema of one field's value.
+fn field_schema(f: &tally_event::FieldSpec) -> serde_json::Value {
+    use tally_event::fields::{
+        FieldType, Input, TextRule, PLAIN_TEXT_PATTERN, PROSE_PATTERN, UUID_PATTERN,
+    };
+
+    let text = |max: usize, pattern: &str| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern});
+    let mut schema = match f.ty {
+        FieldType::Integer(values) => json!({"type": "integer", "enum": values}),
+        FieldType::Uuid => json!({"type": "string", "pattern": UUID_PATTERN}),
+        FieldType::Text(TextRule::Plain { max }) => text(max, PLAIN_TEXT_PATTERN),
+        FieldType::Text(TextRule::Prose { max }) => text(max, PROSE_PATTERN),
+        FieldType::Text(TextRule::Pattern { pattern, max }) => {
+            let mut s = json!({"type": "string", "pattern": pattern});
+            if let Some(max) = max {
+                s["maxLength"] = json!(max);
+            }
+            s
+        }
+        FieldType::Text(TextRule::Unchecked) | FieldType::Ip => json!({"type": "string"}),
+        FieldType::Enum(values) => json!({"type": "string", "enum": values}),
+        FieldType::Time => json!({"type": "string", "format": "date-time"}),
+        // Any JSON value: the empty schema.
+        FieldType::Json => json!({}),
+        FieldType::JsonObject => json!({"type": "object"}),
+    };
+    schema["description"] = json!(f.description);
+    match f.input {
+        Input::Required | Input::RequiredInParent => schema,
+        Input::Optional | Input::Server => nullable(schema),
+    }
+}
+
+/// Optional fields may also be null, which is the same as leaving them out (clients often
+/// serialise an absent value so). A schema without a type already admits null.
+fn nullable(mut schema: serde_json::Value) -> serde_json::Value {
+    let Some(ty) = schema.get("type").cloned() else {
+        return schema;
+    };
+    schema["type"] = json!([ty, "null"]);
+    if let Some(values) = schema.get_mut("enum").and_then(|e| e.as_array_mut()) {
+        values.push(serde_json::Value::Null);
+    }
+    schema
 }
 
 #[cfg(test)]

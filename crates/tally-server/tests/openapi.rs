@@ -468,6 +468,7 @@ stored = ingest.sync(client=client, body=event, tenant="clients")
 index = stored.events[0].index
 assert stored.events[0].id == event_id, stored
 
+# A new tenant's first checkpoint is of the empty tree: wait for one that covers the event.
 note = None
 for _ in range(200):
     response = checkpoint.sync_detailed(client=client, tenant="clients")
@@ -476,7 +477,7 @@ for _ in range(200):
         note = response.content.decode()
         break
     time.sleep(0.05)
-assert note is not None, "no checkpoint"
+assert note is not None, "no checkpoint covers the event"
 
 proof = inclusion.sync(client=client, tenant="clients", id=event_id)
 hits = None
@@ -568,4 +569,147 @@ async fn a_client_generated_from_the_document_ingests_proves_and_searches() {
             .is_some_and(|h| h.contains(&json!(index))),
         "{result}"
     );
+}
+
+/// The JSON types a schema admits (`"type"` as a string or a list); empty for none.
+fn json_types(schema: &Value) -> Vec<String> {
+    match &schema["type"] {
+        Value::String(t) => vec![t.clone()],
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a schema's `required` list names `member`.
+fn requires(schema: &Value, member: &str) -> bool {
+    schema["required"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|m| m == member))
+}
+
+/// The served Event schema is the schema registry's (`tally_event::fields`): every field a
+/// client may send, at its place (nested under its container), with the registry's type,
+/// format, values and bounds, required exactly when the registry says so and nullable
+/// otherwise; the fields the server writes are absent, and there is nothing else.
+#[tokio::test]
+async fn the_event_schema_is_the_schema_registrys() {
+    use tally_event::fields::{FieldType, Input, TextRule, FIELDS, UUID_PATTERN};
+
+    let server = start_server().await;
+    let doc = server.document().await;
+    let event = &doc["components"]["schemas"]["Event"];
+    assert_eq!(event["additionalProperties"], false, "{event}");
+
+    // The document's fields: top-level properties, and the members of nested objects.
+    let mut served: Vec<(String, Value)> = Vec::new();
+    for (name, schema) in event["properties"].as_object().expect("properties") {
+        match schema["properties"].as_object() {
+            Some(members) => {
+                assert_eq!(schema["additionalProperties"], false, "{name}: {schema}");
+                assert!(json_types(schema).contains(&"object".to_string()), "{name}");
+                for (member, s) in members {
+                    served.push((format!("{name}.{member}"), s.clone()));
+                }
+            }
+            None => served.push((name.clone(), schema.clone())),
+        }
+    }
+    let mut served_names: Vec<&str> = served.iter().map(|(n, _)| n.as_str()).collect();
+    let mut client_names: Vec<&str> = FIELDS
+        .iter()
+        .filter(|f| f.input != Input::Server)
+        .map(|f| f.name)
+        .collect();
+    served_names.sort_unstable();
+    client_names.sort_unstable();
+    assert_eq!(
+        served_names, client_names,
+        "the Event schema's fields must be exactly the registry's client fields"
+    );
+
+    for f in FIELDS {
+        let Some((_, schema)) = served.iter().find(|(n, _)| n == f.name) else {
+            assert_eq!(f.input, Input::Server, "{} is missing", f.name);
+            continue;
+        };
+        // Where the field's `required` is decided: the event, or its container.
+        let (holder, member) = match f.name.split_once('.') {
+            Some((parent, member)) => (&event["properties"][parent], member),
+            None => (event, f.name),
+        };
+        let parent_required = f
+            .name
+            .split_once('.')
+            .map(|(parent, _)| requires(event, parent));
+        match f.input {
+            Input::Required => {
+                assert!(requires(holder, member), "{} must be required", f.name);
+                assert_ne!(parent_required, Some(false), "{}'s container", f.name);
+            }
+            Input::RequiredInParent => {
+                assert!(requires(holder, member), "{} must be required", f.name);
+                assert_eq!(parent_required, Some(false), "{}'s container", f.name);
+            }
+            Input::Optional => assert!(!requires(holder, member), "{} is optional", f.name),
+            Input::Server => unreachable!("checked above"),
+        }
+        let (json_type, format) = match f.ty {
+            FieldType::Integer(_) => (Some("integer"), None),
+            FieldType::Time => (Some("string"), Some("date-time")),
+            FieldType::Uuid | FieldType::Text(_) | FieldType::Enum(_) | FieldType::Ip => {
+                (Some("string"), None)
+            }
+            FieldType::JsonObject => (Some("object"), None),
+            FieldType::Json => (None, None),
+        };
+        let mut expected_types: Vec<String> = json_type.into_iter().map(String::from).collect();
+        if json_type.is_some() && f.input == Input::Optional {
+            expected_types.push("null".into());
+        }
+        assert_eq!(json_types(schema), expected_types, "{}: {schema}", f.name);
+        assert_eq!(schema["format"].as_str(), format, "{}: {schema}", f.name);
+        assert_eq!(schema["description"], f.description, "{}", f.name);
+        let values: Option<Vec<Value>> = schema["enum"]
+            .as_array()
+            .map(|v| v.iter().filter(|x| !x.is_null()).cloned().collect());
+        match f.ty {
+            FieldType::Enum(names) => assert_eq!(
+                values,
+                Some(names.iter().map(|n| json!(n)).collect()),
+                "{}",
+                f.name
+            ),
+            FieldType::Integer(ns) => assert_eq!(
+                values,
+                Some(ns.iter().map(|n| json!(n)).collect()),
+                "{}",
+                f.name
+            ),
+            _ => assert_eq!(values, None, "{}", f.name),
+        }
+        match f.ty {
+            FieldType::Uuid => assert_eq!(schema["pattern"], UUID_PATTERN, "{}", f.name),
+            FieldType::Text(TextRule::Plain { max } | TextRule::Prose { max }) => {
+                assert_eq!(
+                    (&schema["minLength"], &schema["maxLength"]),
+                    (&json!(1), &json!(max)),
+                    "{}",
+                    f.name
+                );
+            }
+            FieldType::Text(TextRule::Pattern { pattern, max }) => {
+                assert_eq!(schema["pattern"], pattern, "{}", f.name);
+                assert_eq!(
+                    schema["maxLength"].as_u64(),
+                    max.map(|m| m as u64),
+                    "{}",
+                    f.name
+                );
+            }
+            _ => {}
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Bound;
 
+use tally_event::fields::FieldType;
 use tally_query::{Field as QField, Query, TermKind, Value};
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Explanation, Occur, PhraseQuery,
@@ -14,7 +15,7 @@ use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::{DocId, DocSet, Score, SeekDangerResult, SegmentReader, TERMINATED};
 
 use super::range::AdaptiveRange;
-use super::schema::{ip_to_v6, Fields, IDENTIFIERS, NOT_FAST};
+use super::schema::{identifiers, ip_to_v6, Fields, NOT_FAST};
 
 /// Builds the tantivy query of `query` at time `now_ms`, without its top-level time bounds:
 /// the caller applies [`time_window`] itself, from the zone maps and the time column (tantivy's
@@ -97,7 +98,7 @@ fn term_query(
 }
 
 fn value_query(fields: &Fields, field: QField, value: &Value) -> Box<dyn TQuery> {
-    if field == QField::ActorIp {
+    if !field.is_string() {
         return match value {
             Value::Exact(s) => match s.parse::<IpAddr>() {
                 Ok(ip) => Box::new(TermQuery::new(
@@ -247,12 +248,13 @@ fn with_identifiers(
         return Box::new(AllQuery);
     };
     let mut alternatives = vec![(Occur::Should, tokens)];
-    for field in IDENTIFIERS {
+    for field in identifiers() {
         let Some(f) = fields.string(field) else {
             continue;
         };
-        let value = match field {
-            QField::Id => match uuid::Uuid::try_parse(whole) {
+        // Stored UUIDs are lower-case hyphenated; a word that is no UUID cannot match one.
+        let value = match field.spec().ty {
+            FieldType::Uuid => match uuid::Uuid::try_parse(whole) {
                 Ok(id) => id.hyphenated().to_string(),
                 Err(_) => continue,
             },

@@ -8,14 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use tally_query::Field as QField;
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::index::InvertedIndexReader;
 use tantivy::query::Weight;
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Searcher, SegmentReader};
 
-use super::schema::{ip_display, string_field_name, ACTOR_IP, NOT_FAST, TIME};
+use super::schema::{field_name, ip_display, string_field_name, NOT_FAST, TIME};
 use super::search::{segment_info, Filter, SegmentInfos};
 use crate::{StatsBucket, StatsRequest, StatsResult};
 
@@ -116,19 +115,24 @@ fn segment(
     }
     let key_column = match req.by {
         None => KeyColumn::None,
-        Some(QField::ActorIp) => match reader.fast_fields().column_opt::<Ipv6Addr>(ACTOR_IP)? {
-            Some(c) => KeyColumn::Ip(c),
-            None => KeyColumn::None,
-        },
+        Some(f) if !f.is_string() => {
+            match reader
+                .fast_fields()
+                .column_opt::<Ipv6Addr>(&field_name(f.spec()))?
+            {
+                Some(c) => KeyColumn::Ip(c),
+                None => KeyColumn::None,
+            }
+        }
         Some(f) if NOT_FAST.contains(&f) => {
             let field = reader
                 .schema()
-                .get_field(string_field_name(f).expect("a string field"))?;
+                .get_field(&string_field_name(f).expect("a string field"))?;
             term_ordinals(reader, field)?
         }
         Some(f) => {
-            let name = string_field_name(f).expect("every field but actor.ip is a string");
-            match reader.fast_fields().str(name)? {
+            let name = string_field_name(f).expect("every field but the address is a string");
+            match reader.fast_fields().str(&name)? {
                 Some(c) => KeyColumn::Str(c),
                 None => KeyColumn::None,
             }
