@@ -4,7 +4,7 @@
 //! and leaf index; the unaltered proxy must pass.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,66 +13,14 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+mod common;
+
+use common::{Server, TALLY};
 
 /// Records in the log: 258 full entry bundles and a partial one of 7, so level 0 has full and
 /// partial tiles, level 1 a full tile (`tile/1/000`) and a partial one (`tile/1/001.p/2`), and
 /// level 2 a partial one (`tile/2/000.p/1`).
 const SIZE: u64 = 65536 + 2 * 256 + 7;
-
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let token_file = dir.with_extension("token");
-    let mut child = Command::new(TALLY)
-        .args(["serve", "--data"])
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--checkpoint-interval-ms",
-            "50",
-        ])
-        .arg("--admin-token-file")
-        .arg(&token_file)
-        .env("TALLY_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && token_file.exists() {
-            let token = std::fs::read_to_string(&token_file)
-                .unwrap()
-                .trim()
-                .to_string();
-            return Server {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-                token,
-            };
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not start");
-}
 
 fn tally(url: &str, token: &str, args: &[&str]) -> Output {
     Command::new(TALLY)
@@ -187,7 +135,7 @@ fn flip_entry(k: usize) -> Alter {
 fn issue_7_verify_url_checks_every_hash_tile_through_an_altering_proxy() {
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().join("data");
-    let server = start_server(&dir);
+    let server = Server::start(&dir);
     let key = dir.join("log.pub");
     let key = key.to_str().unwrap();
     let events = tmp.path().join("events.ndjson");
