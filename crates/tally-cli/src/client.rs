@@ -51,13 +51,17 @@ impl ApiClient {
 
     /// GET without credentials (public endpoints).
     pub async fn get_public(&self, path: &str) -> Result<Response> {
-        let response = self
-            .http
+        check(self.get_public_any_status(path).await?).await
+    }
+
+    /// GET without credentials, whatever the answer's status (`/healthz` answers 503 with a
+    /// body worth reading).
+    pub async fn get_public_any_status(&self, path: &str) -> Result<Response> {
+        self.http
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .with_context(|| format!("cannot reach {} (is `tally serve` running?)", self.base))?;
-        check(response).await
+            .with_context(|| format!("cannot reach {} (is `tally serve` running?)", self.base))
     }
 }
 

@@ -192,7 +192,14 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
     for tenant in &tenants {
         bar.set_message(tenant.clone());
         let tlog = log.tenant(tenant).expect("listed");
-        tally_server::projector::rebuild(&tlog, &*index, None, &mut |n| bar.inc(n))?;
+        let indexed = tally_consumers::index::rebuild(&tlog, &*index, None, &mut |n| bar.inc(n))?;
+        // The index's consumer resumes from the index itself; its cursor follows, so that
+        // `tally consumers` shows where it stands.
+        let name = tally_consumers::index::NAME;
+        let mut cursor = tally_consumers::CursorFile::load(log.data_dir(), name)?
+            .map_or_else(|| tally_consumers::CursorFile::new(name), Ok)?;
+        cursor.tenants.insert(tenant.clone(), indexed);
+        cursor.store(log.data_dir())?;
     }
     bar.finish_and_clear();
     log.shutdown();

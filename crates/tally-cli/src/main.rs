@@ -10,6 +10,7 @@
 mod anchor;
 mod client;
 mod commands;
+mod consumers;
 mod export;
 mod ingest;
 mod investigate;
@@ -39,6 +40,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Send events:         tally ingest events.ndjson
 /// Search:             tally query 'actor:alice after:7d'
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
+/// Consumers' lag:     tally consumers --data ./data
 /// Run a witness:       tally witness --name witness.example/w1 --log 'tally.localhost/*=VKEY'
 /// Key outside data:    tally keygen --out /etc/tally/log.key; tally serve --signing-key /etc/tally/log.key
 #[derive(Debug, Parser)]
@@ -68,6 +70,7 @@ enum Command {
     Export(export::ExportArgs),
     Tail(investigate::TailArgs),
     Reindex(investigate::ReindexArgs),
+    Consumers(consumers::ConsumersArgs),
 }
 
 /// How to reach a running server.
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
             Command::Export(args) => export::export(args).await,
             Command::Tail(args) => investigate::tail(args).await,
             Command::Reindex(args) => investigate::reindex(args).await,
+            Command::Consumers(args) => consumers::run(args).await,
         }
     });
     match result {

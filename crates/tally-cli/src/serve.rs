@@ -228,7 +228,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(w) = &witnessing {
         state = state.with_witnesses(w.clone());
     }
-    let mut projector = None;
+    // Everything that follows the log: each consumer on its own thread, from its cursor.
+    let consumers = Arc::new(tally_consumers::Consumers::new(log.clone()));
     if !args.no_index {
         let options = tally_index::TantivyOptions {
             writer_threads: usize::from(args.index_threads),
@@ -238,14 +239,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             ..tally_index::TantivyOptions::default()
         };
         let index = open_index_with(&log, options)?;
-        projector = Some(tally_server::projector::Projector::spawn(
-            log.clone(),
-            index.clone(),
-            Duration::from_millis(args.index_commit_ms.max(10)),
-            state.index_commit_notifier(),
-        ));
+        consumers.spawn(
+            tally_consumers::index::NAME,
+            tally_consumers::index::IndexConsumer::new(
+                index.clone(),
+                state.index_commit_notifier(),
+            ),
+            tally_consumers::index::IndexConsumer::settings(Duration::from_millis(
+                args.index_commit_ms.max(10),
+            )),
+        )?;
         state = state.with_index(index);
     }
+    state = state.with_component("consumers", consumers.clone());
     // Checkpoint anchoring: checked (Object Lock on) before serving, stopped after the log
     // has signed its final checkpoints.
     let anchorer = match crate::anchor::start(&args.anchor, &log).await? {
@@ -291,7 +297,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopping: signing final checkpoints");
     tokio::task::spawn_blocking(move || {
-        drop(projector);
+        consumers.stop();
         log.shutdown()
     })
     .await?;

@@ -701,6 +701,7 @@ fn issue_8_output_piped_into_head_ends_quietly() {
     ndjson(&events, 0, 3000, None);
     ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
     wait_for_checkpoint(&server, 3000);
+    server.wait_for_consumers();
     for args in [
         vec!["query", "", "--all", "--limit", "1000"],
         vec!["query", "", "--all", "--limit", "1000", "--format", "table"],

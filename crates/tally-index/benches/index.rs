@@ -16,7 +16,7 @@ use tally_index::{
 use tally_query::Field;
 use time::macros::datetime;
 
-/// Records per `add` call (what the projector reads from the log per step).
+/// Records per `add` call (what the index consumer reads from the log per batch).
 const CHUNK: usize = 4096;
 /// Records between commits (about one second of ingest at 100k events/s).
 const COMMIT_EVERY: usize = 100_000;

@@ -1,4 +1,4 @@
-//! The engine-neutral interface: what the projector feeds and what the HTTP API asks.
+//! The engine-neutral interface: what the index consumer feeds and what the HTTP API asks.
 //!
 //! Everything here is independent of tantivy so that another engine (SQLite FTS5, a columnar
 //! store, …) can be put behind [`EventIndex`] and compared on the same tests and benchmark.

@@ -2,7 +2,7 @@
 //! queries ([`tally_query::Query`]) with pages of leaf indexes, and counts.
 //!
 //! The log is the truth. Each tenant's records (leaf indexes 0, 1, 2, …, canonical bytes as
-//! documented in `tally_event`) are fed in order to an [`EventIndex`] by a projector, which
+//! documented in `tally_event`) are fed in order to an [`EventIndex`] by a consumer of the log (`tally_consumers::index`), which
 //! commits regularly; [`EventIndex::indexed`] says where to resume after a restart, and a
 //! tenant index reported [`IndexError::Corrupt`] is [`cleared`](EventIndex::clear) and rebuilt
 //! from the log. Results are leaf indexes: the caller reads the records (and their proofs)

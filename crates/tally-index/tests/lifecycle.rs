@@ -665,7 +665,7 @@ fn damaged_indexes_are_reported_corrupt_and_can_be_rebuilt() {
             matches!(result, Err(IndexError::Corrupt(_))),
             "{name}: {result:?}"
         );
-        // The projector's recovery: clear and rebuild.
+        // The index consumer's recovery: clear and rebuild.
         let ix = TantivyIndex::open(dir.path()).unwrap();
         ix.clear("acme").unwrap();
         assert_eq!(ix.indexed("acme").unwrap(), 0, "{name}");

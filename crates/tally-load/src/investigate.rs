@@ -7,7 +7,7 @@
 //!    (embedded store, no HTTP), or reuse one the benchmark filled before; pick the query
 //!    parameters from the population (a popular and a typical person, a popular and a typical
 //!    document, …).
-//! 2. [`search::rebuild`]: rebuild the search index from the log with the projector's code;
+//! 2. [`search::rebuild`]: rebuild the search index from the log with the index consumer's code;
 //!    rebuild rate and index size per event.
 //! 3. [`baseline::load`]: copy the same records into PostgreSQL, build the baseline's indexes
 //!    plus a GIN full-text index; load time and size per event.

@@ -29,7 +29,6 @@ pub mod auth;
 pub mod error;
 mod extract;
 pub mod openapi;
-pub mod projector;
 mod routes;
 pub mod witness;
 
@@ -92,6 +91,18 @@ pub trait Component: Send + Sync {
     fn register_metrics(&self, registry: &mut Registry);
     /// Whether it works right now, and its state as JSON for `/healthz`.
     fn health(&self) -> (bool, serde_json::Value);
+}
+
+/// The consumers report in `/healthz` (a failing one makes the status `degraded`: the log
+/// still takes events) and export their positions and lag in `/metrics`.
+impl Component for tally_consumers::Consumers {
+    fn register_metrics(&self, registry: &mut Registry) {
+        tally_consumers::Consumers::register_metrics(self, registry);
+    }
+
+    fn health(&self) -> (bool, serde_json::Value) {
+        tally_consumers::Consumers::health(self)
+    }
 }
 
 /// Everything a handler needs.
@@ -185,7 +196,8 @@ impl AppState {
         self
     }
 
-    /// A callback for the [`projector::Projector`]: wakes live streams after each commit.
+    /// A callback for the search index's consumer
+    /// ([`tally_consumers::index::IndexConsumer`]): wakes live streams after each commit.
     pub fn index_commit_notifier(&self) -> impl Fn() + Send + 'static {
         let commits = self.index_commits.clone();
         move || {
@@ -194,7 +206,7 @@ impl AppState {
     }
 
     /// Serves investigation queries (`GET /v1/events`, `/v1/stats`) from this index, which
-    /// a [`projector::Projector`] keeps up to date with the log.
+    /// a [`tally_consumers::index::IndexConsumer`] keeps up to date with the log.
     pub fn with_index(mut self, index: Arc<dyn tally_index::EventIndex>) -> Self {
         self.index = Some(index);
         self

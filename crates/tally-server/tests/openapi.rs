@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tally_consumers::index::IndexConsumer;
+use tally_consumers::Consumers;
 use tally_server::auth::{KeyStore, Scope};
-use tally_server::projector::Projector;
 use tally_server::{router, AppState, ServerSettings};
 use tally_store::{DataDir, Log, LogConfig};
 
@@ -28,7 +29,7 @@ struct Server {
     base: String,
     token: String,
     http: reqwest::Client,
-    _projector: Projector,
+    _consumers: Consumers,
     _dir: tempfile::TempDir,
 }
 
@@ -48,12 +49,14 @@ async fn start_server() -> Server {
         Arc::new(tally_index::TantivyIndex::open(&data.index_path()).expect("index"));
     let state =
         AppState::new(log.clone(), keys, ServerSettings::default()).with_index(index.clone());
-    let projector = Projector::spawn(
-        log,
-        index,
-        Duration::from_millis(30),
-        state.index_commit_notifier(),
-    );
+    let consumers = Consumers::new(log);
+    consumers
+        .spawn(
+            tally_consumers::index::NAME,
+            IndexConsumer::new(index, state.index_commit_notifier()),
+            IndexConsumer::settings(Duration::from_millis(30)),
+        )
+        .expect("start the index consumer");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -65,7 +68,7 @@ async fn start_server() -> Server {
         base: format!("http://{addr}"),
         token,
         http: reqwest::Client::new(),
-        _projector: projector,
+        _consumers: consumers,
         _dir: dir,
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tally_consumers::index::IndexConsumer;
+use tally_consumers::Consumers;
 use tally_server::auth::{KeyStore, Scope};
-use tally_server::projector::Projector;
 use tally_server::{AppState, ServerSettings};
 use tally_store::{DataDir, Log, LogConfig};
 
@@ -15,7 +16,7 @@ struct Server {
     url: String,
     token: String,
     log: Log,
-    projector: Projector,
+    consumers: Consumers,
     client: reqwest::Client,
 }
 
@@ -33,7 +34,14 @@ async fn start(path: &Path) -> Server {
     let (_, token) = keys.create("test", vec![Scope::Admin], "*").unwrap();
     let index: Arc<dyn tally_index::EventIndex> =
         Arc::new(tally_index::TantivyIndex::open(&dir.index_path()).unwrap());
-    let projector = Projector::spawn(log.clone(), index.clone(), Duration::from_millis(30), || {});
+    let consumers = Consumers::new(log.clone());
+    consumers
+        .spawn(
+            tally_consumers::index::NAME,
+            IndexConsumer::new(index.clone(), || {}),
+            IndexConsumer::settings(Duration::from_millis(30)),
+        )
+        .unwrap();
     let state = AppState::new(log.clone(), keys, ServerSettings::default()).with_index(index);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -46,7 +54,7 @@ async fn start(path: &Path) -> Server {
         url,
         token,
         log,
-        projector,
+        consumers,
         client: reqwest::Client::new(),
     }
 }
@@ -408,10 +416,10 @@ async fn search_syntax_filters_pagination_stats_and_audit() {
 #[tokio::test]
 async fn a_deleted_index_is_rebuilt_from_the_log() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut server = start(tmp.path()).await;
+    let server = start(tmp.path()).await;
     server.ingest(corpus()).await;
     server.settle().await;
-    server.projector.stop();
+    server.consumers.stop();
     server.log.shutdown();
     drop(server);
     std::fs::remove_dir_all(tmp.path().join("index")).unwrap();

@@ -111,6 +111,17 @@ impl DataDir {
         self.root.join("index")
     }
 
+    /// The directory of the consumers' cursors (see `tally_consumers::cursor`).
+    pub fn consumers_path(&self) -> PathBuf {
+        self.root.join("consumers")
+    }
+
+    /// The durable cursor of one consumer. `name` must be a valid consumer name (a-z, 0-9,
+    /// `-`, `_`), which keeps it inside [`DataDir::consumers_path`].
+    pub fn consumer_cursor_path(&self, name: &str) -> PathBuf {
+        self.consumers_path().join(format!("{name}.json"))
+    }
+
     /// The directory holding one directory per tenant.
     pub fn tenants_path(&self) -> PathBuf {
         self.root.join("tenants")
@@ -170,6 +181,18 @@ impl TenantDir {
     /// The fixed-size leaf entry file.
     pub fn leaves_path(&self) -> PathBuf {
         self.root.join("leaves")
+    }
+
+    /// Entries in the leaves file: the log's size as a reader without the writer's lock sees
+    /// it (it may include a group being written that is not yet acknowledged). 0 when there
+    /// is no leaves file yet.
+    pub fn leaf_count(&self) -> Result<u64, StoreError> {
+        let path = self.leaves_path();
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.len() / crate::frame::LEAF_ENTRY as u64),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
     }
 
     /// The append-only file of signed checkpoints.

@@ -28,6 +28,7 @@ pub mod compare;
 pub mod error;
 pub mod faults;
 pub mod frame;
+mod growth;
 pub mod layout;
 mod log;
 pub mod metrics;
@@ -39,6 +40,7 @@ pub mod verify;
 
 pub use error::{AppendError, Damage, ReadError, StoreError};
 pub use frame::read_checkpoint_frames;
+pub use growth::Growth;
 pub use layout::{DataDir, TenantDir};
 pub use log::{
     tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,

@@ -141,6 +141,8 @@ pub(crate) struct Inner {
     pub(crate) published_group: std::sync::atomic::AtomicU64,
     /// Every signed checkpoint, for subscribers that copy them outside the machine.
     pub(crate) checkpoint_events: tokio::sync::broadcast::Sender<CheckpointEvent>,
+    /// Wakes followers (consumers) after each publish.
+    pub(crate) growth: Arc<crate::growth::GrowthSignal>,
 }
 
 impl Inner {
@@ -297,6 +299,7 @@ impl Log {
             metrics,
             published_group: Default::default(),
             checkpoint_events: tokio::sync::broadcast::Sender::new(CHECKPOINT_EVENTS_BUFFER),
+            growth: Default::default(),
         });
         let (tx, rx) = mpsc::channel();
         let thread_inner = inner.clone();
@@ -360,6 +363,13 @@ impl Log {
     /// [`TenantLog::checkpoint`] always has each tenant's newest.
     pub fn subscribe_checkpoints(&self) -> tokio::sync::broadcast::Receiver<CheckpointEvent> {
         self.inner.checkpoint_events.subscribe()
+    }
+
+    /// A subscription to the log's growth: [`crate::Growth::wait`] returns once any tenant's
+    /// log has published new records (for followers such as the consumers, instead of
+    /// polling).
+    pub fn subscribe_growth(&self) -> crate::Growth {
+        crate::Growth::new(self.inner.growth.clone())
     }
 
     /// Names of all tenants with a log.

@@ -632,6 +632,7 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
                 .set(st.size as i64);
         }
         inner.published_group.store(w.number, Ordering::Release);
+        inner.growth.notify();
         if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforeAcknowledge) {
             return;
         }

@@ -90,6 +90,24 @@ impl Server {
             .unwrap()
     }
 
+    /// Waits until every consumer (the search index) has consumed the whole log, as
+    /// `tally consumers` reports it (a generous limit: not a timing assertion).
+    pub fn wait_for_consumers(&self) {
+        for _ in 0..2400 {
+            let out = self.tally(&["consumers", "--json"]);
+            if out.status.success() {
+                let reports: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("consumers --json prints JSON");
+                let all = reports.as_array().expect("an array of consumers");
+                if !all.is_empty() && all.iter().all(|r| r["lag"] == 0) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the consumers never caught up with the log");
+    }
+
     /// Stops the server as an operator would (SIGTERM) and checks that it exits cleanly.
     pub fn stop(mut self) {
         Command::new("kill")

@@ -1,4 +1,4 @@
-//! Index lag under ingest: a server with the projector (as `tally serve` runs it) on a fresh
+//! Index lag under ingest: a server with the search index's consumer (as `tally serve` runs it) on a fresh
 //! data directory, batched HTTP ingest at a fixed rate, and a sampler that watches how far the
 //! index trails the log.
 //!
@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tally_consumers::index::IndexConsumer;
+use tally_consumers::Consumers;
 use tally_index::EventIndex;
 use tally_server::auth::{KeyStore, Scope};
-use tally_server::projector::Projector;
 use tally_server::{AppState, ServerSettings};
 use tally_store::{DataDir, Log, LogConfig};
 
@@ -40,7 +41,7 @@ pub struct LagOptions {
     pub batch_size: usize,
     /// Requests in flight.
     pub concurrency: usize,
-    /// The projector's commit interval (`tally serve --index-commit-ms`).
+    /// The index consumer's commit interval (`tally serve --index-commit-ms`).
     pub commit_interval: Duration,
     /// Generator seed.
     pub seed: u64,
@@ -101,12 +102,14 @@ pub async fn measure(
         .create("bench-lag", vec![Scope::Admin], "*")
         .map_err(|e| InvestigateError::Data(e.to_string()))?;
     let state = AppState::new(log.clone(), Arc::new(keys), ServerSettings::default());
-    let mut projector = Projector::spawn(
-        log.clone(),
-        index.clone(),
-        opts.commit_interval,
-        state.index_commit_notifier(),
-    );
+    let consumers = Consumers::new(log.clone());
+    consumers
+        .spawn(
+            tally_consumers::index::NAME,
+            IndexConsumer::new(index.clone(), state.index_commit_notifier()),
+            IndexConsumer::settings(opts.commit_interval),
+        )
+        .map_err(|e| InvestigateError::Data(e.to_string()))?;
     let state = state.with_index(index.clone());
     let (url, server) = super::search::listen(state).await?;
 
@@ -152,7 +155,7 @@ pub async fn measure(
         .map_err(|_| InvestigateError::Task("the lag sampler panicked".into()))?;
     server.abort();
     tokio::task::spawn_blocking(move || {
-        projector.stop();
+        consumers.stop();
         log.shutdown();
     })
     .await

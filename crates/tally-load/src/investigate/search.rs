@@ -1,4 +1,4 @@
-//! The Tally side: the search index rebuilt from the log with the projector's own code, and
+//! The Tally side: the search index rebuilt from the log with the index consumer's own code, and
 //! the investigation queries asked two ways — over HTTP from the real API (what a user gets:
 //! query parsing, the index, the records read from the log, the JSON page, and the durable
 //! audit event every search appends), and directly from the engine (the index search and the
@@ -47,7 +47,7 @@ pub fn open_index(log: &Log) -> Result<Arc<TantivyIndex>, InvestigateError> {
 }
 
 /// Rebuilds `tenant`'s index from its first `events` records with
-/// [`tally_server::projector::rebuild`] (what `tally reindex` runs), then waits for the
+/// [`tally_consumers::index::rebuild`] (what `tally reindex` runs), then waits for the
 /// background merges.
 pub fn rebuild(
     log: &Log,
@@ -62,7 +62,7 @@ pub fn rebuild(
     observer.start("rebuild index", Some(events));
     let started = Instant::now();
     let indexed =
-        tally_server::projector::rebuild(&tlog, index, Some(events), &mut |n| observer.advance(n))
+        tally_consumers::index::rebuild(&tlog, index, Some(events), &mut |n| observer.advance(n))
             .map_err(|e| InvestigateError::Index(e.to_string()))?;
     let elapsed = started.elapsed();
     observer.finish();
@@ -89,7 +89,7 @@ pub fn rebuild(
 }
 
 /// A Tally server running in this process on the benchmark's data directory, with its index
-/// but no projector: nothing is indexed while queries are timed (the audit events the searches
+/// but no index consumer: nothing is indexed while queries are timed (the audit events the searches
 /// append go to the log only), so the timings are of searching alone.
 pub struct Server {
     /// `http://127.0.0.1:<port>`.

@@ -206,7 +206,7 @@ async fn wait_for_index(
             )
             .retry_after(5));
         }
-        // Woken by the projector's commits; the timeout re-checks in case none is announced.
+        // Woken by the index's commits; the timeout re-checks in case none is announced.
         let _ = tokio::time::timeout(Duration::from_millis(100), commits.changed()).await;
     }
 }

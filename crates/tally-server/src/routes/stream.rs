@@ -149,7 +149,7 @@ pub(crate) async fn stream(
                             }
                         }
                         Ok(Ok(_)) => {
-                            // Nothing new: wait for the projector's next commit.
+                            // Nothing new: wait for the index's next commit.
                             if commits.changed().await.is_err() {
                                 return None;
                             }

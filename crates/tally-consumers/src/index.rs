@@ -1,0 +1,122 @@
+//! The search index as a consumer: it follows every tenant's log into an [`EventIndex`].
+//!
+//! The index is derived data: it can be deleted at any time and is rebuilt from the log. Its
+//! own record of what it committed ([`EventIndex::indexed`]) is where each tenant resumes, so
+//! a deleted index starts again from zero, and one reported damaged is cleared first.
+
+use std::sync::Arc;
+
+use tally_index::{EventIndex, IndexError, IndexedEvent};
+use tally_store::TenantLog;
+
+use crate::{Batch, Consumer, ConsumerError, ConsumerSettings};
+
+/// The consumer name of the search index (its cursor is `consumers/search-index.json`).
+pub const NAME: &str = "search-index";
+
+/// Feeds an [`EventIndex`]; `on_commit` runs after each commit (the server wakes live
+/// streams and exports waiting for the index with it).
+pub struct IndexConsumer {
+    index: Arc<dyn EventIndex>,
+    on_commit: Box<dyn Fn() + Send>,
+    uncommitted: bool,
+}
+
+impl IndexConsumer {
+    /// A consumer feeding `index`.
+    pub fn new(index: Arc<dyn EventIndex>, on_commit: impl Fn() + Send + 'static) -> Self {
+        IndexConsumer {
+            index,
+            on_commit: Box::new(on_commit),
+            uncommitted: false,
+        }
+    }
+
+    /// The settings `tally serve` uses: batches of 4096 records, a commit at least every
+    /// `commit_interval` while records keep coming (which bounds how far search trails the
+    /// log).
+    pub fn settings(commit_interval: std::time::Duration) -> ConsumerSettings {
+        ConsumerSettings {
+            batch_records: 4096,
+            flush_interval: commit_interval,
+            ..ConsumerSettings::default()
+        }
+    }
+}
+
+impl Consumer for IndexConsumer {
+    fn resume(&mut self, tenant: &str, _cursor: Option<u64>) -> Result<u64, ConsumerError> {
+        // The index's own count is the truth: it commits documents and position together.
+        match self.index.indexed(tenant) {
+            Err(IndexError::Corrupt(detail)) => {
+                tracing::warn!(
+                    tenant,
+                    "the search index is damaged ({detail}); rebuilding it from the log"
+                );
+                self.index.clear(tenant)?;
+                Ok(0)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn deliver(&mut self, batch: Batch<'_>) -> Result<(), ConsumerError> {
+        add(&*self.index, batch)?;
+        self.uncommitted = true;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ConsumerError> {
+        if self.uncommitted {
+            self.index.commit()?;
+            self.uncommitted = false;
+            (self.on_commit)();
+        }
+        Ok(())
+    }
+}
+
+/// Adds a batch to the index (not committed).
+fn add(index: &dyn EventIndex, batch: Batch<'_>) -> Result<(), IndexError> {
+    let events: Vec<IndexedEvent<'_>> = batch
+        .iter()
+        .map(|(index, record)| IndexedEvent { index, record })
+        .collect();
+    index.add(batch.tenant, &events)
+}
+
+/// Rebuilds a tenant's index from its log with the consumer's own code: clears it, adds the
+/// records `[0, upto)` (the whole log when `upto` is `None` or beyond it) and commits, calling
+/// `progress` with the number of records added after each chunk. Returns how many records
+/// were indexed. For `tally reindex` and benchmarks; no consumer may feed the same index
+/// meanwhile.
+pub fn rebuild(
+    tlog: &TenantLog,
+    index: &dyn EventIndex,
+    upto: Option<u64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, IndexError> {
+    // Larger than a running consumer's batches: nobody waits for a commit in between.
+    const REBUILD_CHUNK: u64 = 8192;
+    index.clear(tlog.name())?;
+    let size = upto.map_or(tlog.size(), |u| u.min(tlog.size()));
+    let mut pos = 0;
+    while pos < size {
+        let count = (size - pos).min(REBUILD_CHUNK);
+        let records = tlog
+            .records(pos, count)
+            .map_err(|e| IndexError::Engine(format!("reading the log of {}: {e}", tlog.name())))?;
+        add(
+            index,
+            Batch {
+                tenant: tlog.name(),
+                first: pos,
+                records: &records,
+            },
+        )?;
+        pos += count;
+        progress(count);
+    }
+    index.commit()?;
+    Ok(size)
+}
