@@ -3,15 +3,13 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use tally_anchor::s3::S3Client;
-use tally_anchor::uploader::{AnchorSettings, AnchorStatus, Anchorer};
+use tally_anchor::uploader::AnchorSettings;
 use tally_anchor::AnchorLocation;
-use tally_store::Log;
 use tally_tlog::note::NoteVerifier;
 use tally_tlog::Hash;
 
@@ -51,25 +49,9 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The running anchor uploader, as a component `/healthz` and `/metrics` report.
-struct AnchorComponent(Arc<AnchorStatus>);
-
-impl tally_server::Component for AnchorComponent {
-    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        self.0.register(registry);
-    }
-
-    fn health(&self) -> (bool, serde_json::Value) {
-        self.0.report()
-    }
-}
-
-/// Starts anchoring if `--anchor` was given: refuses (with what to do) when the bucket cannot
-/// be reached or has no Object Lock.
-pub async fn start(
-    args: &AnchorArgs,
-    log: &Log,
-) -> Result<Option<(Anchorer, Arc<dyn tally_server::Component>)>> {
+/// The anchoring `tally serve` runs with --anchor (none without it); the bucket is checked
+/// when the server starts.
+pub fn settings(args: &AnchorArgs) -> Result<Option<tally_server::app::AnchorSettings>> {
     let Some(location) = args.anchor.clone() else {
         return Ok(None);
     };
@@ -77,14 +59,10 @@ pub async fn start(
         .anchor_retention
         .context("--anchor needs --anchor-retention")?;
     let client = S3Client::from_env()?;
-    let mut settings = AnchorSettings::new(location.clone(), retention);
+    let mut settings = AnchorSettings::new(location, retention);
     settings.interval = args.anchor_interval;
     settings.backlog = usize::try_from(args.anchor_backlog).unwrap_or(usize::MAX);
-    let anchorer = Anchorer::start(client, settings, log.clone())
-        .await
-        .with_context(|| format!("cannot anchor checkpoints to {location}"))?;
-    let component: Arc<dyn tally_server::Component> = Arc::new(AnchorComponent(anchorer.status()));
-    Ok(Some((anchorer, component)))
+    Ok(Some(tally_server::app::AnchorSettings { settings, client }))
 }
 
 /// Where `tally verify --since` takes trusted checkpoints from.

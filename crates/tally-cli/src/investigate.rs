@@ -168,7 +168,7 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
         },
     )
     .context("opening the log (is a server running on this directory? stop it first)")?;
-    let index = crate::serve::open_index(&log)?;
+    let index = tally_server::app::open_index(&log, tally_index::TantivyOptions::default())?;
     let mut tenants = log.tenants();
     if let Some(t) = &args.tenant {
         if !tenants.contains(t) {

@@ -2,14 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::app::{AdminKey, App, AppSettings, IndexSettings};
+use tally_server::ServerSettings;
+use tally_store::LogConfig;
 
 /// Run the audit log server.
 ///
@@ -124,73 +123,83 @@ pub struct WitnessServeArgs {
 }
 
 impl WitnessServeArgs {
-    /// Builds the witness client, or nothing without --witness.
-    fn build(&self, log: &Log) -> Result<Option<Arc<tally_server::witness::Witnessing>>> {
-        if self.witness.is_empty() {
-            return Ok(None);
-        }
-        let endpoints = self
+    /// The witnesses given with --witness (none without it).
+    fn endpoints(&self) -> Result<Vec<tally_server::witness::WitnessEndpoint>> {
+        Ok(self
             .witness
             .iter()
             .map(|w| tally_server::witness::WitnessEndpoint::parse(w))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// How witnesses are asked.
+    fn settings(&self) -> tally_server::witness::WitnessSettings {
         let timeout = Duration::from_millis(self.witness_timeout_ms.max(100));
-        let settings = tally_server::witness::WitnessSettings {
+        tally_server::witness::WitnessSettings {
             timeout,
             grace: timeout,
             max_backoff: Duration::from_millis(self.witness_retry_max_ms.max(100)),
             ..Default::default()
-        };
-        Ok(Some(Arc::new(tally_server::witness::Witnessing::new(
-            endpoints, settings, log,
-        )?)))
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The settings of everything `tally serve` runs.
+    fn app_settings(&self) -> Result<AppSettings> {
+        if self.max_batch_events == 0 || self.max_body_bytes == 0 {
+            anyhow::bail!("--max-batch-events and --max-body-bytes must be positive");
+        }
+        let index_threads = usize::from(self.index_threads);
+        Ok(AppSettings {
+            data: self.data.clone(),
+            log: LogConfig {
+                origin: self.origin.clone(),
+                segment_bytes: self.segment_mib.max(1) << 20,
+                checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms.max(10)),
+                accept_unsigned_history: self.accept_unsigned_history.clone(),
+                scrub_interval: (self.scrub_interval_hours > 0)
+                    .then(|| Duration::from_secs(self.scrub_interval_hours.saturating_mul(3600))),
+                scrub_bytes_per_second: self.scrub_mib_per_sec.max(1) << 20,
+                signing: self.signing.key_source()?,
+                ..LogConfig::default()
+            },
+            http: ServerSettings {
+                max_body_bytes: self.max_body_bytes,
+                max_batch_events: self.max_batch_events,
+                max_future_skew: Duration::from_secs(self.max_future_skew_secs),
+                public_tree: self.public_tree,
+            },
+            index: (!self.no_index).then(|| IndexSettings {
+                tantivy: tally_index::TantivyOptions {
+                    writer_threads: index_threads,
+                    // tantivy wants at least 15 MB per thread; keep the default's per-thread budget.
+                    writer_memory_bytes: index_threads
+                        * tally_index::TantivyOptions::default().writer_memory_bytes,
+                    ..tally_index::TantivyOptions::default()
+                },
+                commit_interval: Duration::from_millis(self.index_commit_ms.max(10)),
+            }),
+            witnesses: self.witnesses.endpoints()?,
+            witness_settings: self.witnesses.settings(),
+            anchor: crate::anchor::settings(&self.anchor)?,
+            admin: AdminKey::OnFirstStart {
+                token_file: self.admin_token_file.clone(),
+            },
+        })
     }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    if args.max_batch_events == 0 || args.max_body_bytes == 0 {
-        anyhow::bail!("--max-batch-events and --max-body-bytes must be positive");
-    }
-    let dir = DataDir::create_or_open(&args.data)
-        .with_context(|| format!("opening data directory {}", args.data.display()))?;
-    let config = LogConfig {
-        origin: args.origin.clone(),
-        segment_bytes: args.segment_mib.max(1) << 20,
-        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(10)),
-        accept_unsigned_history: args.accept_unsigned_history.clone(),
-        scrub_interval: (args.scrub_interval_hours > 0)
-            .then(|| Duration::from_secs(args.scrub_interval_hours.saturating_mul(3600))),
-        scrub_bytes_per_second: args.scrub_mib_per_sec.max(1) << 20,
-        signing: args.signing.key_source()?,
-        ..LogConfig::default()
-    };
-    let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
-        .await
-        .context("recovery task panicked")?
-        .context("opening the log")?;
-    for (tenant, r) in &report.tenants {
+    let app = App::start(args.app_settings()?).await?;
+    for (tenant, r) in &app.report().tenants {
         if r.torn_bytes_cut > 0 || r.leaf_entries_dropped > 0 || r.leaf_entries_rebuilt > 0 {
             eprintln!(
                 "recovered tenant {tenant}: {} events; cut a torn tail of {} bytes, re-indexed {} records",
                 r.size, r.torn_bytes_cut, r.leaf_entries_rebuilt
             );
         }
-    }
-    for (tenant, r) in &report.tenants {
         if let Some(records) = r.unsigned_history_accepted {
-            tally_server::record_system_event(
-                &log,
-                tenant,
-                "tally.log.unsigned_history_accepted",
-                serde_json::json!({
-                    "records": records,
-                    "reason": "started with --accept-unsigned-history: records without any signed checkpoint history were signed as they are",
-                }),
-            )
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("recording the acceptance of tenant {tenant}'s unsigned history: {e}")
-            })?;
             eprintln!(
                 "tenant {tenant}: {records} records without a signed checkpoint history were accepted as they are (recorded in its log)"
             );
@@ -204,135 +213,37 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             );
         }
     }
-    let keys = Arc::new(KeyStore::open(log.data_dir().api_keys_path())?);
-    let first_token = if keys.is_empty() {
-        let (_, token) = keys.create("admin", vec![Scope::Admin], "*")?;
-        if let Some(path) = &args.admin_token_file {
-            tally_store::layout::write_file_durably(path, format!("{token}\n").as_bytes(), true)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        Some(token)
-    } else {
-        None
-    };
-    let settings = ServerSettings {
-        max_body_bytes: args.max_body_bytes,
-        max_batch_events: args.max_batch_events,
-        max_future_skew: Duration::from_secs(args.max_future_skew_secs),
-        public_tree: args.public_tree,
-    };
-    let mut state = AppState::new(log.clone(), keys, settings);
-    // Witnesses: their own task asks them to cosign; nothing on the ingest path waits for it.
-    let witnessing = args.witnesses.build(&log)?;
-    let witness_task = witnessing.as_ref().map(|w| w.spawn(log.clone()));
-    if let Some(w) = &witnessing {
-        state = state.with_witnesses(w.clone());
-    }
-    // Everything that follows the log: each consumer on its own thread, from its cursor.
-    let consumers = Arc::new(tally_consumers::Consumers::new(log.clone()));
-    if !args.no_index {
-        let options = tally_index::TantivyOptions {
-            writer_threads: usize::from(args.index_threads),
-            // tantivy wants at least 15 MB per thread; keep the per-thread budget of the default.
-            writer_memory_bytes: usize::from(args.index_threads)
-                * tally_index::TantivyOptions::default().writer_memory_bytes,
-            ..tally_index::TantivyOptions::default()
-        };
-        let index = open_index_with(&log, options)?;
-        consumers.spawn(
-            tally_consumers::index::NAME,
-            tally_consumers::index::IndexConsumer::new(
-                index.clone(),
-                state.index_commit_notifier(),
-            ),
-            tally_consumers::index::IndexConsumer::settings(Duration::from_millis(
-                args.index_commit_ms.max(10),
-            )),
-        )?;
-        state = state.with_index(index);
-    }
-    state = state.with_component("consumers", consumers.clone());
-    // Checkpoint anchoring: checked (Object Lock on) before serving, stopped after the log
-    // has signed its final checkpoints.
-    let anchorer = match crate::anchor::start(&args.anchor, &log).await? {
-        Some((anchorer, component)) => {
-            state = state.with_component("anchor", component);
-            Some(anchorer)
-        }
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            app.stop().await;
+            return Err(anyhow::Error::new(e).context(format!(
                 "listening on {} (is another server running there?)",
                 args.listen
-            )
-        })?;
+            )));
+        }
+    };
     let addr = listener.local_addr()?;
     println!("Tally is listening on http://{addr}");
     println!("  data directory:  {}", args.data.display());
-    println!("  log public key:  {}", log.verifier().to_vkey());
+    println!("  log public key:  {}", app.log().verifier().to_vkey());
     println!("  signed by:       {}", args.signing.describe());
     if args.public_tree {
         println!("  public tree:     checkpoints, hash tiles and proofs need no API key");
     }
-    if let Some(token) = &first_token {
+    if let Some(token) = app.admin_token() {
         println!("  admin API key:   {token}");
         println!("                   (shown once: store it now, e.g. export TALLY_TOKEN={token})");
     }
     println!("  API description: http://{addr}/openapi.json");
-    for w in witnessing.iter().flat_map(|w| w.endpoints()) {
+    for w in app.witnesses() {
         println!("  witness:         {} at {}", w.key.name(), w.url);
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-
-    axum::serve(listener, tally_server::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    app.serve(listener, shutdown_signal())
         .await
-        .context("serving HTTP")?;
-    if let Some(task) = witness_task {
-        task.abort();
-    }
-    tracing::info!("stopping: signing final checkpoints");
-    tokio::task::spawn_blocking(move || {
-        consumers.stop();
-        log.shutdown()
-    })
-    .await?;
-    if let Some(anchorer) = anchorer {
-        anchorer.stop(Duration::from_secs(10)).await;
-    }
-    Ok(())
-}
-
-/// Opens the search index of a data directory. The index is derived data: one that cannot be
-/// opened is deleted and rebuilt from the log.
-pub fn open_index(log: &Log) -> Result<Arc<dyn tally_index::EventIndex>> {
-    open_index_with(log, tally_index::TantivyOptions::default())
-}
-
-/// [`open_index`] with tuning options.
-pub fn open_index_with(
-    log: &Log,
-    options: tally_index::TantivyOptions,
-) -> Result<Arc<dyn tally_index::EventIndex>> {
-    let dir = log.data_dir().index_path();
-    match tally_index::TantivyIndex::open_with(&dir, options.clone()) {
-        Ok(index) => Ok(Arc::new(index)),
-        Err(e) => {
-            tracing::warn!(
-                "the search index in {} cannot be opened ({e}); rebuilding it from the log",
-                dir.display()
-            );
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            Ok(Arc::new(
-                tally_index::TantivyIndex::open_with(&dir, options)
-                    .context("creating the search index")?,
-            ))
-        }
-    }
+        .context("serving HTTP")
 }
 
 pub(crate) async fn shutdown_signal() {

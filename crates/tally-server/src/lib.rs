@@ -1,20 +1,20 @@
-//! Tally's HTTP API over the embedded log.
+//! Tally's HTTP API over the embedded log, and the composition root that runs it all.
 //!
-//! Main items: [`AppState`] (the log, the API keys, the settings), [`router`] (every route),
-//! [`ServerSettings`], and [`openapi::document`] (the OpenAPI 3.1 description served at
-//! `/openapi.json`).
+//! Main items: [`app::App`] (builds a running Tally from [`app::AppSettings`]: the log, the
+//! key store, the consumers, witnesses, anchoring and the HTTP app; what `tally serve`, the
+//! tests and the benchmarks start), [`AppState`] (what a handler needs), [`router`] (every
+//! route), [`ServerSettings`], and [`openapi::document`] (the OpenAPI 3.1 description served
+//! at `/openapi.json`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use tally_server::{router, AppState, ServerSettings};
-//! use tally_store::{DataDir, Log, LogConfig};
-//! let dir = DataDir::create_or_open("./data")?;
-//! let (log, _) = Log::open(dir.clone(), LogConfig::default())?;
-//! let keys = Arc::new(tally_server::auth::KeyStore::open(dir.api_keys_path())?);
-//! let state = AppState::new(log, keys, ServerSettings::default());
+//! use tally_server::app::{App, AppSettings};
+//! let app = App::start(AppSettings::new("./data")).await?;
+//! if let Some(token) = app.admin_token() {
+//!     println!("admin API key: {token}");
+//! }
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7700").await?;
-//! axum::serve(listener, router(state)).await?;
+//! app.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 mod audit;
 pub mod auth;
 pub mod error;

@@ -10,12 +10,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{router, AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::app::{AdminKey, App, AppSettings, Running};
+use tally_store::LogConfig;
 
 const TENANT: &str = "acme";
 /// 700 leaves: full level-0 tiles 0 and 1, partial level-0 tile 2 (188 hashes), and a partial
@@ -30,33 +28,29 @@ struct Server {
     base: String,
     token: String,
     http: reqwest::Client,
+    _running: Running,
     _dir: tempfile::TempDir,
 }
 
 async fn start_server() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::create_or_open(dir.path().join("data")).expect("data dir");
-    let config = LogConfig {
-        checkpoint_interval: Duration::from_millis(50),
-        ..LogConfig::default()
-    };
-    let (log, _) = Log::open(data.clone(), config).expect("open log");
-    let keys = Arc::new(KeyStore::open(data.api_keys_path()).expect("key store"));
-    let (_, token) = keys
-        .create("test", vec![Scope::Admin], "*")
-        .expect("create key");
-    let state = AppState::new(log, keys, ServerSettings::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        axum::serve(listener, router(state)).await.expect("serve");
-    });
+    let app = App::start(AppSettings {
+        log: LogConfig {
+            checkpoint_interval: Duration::from_millis(50),
+            ..LogConfig::default()
+        },
+        index: None,
+        admin: AdminKey::Create("test".into()),
+        ..AppSettings::new(dir.path().join("data"))
+    })
+    .await
+    .expect("start tally");
+    let running = app.spawn("127.0.0.1:0").await.expect("serve");
     Server {
-        base: format!("http://{addr}"),
-        token,
+        base: running.url.clone(),
+        token: running.admin_token.clone().expect("admin key"),
         http: reqwest::Client::new(),
+        _running: running,
         _dir: dir,
     }
 }

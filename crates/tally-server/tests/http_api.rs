@@ -15,13 +15,11 @@ use reqwest::{Client, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{router, AppState, ServerSettings};
+use tally_server::app::{AdminKey, App, AppSettings, Running};
+use tally_server::ServerSettings;
 use tally_store::{DataDir, Log, LogConfig};
 use tally_tlog::{Checkpoint, Hash, MemoryTree, NoteVerifier};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";
@@ -37,8 +35,7 @@ struct Server {
     admin: String,
     http: Client,
     log: Log,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    running: Option<Running>,
     _tmp: Option<TempDir>,
 }
 
@@ -80,38 +77,28 @@ impl Server {
         admin: Option<String>,
         config: LogConfig,
     ) -> Server {
-        let dir = DataDir::create_or_open(path).expect("data dir");
-        let (log, _report) = Log::open(dir.clone(), config).expect("open log");
-        let keys = Arc::new(KeyStore::open(dir.api_keys_path()).expect("key store"));
-        let admin = match admin {
-            Some(token) => token,
-            None => {
-                keys.create("admin", vec![Scope::Admin], "*")
-                    .expect("admin key")
-                    .1
-            }
-        };
-        let state = AppState::new(log.clone(), keys, settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-        });
+        let app = App::start(AppSettings {
+            log: config,
+            http: settings,
+            index: None,
+            admin: match admin {
+                Some(_) => AdminKey::None,
+                None => AdminKey::Create("admin".into()),
+            },
+            ..AppSettings::new(path)
+        })
+        .await
+        .expect("start tally");
+        let admin = admin
+            .or_else(|| app.admin_token().map(str::to_string))
+            .expect("an admin key");
+        let running = app.spawn("127.0.0.1:0").await.expect("serve");
         Server {
-            base: format!("http://{addr}"),
+            base: running.url.clone(),
             admin,
             http: Client::new(),
-            log,
-            stop: Some(stop),
-            task: Some(task),
+            log: running.log.clone(),
+            running: Some(running),
             _tmp: None,
         }
     }
@@ -119,14 +106,10 @@ impl Server {
     /// Stops serving, shuts the log down, and releases the data directory.
     async fn stop(mut self) {
         self.http = Client::new(); // drops the pooled keep-alive connections
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(10), running.stop())
                 .await
-                .expect("server stops within 10 s")
-                .expect("server task");
+                .expect("server stops within 10 s");
         }
         self.log.shutdown();
     }
@@ -244,9 +227,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        // Dropping `running` stops serving; the log is shut here so that the data directory
+        // is free for the next open at once.
         self.log.shutdown();
     }
 }

@@ -11,15 +11,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tally_consumers::index::IndexConsumer;
-use tally_consumers::Consumers;
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{router, AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::app::{AdminKey, App, AppSettings, IndexSettings, Running};
+use tally_store::LogConfig;
 
 const INSTALL_HINT: &str = "run scripts/test, which installs scripts/requirements-test.txt into \
      $HOME/.cache/tally-venv, or install that file with pip and put its bin directory on PATH";
@@ -29,46 +25,32 @@ struct Server {
     base: String,
     token: String,
     http: reqwest::Client,
-    _consumers: Consumers,
+    _running: Running,
     _dir: tempfile::TempDir,
 }
 
 async fn start_server() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::create_or_open(dir.path().join("data")).expect("data dir");
-    let config = LogConfig {
-        checkpoint_interval: Duration::from_millis(50),
-        ..LogConfig::default()
-    };
-    let (log, _) = Log::open(data.clone(), config).expect("open log");
-    let keys = Arc::new(KeyStore::open(data.api_keys_path()).expect("key store"));
-    let (_, token) = keys
-        .create("openapi-test", vec![Scope::Admin], "*")
-        .expect("create key");
-    let index: Arc<dyn tally_index::EventIndex> =
-        Arc::new(tally_index::TantivyIndex::open(&data.index_path()).expect("index"));
-    let state =
-        AppState::new(log.clone(), keys, ServerSettings::default()).with_index(index.clone());
-    let consumers = Consumers::new(log);
-    consumers
-        .spawn(
-            tally_consumers::index::NAME,
-            IndexConsumer::new(index, state.index_commit_notifier()),
-            IndexConsumer::settings(Duration::from_millis(30)),
-        )
-        .expect("start the index consumer");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        axum::serve(listener, router(state)).await.expect("serve");
-    });
+    let app = App::start(AppSettings {
+        log: LogConfig {
+            checkpoint_interval: Duration::from_millis(50),
+            ..LogConfig::default()
+        },
+        index: Some(IndexSettings {
+            commit_interval: Duration::from_millis(30),
+            ..IndexSettings::default()
+        }),
+        admin: AdminKey::Create("openapi-test".into()),
+        ..AppSettings::new(dir.path().join("data"))
+    })
+    .await
+    .expect("start tally");
+    let running = app.spawn("127.0.0.1:0").await.expect("serve");
     Server {
-        base: format!("http://{addr}"),
-        token,
+        base: running.url.clone(),
+        token: running.admin_token.clone().expect("admin key"),
         http: reqwest::Client::new(),
-        _consumers: consumers,
+        _running: running,
         _dir: dir,
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tally_server::app::{AdminKey, App, AppSettings, Running};
 use tally_server::auth::{KeyStore, Scope};
-use tally_server::{router, AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::ServerSettings;
+use tally_store::{Log, LogConfig};
 use tally_tlog::{Checkpoint, Hash, NoteVerifier};
 
 struct Server {
@@ -18,6 +19,7 @@ struct Server {
     keys: Arc<KeyStore>,
     http: reqwest::Client,
     log: Log,
+    _running: Running,
     _tmp: tempfile::TempDir,
 }
 
@@ -29,28 +31,29 @@ impl Drop for Server {
 
 async fn start(public_tree: bool) -> Server {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = DataDir::create_or_open(tmp.path().join("data")).unwrap();
-    let config = LogConfig {
-        checkpoint_interval: Duration::from_millis(50),
-        ..LogConfig::default()
-    };
-    let (log, _) = Log::open(dir.clone(), config).unwrap();
-    let keys = Arc::new(KeyStore::open(dir.api_keys_path()).unwrap());
-    let (_, admin) = keys.create("admin", vec![Scope::Admin], "*").unwrap();
-    let settings = ServerSettings {
-        public_tree,
-        ..ServerSettings::default()
-    };
-    let state = AppState::new(log.clone(), keys.clone(), settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let app = App::start(AppSettings {
+        log: LogConfig {
+            checkpoint_interval: Duration::from_millis(50),
+            ..LogConfig::default()
+        },
+        http: ServerSettings {
+            public_tree,
+            ..ServerSettings::default()
+        },
+        index: None,
+        admin: AdminKey::Create("admin".into()),
+        ..AppSettings::new(tmp.path().join("data"))
+    })
+    .await
+    .unwrap();
+    let running = app.spawn("127.0.0.1:0").await.unwrap();
     Server {
-        base: format!("http://{addr}"),
-        admin,
-        keys,
+        base: running.url.clone(),
+        admin: running.admin_token.clone().unwrap(),
+        keys: running.keys.clone(),
         http: reqwest::Client::new(),
-        log,
+        log: running.log.clone(),
+        _running: running,
         _tmp: tmp,
     }
 }

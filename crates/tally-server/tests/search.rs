@@ -2,59 +2,41 @@
 //! proofs, audited reads, and rebuilding a deleted index from the log.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tally_consumers::index::IndexConsumer;
-use tally_consumers::Consumers;
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::app::{AdminKey, App, AppSettings, IndexSettings, Running};
+use tally_store::{Log, LogConfig};
 
 struct Server {
     url: String,
     token: String,
     log: Log,
-    consumers: Consumers,
+    running: Running,
     client: reqwest::Client,
 }
 
 async fn start(path: &Path) -> Server {
-    let dir = DataDir::create_or_open(path).unwrap();
-    let (log, _) = Log::open(
-        dir.clone(),
-        LogConfig {
+    let app = App::start(AppSettings {
+        log: LogConfig {
             checkpoint_interval: Duration::from_millis(50),
             ..LogConfig::default()
         },
-    )
+        index: Some(IndexSettings {
+            commit_interval: Duration::from_millis(30),
+            ..IndexSettings::default()
+        }),
+        admin: AdminKey::Create("test".into()),
+        ..AppSettings::new(path)
+    })
+    .await
     .unwrap();
-    let keys = Arc::new(KeyStore::open(dir.api_keys_path()).unwrap());
-    let (_, token) = keys.create("test", vec![Scope::Admin], "*").unwrap();
-    let index: Arc<dyn tally_index::EventIndex> =
-        Arc::new(tally_index::TantivyIndex::open(&dir.index_path()).unwrap());
-    let consumers = Consumers::new(log.clone());
-    consumers
-        .spawn(
-            tally_consumers::index::NAME,
-            IndexConsumer::new(index.clone(), || {}),
-            IndexConsumer::settings(Duration::from_millis(30)),
-        )
-        .unwrap();
-    let state = AppState::new(log.clone(), keys, ServerSettings::default()).with_index(index);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, tally_server::router(state))
-            .await
-            .unwrap()
-    });
+    let running = app.spawn("127.0.0.1:0").await.unwrap();
     Server {
-        url,
-        token,
-        log,
-        consumers,
+        url: running.url.clone(),
+        token: running.admin_token.clone().unwrap(),
+        log: running.log.clone(),
+        running,
         client: reqwest::Client::new(),
     }
 }
@@ -419,9 +401,7 @@ async fn a_deleted_index_is_rebuilt_from_the_log() {
     let server = start(tmp.path()).await;
     server.ingest(corpus()).await;
     server.settle().await;
-    server.consumers.stop();
-    server.log.shutdown();
-    drop(server);
+    server.running.stop().await;
     std::fs::remove_dir_all(tmp.path().join("index")).unwrap();
 
     let server = start(tmp.path()).await;

@@ -11,12 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tally_consumers::index::IndexConsumer;
-use tally_consumers::Consumers;
 use tally_index::EventIndex;
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::app::{AdminKey, App, AppSettings, IndexSettings};
+use tally_store::Log;
 
 use super::{InvestigateError, Latency};
 use crate::http::{run_http, HttpLoadOptions};
@@ -91,27 +88,24 @@ pub async fn measure(
         .prefix("tally-lag-")
         .tempdir_in(scratch)
         .map_err(|e| InvestigateError::Io(scratch.to_path_buf(), e))?;
-    let dir =
-        DataDir::create_or_open(tmp.path()).map_err(|e| InvestigateError::Data(e.to_string()))?;
-    let (log, _) = Log::open(dir.clone(), LogConfig::default())
-        .map_err(|e| InvestigateError::Data(e.to_string()))?;
-    let index: Arc<dyn EventIndex> = super::search::open_index(&log)?;
-    let keys =
-        KeyStore::open(dir.api_keys_path()).map_err(|e| InvestigateError::Data(e.to_string()))?;
-    let (_, token) = keys
-        .create("bench-lag", vec![Scope::Admin], "*")
-        .map_err(|e| InvestigateError::Data(e.to_string()))?;
-    let state = AppState::new(log.clone(), Arc::new(keys), ServerSettings::default());
-    let consumers = Consumers::new(log.clone());
-    consumers
-        .spawn(
-            tally_consumers::index::NAME,
-            IndexConsumer::new(index.clone(), state.index_commit_notifier()),
-            IndexConsumer::settings(opts.commit_interval),
-        )
-        .map_err(|e| InvestigateError::Data(e.to_string()))?;
-    let state = state.with_index(index.clone());
-    let (url, server) = super::search::listen(state).await?;
+    // Tally as `tally serve` runs it, with the index's commit interval under test.
+    let app = App::start(AppSettings {
+        index: Some(IndexSettings {
+            commit_interval: opts.commit_interval,
+            ..IndexSettings::default()
+        }),
+        admin: AdminKey::Create("bench-lag".into()),
+        ..AppSettings::new(tmp.path())
+    })
+    .await
+    .map_err(|e| InvestigateError::Data(e.to_string()))?;
+    let running = app
+        .spawn("127.0.0.1:0")
+        .await
+        .map_err(|e| InvestigateError::Io("127.0.0.1:0".into(), e))?;
+    let (url, log) = (running.url.clone(), running.log.clone());
+    let token = running.admin_token.clone().unwrap_or_default();
+    let index: Arc<dyn EventIndex> = running.index.clone().expect("started with an index");
 
     let tenant = tally_server::DEFAULT_TENANT;
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,13 +147,7 @@ pub async fn measure(
     let samples = sampler
         .join()
         .map_err(|_| InvestigateError::Task("the lag sampler panicked".into()))?;
-    server.abort();
-    tokio::task::spawn_blocking(move || {
-        consumers.stop();
-        log.shutdown();
-    })
-    .await
-    .map_err(|e| InvestigateError::Task(e.to_string()))?;
+    running.stop().await;
     drop(tmp);
     let ingest = ingest?;
 

@@ -90,7 +90,10 @@ pub fn rebuild(
 
 /// A Tally server running in this process on the benchmark's data directory, with its index
 /// but no index consumer: nothing is indexed while queries are timed (the audit events the searches
-/// append go to the log only), so the timings are of searching alone.
+/// append go to the log only), so the timings are of searching alone. The one place that
+/// wires the HTTP API by hand rather than through `tally_server::app::App`, which always
+/// runs an index with its consumer: here the log and the index are already open, filled and
+/// rebuilt by the benchmark itself.
 pub struct Server {
     /// `http://127.0.0.1:<port>`.
     pub url: String,

@@ -1,0 +1,427 @@
+//! The composition root: one function that builds a running Tally from settings — the log,
+//! the API key store, the consumers (the search index first), witnesses, anchoring, and the
+//! HTTP app — and one that stops it in order. `tally serve`, the tests and the benchmarks all
+//! start Tally through [`App::start`], so the wiring exists once.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tally_consumers::index::IndexConsumer;
+use tally_consumers::Consumers;
+use tally_store::{DataDir, Log, LogConfig, OpenReport};
+
+use crate::auth::{KeyStore, Scope};
+use crate::witness::{WitnessEndpoint, WitnessSettings, Witnessing};
+use crate::{AppState, Component, ServerSettings};
+
+/// Everything [`App::start`] needs.
+pub struct AppSettings {
+    /// The data directory (created if missing).
+    pub data: PathBuf,
+    /// The log's settings.
+    pub log: LogConfig,
+    /// The HTTP API's limits and policies.
+    pub http: ServerSettings,
+    /// The search index and its consumer; `None` runs without search.
+    pub index: Option<IndexSettings>,
+    /// Witnesses that cosign every checkpoint (none: no witnessing).
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// How witnesses are asked.
+    pub witness_settings: WitnessSettings,
+    /// Copy every signed checkpoint to WORM storage.
+    pub anchor: Option<AnchorSettings>,
+    /// Which admin API key to make.
+    pub admin: AdminKey,
+}
+
+impl AppSettings {
+    /// Defaults for a data directory: the default log and HTTP settings, the search index,
+    /// no witnesses, no anchoring, an admin key on first start.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        AppSettings {
+            data: data.into(),
+            log: LogConfig::default(),
+            http: ServerSettings::default(),
+            index: Some(IndexSettings::default()),
+            witnesses: Vec::new(),
+            witness_settings: WitnessSettings::default(),
+            anchor: None,
+            admin: AdminKey::OnFirstStart { token_file: None },
+        }
+    }
+}
+
+/// The search index's settings.
+#[derive(Debug, Clone)]
+pub struct IndexSettings {
+    /// tantivy's threads and memory.
+    pub tantivy: tally_index::TantivyOptions,
+    /// Longest time between index commits while events arrive: how far search trails the log.
+    pub commit_interval: Duration,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            tantivy: tally_index::TantivyOptions::default(),
+            commit_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Checkpoint anchoring: where, and the S3 client that writes there.
+pub struct AnchorSettings {
+    /// Location, retention, interval, backlog.
+    pub settings: tally_anchor::uploader::AnchorSettings,
+    /// The client (credentials and endpoint).
+    pub client: tally_anchor::s3::S3Client,
+}
+
+/// Which admin API key [`App::start`] makes.
+#[derive(Debug, Clone)]
+pub enum AdminKey {
+    /// One named `admin` when the key store is empty (first start), also written to
+    /// `token_file` (mode 0600) if given: what `tally serve` does.
+    OnFirstStart {
+        /// Where to write the token too, for automation.
+        token_file: Option<PathBuf>,
+    },
+    /// A new admin key with this name at every start (tests and benchmarks).
+    Create(String),
+    /// None.
+    None,
+}
+
+/// Why Tally could not start: what was being done, and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {source}")]
+pub struct StartError {
+    /// What failed, e.g. "opening the log".
+    pub doing: String,
+    /// The cause.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    doing: impl Into<String>,
+) -> impl FnOnce(E) -> StartError {
+    let doing = doing.into();
+    move |e| StartError {
+        doing,
+        source: e.into(),
+    }
+}
+
+/// A running Tally: serve its [`App::router`], then [`App::stop`] it.
+pub struct App {
+    state: AppState,
+    log: Log,
+    consumers: Arc<Consumers>,
+    report: OpenReport,
+    admin_token: Option<String>,
+    witnessing: Option<Arc<Witnessing>>,
+    witness_task: Option<tokio::task::JoinHandle<()>>,
+    anchorer: Option<tally_anchor::uploader::Anchorer>,
+}
+
+impl App {
+    /// Opens the data directory and recovers the log, records any accepted unsigned history
+    /// in the tenant's log, opens the key store (making the admin key `settings.admin` asks
+    /// for), starts the consumers (the search index's first), the witness client and
+    /// anchoring (refusing to start when the bucket has no Object Lock), and builds the HTTP
+    /// app. Nothing listens yet.
+    pub async fn start(settings: AppSettings) -> Result<App, StartError> {
+        let path = settings.data.clone();
+        let dir = DataDir::create_or_open(&path)
+            .map_err(failed(format!("opening data directory {}", path.display())))?;
+        let config = settings.log.clone();
+        let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
+            .await
+            .map_err(failed("recovering the log"))?
+            .map_err(failed("opening the log"))?;
+        let app = App::assemble(log.clone(), report, settings).await;
+        if app.is_err() {
+            tokio::task::spawn_blocking(move || log.shutdown())
+                .await
+                .ok();
+        }
+        app
+    }
+
+    async fn assemble(
+        log: Log,
+        report: OpenReport,
+        settings: AppSettings,
+    ) -> Result<App, StartError> {
+        for (tenant, r) in &report.tenants {
+            if let Some(records) = r.unsigned_history_accepted {
+                crate::record_system_event(
+                    &log,
+                    tenant,
+                    "tally.log.unsigned_history_accepted",
+                    serde_json::json!({
+                        "records": records,
+                        "reason": "started with --accept-unsigned-history: records without any signed checkpoint history were signed as they are",
+                    }),
+                )
+                .await
+                .map_err(failed(format!(
+                    "recording the acceptance of tenant {tenant}'s unsigned history"
+                )))?;
+            }
+        }
+        let keys = Arc::new(
+            KeyStore::open(log.data_dir().api_keys_path())
+                .map_err(failed("opening the API keys"))?,
+        );
+        let admin_token = match &settings.admin {
+            AdminKey::OnFirstStart { token_file } if keys.is_empty() => {
+                let (_, token) = keys
+                    .create("admin", vec![Scope::Admin], "*")
+                    .map_err(failed("creating the admin API key"))?;
+                if let Some(path) = token_file {
+                    tally_store::layout::write_file_durably(
+                        path,
+                        format!("{token}\n").as_bytes(),
+                        true,
+                    )
+                    .map_err(failed(format!("writing {}", path.display())))?;
+                }
+                Some(token)
+            }
+            AdminKey::Create(name) => Some(
+                keys.create(name, vec![Scope::Admin], "*")
+                    .map_err(failed("creating an admin API key"))?
+                    .1,
+            ),
+            AdminKey::OnFirstStart { .. } | AdminKey::None => None,
+        };
+        let mut state = AppState::new(log.clone(), keys, settings.http);
+
+        // Witnesses: their own task asks them to cosign; nothing on the ingest path waits.
+        let witnessing = if settings.witnesses.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                Witnessing::new(settings.witnesses, settings.witness_settings, &log)
+                    .map_err(failed("configuring the witnesses"))?,
+            ))
+        };
+        let witness_task = witnessing.as_ref().map(|w| w.spawn(log.clone()));
+        if let Some(w) = &witnessing {
+            state = state.with_witnesses(w.clone());
+        }
+
+        // Everything that follows the log: each consumer on its own thread, from its cursor.
+        let consumers = Arc::new(Consumers::new(log.clone()));
+        if let Some(index) = &settings.index {
+            let engine = open_index(&log, index.tantivy.clone())?;
+            consumers
+                .spawn(
+                    tally_consumers::index::NAME,
+                    IndexConsumer::new(engine.clone(), state.index_commit_notifier()),
+                    IndexConsumer::settings(index.commit_interval),
+                )
+                .map_err(failed("starting the search index's consumer"))?;
+            state = state.with_index(engine);
+        }
+        state = state.with_component("consumers", consumers.clone());
+
+        // Anchoring: checked (Object Lock on) before serving, stopped after the log has signed
+        // its final checkpoints.
+        let anchorer = match settings.anchor {
+            Some(anchor) => {
+                let location = anchor.settings.location.clone();
+                let anchorer = tally_anchor::uploader::Anchorer::start(
+                    anchor.client,
+                    anchor.settings,
+                    log.clone(),
+                )
+                .await
+                .map_err(failed(format!("cannot anchor checkpoints to {location}")))?;
+                state =
+                    state.with_component("anchor", Arc::new(AnchorComponent(anchorer.status())));
+                Some(anchorer)
+            }
+            None => None,
+        };
+        Ok(App {
+            state,
+            log,
+            consumers,
+            report,
+            admin_token,
+            witnessing,
+            witness_task,
+            anchorer,
+        })
+    }
+
+    /// The HTTP app: every route over this Tally.
+    pub fn router(&self) -> Router {
+        crate::router(self.state.clone())
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The API key store.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.state.keys
+    }
+
+    /// What recovery found in each tenant's log.
+    pub fn report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The admin API key made by this start, if any (shown once).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// The search index, when it runs.
+    pub fn index(&self) -> Option<&Arc<dyn tally_index::EventIndex>> {
+        self.state.index.as_ref()
+    }
+
+    /// The consumers of the log.
+    pub fn consumers(&self) -> &Consumers {
+        &self.consumers
+    }
+
+    /// The witnesses, when configured.
+    pub fn witnesses(&self) -> &[WitnessEndpoint] {
+        self.witnessing.as_ref().map_or(&[], |w| w.endpoints())
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then stops in order
+    /// ([`App::stop`]).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.stop().await;
+        served
+    }
+
+    /// Serves HTTP on `addr` (e.g. `127.0.0.1:0`) in a background task, for tests,
+    /// benchmarks and embedding; [`Running::stop`] stops it in order.
+    pub async fn spawn(self, addr: &str) -> std::io::Result<Running> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = Running {
+            url: format!("http://{local}"),
+            log: self.log.clone(),
+            keys: self.state.keys.clone(),
+            index: self.state.index.clone(),
+            consumers: self.consumers.clone(),
+            admin_token: self.admin_token.clone(),
+            stop: Some(stop),
+            task: None,
+        };
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            task: Some(task),
+            ..running
+        })
+    }
+
+    /// Stops in order: the witness client; the consumers (each flushes and writes its
+    /// cursor); the log (it finishes what it has and signs final checkpoints); then
+    /// anchoring, which uploads those within ten seconds.
+    pub async fn stop(self) {
+        if let Some(task) = self.witness_task {
+            task.abort();
+        }
+        tracing::info!("stopping: signing final checkpoints");
+        let (consumers, log) = (self.consumers, self.log);
+        let _ = tokio::task::spawn_blocking(move || {
+            consumers.stop();
+            log.shutdown();
+        })
+        .await;
+        if let Some(anchorer) = self.anchorer {
+            anchorer.stop(Duration::from_secs(10)).await;
+        }
+    }
+}
+
+/// Opens the search index of a data directory. The index is derived data: one that cannot be
+/// opened is deleted and rebuilt from the log.
+pub fn open_index(
+    log: &Log,
+    options: tally_index::TantivyOptions,
+) -> Result<Arc<dyn tally_index::EventIndex>, StartError> {
+    let dir = log.data_dir().index_path();
+    match tally_index::TantivyIndex::open_with(&dir, options.clone()) {
+        Ok(index) => Ok(Arc::new(index)),
+        Err(e) => {
+            tracing::warn!(
+                "the search index in {} cannot be opened ({e}); rebuilding it from the log",
+                dir.display()
+            );
+            std::fs::remove_dir_all(&dir).map_err(failed(format!("removing {}", dir.display())))?;
+            Ok(Arc::new(
+                tally_index::TantivyIndex::open_with(&dir, options)
+                    .map_err(failed("creating the search index"))?,
+            ))
+        }
+    }
+}
+
+/// The running anchor uploader, as a component `/healthz` and `/metrics` report.
+struct AnchorComponent(Arc<tally_anchor::uploader::AnchorStatus>);
+
+impl Component for AnchorComponent {
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.0.register(registry);
+    }
+
+    fn health(&self) -> (bool, serde_json::Value) {
+        self.0.report()
+    }
+}
+
+/// Tally serving in a background task ([`App::spawn`]).
+pub struct Running {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The log.
+    pub log: Log,
+    /// The API key store.
+    pub keys: Arc<KeyStore>,
+    /// The search index, when it runs.
+    pub index: Option<Arc<dyn tally_index::EventIndex>>,
+    /// The consumers of the log.
+    pub consumers: Arc<Consumers>,
+    /// The admin API key made at start, if any.
+    pub admin_token: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops serving, then everything else in order ([`App::stop`]), and waits.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
