@@ -2,7 +2,6 @@
 //! the PostgreSQL baseline, side by side in one run.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,9 +9,7 @@ use clap::{Args, ValueEnum};
 use tally_load::http::{run_http, HttpLoadOptions};
 use tally_load::postgres::{run_postgres, PgDesign, PgLoadOptions};
 use tally_load::{LoadMode, LoadReport};
-use tally_server::auth::{KeyStore, Scope};
-use tally_server::{AppState, ServerSettings};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_server::app::{AdminKey, App, AppSettings, Running};
 
 /// Measure durable ingest: Tally over HTTP against a PostgreSQL baseline built as the classic
 /// audit-table design (append-only table, INSERT-only role, SHA-256 hash chain computed on
@@ -68,6 +65,11 @@ pub struct BenchArgs {
     /// against the same server; each workload uses seed + its position).
     #[arg(long)]
     seed: Option<u64>,
+    /// During each Tally run, also read the whole log over HTTP in a loop: an export of
+    /// every record and every entry bundle (what `tally reindex` reads), to measure what
+    /// large reads cost acknowledgements. Best with a --data directory filled beforehand.
+    #[arg(long)]
+    readers: bool,
     /// Also print the results as a Markdown table (for BENCHMARKS.md).
     #[arg(long)]
     markdown: bool,
@@ -85,9 +87,7 @@ enum Mode {
 
 /// A Tally server running inside this process for the benchmark.
 struct Embedded {
-    url: String,
-    token: String,
-    log: Log,
+    running: Running,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -102,24 +102,20 @@ async fn start_embedded(data: Option<PathBuf>) -> Result<Embedded> {
             (tmp.path().to_path_buf(), Some(tmp))
         }
     };
-    let dir =
-        DataDir::create_or_open(&path).with_context(|| format!("creating {}", path.display()))?;
-    let (log, _) = Log::open(dir.clone(), LogConfig::default())?;
-    let keys = Arc::new(KeyStore::open(dir.api_keys_path())?);
-    let (_, token) = keys.create("bench", vec![Scope::Admin], "*")?;
-    let state = AppState::new(log.clone(), keys, ServerSettings::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, tally_server::router(state)).await;
-    });
-    eprintln!("embedded Tally server on {url}, data in {}", path.display());
-    Ok(Embedded {
-        url,
-        token,
-        log,
-        _tmp: tmp,
+    // The log alone, as the baseline is the table alone: no search index.
+    let app = App::start(AppSettings {
+        index: None,
+        admin: AdminKey::Create("bench".into()),
+        ..AppSettings::new(&path)
     })
+    .await?;
+    let running = app.spawn("127.0.0.1:0").await?;
+    eprintln!(
+        "embedded Tally server on {}, data in {}",
+        running.url,
+        path.display()
+    );
+    Ok(Embedded { running, _tmp: tmp })
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -134,7 +130,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 .clone()
                 .context("--url needs --token (or TALLY_TOKEN) with the ingest scope")?,
         ),
-        (None, Some(e)) => (e.url.clone(), e.token.clone()),
+        (None, Some(e)) => (
+            e.running.url.clone(),
+            e.running
+                .admin_token
+                .clone()
+                .context("the embedded server made no key")?,
+        ),
         (None, None) => unreachable!("embedded server started when no --url"),
     };
     let mut workloads = Vec::new();
@@ -159,6 +161,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     });
     for (k, (mode, concurrency)) in workloads.into_iter().enumerate() {
         let seed = base_seed.wrapping_add(k as u64);
+        let readers = args
+            .readers
+            .then(|| crate::readers::Readers::start(&url, &token));
         let ours = run_http(&HttpLoadOptions {
             url: url.clone(),
             token: token.clone(),
@@ -174,6 +179,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         })
         .await
         .context("Tally run")?;
+        if let Some(readers) = readers {
+            for stats in readers.stop().await? {
+                println!("{stats}");
+            }
+        }
         rows.push(ours.clone());
         if args.no_postgres {
             println!("{}\n{ours}", LoadReport::header());
@@ -206,7 +216,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         println!("\n{}", tally_load::markdown_table(&rows));
     }
     if let Some(e) = embedded {
-        tokio::task::spawn_blocking(move || e.log.shutdown()).await?;
+        e.running.stop().await;
     }
     Ok(())
 }

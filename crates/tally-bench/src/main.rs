@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ingest;
+mod readers;
 mod search;
 
 // The same allocator as `tally`: the embedded server must run as it does in production.
