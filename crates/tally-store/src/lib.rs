@@ -28,6 +28,7 @@ pub mod compare;
 pub mod error;
 pub mod faults;
 pub mod frame;
+mod idindex;
 pub mod layout;
 mod log;
 pub mod metrics;
@@ -35,6 +36,7 @@ mod scrub;
 mod sequencer;
 pub mod signer;
 mod tenant;
+mod treestate;
 pub mod verify;
 
 pub use error::{AppendError, Damage, ReadError, StoreError};

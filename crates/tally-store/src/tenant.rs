@@ -5,9 +5,10 @@
 //! publish an already-durable group. Architecture Invariant: nothing a reader can observe
 //! (size, ids, tree nodes, checkpoint) is ahead of what is fsync'd.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -19,7 +20,13 @@ use crate::frame::{
     self, encode_checkpoint_frame, read_checkpoint_frames, Decoded, FrameHeader, LeafEntry,
     FRAME_HEADER, LEAF_ENTRY,
 };
+use crate::idindex::{IdIndex, TenantIds, CATCH_UP_CHUNK};
 use crate::layout::{self, TenantDir};
+use crate::treestate::{level_len, TreeState};
+
+/// Published ids the on-disk index does not hold yet may pile up to this many before the
+/// indexer moves them there without waiting for its interval.
+pub(crate) const INDEX_LAG_BOUND: u64 = 1 << 18;
 
 /// A checkpoint the log signed, with the note text exactly as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +58,10 @@ pub(crate) struct TenantState {
     /// `upper[k]` holds the roots of the complete subtrees at tree level `8 * (k + 1)`:
     /// the hashes of tlog-tiles level `k + 1`. Small (1/256 of the leaves), so kept in memory.
     pub(crate) upper: Vec<Vec<Hash>>,
-    pub(crate) ids: IdMap,
+    /// Ids published since the on-disk index's watermark, in generations `(first leaf index,
+    /// ids)`, oldest first: the indexer starts a new generation, writes everything before it
+    /// to the index, then drops the older ones. Bounded by the index's lag.
+    pub(crate) recent: VecDeque<(u64, IdMap)>,
     pub(crate) segments: Vec<Segment>,
     pub(crate) checkpoint: Option<SignedCheckpoint>,
 }
@@ -96,6 +106,14 @@ pub struct TenantLog {
     /// The first damage found in this log since start (start-up check, scrub or a read).
     damage: Mutex<Option<Damage>>,
     metrics: crate::metrics::LogMetrics,
+    /// This tenant's keyspace of the on-disk event-id index.
+    pub(crate) ids: TenantIds,
+    /// The index's watermark: the ids of leaves `[0, indexed)` are durably in it.
+    indexed: AtomicU64,
+    /// Serialises passes of the indexer (its thread, and the last pass at shutdown).
+    index_pass: Mutex<()>,
+    /// The size of the tree-state file on disk (0: none).
+    tree_state_size: AtomicU64,
 }
 
 /// How [`TenantLog::open`] signs and what it may accept.
@@ -110,6 +128,8 @@ pub(crate) struct OpenTenant<'a> {
     pub(crate) accept_unsigned_history: bool,
     /// Where damage is counted.
     pub(crate) metrics: &'a crate::metrics::LogMetrics,
+    /// The data directory's event-id index.
+    pub(crate) ids: &'a IdIndex,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -359,41 +379,74 @@ impl TenantLog {
             );
         }
 
-        // Rebuild the in-memory tree and id map, checking the signed checkpoint on the way.
-        let mut frontier = Frontier::new();
-        let mut upper: Vec<Vec<Hash>> = Vec::new();
-        let mut ids = IdMap::with_capacity_and_hasher(n as usize, Default::default());
-        let check = |frontier: &Frontier| -> Result<(), StoreError> {
-            if let Some(cp) = &checkpoint {
-                if frontier.size() == cp.size && frontier.root() != cp.root {
-                    return Err(corrupt(
-                        0,
-                        format!("the tree rebuilt from the leaves file does not match the signed checkpoint at size {}; run `tally verify` to find the first bad index", cp.size),
-                    ));
+        // Rebuild the in-memory tree, checking the signed checkpoint on the way: from the
+        // persisted tree state and the leaves after it, or, without a usable one, from every
+        // leaf. Either way the root at the last checkpoint's size must be the signed one.
+        let replay = |from: Option<TreeState>| -> Result<(Frontier, Vec<Vec<Hash>>), StoreError> {
+            let (mut frontier, mut upper, mut i) = match from {
+                Some(state) => {
+                    let frontier = state
+                        .check(&Nodes {
+                            leaves: &leaves_w,
+                            dir: &dir,
+                            name,
+                            upper: &[],
+                            size: state.size,
+                        })
+                        .map_err(|e| corrupt(0, format!("tree-state: {e}")))?;
+                    (frontier, state.upper, state.size)
+                }
+                None => (Frontier::new(), Vec::new(), 0),
+            };
+            let check = |frontier: &Frontier| -> Result<(), StoreError> {
+                if let Some(cp) = &checkpoint {
+                    if frontier.size() == cp.size && frontier.root() != cp.root {
+                        return Err(corrupt(
+                            0,
+                            format!("the tree rebuilt from the leaves file does not match the signed checkpoint at size {}; run `tally verify` to find the first bad index", cp.size),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+            check(&frontier)?;
+            const CHUNK: u64 = 1 << 16;
+            let mut buf = vec![0u8; (CHUNK as usize) * LEAF_ENTRY];
+            while i < n {
+                let count = CHUNK.min(n - i);
+                let bytes = &mut buf[..count as usize * LEAF_ENTRY];
+                leaves_w
+                    .read_exact_at(bytes, i * LEAF_ENTRY as u64)
+                    .map_err(|e| StoreError::io(&leaves_path, e))?;
+                for chunk in bytes.chunks_exact(LEAF_ENTRY) {
+                    push_leaf(&mut frontier, &mut upper, LeafEntry::decode(chunk).hash);
+                    i += 1;
+                    check(&frontier)?;
                 }
             }
-            Ok(())
+            Ok((frontier, upper))
         };
-        check(&frontier)?;
-        const CHUNK: u64 = 1 << 16;
-        let mut buf = vec![0u8; (CHUNK as usize) * LEAF_ENTRY];
-        let mut i = 0u64;
-        while i < n {
-            let count = CHUNK.min(n - i);
-            let bytes = &mut buf[..count as usize * LEAF_ENTRY];
-            leaves_w
-                .read_exact_at(bytes, i * LEAF_ENTRY as u64)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-            for chunk in bytes.chunks_exact(LEAF_ENTRY) {
-                let entry = LeafEntry::decode(chunk);
-                if ids.insert(entry.id, i).is_some() {
-                    return Err(corrupt(i, "event id stored twice".into()));
-                }
-                push_leaf(&mut frontier, &mut upper, entry.hash);
-                i += 1;
-                check(&frontier)?;
+        let state_path = dir.tree_state_path();
+        let saved = load_tree_state(&state_path, name, n, floor);
+        let saved_size = saved.as_ref().map_or(0, |s| s.size);
+        let (frontier, upper, tree_state_size) = match replay(saved) {
+            Ok((frontier, upper)) => (frontier, upper, saved_size),
+            Err(e) if saved_size > 0 => {
+                tracing::warn!(
+                    tenant = name,
+                    "{} does not agree with the log ({e}); replaying the whole leaves file",
+                    state_path.display()
+                );
+                let (frontier, upper) = replay(None)?;
+                (frontier, upper, 0)
             }
-        }
+            Err(e) => return Err(e),
+        };
+
+        // The event-id index: catch up from its watermark, reading only the tail of `leaves`.
+        let ids = how.ids.tenant(name)?;
+        catch_up_ids(&ids, &leaves_w, &leaves_path, name, n)?;
+
         let last = segments.last().expect("at least one segment");
         let last_path = dir.segment_path(last.start);
         let segment = OpenOptions::new()
@@ -428,7 +481,7 @@ impl TenantLog {
                 size: n,
                 frontier,
                 upper,
-                ids,
+                recent: VecDeque::new(),
                 segments,
                 checkpoint,
             }),
@@ -436,6 +489,10 @@ impl TenantLog {
             checkpoints: Mutex::new(checkpoints),
             damage: Mutex::new(None),
             metrics: how.metrics.clone(),
+            ids,
+            indexed: AtomicU64::new(n),
+            index_pass: Mutex::new(()),
+            tree_state_size: AtomicU64::new(tree_state_size),
         };
         report.damage = log.start_check()?;
         if let Some(d) = &report.damage {
@@ -595,9 +652,106 @@ impl TenantLog {
         self.state.read().checkpoint.clone()
     }
 
-    /// The leaf index of the event with this id.
-    pub fn lookup(&self, id: &Uuid) -> Option<u64> {
-        self.state.read().ids.get(&id.as_u128()).copied()
+    /// The leaf index of the event with this id, for as long as the log exists: from the ids
+    /// published since the on-disk index's watermark (memory), else from the index, whose
+    /// answer is believed only if the leaf entry it names holds this id.
+    pub fn lookup(&self, id: &Uuid) -> Result<Option<u64>, ReadError> {
+        let key = id.as_u128();
+        {
+            let state = self.state.read();
+            for (_, ids) in state.recent.iter().rev() {
+                if let Some(&index) = ids.get(&key) {
+                    return Ok(Some(index));
+                }
+            }
+        }
+        // An id not in memory is in the index already: the indexer drops a generation from
+        // memory only after the index holds it durably.
+        let Some(index) = self.ids.get(key)? else {
+            return Ok(None);
+        };
+        if index < self.size() && self.leaf_entry(index)?.id == key {
+            return Ok(Some(index));
+        }
+        self.ids.invalidate();
+        Err(StoreError::IdIndex(format!(
+            "tenant {}: the index maps id {id} to leaf {index}, which holds another event; \
+             the index is damaged and is rebuilt at the next start",
+            self.name
+        ))
+        .into())
+    }
+
+    /// Moves the ids published since the index's watermark from memory into the on-disk index
+    /// (the indexer thread, and once more at shutdown). Unless `due`, only when they number
+    /// [`INDEX_LAG_BOUND`] or more.
+    pub(crate) fn index_ids(&self, due: bool) -> Result<(), StoreError> {
+        let _pass = self.index_pass.lock();
+        let from = self.indexed.load(Ordering::Acquire);
+        let size = self.size();
+        if size == from || (!due && size - from < INDEX_LAG_BOUND) {
+            return Ok(());
+        }
+        // A new generation from `to` on: everything published before it is in the older ones
+        // and in `leaves`.
+        let to = {
+            let mut state = self.state.write();
+            let to = state.size;
+            state.recent.push_back((to, IdMap::default()));
+            to
+        };
+        let mut entries = Vec::with_capacity((to - from) as usize);
+        let mut i = from;
+        while i < to {
+            let count = CATCH_UP_CHUNK.min(to - i);
+            for (k, e) in self.leaf_entries(i, count)?.into_iter().enumerate() {
+                entries.push((e.id, i + k as u64));
+            }
+            i += count;
+        }
+        self.ids.add(&mut entries, to)?;
+        self.indexed.store(to, Ordering::Release);
+        let dropped: Vec<_> = {
+            let mut state = self.state.write();
+            let mut dropped = Vec::new();
+            while state.recent.front().is_some_and(|g| g.0 < to) {
+                dropped.extend(state.recent.pop_front());
+            }
+            dropped
+        };
+        drop(dropped); // freed outside the lock
+        Ok(())
+    }
+
+    /// The index's watermark: the ids of leaves `[0, w)` are durably in the on-disk index.
+    pub fn id_index_watermark(&self) -> u64 {
+        self.indexed.load(Ordering::Acquire)
+    }
+
+    /// Persists the tree's tile-boundary levels at `size` (the size of a signed checkpoint,
+    /// whose root is `root`), so that the next start replays only the leaves after it.
+    pub(crate) fn write_tree_state(&self, size: u64, root: Hash) -> Result<(), StoreError> {
+        let upper = {
+            let state = self.state.read();
+            if size > state.size {
+                return Ok(());
+            }
+            (0..8)
+                .map_while(|k| {
+                    let n = level_len(size, k) as usize;
+                    (n > 0).then(|| state.upper[k][..n].to_vec())
+                })
+                .collect()
+        };
+        let bytes = TreeState { size, root, upper }.encode();
+        layout::write_file_durably(&self.dir.tree_state_path(), &bytes, false)?;
+        self.tree_state_size.store(size, Ordering::Release);
+        Ok(())
+    }
+
+    /// The size of the persisted tree state (0: none).
+    pub(crate) fn tree_state_size(&self) -> u64 {
+        self.tree_state_size.load(Ordering::Acquire)
     }
 
     /// The stored record bytes at `index`, exactly as hashed.
@@ -742,14 +896,7 @@ impl TenantLog {
     }
 
     fn leaf_entries(&self, start: u64, count: u64) -> Result<Vec<LeafEntry>, StoreError> {
-        let mut buf = vec![0u8; count as usize * LEAF_ENTRY];
-        self.leaves
-            .read_exact_at(&mut buf, start * LEAF_ENTRY as u64)
-            .map_err(|e| StoreError::io(&self.dir.leaves_path(), e))?;
-        Ok(buf
-            .chunks_exact(LEAF_ENTRY)
-            .map(LeafEntry::decode)
-            .collect())
+        read_leaf_entries(&self.leaves, &self.dir.leaves_path(), start, count)
     }
 
     fn read_record(
@@ -780,7 +927,9 @@ impl TenantLog {
 
     fn nodes<'a>(&'a self, state: &'a TenantState) -> Nodes<'a> {
         Nodes {
-            log: self,
+            leaves: &self.leaves,
+            dir: &self.dir,
+            name: &self.name,
             upper: &state.upper,
             size: state.size,
         }
@@ -827,7 +976,9 @@ fn proof_error(e: tally_tlog::ProofError<StoreError>) -> ReadError {
 /// Complete-subtree hashes for proofs and tiles: leaves from the `leaves` file, tile-boundary
 /// levels from memory, and anything in between hashed up from at most 128 of those.
 struct Nodes<'a> {
-    log: &'a TenantLog,
+    leaves: &'a File,
+    dir: &'a TenantDir,
+    name: &'a str,
     upper: &'a [Vec<Hash>],
     size: u64,
 }
@@ -845,7 +996,7 @@ impl NodeSource for Nodes<'_> {
             .checked_shl(u32::from(level))
             .unwrap_or(u64::MAX);
         let missing = || StoreError::Corrupt {
-            tenant: self.log.name.clone(),
+            tenant: self.name.to_string(),
             index: first,
             detail: format!(
                 "node {level}/{index} is not a complete subtree of the tree of size {}",
@@ -856,8 +1007,7 @@ impl NodeSource for Nodes<'_> {
             return Err(missing());
         }
         let mut hashes: Vec<Hash> = if base == 0 {
-            self.log
-                .leaf_entries(first, count)?
+            read_leaf_entries(self.leaves, &self.dir.leaves_path(), first, count)?
                 .into_iter()
                 .map(|e| e.hash)
                 .collect()
@@ -902,6 +1052,114 @@ fn read_file_from(file: &File, path: &std::path::Path, from: u64) -> Result<Vec<
     file.read_exact_at(&mut buf, from)
         .map_err(|e| StoreError::io(path, e))?;
     Ok(buf)
+}
+
+fn read_leaf_entries(
+    file: &File,
+    path: &std::path::Path,
+    start: u64,
+    count: u64,
+) -> Result<Vec<LeafEntry>, StoreError> {
+    let mut buf = vec![0u8; count as usize * LEAF_ENTRY];
+    file.read_exact_at(&mut buf, start * LEAF_ENTRY as u64)
+        .map_err(|e| StoreError::io(path, e))?;
+    Ok(buf
+        .chunks_exact(LEAF_ENTRY)
+        .map(LeafEntry::decode)
+        .collect())
+}
+
+/// The persisted tree state, if it is there and usable for a log of `n` intact leaves whose
+/// last signed checkpoint has size `floor`: a state beyond either is stale (its leaves were
+/// cut, or its checkpoint was removed) and is not used. Its hashes are checked by
+/// [`TreeState::check`] during the replay.
+fn load_tree_state(path: &std::path::Path, tenant: &str, n: u64, floor: u64) -> Option<TreeState> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if n > 0 {
+                tracing::warn!(
+                    tenant,
+                    "no {} (a log written before it existed, or it was deleted): replaying all {n} leaf entries",
+                    path.display()
+                );
+            }
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                "cannot read {}: {e}; replaying all {n} leaf entries",
+                path.display()
+            );
+            return None;
+        }
+    };
+    match TreeState::decode(&bytes) {
+        Ok(state) if state.size <= n && state.size <= floor => Some(state),
+        Ok(state) => {
+            tracing::warn!(
+                tenant,
+                "{} is of size {}, beyond the log's {n} intact leaves or its last checkpoint ({floor}); replaying all leaf entries",
+                path.display(),
+                state.size
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                "{} is damaged ({e}); replaying all {n} leaf entries",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Brings a tenant's keyspace of the id index up to the `n` leaves of its log: from its
+/// watermark, reading only the leaf entries after it. An unreadable index, or one that
+/// claims more leaves than the log holds, is emptied and rebuilt from every entry.
+fn catch_up_ids(
+    ids: &TenantIds,
+    leaves: &File,
+    path: &std::path::Path,
+    tenant: &str,
+    n: u64,
+) -> Result<(), StoreError> {
+    let mut w = match ids.covers() {
+        Ok(w) if w <= n => w,
+        Ok(w) => {
+            tracing::warn!(
+                tenant,
+                "the event-id index covers {w} leaves but the log holds {n}; rebuilding it from the leaves file"
+            );
+            ids.clear()?;
+            0
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                "the event-id index is unreadable ({e}); rebuilding it from the leaves file"
+            );
+            ids.clear()?;
+            0
+        }
+    };
+    if w == 0 && n > 0 {
+        tracing::info!(tenant, "building the event-id index from {n} leaf entries");
+    }
+    while w < n {
+        let count = CATCH_UP_CHUNK.min(n - w);
+        let mut entries: Vec<(u128, u64)> = read_leaf_entries(leaves, path, w, count)?
+            .into_iter()
+            .enumerate()
+            .map(|(k, e)| (e.id, w + k as u64))
+            .collect();
+        ids.add(&mut entries, w + count)?;
+        w += count;
+    }
+    Ok(())
 }
 
 fn read_leaf_entry(

@@ -1,0 +1,268 @@
+//! The on-disk event-id index: event id → leaf index, for idempotent retries and lookups by id,
+//! without holding every id in memory.
+//!
+//! It is a projection of the `leaves` file, like the search index: one fjall database per
+//! data directory (`DATA_DIR/ids/`), one keyspace per tenant, keyed `b'i' || id (16 bytes,
+//! big-endian)` with the leaf index (u64 LE) as value, plus one watermark key `b"c"` holding
+//! `w` (u64 LE): the keyspace covers leaves `[0, w)`. It may lag behind the log; the ids
+//! published since (at most the lag) stay in memory ([`crate::tenant`]'s `recent`
+//! generations) until the indexer thread ([`run`]) has made them durable here.
+//!
+//! Writes are sorted runs ingested as whole tables (fjall's ingestion): the watermark key sorts
+//! first, so each run carries its own watermark and a crash leaves the keyspace at some earlier
+//! run's watermark, never between runs. Ingestion fsyncs the table before registering it, so a
+//! watermark read back is durable; nothing here is on the acknowledgement path.
+//!
+//! Architecture Invariant: the index is never the truth. Every hit is checked against the
+//! leaf entry it names before it is believed; a missing or unreadable index is rebuilt from
+//! `leaves` at start.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::StoreError;
+use crate::log::Inner;
+
+/// The watermark key: sorts before every id key (`b'i' || …`).
+const WATERMARK: &[u8] = b"c";
+/// Marks a keyspace found damaged while running, so that the next start rebuilds it (sorts
+/// between the watermark and the ids, and is never written by a run).
+const DAMAGED: &[u8] = b"d";
+/// The prefix of id keys.
+const ID_PREFIX: u8 = b'i';
+/// How many leaf entries a catch-up reads, sorts and ingests at a time (bounds its memory).
+pub(crate) const CATCH_UP_CHUNK: u64 = 1 << 20;
+
+/// The id index of a whole data directory.
+pub(crate) struct IdIndex {
+    path: PathBuf,
+    db: fjall::Database,
+}
+
+impl std::fmt::Debug for IdIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdIndex").field("path", &self.path).finish()
+    }
+}
+
+fn index_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::IdIndex(format!("{}: {e}", path.display()))
+}
+
+impl IdIndex {
+    /// Opens the index at `path`, creating it if missing. An index that cannot be opened
+    /// (damaged, or written by an incompatible version) is deleted and created empty: every
+    /// tenant then rebuilds its keyspace from `leaves`.
+    pub(crate) fn open(path: &Path) -> Result<IdIndex, StoreError> {
+        let open = || {
+            fjall::Database::builder(path)
+                // Small: lookups of new ids (the common case) are answered by bloom filters.
+                .cache_size(16 << 20)
+                .open()
+        };
+        let db = match open() {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(
+                    "the event-id index {} cannot be opened ({e}); deleting it: it is rebuilt from the leaves files",
+                    path.display()
+                );
+                std::fs::remove_dir_all(path).map_err(|e| StoreError::io(path, e))?;
+                open().map_err(|e| index_error(path, e))?
+            }
+        };
+        Ok(IdIndex {
+            path: path.to_path_buf(),
+            db,
+        })
+    }
+
+    /// The keyspace of one tenant (created empty if it has none).
+    pub(crate) fn tenant(&self, tenant: &str) -> Result<TenantIds, StoreError> {
+        let ks = self
+            .db
+            .keyspace(tenant, keyspace_options)
+            .map_err(|e| index_error(&self.path, e))?;
+        Ok(TenantIds {
+            db: self.db.clone(),
+            path: self.path.clone(),
+            name: tenant.to_string(),
+            ks: parking_lot::RwLock::new(ks),
+        })
+    }
+
+    /// Deletes a tenant's keyspace (a tenant removed again because its first request was
+    /// refused).
+    pub(crate) fn forget(&self, ids: &TenantIds) -> Result<(), StoreError> {
+        let ks = ids.ks.read().clone();
+        self.db
+            .delete_keyspace(ks)
+            .map_err(|e| index_error(&self.path, e))
+    }
+}
+
+fn keyspace_options() -> fjall::KeyspaceCreateOptions {
+    // Bloom filters of every level stay in memory (about 1.25 bytes per event): most lookups
+    // are of new ids, answered by the filters without a disk read.
+    fjall::KeyspaceCreateOptions::default()
+        .filter_block_pinning_policy(fjall::config::PinningPolicy::all(true))
+}
+
+/// One tenant's keyspace of the id index.
+pub(crate) struct TenantIds {
+    db: fjall::Database,
+    path: PathBuf,
+    name: String,
+    /// Replaced only by [`TenantIds::clear`] (at open, before anyone reads).
+    ks: parking_lot::RwLock<fjall::Keyspace>,
+}
+
+impl std::fmt::Debug for TenantIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantIds")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn id_key(id: u128) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = ID_PREFIX;
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+impl TenantIds {
+    /// `w`: the keyspace holds the ids of leaves `[0, w)`. `Err` when the watermark is
+    /// unreadable (the caller rebuilds).
+    pub(crate) fn covers(&self) -> Result<u64, StoreError> {
+        let ks = self.ks.read();
+        if ks
+            .get(DAMAGED)
+            .map_err(|e| index_error(&self.path, e))?
+            .is_some()
+        {
+            return Err(StoreError::IdIndex(format!(
+                "{}: tenant {}: marked damaged by a lookup",
+                self.path.display(),
+                self.name
+            )));
+        }
+        match ks.get(WATERMARK).map_err(|e| index_error(&self.path, e))? {
+            None => Ok(0),
+            Some(v) => {
+                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                    StoreError::IdIndex(format!(
+                        "{}: tenant {}: the watermark is not 8 bytes",
+                        self.path.display(),
+                        self.name
+                    ))
+                })?;
+                Ok(u64::from_le_bytes(bytes))
+            }
+        }
+    }
+
+    /// The leaf index stored for `id`, unchecked (callers check it against `leaves`).
+    pub(crate) fn get(&self, id: u128) -> Result<Option<u64>, StoreError> {
+        let found = self
+            .ks
+            .read()
+            .get(id_key(id))
+            .map_err(|e| index_error(&self.path, e))?;
+        match found {
+            None => Ok(None),
+            Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                Ok(b) => Ok(Some(u64::from_le_bytes(b))),
+                Err(_) => Err(StoreError::IdIndex(format!(
+                    "{}: tenant {}: a value is not 8 bytes",
+                    self.path.display(),
+                    self.name
+                ))),
+            },
+        }
+    }
+
+    /// Durably adds `entries` (id, leaf index) and moves the watermark to `covers`: one sorted
+    /// run, fsync'd before it counts. `entries` must be every id of leaves `[old watermark,
+    /// covers)`.
+    pub(crate) fn add(&self, entries: &mut [(u128, u64)], covers: u64) -> Result<(), StoreError> {
+        entries.sort_unstable_by_key(|e| e.0);
+        let ks = self.ks.read();
+        let err = |e: fjall::Error| index_error(&self.path, e);
+        let mut run = ks.start_ingestion().map_err(err)?;
+        run.write(WATERMARK, covers.to_le_bytes()).map_err(err)?;
+        let mut last = None;
+        for &(id, index) in entries.iter() {
+            if last == Some(id) {
+                // The same id twice in the leaves file: the verifier and the scrub name it;
+                // here the first one is kept (the run must be strictly ascending).
+                continue;
+            }
+            last = Some(id);
+            run.write(id_key(id), index.to_le_bytes()).map_err(err)?;
+        }
+        run.finish().map_err(err)
+    }
+
+    /// Marks the keyspace damaged (a hit that named the wrong leaf), durably, so that the next
+    /// start rebuilds it. Best effort: a failure is logged.
+    pub(crate) fn invalidate(&self) {
+        tracing::error!(
+            tenant = %self.name,
+            "the event-id index gave a leaf index holding another event: it is rebuilt at the next start"
+        );
+        let marked = self
+            .ks
+            .read()
+            .insert(DAMAGED, [1u8])
+            .and_then(|()| self.db.persist(fjall::PersistMode::SyncAll));
+        if let Err(e) = marked {
+            tracing::error!(tenant = %self.name, "marking the event-id index damaged failed: {e}");
+        }
+    }
+
+    /// Empties the keyspace (watermark 0), for a rebuild.
+    pub(crate) fn clear(&self) -> Result<(), StoreError> {
+        let mut ks = self.ks.write();
+        self.db
+            .delete_keyspace(ks.clone())
+            .map_err(|e| index_error(&self.path, e))?;
+        *ks = self
+            .db
+            .keyspace(&self.name, keyspace_options)
+            .map_err(|e| index_error(&self.path, e))?;
+        Ok(())
+    }
+}
+
+/// The indexer thread: every `interval` (sooner when a tenant's lag passes a bound), moves
+/// each tenant's published ids from memory into the on-disk index. Stops when `stop` is
+/// dropped, after a last pass so that a clean restart has nothing to catch up.
+pub(crate) fn run(inner: Arc<Inner>, interval: Duration, stop: Receiver<()>) {
+    let tick = (interval / 4).max(Duration::from_millis(10));
+    let mut last = Instant::now();
+    loop {
+        let stopping = !matches!(stop.recv_timeout(tick), Err(RecvTimeoutError::Timeout));
+        if inner.crashed() {
+            return;
+        }
+        let due = stopping || last.elapsed() >= interval;
+        for log in inner.tenant_logs() {
+            if let Err(e) = log.index_ids(due) {
+                tracing::error!(
+                    tenant = log.name(),
+                    "updating the event-id index failed (the ids stay in memory; retried): {e}"
+                );
+            }
+        }
+        if due {
+            last = Instant::now();
+        }
+        if stopping {
+            return;
+        }
+    }
+}
