@@ -38,7 +38,8 @@ pub(crate) const CATCH_UP_CHUNK: u64 = 1 << 20;
 /// The id index of a whole data directory.
 pub(crate) struct IdIndex {
     path: PathBuf,
-    db: fjall::Database,
+    /// `None` once closed ([`IdIndex::close`]).
+    db: parking_lot::RwLock<Option<fjall::Database>>,
 }
 
 impl std::fmt::Debug for IdIndex {
@@ -64,6 +65,12 @@ impl IdIndex {
         };
         let db = match open() {
             Ok(db) => db,
+            Err(fjall::Error::Locked) => {
+                return Err(StoreError::IdIndex(format!(
+                    "{} is open elsewhere (a log of this directory still open in this process?)",
+                    path.display()
+                )))
+            }
             Err(e) => {
                 tracing::warn!(
                     "the event-id index {} cannot be opened ({e}); deleting it: it is rebuilt from the leaves files",
@@ -75,32 +82,50 @@ impl IdIndex {
         };
         Ok(IdIndex {
             path: path.to_path_buf(),
-            db,
+            db: parking_lot::RwLock::new(Some(db)),
         })
     }
 
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&fjall::Database) -> fjall::Result<T>,
+    ) -> Result<T, StoreError> {
+        let db = self.db.read();
+        let db = db.as_ref().ok_or_else(|| closed(&self.path))?;
+        f(db).map_err(|e| index_error(&self.path, e))
+    }
+
     /// The keyspace of one tenant (created empty if it has none).
-    pub(crate) fn tenant(&self, tenant: &str) -> Result<TenantIds, StoreError> {
-        let ks = self
-            .db
-            .keyspace(tenant, keyspace_options)
-            .map_err(|e| index_error(&self.path, e))?;
+    pub(crate) fn tenant(self: &Arc<Self>, tenant: &str) -> Result<TenantIds, StoreError> {
+        let ks = self.with_db(|db| db.keyspace(tenant, keyspace_options))?;
         Ok(TenantIds {
-            db: self.db.clone(),
-            path: self.path.clone(),
+            index: self.clone(),
             name: tenant.to_string(),
-            ks: parking_lot::RwLock::new(ks),
+            ks: parking_lot::RwLock::new(Some(ks)),
         })
     }
 
     /// Deletes a tenant's keyspace (a tenant removed again because its first request was
     /// refused).
     pub(crate) fn forget(&self, ids: &TenantIds) -> Result<(), StoreError> {
-        let ks = ids.ks.read().clone();
-        self.db
-            .delete_keyspace(ks)
-            .map_err(|e| index_error(&self.path, e))
+        let Some(ks) = ids.ks.write().take() else {
+            return Ok(());
+        };
+        self.with_db(|db| db.delete_keyspace(ks))
     }
+
+    /// Closes the database (once every tenant's keyspace is closed too, it is released, so
+    /// the directory can be opened again in this process). Later calls fail.
+    pub(crate) fn close(&self) {
+        self.db.write().take();
+    }
+}
+
+fn closed(path: &Path) -> StoreError {
+    StoreError::IdIndex(format!(
+        "{}: closed (the log was shut down)",
+        path.display()
+    ))
 }
 
 fn keyspace_options() -> fjall::KeyspaceCreateOptions {
@@ -112,11 +137,11 @@ fn keyspace_options() -> fjall::KeyspaceCreateOptions {
 
 /// One tenant's keyspace of the id index.
 pub(crate) struct TenantIds {
-    db: fjall::Database,
-    path: PathBuf,
+    index: Arc<IdIndex>,
     name: String,
-    /// Replaced only by [`TenantIds::clear`] (at open, before anyone reads).
-    ks: parking_lot::RwLock<fjall::Keyspace>,
+    /// Replaced only by [`TenantIds::clear`] (at open, before anyone reads); `None` once
+    /// closed.
+    ks: parking_lot::RwLock<Option<fjall::Keyspace>>,
 }
 
 impl std::fmt::Debug for TenantIds {
@@ -139,24 +164,28 @@ impl TenantIds {
     /// unreadable (the caller rebuilds).
     pub(crate) fn covers(&self) -> Result<u64, StoreError> {
         let ks = self.ks.read();
+        let ks = ks.as_ref().ok_or_else(|| closed(&self.index.path))?;
         if ks
             .get(DAMAGED)
-            .map_err(|e| index_error(&self.path, e))?
+            .map_err(|e| index_error(&self.index.path, e))?
             .is_some()
         {
             return Err(StoreError::IdIndex(format!(
                 "{}: tenant {}: marked damaged by a lookup",
-                self.path.display(),
+                self.index.path.display(),
                 self.name
             )));
         }
-        match ks.get(WATERMARK).map_err(|e| index_error(&self.path, e))? {
+        match ks
+            .get(WATERMARK)
+            .map_err(|e| index_error(&self.index.path, e))?
+        {
             None => Ok(0),
             Some(v) => {
                 let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
                     StoreError::IdIndex(format!(
                         "{}: tenant {}: the watermark is not 8 bytes",
-                        self.path.display(),
+                        self.index.path.display(),
                         self.name
                     ))
                 })?;
@@ -170,15 +199,17 @@ impl TenantIds {
         let found = self
             .ks
             .read()
+            .as_ref()
+            .ok_or_else(|| closed(&self.index.path))?
             .get(id_key(id))
-            .map_err(|e| index_error(&self.path, e))?;
+            .map_err(|e| index_error(&self.index.path, e))?;
         match found {
             None => Ok(None),
             Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
                 Ok(b) => Ok(Some(u64::from_le_bytes(b))),
                 Err(_) => Err(StoreError::IdIndex(format!(
                     "{}: tenant {}: a value is not 8 bytes",
-                    self.path.display(),
+                    self.index.path.display(),
                     self.name
                 ))),
             },
@@ -191,7 +222,8 @@ impl TenantIds {
     pub(crate) fn add(&self, entries: &mut [(u128, u64)], covers: u64) -> Result<(), StoreError> {
         entries.sort_unstable_by_key(|e| e.0);
         let ks = self.ks.read();
-        let err = |e: fjall::Error| index_error(&self.path, e);
+        let ks = ks.as_ref().ok_or_else(|| closed(&self.index.path))?;
+        let err = |e: fjall::Error| index_error(&self.index.path, e);
         let mut run = ks.start_ingestion().map_err(err)?;
         run.write(WATERMARK, covers.to_le_bytes()).map_err(err)?;
         let mut last = None;
@@ -214,11 +246,16 @@ impl TenantIds {
             tenant = %self.name,
             "the event-id index gave a leaf index holding another event: it is rebuilt at the next start"
         );
-        let marked = self
-            .ks
-            .read()
-            .insert(DAMAGED, [1u8])
-            .and_then(|()| self.db.persist(fjall::PersistMode::SyncAll));
+        let marked = match self.ks.read().as_ref() {
+            Some(ks) => ks
+                .insert(DAMAGED, [1u8])
+                .map_err(|e| index_error(&self.index.path, e))
+                .and_then(|()| {
+                    self.index
+                        .with_db(|db| db.persist(fjall::PersistMode::SyncAll))
+                }),
+            None => Err(closed(&self.index.path)),
+        };
         if let Err(e) = marked {
             tracing::error!(tenant = %self.name, "marking the event-id index damaged failed: {e}");
         }
@@ -227,14 +264,19 @@ impl TenantIds {
     /// Empties the keyspace (watermark 0), for a rebuild.
     pub(crate) fn clear(&self) -> Result<(), StoreError> {
         let mut ks = self.ks.write();
-        self.db
-            .delete_keyspace(ks.clone())
-            .map_err(|e| index_error(&self.path, e))?;
-        *ks = self
-            .db
-            .keyspace(&self.name, keyspace_options)
-            .map_err(|e| index_error(&self.path, e))?;
+        if let Some(old) = ks.take() {
+            self.index.with_db(|db| db.delete_keyspace(old))?;
+        }
+        *ks = Some(
+            self.index
+                .with_db(|db| db.keyspace(&self.name, keyspace_options))?,
+        );
         Ok(())
+    }
+
+    /// Closes this tenant's keyspace (see [`IdIndex::close`]).
+    pub(crate) fn close(&self) {
+        self.ks.write().take();
     }
 }
 

@@ -139,7 +139,7 @@ pub(crate) struct Inner {
     pub(crate) signer: Signer,
     pub(crate) verifier: NoteVerifier,
     /// The on-disk event-id index of every tenant.
-    ids: IdIndex,
+    ids: Arc<IdIndex>,
     tenants: RwLock<BTreeMap<String, Arc<TenantLog>>>,
     pub(crate) failed: Mutex<Option<String>>,
     /// The last record write that failed and was undone, until one succeeds again.
@@ -272,7 +272,7 @@ impl Log {
         let verifier = signer.verifier().clone();
         let metrics = LogMetrics::default();
         let signer = Signer::new(signer, config.checkpoint_interval, metrics.clone());
-        let ids = IdIndex::open(&dir.id_index_path())?;
+        let ids = Arc::new(IdIndex::open(&dir.id_index_path())?);
         let mut tenants = BTreeMap::new();
         let mut reports = Vec::new();
         for name in dir.list_tenants()? {
@@ -468,6 +468,11 @@ impl Log {
         if let Some((stop, thread)) = self.indexer.lock().take() {
             drop(stop);
             let _ = thread.join();
+            // Release the index's files, so the directory can be opened again at once.
+            for log in self.inner.tenant_logs() {
+                log.ids.close();
+            }
+            self.inner.ids.close();
         }
         // Nothing writes any more: another process may now open the directory.
         self.lock.lock().take();

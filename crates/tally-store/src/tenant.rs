@@ -129,7 +129,7 @@ pub(crate) struct OpenTenant<'a> {
     /// Where damage is counted.
     pub(crate) metrics: &'a crate::metrics::LogMetrics,
     /// The data directory's event-id index.
-    pub(crate) ids: &'a IdIndex,
+    pub(crate) ids: &'a Arc<IdIndex>,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -148,6 +148,13 @@ pub struct RecoveryReport {
     pub unsigned_history_accepted: Option<u64>,
     /// Damage found by the start-up check (the log opens; reads of the damaged records fail).
     pub damage: Option<Damage>,
+    /// The size of the persisted tree state the tree was rebuilt from (`None`: it was
+    /// missing or not usable, and every leaf entry was replayed).
+    pub tree_state: Option<u64>,
+    /// Leaf entries read to rebuild the tree (those after the tree state).
+    pub leaves_replayed: u64,
+    /// Leaf entries added to the event-id index to catch it up (all of them on a rebuild).
+    pub ids_indexed: u64,
 }
 
 impl TenantLog {
@@ -382,7 +389,8 @@ impl TenantLog {
         // Rebuild the in-memory tree, checking the signed checkpoint on the way: from the
         // persisted tree state and the leaves after it, or, without a usable one, from every
         // leaf. Either way the root at the last checkpoint's size must be the signed one.
-        let replay = |from: Option<TreeState>| -> Result<(Frontier, Vec<Vec<Hash>>), StoreError> {
+        type Rebuilt = (Frontier, Vec<Vec<Hash>>, u64);
+        let replay = |from: Option<TreeState>| -> Result<Rebuilt, StoreError> {
             let (mut frontier, mut upper, mut i) = match from {
                 Some(state) => {
                     let frontier = state
@@ -410,6 +418,7 @@ impl TenantLog {
                 Ok(())
             };
             check(&frontier)?;
+            let start = i;
             const CHUNK: u64 = 1 << 16;
             let mut buf = vec![0u8; (CHUNK as usize) * LEAF_ENTRY];
             while i < n {
@@ -424,28 +433,30 @@ impl TenantLog {
                     check(&frontier)?;
                 }
             }
-            Ok((frontier, upper))
+            Ok((frontier, upper, n - start))
         };
         let state_path = dir.tree_state_path();
         let saved = load_tree_state(&state_path, name, n, floor);
         let saved_size = saved.as_ref().map_or(0, |s| s.size);
-        let (frontier, upper, tree_state_size) = match replay(saved) {
-            Ok((frontier, upper)) => (frontier, upper, saved_size),
+        let (frontier, upper, replayed, tree_state_size) = match replay(saved) {
+            Ok((frontier, upper, replayed)) => (frontier, upper, replayed, saved_size),
             Err(e) if saved_size > 0 => {
                 tracing::warn!(
                     tenant = name,
                     "{} does not agree with the log ({e}); replaying the whole leaves file",
                     state_path.display()
                 );
-                let (frontier, upper) = replay(None)?;
-                (frontier, upper, 0)
+                let (frontier, upper, replayed) = replay(None)?;
+                (frontier, upper, replayed, 0)
             }
             Err(e) => return Err(e),
         };
 
         // The event-id index: catch up from its watermark, reading only the tail of `leaves`.
         let ids = how.ids.tenant(name)?;
-        catch_up_ids(&ids, &leaves_w, &leaves_path, name, n)?;
+        report.ids_indexed = catch_up_ids(&ids, &leaves_w, &leaves_path, name, n)?;
+        report.leaves_replayed = replayed;
+        report.tree_state = (tree_state_size > 0).then_some(tree_state_size);
 
         let last = segments.last().expect("at least one segment");
         let last_path = dir.segment_path(last.start);
@@ -1126,7 +1137,7 @@ fn catch_up_ids(
     path: &std::path::Path,
     tenant: &str,
     n: u64,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let mut w = match ids.covers() {
         Ok(w) if w <= n => w,
         Ok(w) => {
@@ -1149,6 +1160,7 @@ fn catch_up_ids(
     if w == 0 && n > 0 {
         tracing::info!(tenant, "building the event-id index from {n} leaf entries");
     }
+    let start = w;
     while w < n {
         let count = CATCH_UP_CHUNK.min(n - w);
         let mut entries: Vec<(u128, u64)> = read_leaf_entries(leaves, path, w, count)?
@@ -1159,7 +1171,7 @@ fn catch_up_ids(
         ids.add(&mut entries, w + count)?;
         w += count;
     }
-    Ok(())
+    Ok(n - start)
 }
 
 fn read_leaf_entry(
