@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod ingest;
 mod search;
+mod startup;
 
 // The same allocator as `tally`: the embedded server must run as it does in production.
 #[global_allocator]
@@ -22,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Examples:
 ///   tally-bench ingest --duration 10 --mode both
 ///   tally-bench search --events 1000000 --data /tmp/bs-1m
+///   tally-bench startup --events 10000000 --data /tmp/startup-10m
 #[derive(Debug, Parser)]
 #[command(name = "tally-bench", version, max_term_width = 100)]
 struct Cli {
@@ -33,6 +35,7 @@ struct Cli {
 enum Command {
     Ingest(ingest::BenchArgs),
     Search(search::BenchSearchArgs),
+    Startup(startup::StartupArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Search(args) => search::run(args).await,
+            Command::Startup(args) => startup::run(args).await,
         }
     });
     match result {
