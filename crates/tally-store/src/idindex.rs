@@ -160,9 +160,11 @@ fn id_key(id: u128) -> [u8; 17] {
 }
 
 impl TenantIds {
-    /// `w`: the keyspace holds the ids of leaves `[0, w)`. `Err` when the watermark is
-    /// unreadable (the caller rebuilds).
-    pub(crate) fn covers(&self) -> Result<u64, StoreError> {
+    /// `(w, h)`: the keyspace holds the ids of leaves `[0, w)`, and `h` is the leaf hash of
+    /// leaf `w - 1` when it was indexed (zeros for `w = 0`), which binds the index to the
+    /// `leaves` file it was built from. `Err` when the watermark is unreadable or the
+    /// keyspace is marked damaged (the caller rebuilds).
+    pub(crate) fn covers(&self) -> Result<(u64, tally_tlog::Hash), StoreError> {
         let ks = self.ks.read();
         let ks = ks.as_ref().ok_or_else(|| closed(&self.index.path))?;
         if ks
@@ -180,17 +182,16 @@ impl TenantIds {
             .get(WATERMARK)
             .map_err(|e| index_error(&self.index.path, e))?
         {
-            None => Ok(0),
-            Some(v) => {
-                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
-                    StoreError::IdIndex(format!(
-                        "{}: tenant {}: the watermark is not 8 bytes",
-                        self.index.path.display(),
-                        self.name
-                    ))
-                })?;
-                Ok(u64::from_le_bytes(bytes))
-            }
+            None => Ok((0, [0; 32])),
+            Some(v) if v.len() == 40 => Ok((
+                u64::from_le_bytes(v[..8].try_into().expect("8 bytes")),
+                v[8..].try_into().expect("32 bytes"),
+            )),
+            Some(_) => Err(StoreError::IdIndex(format!(
+                "{}: tenant {}: the watermark is not 40 bytes",
+                self.index.path.display(),
+                self.name
+            ))),
         }
     }
 
@@ -219,13 +220,20 @@ impl TenantIds {
     /// Durably adds `entries` (id, leaf index) and moves the watermark to `covers`: one sorted
     /// run, fsync'd before it counts. `entries` must be every id of leaves `[old watermark,
     /// covers)`.
-    pub(crate) fn add(&self, entries: &mut [(u128, u64)], covers: u64) -> Result<(), StoreError> {
+    pub(crate) fn add(
+        &self,
+        entries: &mut [(u128, u64)],
+        covers: u64,
+        last_hash: tally_tlog::Hash,
+    ) -> Result<(), StoreError> {
         entries.sort_unstable_by_key(|e| e.0);
         let ks = self.ks.read();
         let ks = ks.as_ref().ok_or_else(|| closed(&self.index.path))?;
         let err = |e: fjall::Error| index_error(&self.index.path, e);
         let mut run = ks.start_ingestion().map_err(err)?;
-        run.write(WATERMARK, covers.to_le_bytes()).map_err(err)?;
+        let mut watermark = covers.to_le_bytes().to_vec();
+        watermark.extend_from_slice(&last_hash);
+        run.write(WATERMARK, watermark).map_err(err)?;
         let mut last = None;
         for &(id, index) in entries.iter() {
             if last == Some(id) {

@@ -713,14 +713,16 @@ impl TenantLog {
         };
         let mut entries = Vec::with_capacity((to - from) as usize);
         let mut i = from;
+        let mut last_hash = [0; 32];
         while i < to {
             let count = CATCH_UP_CHUNK.min(to - i);
             for (k, e) in self.leaf_entries(i, count)?.into_iter().enumerate() {
                 entries.push((e.id, i + k as u64));
+                last_hash = e.hash;
             }
             i += count;
         }
-        self.ids.add(&mut entries, to)?;
+        self.ids.add(&mut entries, to, last_hash)?;
         self.indexed.store(to, Ordering::Release);
         let dropped: Vec<_> = {
             let mut state = self.state.write();
@@ -1139,8 +1141,18 @@ fn catch_up_ids(
     n: u64,
 ) -> Result<u64, StoreError> {
     let mut w = match ids.covers() {
-        Ok(w) if w <= n => w,
-        Ok(w) => {
+        Ok((0, _)) => 0,
+        Ok((w, hash)) if w <= n && read_leaf_entry(leaves, path, w - 1)?.hash == hash => w,
+        Ok((w, _)) if w <= n => {
+            tracing::warn!(
+                tenant,
+                "the event-id index was built from another leaves file (leaf {} differs); rebuilding it",
+                w - 1
+            );
+            ids.clear()?;
+            0
+        }
+        Ok((w, _)) => {
             tracing::warn!(
                 tenant,
                 "the event-id index covers {w} leaves but the log holds {n}; rebuilding it from the leaves file"
@@ -1163,12 +1175,14 @@ fn catch_up_ids(
     let start = w;
     while w < n {
         let count = CATCH_UP_CHUNK.min(n - w);
-        let mut entries: Vec<(u128, u64)> = read_leaf_entries(leaves, path, w, count)?
+        let read = read_leaf_entries(leaves, path, w, count)?;
+        let last_hash = read.last().expect("count > 0").hash;
+        let mut entries: Vec<(u128, u64)> = read
             .into_iter()
             .enumerate()
             .map(|(k, e)| (e.id, w + k as u64))
             .collect();
-        ids.add(&mut entries, w + count)?;
+        ids.add(&mut entries, w + count, last_hash)?;
         w += count;
     }
     Ok(n - start)

@@ -371,3 +371,25 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn issue_8_an_index_built_from_another_leaves_file_is_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let quick = || cfg(Duration::from_millis(10), Duration::ZERO);
+    for p in [&a, &b] {
+        let log = open(p, quick()).unwrap();
+        append_n(&log, "acme", 120, 40).await;
+        log.shutdown();
+    }
+    // b's tenant files (and key) restored into a, whose id index knows other ids.
+    std::fs::remove_dir_all(a.join("tenants")).unwrap();
+    copy_dir(&b.join("tenants"), &a.join("tenants"));
+    for f in ["log.key", "log.pub"] {
+        std::fs::copy(b.join(f), a.join(f)).unwrap();
+    }
+    let (log, report) = open_report(&a, quick());
+    assert_eq!(report.ids_indexed, 120, "{report:?}");
+    assert_lookups_match_leaves(&log, &a, "acme");
+    log.shutdown();
+}
