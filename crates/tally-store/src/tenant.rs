@@ -541,7 +541,7 @@ impl TenantLog {
         for (i, seg) in segments.iter().enumerate() {
             let path = self.dir.segment_path(seg.start);
             let len = file_len(&seg.file, &path)?;
-            let first = self.index_at_offset(state.size, seg.start)?;
+            let first = self.index_at_offset(segments, state.size, seg.start)?;
             if first >= state.size {
                 break; // an empty last segment, or one holding only an unpublished tail
             }
@@ -564,7 +564,7 @@ impl TenantLog {
                 // The first record not wholly in the segment: the one straddling its end, or
                 // the one that should start there.
                 let end = seg.start + len.min(next.start - seg.start);
-                let mut first_bad = self.index_at_offset(state.size, end)?;
+                let mut first_bad = self.index_at_offset(segments, state.size, end)?;
                 if first_bad > 0 {
                     let before = self.leaf_entry(first_bad - 1)?;
                     let whole = read_frame_at(segments, &self.dir, before.offset)?
@@ -583,7 +583,7 @@ impl TenantLog {
                 ));
             }
             let last = self
-                .index_at_offset(state.size, next.start)?
+                .index_at_offset(segments, state.size, next.start)?
                 .saturating_sub(1);
             let entry = self.leaf_entry(last)?;
             match read_frame_at(segments, &self.dir, entry.offset)? {
@@ -604,7 +604,23 @@ impl TenantLog {
     }
 
     /// The first leaf index whose frame starts at or after `offset` (`size` if none).
-    fn index_at_offset(&self, size: u64, offset: u64) -> Result<u64, StoreError> {
+    fn index_at_offset(
+        &self,
+        segments: &[Segment],
+        size: u64,
+        offset: u64,
+    ) -> Result<u64, StoreError> {
+        // Usually `offset` starts a frame, whose header names its index: two leaf entries
+        // confirm it, instead of a binary search's log2(size) reads (a cold start of a large
+        // log pays for every one of them).
+        if let Some(index) = frame_index_at(segments, offset) {
+            if index < size
+                && self.leaf_entry(index)?.offset == offset
+                && (index == 0 || self.leaf_entry(index - 1)?.offset < offset)
+            {
+                return Ok(index);
+            }
+        }
         let (mut lo, mut hi) = (0u64, size);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -1197,6 +1213,16 @@ fn read_leaf_entry(
     file.read_exact_at(&mut buf, index * LEAF_ENTRY as u64)
         .map_err(|e| StoreError::io(path, e))?;
     Ok(LeafEntry::decode(&buf))
+}
+
+/// The index in the header of the frame at logical `offset`, if one can be read there
+/// (unchecked: a hint).
+fn frame_index_at(segments: &[Segment], offset: u64) -> Option<u64> {
+    let i = segments.partition_point(|s| s.start <= offset);
+    let seg = segments.get(i.checked_sub(1)?)?;
+    let mut head = [0u8; FRAME_HEADER];
+    seg.file.read_exact_at(&mut head, offset - seg.start).ok()?;
+    Some(FrameHeader::parse(&head).index)
 }
 
 /// Reads the frame at a logical offset; `Ok(None)` when it is missing, short or damaged.
