@@ -18,6 +18,7 @@
 //! `leaves` at start.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,9 @@ impl IdIndex {
             fjall::Database::builder(path)
                 // Small: lookups of new ids (the common case) are answered by bloom filters.
                 .cache_size(16 << 20)
+                // One thread for flushes and compactions: the index is a background
+                // projection and must not take a second core from ingest on a small machine.
+                .worker_threads(1)
                 .open()
         };
         let db = match open() {
@@ -314,5 +318,109 @@ pub(crate) fn run(inner: Arc<Inner>, interval: Duration, stop: Receiver<()>) {
         if stopping {
             return;
         }
+    }
+}
+
+/// Ids one filter segment is sized for; a full segment is followed by a new one.
+const FILTER_SEGMENT_IDS: usize = 1 << 22;
+/// Filter bits per id: about 1% false positives with 7 probes in one 512-bit block.
+const FILTER_BITS_PER_ID: usize = 10;
+
+/// A bloom filter of every id in the on-disk index, kept in memory (about 1.25 bytes per
+/// event), so that looking up a new id, which every event with a client-supplied id does on
+/// the writer thread, almost never reaches the index's tables. Blocked: the probes of one id
+/// fall in one 64-byte block (one cache miss). Ids are hashed with a random seed, so no client
+/// can aim at false positives (which would only cost a disk lookup anyway). Bits are atomics:
+/// the one inserting thread (the indexer) never blocks a lookup.
+#[derive(Debug)]
+pub(crate) struct IdFilter {
+    hasher: foldhash::fast::RandomState,
+    segments: parking_lot::RwLock<Vec<Arc<FilterSegment>>>,
+}
+
+#[derive(Debug)]
+struct FilterSegment {
+    blocks: Box<[[AtomicU64; 8]]>,
+    len: AtomicUsize,
+}
+
+impl IdFilter {
+    pub(crate) fn new() -> IdFilter {
+        IdFilter {
+            hasher: Default::default(),
+            segments: Default::default(),
+        }
+    }
+
+    /// The block (from the hash's high half) and the 7 bit positions in it (from its low
+    /// half, mixed: independent of the block).
+    fn probes(&self, id: u128, blocks: usize) -> (usize, impl Iterator<Item = usize>) {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(id);
+        let block = (((h >> 32) * blocks as u64) >> 32) as usize;
+        let g = (h & 0xFFFF_FFFF).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (
+            block,
+            (0..7).map(move |i| ((g >> (1 + 9 * i)) & 511) as usize),
+        )
+    }
+
+    /// Adds an id (one thread at a time: the indexer).
+    pub(crate) fn insert(&self, id: u128) {
+        let full = self
+            .segments
+            .read()
+            .last()
+            .is_none_or(|s| s.len.load(Ordering::Relaxed) >= FILTER_SEGMENT_IDS);
+        if full {
+            let blocks = (0..FILTER_SEGMENT_IDS * FILTER_BITS_PER_ID / 512)
+                .map(|_| Default::default())
+                .collect();
+            self.segments.write().push(Arc::new(FilterSegment {
+                blocks,
+                len: AtomicUsize::new(0),
+            }));
+        }
+        let seg = self.segments.read().last().expect("ensured above").clone();
+        let (block, probes) = self.probes(id, seg.blocks.len());
+        let block = &seg.blocks[block];
+        for p in probes {
+            block[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
+        }
+        seg.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// False only if the id was never inserted (callers order the inserts before them with
+    /// an atomic watermark).
+    pub(crate) fn may_contain(&self, id: u128) -> bool {
+        self.segments.read().iter().any(|seg| {
+            let (block, mut probes) = self.probes(id, seg.blocks.len());
+            let block = &seg.blocks[block];
+            probes.all(|p| block[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_has_no_false_negatives_and_few_false_positives() {
+        let f = IdFilter::new();
+        let ids: Vec<u128> = (0..(FILTER_SEGMENT_IDS as u128 + 1000))
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+            .collect();
+        for &id in &ids {
+            f.insert(id);
+        }
+        assert_eq!(f.segments.read().len(), 2);
+        assert!(ids.iter().step_by(101).all(|&id| f.may_contain(id)));
+        assert!(f.may_contain(*ids.last().unwrap()));
+        let false_positives = (0..100_000u128)
+            .filter(|i| f.may_contain(!i.wrapping_mul(0x1234_5678_9ABC_DEF1)))
+            .count();
+        // Two segments probed: about 2% at most.
+        assert!(false_positives < 3_000, "{false_positives}");
     }
 }

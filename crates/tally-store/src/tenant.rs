@@ -20,13 +20,16 @@ use crate::frame::{
     self, encode_checkpoint_frame, read_checkpoint_frames, Decoded, FrameHeader, LeafEntry,
     FRAME_HEADER, LEAF_ENTRY,
 };
-use crate::idindex::{IdIndex, TenantIds, CATCH_UP_CHUNK};
+use crate::idindex::{IdFilter, IdIndex, TenantIds, CATCH_UP_CHUNK};
 use crate::layout::{self, TenantDir};
 use crate::treestate::{level_len, TreeState};
 
 /// Published ids the on-disk index does not hold yet may pile up to this many before the
 /// indexer moves them there without waiting for its interval.
 pub(crate) const INDEX_LAG_BOUND: u64 = 1 << 18;
+/// Leaf entries the indexer adds to a tenant's id filter per pass while building it after a
+/// start.
+const FILTER_BUILD_CHUNK: u64 = 1 << 22;
 
 /// A checkpoint the log signed, with the note text exactly as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +117,11 @@ pub struct TenantLog {
     index_pass: Mutex<()>,
     /// The size of the tree-state file on disk (0: none).
     tree_state_size: AtomicU64,
+    /// A bloom filter of the ids of leaves `[0, filter_covers)`: a lookup that it answers
+    /// "absent" for, when it covers the whole on-disk index, needs no disk read. Empty at
+    /// start; the indexer thread fills it from `leaves` in the background.
+    filter: IdFilter,
+    filter_covers: AtomicU64,
 }
 
 /// How [`TenantLog::open`] signs and what it may accept.
@@ -504,6 +512,8 @@ impl TenantLog {
             indexed: AtomicU64::new(n),
             index_pass: Mutex::new(()),
             tree_state_size: AtomicU64::new(tree_state_size),
+            filter: IdFilter::new(),
+            filter_covers: AtomicU64::new(0),
         };
         report.damage = log.start_check()?;
         if let Some(d) = &report.damage {
@@ -693,7 +703,11 @@ impl TenantLog {
             }
         }
         // An id not in memory is in the index already: the indexer drops a generation from
-        // memory only after the index holds it durably.
+        // memory only after the index holds it (and the filter, when it is built, has it).
+        let on_disk = self.indexed.load(Ordering::Acquire);
+        if self.filter_covers.load(Ordering::Acquire) >= on_disk && !self.filter.may_contain(key) {
+            return Ok(None);
+        }
         let Some(index) = self.ids.get(key)? else {
             return Ok(None);
         };
@@ -715,6 +729,16 @@ impl TenantLog {
     pub(crate) fn index_ids(&self, due: bool) -> Result<(), StoreError> {
         let _pass = self.index_pass.lock();
         let from = self.indexed.load(Ordering::Acquire);
+        // After a start the filter covers nothing: fill it from `leaves`, a bounded chunk
+        // per pass so that new ids keep moving to disk meanwhile.
+        let covered = self.filter_covers.load(Ordering::Acquire);
+        if covered < from {
+            let count = FILTER_BUILD_CHUNK.min(from - covered);
+            for e in self.leaf_entries(covered, count)? {
+                self.filter.insert(e.id);
+            }
+            self.filter_covers.store(covered + count, Ordering::Release);
+        }
         let size = self.size();
         if size == from || (!due && size - from < INDEX_LAG_BOUND) {
             return Ok(());
@@ -739,6 +763,14 @@ impl TenantLog {
             i += count;
         }
         self.ids.add(&mut entries, to, last_hash)?;
+        // The filter first, then the watermark: a lookup that sees the new watermark finds
+        // these ids in the filter (or uses the disk while the filter is still being built).
+        if self.filter_covers.load(Ordering::Acquire) == from {
+            for &(id, _) in &entries {
+                self.filter.insert(id);
+            }
+            self.filter_covers.store(to, Ordering::Release);
+        }
         self.indexed.store(to, Ordering::Release);
         let dropped: Vec<_> = {
             let mut state = self.state.write();
