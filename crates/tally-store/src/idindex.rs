@@ -133,10 +133,9 @@ fn closed(path: &Path) -> StoreError {
 }
 
 fn keyspace_options() -> fjall::KeyspaceCreateOptions {
-    // Bloom filters of every level stay in memory (about 1.25 bytes per event): most lookups
-    // are of new ids, answered by the filters without a disk read.
+    // fjall's own bloom filters stay in its block cache, not pinned in memory: lookups of new
+    // ids (the common case) are answered by `IdFilter` before they reach the tables.
     fjall::KeyspaceCreateOptions::default()
-        .filter_block_pinning_policy(fjall::config::PinningPolicy::all(true))
 }
 
 /// One tenant's keyspace of the id index.

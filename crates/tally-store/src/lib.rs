@@ -23,7 +23,7 @@
 //! cuts a torn tail and re-derives the in-memory tree from the persisted tree state and the
 //! leaves after it, checking it against the last signed checkpoint). Memory and start-up time
 //! do not grow with the number of events beyond the tree's tile-boundary levels (1/256 of the
-//! leaf hashes) and the index's bloom filters (about 1.25 bytes per event).
+//! leaf hashes) and the id index's in-memory bloom filter (about 1.25 bytes per event).
 
 // The only unsafe code is one kill(2) call in `signer`, allowed there.
 #![deny(unsafe_code)]
