@@ -19,7 +19,9 @@ const TENANT: &str = "bench";
 /// Steps: (1) fill DATA with N events (realistic records from the event generator, each with
 /// its own random client-supplied id) through the embedded store, unless DATA already holds
 /// exactly N; (2) in a fresh child process, time `Log::open` and read VmRSS and VmHWM after
-/// it, then look up 10,000 stored ids and 10,000 unknown ones and read them again.
+/// it, then look up 10,000 stored ids and 10,000 unknown ones and read them again; then wait
+/// until the in-memory id filter is filled (in the background) and look up 10,000 unknown
+/// ids again and read resident memory a last time (steady state).
 ///
 /// Example: tally-bench startup --events 10000000 --data /tmp/startup-10m
 #[derive(Debug, Args)]
@@ -212,16 +214,33 @@ async fn probe(data: &Path) -> Result<()> {
     }
     let misses = t.elapsed();
     let (rss_after, hwm_after) = memory();
+    // Steady state: the id filter filled in the background, unknown ids looked up again.
+    let waited = Instant::now();
+    while !tenant.id_filter_ready() && waited.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let filled = waited.elapsed();
+    let t = Instant::now();
+    for _ in 0..10_000 {
+        if tenant.lookup(&uuid::Uuid::new_v4())?.is_some() {
+            bail!("a random id was found");
+        }
+    }
+    let steady_misses = t.elapsed();
+    let (rss_steady, hwm_steady) = memory();
     println!(
-        "| {size} | {:.0} ms | {} | {} | {:.1} MB | {:.1} MB | {:.1} MB | {:.1} µs | {:.1} µs |",
+        "| {size} | {:.0} ms | {} | {} | {:.1} MB | {:.1} MB | {:.1} MB ({:.1} s) | {:.1} MB | {:.1} µs | {:.1} µs | {:.2} µs |",
         open.as_secs_f64() * 1000.0,
         recovery.tree_state.map_or("none".into(), |s| s.to_string()),
         recovery.leaves_replayed,
         rss_open as f64 / 1024.0,
         rss_after as f64 / 1024.0,
-        hwm_open.max(hwm_after) as f64 / 1024.0,
+        rss_steady as f64 / 1024.0,
+        filled.as_secs_f64(),
+        hwm_open.max(hwm_after).max(hwm_steady) as f64 / 1024.0,
         hits.as_secs_f64() * 1e6 / 10_000.0,
         misses.as_secs_f64() * 1e6 / 10_000.0,
+        steady_misses.as_secs_f64() * 1e6 / 10_000.0,
     );
     drop(tenant);
     log.shutdown();

@@ -789,6 +789,12 @@ impl TenantLog {
         self.indexed.load(Ordering::Acquire)
     }
 
+    /// Whether the in-memory id filter covers the whole on-disk index (after a start it is
+    /// filled in the background; until then lookups of unknown ids read the index).
+    pub fn id_filter_ready(&self) -> bool {
+        self.filter_covers.load(Ordering::Acquire) >= self.indexed.load(Ordering::Acquire)
+    }
+
     /// Persists the tree's tile-boundary levels at `size` (the size of a signed checkpoint,
     /// whose root is `root`), so that the next start replays only the leaves after it.
     pub(crate) fn write_tree_state(&self, size: u64, root: Hash) -> Result<(), StoreError> {
