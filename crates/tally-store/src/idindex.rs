@@ -361,15 +361,18 @@ impl IdFilter {
 
     /// The block (from the hash's high half) and the 7 bit positions in it (from its low
     /// half, mixed: independent of the block).
-    fn probes(&self, id: u128, blocks: usize) -> (usize, impl Iterator<Item = usize>) {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(id);
+    fn probes(h: u64, blocks: usize) -> (usize, impl Iterator<Item = usize>) {
         let block = (((h >> 32) * blocks as u64) >> 32) as usize;
         let g = (h & 0xFFFF_FFFF).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (
             block,
             (0..7).map(move |i| ((g >> (1 + 9 * i)) & 511) as usize),
         )
+    }
+
+    fn hash(&self, id: u128) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
     }
 
     /// Adds an id (one thread at a time: the indexer).
@@ -390,7 +393,7 @@ impl IdFilter {
             }));
         }
         let seg = self.segments.read().last().expect("ensured above").clone();
-        let (block, probes) = self.probes(id, seg.blocks.len());
+        let (block, probes) = Self::probes(self.hash(id), seg.blocks.len());
         let block = &seg.blocks[block];
         for p in probes {
             block[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
@@ -401,8 +404,9 @@ impl IdFilter {
     /// False only if the id was never inserted (callers order the inserts before them with
     /// an atomic watermark).
     pub(crate) fn may_contain(&self, id: u128) -> bool {
+        let h = self.hash(id);
         self.segments.read().iter().any(|seg| {
-            let (block, mut probes) = self.probes(id, seg.blocks.len());
+            let (block, mut probes) = Self::probes(h, seg.blocks.len());
             let block = &seg.blocks[block];
             probes.all(|p| block[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
         })
