@@ -734,9 +734,15 @@ impl TenantLog {
         let covered = self.filter_covers.load(Ordering::Acquire);
         if covered < from {
             let count = FILTER_BUILD_CHUNK.min(from - covered);
-            for e in self.leaf_entries(covered, count)? {
-                self.filter.insert(e.id);
-            }
+            for_each_leaf_entry(
+                &self.leaves,
+                &self.dir.leaves_path(),
+                covered,
+                count,
+                |_, e| {
+                    self.filter.insert(e.id);
+                },
+            )?;
             self.filter_covers.store(covered + count, Ordering::Release);
         }
         let size = self.size();
@@ -752,16 +758,17 @@ impl TenantLog {
             to
         };
         let mut entries = Vec::with_capacity((to - from) as usize);
-        let mut i = from;
         let mut last_hash = [0; 32];
-        while i < to {
-            let count = CATCH_UP_CHUNK.min(to - i);
-            for (k, e) in self.leaf_entries(i, count)?.into_iter().enumerate() {
-                entries.push((e.id, i + k as u64));
+        for_each_leaf_entry(
+            &self.leaves,
+            &self.dir.leaves_path(),
+            from,
+            to - from,
+            |i, e| {
+                entries.push((e.id, i));
                 last_hash = e.hash;
-            }
-            i += count;
-        }
+            },
+        )?;
         self.ids.add(&mut entries, to, last_hash)?;
         // The filter first, then the watermark: a lookup that sees the new watermark finds
         // these ids in the filter (or uses the disk while the filter is still being built).
@@ -1121,6 +1128,31 @@ fn read_file_from(file: &File, path: &std::path::Path, from: u64) -> Result<Vec<
     Ok(buf)
 }
 
+/// Calls `f(index, entry)` for leaf entries `[start, start + count)`, reading 64 Ki entries
+/// (3.5 MiB) at a time: a pass over millions of entries costs no more memory than that.
+fn for_each_leaf_entry(
+    file: &File,
+    path: &std::path::Path,
+    start: u64,
+    count: u64,
+    mut f: impl FnMut(u64, LeafEntry),
+) -> Result<(), StoreError> {
+    const PIECE: u64 = 1 << 16;
+    let mut buf = vec![0u8; PIECE.min(count) as usize * LEAF_ENTRY];
+    let mut i = start;
+    while i < start + count {
+        let n = PIECE.min(start + count - i);
+        let bytes = &mut buf[..n as usize * LEAF_ENTRY];
+        file.read_exact_at(bytes, i * LEAF_ENTRY as u64)
+            .map_err(|e| StoreError::io(path, e))?;
+        for chunk in bytes.chunks_exact(LEAF_ENTRY) {
+            f(i, LeafEntry::decode(chunk));
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 fn read_leaf_entries(
     file: &File,
     path: &std::path::Path,
@@ -1229,13 +1261,12 @@ fn catch_up_ids(
     let start = w;
     while w < n {
         let count = CATCH_UP_CHUNK.min(n - w);
-        let read = read_leaf_entries(leaves, path, w, count)?;
-        let last_hash = read.last().expect("count > 0").hash;
-        let mut entries: Vec<(u128, u64)> = read
-            .into_iter()
-            .enumerate()
-            .map(|(k, e)| (e.id, w + k as u64))
-            .collect();
+        let mut entries = Vec::with_capacity(count as usize);
+        let mut last_hash = [0; 32];
+        for_each_leaf_entry(leaves, path, w, count, |i, e| {
+            entries.push((e.id, i));
+            last_hash = e.hash;
+        })?;
         ids.add(&mut entries, w + count, last_hash)?;
         w += count;
     }
