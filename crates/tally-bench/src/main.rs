@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod ingest;
 mod readers;
 mod search;
+mod startup;
 
 // The same allocator as `tally`: the embedded server must run as it does in production.
 #[global_allocator]
@@ -23,6 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Examples:
 ///   tally-bench ingest --duration 10 --mode both
 ///   tally-bench search --events 1000000 --data /tmp/bs-1m
+///   tally-bench startup --events 10000000 --data /tmp/startup-10m
 #[derive(Debug, Parser)]
 #[command(name = "tally-bench", version, max_term_width = 100)]
 struct Cli {
@@ -34,6 +36,7 @@ struct Cli {
 enum Command {
     Ingest(ingest::BenchArgs),
     Search(search::BenchSearchArgs),
+    Startup(startup::StartupArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,7 +44,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The id index's engine logs every table it writes at info.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,lsm_tree=warn,fjall=warn")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Search(args) => search::run(args).await,
+            Command::Startup(args) => startup::run(args).await,
         }
     });
     match result {

@@ -137,7 +137,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The id index's engine logs every table it writes at info.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,lsm_tree=warn,fjall=warn")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -42,6 +42,10 @@ pub enum StoreError {
     /// and signs again later.
     #[error("checkpoint signing failed: {0}")]
     Signer(String),
+    /// The event-id index could not be read or written. Retryable: the ids it lacks stay in
+    /// memory, and a restart rebuilds a damaged index from the `leaves` files.
+    #[error("event-id index: {0}")]
+    IdIndex(String),
 }
 
 impl StoreError {

@@ -13,11 +13,14 @@
 //!   log.pub                     the log's verifier key ("name+id+base64"), public
 //!   api-keys.json               hashed API keys (0600)
 //!   index/                      the search index (derived; deleted and rebuilt at will)
+//!   ids/                        the event-id index, a fjall database with one keyspace per
+//!                               tenant (derived from `leaves`; rebuilt when missing or damaged)
 //!   tenants/<tenant>/
 //!     segments/<offset>.seg     record frames; <offset> is the 20-digit logical start offset
 //!     leaves                    56-byte leaf entries, one per leaf index
 //!     checkpoints               every signed checkpoint ever issued, framed
 //!     cosigned-checkpoint       the latest checkpoint note with witnesses' cosignatures
+//!     tree-state                the tree's tile-boundary levels at a signed size (derived)
 //! ```
 
 use std::fs;
@@ -122,6 +125,12 @@ impl DataDir {
         self.consumers_path().join(format!("{name}.json"))
     }
 
+    /// The event-id index (id → leaf index of every tenant), a projection of the `leaves`
+    /// files that can be deleted at any time: start-up rebuilds it.
+    pub fn id_index_path(&self) -> PathBuf {
+        self.root.join("ids")
+    }
+
     /// The directory holding one directory per tenant.
     pub fn tenants_path(&self) -> PathBuf {
         self.root.join("tenants")
@@ -205,6 +214,13 @@ impl TenantDir {
     /// witness client, never by the sequencer; deleting it loses only cosignatures.
     pub fn cosigned_checkpoint_path(&self) -> PathBuf {
         self.root.join("cosigned-checkpoint")
+    }
+
+    /// The persisted tree state: the tile-boundary levels at the size of a signed checkpoint
+    /// (`crate::treestate`), so that start-up need not replay the whole `leaves` file.
+    /// Derived; deleting it costs one full replay.
+    pub fn tree_state_path(&self) -> PathBuf {
+        self.root.join("tree-state")
     }
 
     /// Start offsets of the existing segments, ascending.

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::{AppendError, Damage, StoreError};
+use crate::idindex::IdIndex;
 use crate::layout::{self, DataDir};
 use crate::metrics::LogMetrics;
 use crate::sequencer::{self, Job};
@@ -47,6 +48,12 @@ pub struct LogConfig {
     pub signing: KeySource,
     /// Faults to inject on the write path (tests only; `None` in production).
     pub faults: Option<Arc<crate::faults::Faults>>,
+    /// How often published event ids are moved from memory to the on-disk id index (sooner
+    /// when a tenant has more than [`crate::tenant::INDEX_LAG_BOUND`] of them waiting).
+    pub id_index_interval: Duration,
+    /// How often a growing tenant's tree state is persisted (at a signed checkpoint; also
+    /// at start and stop): a start after a crash replays at most this much of the log.
+    pub tree_state_interval: Duration,
 }
 
 impl Default for LogConfig {
@@ -61,6 +68,8 @@ impl Default for LogConfig {
             scrub_bytes_per_second: 64 << 20,
             signing: KeySource::DataDir,
             faults: None,
+            id_index_interval: Duration::from_secs(1),
+            tree_state_interval: Duration::from_secs(10),
         }
     }
 }
@@ -129,6 +138,8 @@ pub(crate) struct Inner {
     pub(crate) config: LogConfig,
     pub(crate) signer: Signer,
     pub(crate) verifier: NoteVerifier,
+    /// The on-disk event-id index of every tenant.
+    ids: Arc<IdIndex>,
     tenants: RwLock<BTreeMap<String, Arc<TenantLog>>>,
     pub(crate) failed: Mutex<Option<String>>,
     /// The last record write that failed and was undone, until one succeeds again.
@@ -184,6 +195,7 @@ impl Inner {
                 sign: &|body| self.signer.sign(body),
                 accept_unsigned_history: false,
                 metrics: &self.metrics,
+                ids: &self.ids,
             },
         )?;
         let log = Arc::new(log);
@@ -199,6 +211,7 @@ impl Inner {
             return Ok(());
         };
         debug_assert_eq!(log.size(), 0);
+        self.ids.forget(&log.ids)?;
         let root = log.dir.root().to_path_buf();
         drop(log);
         std::fs::remove_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
@@ -221,6 +234,8 @@ pub struct Log {
     lock: Arc<Mutex<Option<File>>>,
     /// The scrub thread and the sender whose drop stops it.
     scrub: Arc<Mutex<Option<ScrubThread>>>,
+    /// The id indexer thread and the sender whose drop stops it.
+    indexer: Arc<Mutex<Option<ScrubThread>>>,
 }
 
 /// The scrub's thread and the sender whose drop stops it.
@@ -259,6 +274,7 @@ impl Log {
         let verifier = signer.verifier().clone();
         let metrics = LogMetrics::default();
         let signer = Signer::new(signer, config.checkpoint_interval, metrics.clone());
+        let ids = Arc::new(IdIndex::open(&dir.id_index_path())?);
         let mut tenants = BTreeMap::new();
         let mut reports = Vec::new();
         for name in dir.list_tenants()? {
@@ -272,6 +288,7 @@ impl Log {
                     sign: &|body| signer.sign(body),
                     accept_unsigned_history: config.accept_unsigned_history.contains(&name),
                     metrics: &metrics,
+                    ids: &ids,
                 },
             )?;
             tracing::info!(tenant = name, size = report.size, "recovered tenant log");
@@ -292,6 +309,7 @@ impl Log {
             config,
             signer,
             verifier,
+            ids,
             tenants: RwLock::new(tenants),
             failed: Mutex::new(None),
             write_trouble: Mutex::new(None),
@@ -319,6 +337,13 @@ impl Log {
             }
             None => None,
         };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let indexer_inner = inner.clone();
+        let interval = inner.config.id_index_interval;
+        let indexer = std::thread::Builder::new()
+            .name("tally-id-indexer".into())
+            .spawn(move || crate::idindex::run(indexer_inner, interval, stopped))
+            .map_err(|e| StoreError::io(inner.dir.root(), e))?;
         Ok((
             Log {
                 inner,
@@ -326,6 +351,7 @@ impl Log {
                 thread: Arc::new(Mutex::new(Some(thread))),
                 lock: Arc::new(Mutex::new(Some(lock))),
                 scrub: Arc::new(Mutex::new(scrub)),
+                indexer: Arc::new(Mutex::new(Some((stop, indexer)))),
             },
             OpenReport {
                 key_created,
@@ -446,6 +472,17 @@ impl Log {
         self.tx.lock().take();
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
+        }
+        // After the sequencer: its last pass indexes everything published, so a clean
+        // restart has nothing to catch up.
+        if let Some((stop, thread)) = self.indexer.lock().take() {
+            drop(stop);
+            let _ = thread.join();
+            // Release the index's files, so the directory can be opened again at once.
+            for log in self.inner.tenant_logs() {
+                log.ids.close();
+            }
+            self.inner.ids.close();
         }
         // Nothing writes any more: another process may now open the directory.
         self.lock.lock().take();

@@ -124,15 +124,54 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
 /// The checkpointer thread: signs each growing tenant's tree once per interval, once at
 /// start (covering what recovery found) and once at stop.
 fn checkpoint_loop(inner: Arc<Inner>, stop: Receiver<()>) {
-    let mut last_signed: HashMap<String, Instant> = HashMap::new();
-    sign_due(&inner, &mut last_signed, true);
+    let mut last = LastWritten::default();
+    sign_due(&inner, &mut last, true);
     while let Err(RecvTimeoutError::Timeout) =
         stop.recv_timeout(inner.config.checkpoint_interval / 4)
     {
-        sign_due(&inner, &mut last_signed, false);
+        sign_due(&inner, &mut last, false);
     }
     if !inner.crashed() {
-        sign_due(&inner, &mut last_signed, true);
+        sign_due(&inner, &mut last, true);
+    }
+}
+
+/// When the checkpointer last signed, and last persisted the tree state, per tenant.
+#[derive(Default)]
+struct LastWritten {
+    signed: HashMap<String, Instant>,
+    tree_state: HashMap<String, Instant>,
+}
+
+/// Persists a tenant's tree state at a signed size when it is due (every
+/// `tree_state_interval`, and at start and stop), so that a start replays only the leaves
+/// after it. Off the acknowledgement path; a failure costs only a longer replay.
+fn save_tree_state(
+    inner: &Inner,
+    last: &mut HashMap<String, Instant>,
+    log: &TenantLog,
+    size: u64,
+    root: Hash,
+    force: bool,
+) {
+    if size == 0 || log.tree_state_size() == size {
+        return;
+    }
+    let due = force
+        || last
+            .get(log.name())
+            .is_none_or(|t| t.elapsed() >= inner.config.tree_state_interval);
+    if !due || inner.crashed() {
+        return;
+    }
+    match log.write_tree_state(size, root) {
+        Ok(()) => {
+            last.insert(log.name().to_string(), Instant::now());
+        }
+        Err(e) => tracing::warn!(
+            tenant = log.name(),
+            "persisting the tree state failed (the next start replays more leaves): {e}"
+        ),
     }
 }
 
@@ -425,8 +464,9 @@ fn stage_request(
             // A retry of a stored event (published, written and syncing, or earlier in this
             // group): answer with the original index, store nothing.
             let existing = match s.log.lookup(&event.id) {
-                Some(index) => Some(s.log.record(index).map(|r| (index, r))),
-                None => {
+                Err(e) => Some(Err(e)),
+                Ok(Some(index)) => Some(s.log.record(index).map(|r| (index, r))),
+                Ok(None) => {
                     let inflight = s.log.writer.lock().inflight.get(&id).copied();
                     match inflight {
                         Some((index, offset)) => {
@@ -619,9 +659,17 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
             let mut state = t.log.state.write();
             let st = &mut *state;
             debug_assert_eq!(st.size, t.first_index);
+            // The ids go to the newest in-memory generation; the indexer thread moves them
+            // to the on-disk index later (a crash before that loses nothing: recovery
+            // catches the index up from `leaves`).
+            if st.recent.is_empty() {
+                let size = st.size;
+                st.recent.push_back((size, Default::default()));
+            }
+            let (_, recent) = st.recent.back_mut().expect("ensured above");
             for (i, (hash, id)) in t.leaves.iter().enumerate() {
                 push_leaf(&mut st.frontier, &mut st.upper, *hash);
-                st.ids.insert(*id, t.first_index + i as u64);
+                recent.insert(*id, t.first_index + i as u64);
             }
             st.size += t.leaves.len() as u64;
             total += t.leaves.len() as u64;
@@ -650,14 +698,15 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
 }
 
 /// Signs a checkpoint for every tenant that grew, at most once per interval unless `force`.
-fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bool) {
+fn sign_due(inner: &Inner, last: &mut LastWritten, force: bool) {
     if inner.failed.lock().is_some() || inner.crashed() {
         return;
     }
     let interval = inner.config.checkpoint_interval;
     for log in inner.tenant_logs() {
         let due = force
-            || last_signed
+            || last
+                .signed
                 .get(log.name())
                 .is_none_or(|t| t.elapsed() >= interval);
         if !due {
@@ -668,12 +717,15 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
             (
                 state.size,
                 state.frontier.root(),
-                state.checkpoint.as_ref().map(|c| c.size),
+                state.checkpoint.as_ref().map(|c| (c.size, c.root)),
             )
         };
         // An empty log needs no checkpoint (and a tenant created for a request that is then
         // refused must be removable without a checkpoint in its directory).
-        if current == Some(size) || size == 0 {
+        if current.map(|c| c.0) == Some(size) || size == 0 {
+            if let Some((size, root)) = current {
+                save_tree_state(inner, &mut last.tree_state, &log, size, root, force);
+            }
             continue;
         }
         match sign_checkpoint(inner, &log, size, root) {
@@ -687,7 +739,8 @@ fn sign_due(inner: &Inner, last_signed: &mut HashMap<String, Instant>, force: bo
                 return;
             }
         }
-        last_signed.insert(log.name().to_string(), Instant::now());
+        last.signed.insert(log.name().to_string(), Instant::now());
+        save_tree_state(inner, &mut last.tree_state, &log, size, root, force);
     }
 }
 

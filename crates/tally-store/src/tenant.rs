@@ -5,9 +5,10 @@
 //! publish an already-durable group. Architecture Invariant: nothing a reader can observe
 //! (size, ids, tree nodes, checkpoint) is ahead of what is fsync'd.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -19,7 +20,16 @@ use crate::frame::{
     self, encode_checkpoint_frame, read_checkpoint_frames, Decoded, FrameHeader, LeafEntry,
     FRAME_HEADER, LEAF_ENTRY,
 };
+use crate::idindex::{IdFilter, IdIndex, TenantIds, CATCH_UP_CHUNK};
 use crate::layout::{self, TenantDir};
+use crate::treestate::{level_len, TreeState};
+
+/// Published ids the on-disk index does not hold yet may pile up to this many before the
+/// indexer moves them there without waiting for its interval.
+pub(crate) const INDEX_LAG_BOUND: u64 = 1 << 18;
+/// Leaf entries the indexer adds to a tenant's id filter per pass while building it after a
+/// start.
+const FILTER_BUILD_CHUNK: u64 = 1 << 22;
 
 /// A checkpoint the log signed, with the note text exactly as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +61,10 @@ pub(crate) struct TenantState {
     /// `upper[k]` holds the roots of the complete subtrees at tree level `8 * (k + 1)`:
     /// the hashes of tlog-tiles level `k + 1`. Small (1/256 of the leaves), so kept in memory.
     pub(crate) upper: Vec<Vec<Hash>>,
-    pub(crate) ids: IdMap,
+    /// Ids published since the on-disk index's watermark, in generations `(first leaf index,
+    /// ids)`, oldest first: the indexer starts a new generation, writes everything before it
+    /// to the index, then drops the older ones. Bounded by the index's lag.
+    pub(crate) recent: VecDeque<(u64, IdMap)>,
     pub(crate) segments: Vec<Segment>,
     pub(crate) checkpoint: Option<SignedCheckpoint>,
 }
@@ -96,6 +109,19 @@ pub struct TenantLog {
     /// The first damage found in this log since start (start-up check, scrub or a read).
     damage: Mutex<Option<Damage>>,
     metrics: crate::metrics::LogMetrics,
+    /// This tenant's keyspace of the on-disk event-id index.
+    pub(crate) ids: TenantIds,
+    /// The index's watermark: the ids of leaves `[0, indexed)` are durably in it.
+    indexed: AtomicU64,
+    /// Serialises passes of the indexer (its thread, and the last pass at shutdown).
+    index_pass: Mutex<()>,
+    /// The size of the tree-state file on disk (0: none).
+    tree_state_size: AtomicU64,
+    /// A bloom filter of the ids of leaves `[0, filter_covers)`: a lookup that it answers
+    /// "absent" for, when it covers the whole on-disk index, needs no disk read. Empty at
+    /// start; the indexer thread fills it from `leaves` in the background.
+    filter: IdFilter,
+    filter_covers: AtomicU64,
 }
 
 /// How [`TenantLog::open`] signs and what it may accept.
@@ -110,6 +136,8 @@ pub(crate) struct OpenTenant<'a> {
     pub(crate) accept_unsigned_history: bool,
     /// Where damage is counted.
     pub(crate) metrics: &'a crate::metrics::LogMetrics,
+    /// The data directory's event-id index.
+    pub(crate) ids: &'a Arc<IdIndex>,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -128,6 +156,13 @@ pub struct RecoveryReport {
     pub unsigned_history_accepted: Option<u64>,
     /// Damage found by the start-up check (the log opens; reads of the damaged records fail).
     pub damage: Option<Damage>,
+    /// The size of the persisted tree state the tree was rebuilt from (`None`: it was
+    /// missing or not usable, and every leaf entry was replayed).
+    pub tree_state: Option<u64>,
+    /// Leaf entries read to rebuild the tree (those after the tree state).
+    pub leaves_replayed: u64,
+    /// Leaf entries added to the event-id index to catch it up (all of them on a rebuild).
+    pub ids_indexed: u64,
 }
 
 impl TenantLog {
@@ -359,41 +394,78 @@ impl TenantLog {
             );
         }
 
-        // Rebuild the in-memory tree and id map, checking the signed checkpoint on the way.
-        let mut frontier = Frontier::new();
-        let mut upper: Vec<Vec<Hash>> = Vec::new();
-        let mut ids = IdMap::with_capacity_and_hasher(n as usize, Default::default());
-        let check = |frontier: &Frontier| -> Result<(), StoreError> {
-            if let Some(cp) = &checkpoint {
-                if frontier.size() == cp.size && frontier.root() != cp.root {
-                    return Err(corrupt(
-                        0,
-                        format!("the tree rebuilt from the leaves file does not match the signed checkpoint at size {}; run `tally verify` to find the first bad index", cp.size),
-                    ));
+        // Rebuild the in-memory tree, checking the signed checkpoint on the way: from the
+        // persisted tree state and the leaves after it, or, without a usable one, from every
+        // leaf. Either way the root at the last checkpoint's size must be the signed one.
+        type Rebuilt = (Frontier, Vec<Vec<Hash>>, u64);
+        let replay = |from: Option<TreeState>| -> Result<Rebuilt, StoreError> {
+            let (mut frontier, mut upper, mut i) = match from {
+                Some(state) => {
+                    let frontier = state
+                        .check(&Nodes {
+                            leaves: &leaves_w,
+                            dir: &dir,
+                            name,
+                            upper: &[],
+                            size: state.size,
+                        })
+                        .map_err(|e| corrupt(0, format!("tree-state: {e}")))?;
+                    (frontier, state.upper, state.size)
+                }
+                None => (Frontier::new(), Vec::new(), 0),
+            };
+            let check = |frontier: &Frontier| -> Result<(), StoreError> {
+                if let Some(cp) = &checkpoint {
+                    if frontier.size() == cp.size && frontier.root() != cp.root {
+                        return Err(corrupt(
+                            0,
+                            format!("the tree rebuilt from the leaves file does not match the signed checkpoint at size {}; run `tally verify` to find the first bad index", cp.size),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+            check(&frontier)?;
+            let start = i;
+            const CHUNK: u64 = 1 << 16;
+            let mut buf = vec![0u8; (CHUNK as usize) * LEAF_ENTRY];
+            while i < n {
+                let count = CHUNK.min(n - i);
+                let bytes = &mut buf[..count as usize * LEAF_ENTRY];
+                leaves_w
+                    .read_exact_at(bytes, i * LEAF_ENTRY as u64)
+                    .map_err(|e| StoreError::io(&leaves_path, e))?;
+                for chunk in bytes.chunks_exact(LEAF_ENTRY) {
+                    push_leaf(&mut frontier, &mut upper, LeafEntry::decode(chunk).hash);
+                    i += 1;
+                    check(&frontier)?;
                 }
             }
-            Ok(())
+            Ok((frontier, upper, n - start))
         };
-        check(&frontier)?;
-        const CHUNK: u64 = 1 << 16;
-        let mut buf = vec![0u8; (CHUNK as usize) * LEAF_ENTRY];
-        let mut i = 0u64;
-        while i < n {
-            let count = CHUNK.min(n - i);
-            let bytes = &mut buf[..count as usize * LEAF_ENTRY];
-            leaves_w
-                .read_exact_at(bytes, i * LEAF_ENTRY as u64)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-            for chunk in bytes.chunks_exact(LEAF_ENTRY) {
-                let entry = LeafEntry::decode(chunk);
-                if ids.insert(entry.id, i).is_some() {
-                    return Err(corrupt(i, "event id stored twice".into()));
-                }
-                push_leaf(&mut frontier, &mut upper, entry.hash);
-                i += 1;
-                check(&frontier)?;
+        let state_path = dir.tree_state_path();
+        let saved = load_tree_state(&state_path, name, n, floor);
+        let saved_size = saved.as_ref().map_or(0, |s| s.size);
+        let (frontier, upper, replayed, tree_state_size) = match replay(saved) {
+            Ok((frontier, upper, replayed)) => (frontier, upper, replayed, saved_size),
+            Err(e) if saved_size > 0 => {
+                tracing::warn!(
+                    tenant = name,
+                    "{} does not agree with the log ({e}); replaying the whole leaves file",
+                    state_path.display()
+                );
+                let (frontier, upper, replayed) = replay(None)?;
+                (frontier, upper, replayed, 0)
             }
-        }
+            Err(e) => return Err(e),
+        };
+
+        // The event-id index: catch up from its watermark, reading only the tail of `leaves`.
+        let ids = how.ids.tenant(name)?;
+        report.ids_indexed = catch_up_ids(&ids, &leaves_w, &leaves_path, name, n)?;
+        report.leaves_replayed = replayed;
+        report.tree_state = (tree_state_size > 0).then_some(tree_state_size);
+
         let last = segments.last().expect("at least one segment");
         let last_path = dir.segment_path(last.start);
         let segment = OpenOptions::new()
@@ -428,7 +500,7 @@ impl TenantLog {
                 size: n,
                 frontier,
                 upper,
-                ids,
+                recent: VecDeque::new(),
                 segments,
                 checkpoint,
             }),
@@ -436,6 +508,12 @@ impl TenantLog {
             checkpoints: Mutex::new(checkpoints),
             damage: Mutex::new(None),
             metrics: how.metrics.clone(),
+            ids,
+            indexed: AtomicU64::new(n),
+            index_pass: Mutex::new(()),
+            tree_state_size: AtomicU64::new(tree_state_size),
+            filter: IdFilter::new(),
+            filter_covers: AtomicU64::new(0),
         };
         report.damage = log.start_check()?;
         if let Some(d) = &report.damage {
@@ -473,7 +551,7 @@ impl TenantLog {
         for (i, seg) in segments.iter().enumerate() {
             let path = self.dir.segment_path(seg.start);
             let len = file_len(&seg.file, &path)?;
-            let first = self.index_at_offset(state.size, seg.start)?;
+            let first = self.index_at_offset(segments, state.size, seg.start)?;
             if first >= state.size {
                 break; // an empty last segment, or one holding only an unpublished tail
             }
@@ -496,7 +574,7 @@ impl TenantLog {
                 // The first record not wholly in the segment: the one straddling its end, or
                 // the one that should start there.
                 let end = seg.start + len.min(next.start - seg.start);
-                let mut first_bad = self.index_at_offset(state.size, end)?;
+                let mut first_bad = self.index_at_offset(segments, state.size, end)?;
                 if first_bad > 0 {
                     let before = self.leaf_entry(first_bad - 1)?;
                     let whole = read_frame_at(segments, &self.dir, before.offset)?
@@ -515,7 +593,7 @@ impl TenantLog {
                 ));
             }
             let last = self
-                .index_at_offset(state.size, next.start)?
+                .index_at_offset(segments, state.size, next.start)?
                 .saturating_sub(1);
             let entry = self.leaf_entry(last)?;
             match read_frame_at(segments, &self.dir, entry.offset)? {
@@ -536,7 +614,23 @@ impl TenantLog {
     }
 
     /// The first leaf index whose frame starts at or after `offset` (`size` if none).
-    fn index_at_offset(&self, size: u64, offset: u64) -> Result<u64, StoreError> {
+    fn index_at_offset(
+        &self,
+        segments: &[Segment],
+        size: u64,
+        offset: u64,
+    ) -> Result<u64, StoreError> {
+        // Usually `offset` starts a frame, whose header names its index: two leaf entries
+        // confirm it, instead of a binary search's log2(size) reads (a cold start of a large
+        // log pays for every one of them).
+        if let Some(index) = frame_index_at(segments, offset) {
+            if index < size
+                && self.leaf_entry(index)?.offset == offset
+                && (index == 0 || self.leaf_entry(index - 1)?.offset < offset)
+            {
+                return Ok(index);
+            }
+        }
         let (mut lo, mut hi) = (0u64, size);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -595,9 +689,143 @@ impl TenantLog {
         self.state.read().checkpoint.clone()
     }
 
-    /// The leaf index of the event with this id.
-    pub fn lookup(&self, id: &Uuid) -> Option<u64> {
-        self.state.read().ids.get(&id.as_u128()).copied()
+    /// The leaf index of the event with this id, for as long as the log exists: from the ids
+    /// published since the on-disk index's watermark (memory), else from the index, whose
+    /// answer is believed only if the leaf entry it names holds this id.
+    pub fn lookup(&self, id: &Uuid) -> Result<Option<u64>, ReadError> {
+        let key = id.as_u128();
+        {
+            let state = self.state.read();
+            for (_, ids) in state.recent.iter().rev() {
+                if let Some(&index) = ids.get(&key) {
+                    return Ok(Some(index));
+                }
+            }
+        }
+        // An id not in memory is in the index already: the indexer drops a generation from
+        // memory only after the index holds it (and the filter, when it is built, has it).
+        let on_disk = self.indexed.load(Ordering::Acquire);
+        if self.filter_covers.load(Ordering::Acquire) >= on_disk && !self.filter.may_contain(key) {
+            return Ok(None);
+        }
+        let Some(index) = self.ids.get(key)? else {
+            return Ok(None);
+        };
+        if index < self.size() && self.leaf_entry(index)?.id == key {
+            return Ok(Some(index));
+        }
+        self.ids.invalidate();
+        Err(StoreError::IdIndex(format!(
+            "tenant {}: the index maps id {id} to leaf {index}, which holds another event; \
+             the index is damaged and is rebuilt at the next start",
+            self.name
+        ))
+        .into())
+    }
+
+    /// Moves the ids published since the index's watermark from memory into the on-disk index
+    /// (the indexer thread, and once more at shutdown). Unless `due`, only when they number
+    /// [`INDEX_LAG_BOUND`] or more.
+    pub(crate) fn index_ids(&self, due: bool) -> Result<(), StoreError> {
+        let _pass = self.index_pass.lock();
+        let from = self.indexed.load(Ordering::Acquire);
+        // After a start the filter covers nothing: fill it from `leaves`, a bounded chunk
+        // per pass so that new ids keep moving to disk meanwhile.
+        let covered = self.filter_covers.load(Ordering::Acquire);
+        if covered < from {
+            let count = FILTER_BUILD_CHUNK.min(from - covered);
+            for_each_leaf_entry(
+                &self.leaves,
+                &self.dir.leaves_path(),
+                covered,
+                count,
+                |_, e| {
+                    self.filter.insert(e.id);
+                },
+            )?;
+            self.filter_covers.store(covered + count, Ordering::Release);
+        }
+        let size = self.size();
+        if size == from || (!due && size - from < INDEX_LAG_BOUND) {
+            return Ok(());
+        }
+        // A new generation from `to` on: everything published before it is in the older ones
+        // and in `leaves`.
+        let to = {
+            let mut state = self.state.write();
+            let to = state.size;
+            state.recent.push_back((to, IdMap::default()));
+            to
+        };
+        let mut entries = Vec::with_capacity((to - from) as usize);
+        let mut last_hash = [0; 32];
+        for_each_leaf_entry(
+            &self.leaves,
+            &self.dir.leaves_path(),
+            from,
+            to - from,
+            |i, e| {
+                entries.push((e.id, i));
+                last_hash = e.hash;
+            },
+        )?;
+        self.ids.add(&mut entries, to, last_hash)?;
+        // The filter first, then the watermark: a lookup that sees the new watermark finds
+        // these ids in the filter (or uses the disk while the filter is still being built).
+        if self.filter_covers.load(Ordering::Acquire) == from {
+            for &(id, _) in &entries {
+                self.filter.insert(id);
+            }
+            self.filter_covers.store(to, Ordering::Release);
+        }
+        self.indexed.store(to, Ordering::Release);
+        let dropped: Vec<_> = {
+            let mut state = self.state.write();
+            let mut dropped = Vec::new();
+            while state.recent.front().is_some_and(|g| g.0 < to) {
+                dropped.extend(state.recent.pop_front());
+            }
+            dropped
+        };
+        drop(dropped); // freed outside the lock
+        Ok(())
+    }
+
+    /// The index's watermark: the ids of leaves `[0, w)` are durably in the on-disk index.
+    pub fn id_index_watermark(&self) -> u64 {
+        self.indexed.load(Ordering::Acquire)
+    }
+
+    /// Whether the in-memory id filter covers the whole on-disk index (after a start it is
+    /// filled in the background; until then lookups of unknown ids read the index).
+    pub fn id_filter_ready(&self) -> bool {
+        self.filter_covers.load(Ordering::Acquire) >= self.indexed.load(Ordering::Acquire)
+    }
+
+    /// Persists the tree's tile-boundary levels at `size` (the size of a signed checkpoint,
+    /// whose root is `root`), so that the next start replays only the leaves after it.
+    pub(crate) fn write_tree_state(&self, size: u64, root: Hash) -> Result<(), StoreError> {
+        let upper = {
+            let state = self.state.read();
+            if size > state.size {
+                return Ok(());
+            }
+            (0..8)
+                .map_while(|k| {
+                    let n = level_len(size, k) as usize;
+                    (n > 0).then(|| state.upper[k][..n].to_vec())
+                })
+                .collect()
+        };
+        let bytes = TreeState { size, root, upper }.encode();
+        layout::write_file_durably(&self.dir.tree_state_path(), &bytes, false)?;
+        self.tree_state_size.store(size, Ordering::Release);
+        Ok(())
+    }
+
+    /// The size of the persisted tree state (0: none).
+    pub(crate) fn tree_state_size(&self) -> u64 {
+        self.tree_state_size.load(Ordering::Acquire)
     }
 
     /// The stored record bytes at `index`, exactly as hashed.
@@ -742,14 +970,7 @@ impl TenantLog {
     }
 
     fn leaf_entries(&self, start: u64, count: u64) -> Result<Vec<LeafEntry>, StoreError> {
-        let mut buf = vec![0u8; count as usize * LEAF_ENTRY];
-        self.leaves
-            .read_exact_at(&mut buf, start * LEAF_ENTRY as u64)
-            .map_err(|e| StoreError::io(&self.dir.leaves_path(), e))?;
-        Ok(buf
-            .chunks_exact(LEAF_ENTRY)
-            .map(LeafEntry::decode)
-            .collect())
+        read_leaf_entries(&self.leaves, &self.dir.leaves_path(), start, count)
     }
 
     fn read_record(
@@ -780,7 +1001,9 @@ impl TenantLog {
 
     fn nodes<'a>(&'a self, state: &'a TenantState) -> Nodes<'a> {
         Nodes {
-            log: self,
+            leaves: &self.leaves,
+            dir: &self.dir,
+            name: &self.name,
             upper: &state.upper,
             size: state.size,
         }
@@ -827,7 +1050,9 @@ fn proof_error(e: tally_tlog::ProofError<StoreError>) -> ReadError {
 /// Complete-subtree hashes for proofs and tiles: leaves from the `leaves` file, tile-boundary
 /// levels from memory, and anything in between hashed up from at most 128 of those.
 struct Nodes<'a> {
-    log: &'a TenantLog,
+    leaves: &'a File,
+    dir: &'a TenantDir,
+    name: &'a str,
     upper: &'a [Vec<Hash>],
     size: u64,
 }
@@ -845,7 +1070,7 @@ impl NodeSource for Nodes<'_> {
             .checked_shl(u32::from(level))
             .unwrap_or(u64::MAX);
         let missing = || StoreError::Corrupt {
-            tenant: self.log.name.clone(),
+            tenant: self.name.to_string(),
             index: first,
             detail: format!(
                 "node {level}/{index} is not a complete subtree of the tree of size {}",
@@ -856,8 +1081,7 @@ impl NodeSource for Nodes<'_> {
             return Err(missing());
         }
         let mut hashes: Vec<Hash> = if base == 0 {
-            self.log
-                .leaf_entries(first, count)?
+            read_leaf_entries(self.leaves, &self.dir.leaves_path(), first, count)?
                 .into_iter()
                 .map(|e| e.hash)
                 .collect()
@@ -904,6 +1128,151 @@ fn read_file_from(file: &File, path: &std::path::Path, from: u64) -> Result<Vec<
     Ok(buf)
 }
 
+/// Calls `f(index, entry)` for leaf entries `[start, start + count)`, reading 64 Ki entries
+/// (3.5 MiB) at a time: a pass over millions of entries costs no more memory than that.
+fn for_each_leaf_entry(
+    file: &File,
+    path: &std::path::Path,
+    start: u64,
+    count: u64,
+    mut f: impl FnMut(u64, LeafEntry),
+) -> Result<(), StoreError> {
+    const PIECE: u64 = 1 << 16;
+    let mut buf = vec![0u8; PIECE.min(count) as usize * LEAF_ENTRY];
+    let mut i = start;
+    while i < start + count {
+        let n = PIECE.min(start + count - i);
+        let bytes = &mut buf[..n as usize * LEAF_ENTRY];
+        file.read_exact_at(bytes, i * LEAF_ENTRY as u64)
+            .map_err(|e| StoreError::io(path, e))?;
+        for chunk in bytes.chunks_exact(LEAF_ENTRY) {
+            f(i, LeafEntry::decode(chunk));
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn read_leaf_entries(
+    file: &File,
+    path: &std::path::Path,
+    start: u64,
+    count: u64,
+) -> Result<Vec<LeafEntry>, StoreError> {
+    let mut buf = vec![0u8; count as usize * LEAF_ENTRY];
+    file.read_exact_at(&mut buf, start * LEAF_ENTRY as u64)
+        .map_err(|e| StoreError::io(path, e))?;
+    Ok(buf
+        .chunks_exact(LEAF_ENTRY)
+        .map(LeafEntry::decode)
+        .collect())
+}
+
+/// The persisted tree state, if it is there and usable for a log of `n` intact leaves whose
+/// last signed checkpoint has size `floor`: a state beyond either is stale (its leaves were
+/// cut, or its checkpoint was removed) and is not used. Its hashes are checked by
+/// [`TreeState::check`] during the replay.
+fn load_tree_state(path: &std::path::Path, tenant: &str, n: u64, floor: u64) -> Option<TreeState> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if n > 0 {
+                tracing::warn!(
+                    tenant,
+                    "no {} (a log written before it existed, or it was deleted): replaying all {n} leaf entries",
+                    path.display()
+                );
+            }
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                "cannot read {}: {e}; replaying all {n} leaf entries",
+                path.display()
+            );
+            return None;
+        }
+    };
+    match TreeState::decode(&bytes) {
+        Ok(state) if state.size <= n && state.size <= floor => Some(state),
+        Ok(state) => {
+            tracing::warn!(
+                tenant,
+                "{} is of size {}, beyond the log's {n} intact leaves or its last checkpoint ({floor}); replaying all leaf entries",
+                path.display(),
+                state.size
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                "{} is damaged ({e}); replaying all {n} leaf entries",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Brings a tenant's keyspace of the id index up to the `n` leaves of its log: from its
+/// watermark, reading only the leaf entries after it. An unreadable index, or one that
+/// claims more leaves than the log holds, is emptied and rebuilt from every entry.
+fn catch_up_ids(
+    ids: &TenantIds,
+    leaves: &File,
+    path: &std::path::Path,
+    tenant: &str,
+    n: u64,
+) -> Result<u64, StoreError> {
+    let mut w = match ids.covers() {
+        Ok((0, _)) => 0,
+        Ok((w, hash)) if w <= n && read_leaf_entry(leaves, path, w - 1)?.hash == hash => w,
+        Ok((w, _)) if w <= n => {
+            tracing::warn!(
+                tenant,
+                "the event-id index was built from another leaves file (leaf {} differs); rebuilding it",
+                w - 1
+            );
+            ids.clear()?;
+            0
+        }
+        Ok((w, _)) => {
+            tracing::warn!(
+                tenant,
+                "the event-id index covers {w} leaves but the log holds {n}; rebuilding it from the leaves file"
+            );
+            ids.clear()?;
+            0
+        }
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                "the event-id index is unreadable ({e}); rebuilding it from the leaves file"
+            );
+            ids.clear()?;
+            0
+        }
+    };
+    if w == 0 && n > 0 {
+        tracing::info!(tenant, "building the event-id index from {n} leaf entries");
+    }
+    let start = w;
+    while w < n {
+        let count = CATCH_UP_CHUNK.min(n - w);
+        let mut entries = Vec::with_capacity(count as usize);
+        let mut last_hash = [0; 32];
+        for_each_leaf_entry(leaves, path, w, count, |i, e| {
+            entries.push((e.id, i));
+            last_hash = e.hash;
+        })?;
+        ids.add(&mut entries, w + count, last_hash)?;
+        w += count;
+    }
+    Ok(n - start)
+}
+
 fn read_leaf_entry(
     file: &File,
     path: &std::path::Path,
@@ -913,6 +1282,16 @@ fn read_leaf_entry(
     file.read_exact_at(&mut buf, index * LEAF_ENTRY as u64)
         .map_err(|e| StoreError::io(path, e))?;
     Ok(LeafEntry::decode(&buf))
+}
+
+/// The index in the header of the frame at logical `offset`, if one can be read there
+/// (unchecked: a hint).
+fn frame_index_at(segments: &[Segment], offset: u64) -> Option<u64> {
+    let i = segments.partition_point(|s| s.start <= offset);
+    let seg = segments.get(i.checked_sub(1)?)?;
+    let mut head = [0u8; FRAME_HEADER];
+    seg.file.read_exact_at(&mut head, offset - seg.start).ok()?;
+    Some(FrameHeader::parse(&head).index)
 }
 
 /// Reads the frame at a logical offset; `Ok(None)` when it is missing, short or damaged.

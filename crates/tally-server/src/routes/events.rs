@@ -48,7 +48,7 @@ pub(crate) fn resolve_key(log: &TenantLog, name: &str, key: &str) -> Result<u64,
 
 /// The leaf index of the event with this id, or 404.
 pub(crate) fn lookup_id(log: &TenantLog, id: uuid::Uuid) -> Result<u64, ApiError> {
-    log.lookup(&id).ok_or_else(|| {
+    log.lookup(&id)?.ok_or_else(|| {
         ApiError::not_found(format!("no event with id {id} in tenant {}", log.name()))
     })
 }

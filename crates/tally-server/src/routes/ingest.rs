@@ -63,6 +63,13 @@ pub(crate) struct IngestResponse {
 }
 
 /// Appends events. The answer comes only after they are durable (fsync'd) and in the tree.
+///
+/// Idempotent retries: an event sent again with the same client-supplied `id` and the same
+/// content is answered with its original leaf index (`duplicate: true`) and nothing is
+/// written, for as long as the tenant's log exists (not only within a time window): ids are
+/// kept in an on-disk index that survives restarts and crashes. The same `id` with other
+/// content is refused with 409. Events without an `id` get a fresh one and are not
+/// deduplicated.
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
     params(IngestParams),
