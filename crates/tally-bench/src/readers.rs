@@ -72,10 +72,25 @@ impl Readers {
     }
 }
 
-/// Reads a response body to its end; its length.
-async fn drain(mut response: reqwest::Response, stop: &AtomicBool) -> Result<(u64, bool)> {
+/// How long a reader waits when the log has nothing for it yet.
+const NOTHING_YET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// GETs `url` and reads the body to its end (or until a stop): its length, and whether it
+/// was read whole.
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    stop: &AtomicBool,
+) -> Result<(u64, bool)> {
+    let mut response = http.get(url).bearer_auth(token).send().await?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        // No events yet (the readers start with the load): nothing to read this time.
+        tokio::time::sleep(NOTHING_YET).await;
+        return Ok((0, false));
+    }
     if !response.status().is_success() {
-        bail!("{} answered {}", response.url(), response.status());
+        bail!("{url} answered {}", response.status());
     }
     let mut bytes = 0u64;
     while let Some(chunk) = response.chunk().await? {
@@ -99,12 +114,7 @@ async fn export_loop(
         bytes: 0,
     };
     while !stop.load(Ordering::Acquire) {
-        let response = http
-            .get(format!("{url}/v1/export"))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let (bytes, complete) = drain(response, stop).await?;
+        let (bytes, complete) = fetch(http, &format!("{url}/v1/export"), token, stop).await?;
         stats.bytes += bytes;
         stats.rounds += u64::from(complete);
     }
@@ -123,29 +133,30 @@ async fn bundles_loop(
         bytes: 0,
     };
     'rounds: while !stop.load(Ordering::Acquire) {
-        let checkpoint = http
+        let response = http
             .get(format!("{url}/checkpoint"))
             .bearer_auth(token)
             .send()
-            .await?
-            .error_for_status()?
-            .text()
             .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            tokio::time::sleep(NOTHING_YET).await;
+            continue;
+        }
+        let checkpoint = response.error_for_status()?.text().await?;
         let size: u64 = checkpoint
             .lines()
             .nth(1)
             .and_then(|l| l.parse().ok())
             .context("the checkpoint has no size line")?;
+        if size < 256 {
+            tokio::time::sleep(NOTHING_YET).await;
+            continue;
+        }
         for n in 0..size / 256 {
             let path = TilePath::entries(n, 256)?.to_path();
-            let response = http
-                .get(format!("{url}/{path}"))
-                .bearer_auth(token)
-                .send()
-                .await?;
-            let (bytes, complete) = drain(response, stop).await?;
+            let (bytes, complete) = fetch(http, &format!("{url}/{path}"), token, stop).await?;
             stats.bytes += bytes;
-            if !complete {
+            if !complete && stop.load(Ordering::Acquire) {
                 break 'rounds;
             }
         }

@@ -209,6 +209,7 @@ impl Consumers {
             growth: self.log.subscribe_growth(),
             cursor,
             next: BTreeMap::new(),
+            unflushed: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("tally-{name}"))
@@ -283,11 +284,12 @@ struct Worker {
     /// Per tenant, the leaf index of the next record to deliver (ahead of the cursor by what
     /// is delivered but not yet flushed).
     next: BTreeMap<String, u64>,
+    /// Records delivered since the last successful flush.
+    unflushed: u64,
 }
 
 impl Worker {
     fn run(&mut self) {
-        let mut unflushed = false;
         let mut last_flush = Instant::now();
         let mut failures = 0u32;
         // Set once a stop is asked for: until then, what is already in the log is still
@@ -314,13 +316,11 @@ impl Worker {
                 }
             }
             let finishing = drain_until.is_some() && (!delivered || out_of_time);
-            unflushed |= delivered;
             let flush_due =
                 !delivered || finishing || last_flush.elapsed() >= self.settings.flush_interval;
-            if unflushed && flush_due {
+            if self.unflushed > 0 && flush_due {
                 match self.flush() {
                     Ok(()) => {
-                        unflushed = false;
                         last_flush = Instant::now();
                     }
                     Err(e) => {
@@ -335,7 +335,7 @@ impl Worker {
                     }
                 }
             }
-            if (delivered || !unflushed) && !out_of_time {
+            if (delivered || self.unflushed == 0) && !out_of_time {
                 if failures > 0 {
                     self.shared.succeeded();
                 }
@@ -395,6 +395,7 @@ impl Worker {
                 })
                 .map_err(|e| describe(&tenant, pos, count, &*e))?;
             self.next.insert(tenant, pos + count);
+            self.unflushed += count;
             delivered = true;
         }
         Ok(delivered)
@@ -405,15 +406,13 @@ impl Worker {
         self.consumer
             .flush()
             .map_err(|e| format!("flushing: {e}"))?;
-        let before: u64 = self.cursor.tenants.values().sum();
         self.cursor.tenants = self.next.clone();
         self.cursor
             .store(self.log.data_dir())
             .map_err(|e| format!("writing the cursor: {e}"))?;
-        let after: u64 = self.cursor.tenants.values().sum();
         self.shared
             .delivered
-            .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+            .fetch_add(std::mem::take(&mut self.unflushed), Ordering::Relaxed);
         *self.shared.durable.lock() = self.cursor.tenants.clone();
         Ok(())
     }

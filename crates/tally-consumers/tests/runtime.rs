@@ -226,6 +226,11 @@ async fn a_consumer_that_lost_its_state_starts_again_from_zero() {
         delivered(&rebuilt.seen.lock(), "acme"),
         (0..120).collect::<Vec<_>>()
     );
+    assert_eq!(
+        consumers.reports()[0].delivered,
+        120,
+        "counted as delivered"
+    );
     consumers.stop();
     log.shutdown();
 }
