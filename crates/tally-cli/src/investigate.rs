@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tally_store::{DataDir, Log, LogConfig};
+use tally_store::{LogReader, TenantRecords};
 
 use crate::client::ApiClient;
 use crate::commands::tenant_query;
@@ -133,7 +133,8 @@ pub async fn query(args: QueryArgs) -> Result<()> {
 ///
 /// The index is a projection: deleting it loses nothing, and the server rebuilds a missing or
 /// damaged one on start in the background. This command does it up front, with a progress
-/// bar. The server must be stopped (the data directory's lock is taken).
+/// bar. It reads the log without taking the writer's lock, up to each tenant's last signed
+/// checkpoint; the server must be stopped because it owns the index while it runs.
 ///
 /// Example: tally reindex --data ./data
 #[derive(Debug, Args)]
@@ -154,33 +155,28 @@ pub async fn reindex(args: ReindexArgs) -> Result<()> {
 }
 
 fn reindex_blocking(args: ReindexArgs) -> Result<()> {
-    let dir = DataDir::open_existing(&args.data)
-        .with_context(|| format!("opening {}", args.data.display()))?;
-    let origin = std::fs::read_to_string(dir.verifier_key_path())
-        .ok()
-        .and_then(|k| k.split('+').next().map(str::to_string))
-        .context("reading the log's name from log.pub")?;
-    let (log, _) = Log::open(
-        dir,
-        LogConfig {
-            origin,
-            ..LogConfig::default()
-        },
-    )
-    .context("opening the log (is a server running on this directory? stop it first)")?;
-    let index = tally_server::app::open_index(&log, tally_index::TantivyOptions::default())?;
-    let mut tenants = log.tenants();
+    // Read-only: the log's writer lock is not taken. The search index is the one thing
+    // reindex needs to itself, and opening it fails while a server has it open.
+    let reader =
+        LogReader::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
+    let index =
+        tally_server::app::open_index(reader.data_dir(), tally_index::TantivyOptions::default())?;
+    let mut tenants = reader.tenants()?;
     if let Some(t) = &args.tenant {
         if !tenants.contains(t) {
             bail!("tenant {t} has no log");
         }
         tenants = vec![t.clone()];
     }
-    let total: u64 = tenants
+    let logs = tenants
         .iter()
-        .filter_map(|t| log.tenant(t))
-        .map(|t| t.size())
-        .sum();
+        .map(|t| {
+            reader
+                .tenant(t)?
+                .with_context(|| format!("tenant {t} has no log"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let total: u64 = logs.iter().map(|t| t.size()).sum();
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -189,20 +185,19 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
                 .expect("valid template"),
         )
     };
-    for tenant in &tenants {
+    for tlog in &logs {
+        let tenant = tlog.name().to_string();
         bar.set_message(tenant.clone());
-        let tlog = log.tenant(tenant).expect("listed");
-        let indexed = tally_consumers::index::rebuild(&tlog, &*index, None, &mut |n| bar.inc(n))?;
+        let indexed = tally_consumers::index::rebuild(tlog, &*index, None, &mut |n| bar.inc(n))?;
         // The index's consumer resumes from the index itself; its cursor follows, so that
         // `tally consumers` shows where it stands.
         let name = tally_consumers::index::NAME;
-        let mut cursor = tally_consumers::CursorFile::load(log.data_dir(), name)?
+        let mut cursor = tally_consumers::CursorFile::load(reader.data_dir(), name)?
             .map_or_else(|| tally_consumers::CursorFile::new(name), Ok)?;
-        cursor.tenants.insert(tenant.clone(), indexed);
-        cursor.store(log.data_dir())?;
+        cursor.tenants.insert(tenant, indexed);
+        cursor.store(reader.data_dir())?;
     }
     bar.finish_and_clear();
-    log.shutdown();
     println!("reindexed {total} events of {} tenants", tenants.len());
     Ok(())
 }

@@ -191,6 +191,9 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    // Before anything is opened or bound: a stop asked for while the server starts (a service
+    // manager's SIGTERM the moment the port answers) must stop it in order, not kill it.
+    let shutdown = ShutdownSignal::install().context("installing the Ctrl-C/SIGTERM handlers")?;
     let app = App::start(args.app_settings()?).await?;
     for (tenant, r) in &app.report().tenants {
         if r.torn_bytes_cut > 0 || r.leaf_entries_dropped > 0 || r.leaf_entries_rebuilt > 0 {
@@ -241,22 +244,37 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    app.serve(listener, shutdown_signal())
+    app.serve(listener, shutdown.received())
         .await
         .context("serving HTTP")
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment [`ShutdownSignal::install`] runs.
+///
+/// Tokio registers a signal handler only when its stream is created; a handler created lazily
+/// (when the serving future is first polled) leaves a window after the port is bound in which
+/// SIGTERM still has its default action and kills the process mid-start. Signals that arrive
+/// before [`ShutdownSignal::received`] is awaited are kept, not lost.
+pub(crate) struct ShutdownSignal {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Replaces the default (fatal) action of SIGINT and SIGTERM for the rest of the process.
+    pub(crate) fn install() -> std::io::Result<ShutdownSignal> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignal {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves at the first SIGINT or SIGTERM, including one that arrived earlier.
+    pub(crate) async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
 }

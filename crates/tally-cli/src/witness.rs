@@ -66,6 +66,8 @@ pub struct WitnessArgs {
 }
 
 pub async fn run(args: WitnessArgs) -> Result<()> {
+    let shutdown = crate::serve::ShutdownSignal::install()
+        .context("installing the Ctrl-C/SIGTERM handlers")?;
     let logs = args
         .logs
         .iter()
@@ -95,7 +97,7 @@ pub async fn run(args: WitnessArgs) -> Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     axum::serve(listener, tally_witness::router(witness))
-        .with_graceful_shutdown(crate::serve::shutdown_signal())
+        .with_graceful_shutdown(shutdown.received())
         .await
         .context("serving HTTP")?;
     Ok(())

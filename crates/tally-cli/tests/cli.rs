@@ -734,3 +734,112 @@ fn issue_8_output_piped_into_head_ends_quietly() {
         );
     }
 }
+
+/// Sends SIGTERM to `child` as soon as `ready` exists, and returns how the process ended.
+fn sigterm_once(mut child: std::process::Child, ready: &Path) -> std::process::ExitStatus {
+    for _ in 0..2000 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(ready.exists(), "{} never appeared", ready.display());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}
+
+/// A stop asked for while a server starts (a service manager's SIGTERM the moment the process
+/// shows life) finishes the start and stops in order, exiting 0, instead of the signal's
+/// default action killing it half-started.
+#[test]
+fn sigterm_while_starting_stops_the_server_and_the_witness_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let serve = Command::new(TALLY)
+        .args(["serve", "--no-index", "--data"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("TALLY_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The data directory is the first thing the server creates.
+    let status = sigterm_once(serve, &data);
+    assert!(status.success(), "tally serve ended with {status}");
+    // It started fully before stopping: the directory opens again and verifies.
+    ok(&Command::new(TALLY)
+        .args(["verify", data.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap());
+
+    let key = tmp.path().join("log.key");
+    let vkey = ok(&Command::new(TALLY)
+        .args([
+            "keygen",
+            "--out",
+            key.to_str().unwrap(),
+            "--name",
+            "audit.test",
+        ])
+        .output()
+        .unwrap());
+    let state = tmp.path().join("witness");
+    let witness = Command::new(TALLY)
+        .args(["witness", "--state"])
+        .arg(&state)
+        .args(["--name", "w.test", "--listen", "127.0.0.1:0", "--log"])
+        .arg(format!("audit.test={}", vkey.trim()))
+        .env("TALLY_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = sigterm_once(witness, &state);
+    assert!(status.success(), "tally witness ended with {status}");
+}
+
+/// `tally reindex` reads the log without the writer's lock, so it runs beside a server that
+/// owns the log but not the index (`--no-index`), reading up to the last signed checkpoint;
+/// a server that has the index open keeps it to itself, and reindex says so without
+/// touching it.
+#[test]
+fn reindex_reads_the_log_beside_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let events = tmp.path().join("events.ndjson");
+    ndjson(&events, 0, 40, None);
+    let reindex = || {
+        Command::new(TALLY)
+            .args(["reindex", "--data", dir.to_str().unwrap(), "--quiet"])
+            .env("TALLY_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    let server = Server::start_with(&dir, &["--no-index"]);
+    ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+    let size = settled_size(&server);
+    assert!(size >= 40, "{size}");
+    let out = ok(&reindex());
+    assert!(
+        out.starts_with(&format!("reindexed {size} events")),
+        "{out}"
+    );
+    server.stop();
+
+    // The server with its index takes over the rebuilt one and finds every event in it.
+    let server = Server::start(&dir);
+    server.wait_for_consumers();
+    let out = ok(&server.tally(&["query", "action:user.login", "--limit", "1000"]));
+    assert_eq!(out.lines().count(), 40, "{out}");
+    // While it runs, the index is its own: reindex refuses and changes nothing.
+    let out = reindex();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open in another process"), "{err}");
+    let again = ok(&server.tally(&["query", "action:user.login", "--limit", "1000"]));
+    assert_eq!(again.lines().count(), 40, "{again}");
+    server.stop();
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use tally_index::{EventIndex, IndexError, IndexedEvent};
-use tally_store::TenantLog;
+use tally_store::TenantRecords;
 
 use crate::{Batch, Consumer, ConsumerError, ConsumerSettings};
 
@@ -88,10 +88,10 @@ fn add(index: &dyn EventIndex, batch: Batch<'_>) -> Result<(), IndexError> {
 /// Rebuilds a tenant's index from its log with the consumer's own code: clears it, adds the
 /// records `[0, upto)` (the whole log when `upto` is `None` or beyond it) and commits, calling
 /// `progress` with the number of records added after each chunk. Returns how many records
-/// were indexed. For `tally reindex` and benchmarks; no consumer may feed the same index
-/// meanwhile.
+/// were indexed. For `tally reindex` (from a read-only [`tally_store::LogReader`]) and
+/// benchmarks; no consumer may feed the same index meanwhile.
 pub fn rebuild(
-    tlog: &TenantLog,
+    tlog: &dyn TenantRecords,
     index: &dyn EventIndex,
     upto: Option<u64>,
     progress: &mut dyn FnMut(u64),

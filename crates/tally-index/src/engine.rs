@@ -97,6 +97,10 @@ pub enum IndexError {
     /// The engine failed (or was asked something invalid, such as a bad tenant name).
     #[error("search index engine error: {0}")]
     Engine(String),
+    /// Another process has the index directory open (one process at a time: a running server
+    /// owns its index, so `tally reindex` waits for it to stop).
+    #[error("the search index in {0} is open in another process (a running server?); stop that process first")]
+    Busy(String),
     /// The tenant's index is damaged or from an incompatible version: `clear` it and rebuild it
     /// from the log.
     #[error("search index is corrupt: {0}")]

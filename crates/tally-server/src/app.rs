@@ -219,7 +219,7 @@ impl App {
         // Everything that follows the log: each consumer on its own thread, from its cursor.
         let consumers = Arc::new(Consumers::new(log.clone()));
         if let Some(index) = &settings.index {
-            let engine = open_index(&log, index.tantivy.clone())?;
+            let engine = open_index(log.data_dir(), index.tantivy.clone())?;
             consumers
                 .spawn(
                     tally_consumers::index::NAME,
@@ -363,12 +363,14 @@ impl App {
 /// Opens the search index of a data directory. The index is derived data: one that cannot be
 /// opened is deleted and rebuilt from the log.
 pub fn open_index(
-    log: &Log,
+    data: &DataDir,
     options: tally_index::TantivyOptions,
 ) -> Result<Arc<dyn tally_index::EventIndex>, StartError> {
-    let dir = log.data_dir().index_path();
+    let dir = data.index_path();
     match tally_index::TantivyIndex::open_with(&dir, options.clone()) {
         Ok(index) => Ok(Arc::new(index)),
+        // Another process owns it: never delete what it is writing.
+        Err(e @ tally_index::IndexError::Busy(_)) => Err(failed("opening the search index")(e)),
         Err(e) => {
             tracing::warn!(
                 "the search index in {} cannot be opened ({e}); rebuilding it from the log",

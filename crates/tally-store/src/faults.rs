@@ -1,8 +1,9 @@
 //! Fault injection for tests: make the log's own write path fail the way disks fail.
 //!
-//! A [`Faults`] handle given in [`crate::LogConfig::faults`] is consulted at every point
-//! where the log writes, syncs or could crash; a fault armed there strikes the next
-//! operations at that point. Without a handle (production) the checks cost one branch.
+//! A [`Faults`] handle given in [`crate::LogConfig::faults`] wraps the storage driver in a
+//! [`crate::FaultyStorage`], which consults it at every append, sync and segment creation,
+//! and the sequencer consults it at the crash points between those; a fault armed at a point
+//! strikes the next operations there. Without a handle (production) nothing is consulted.
 //!
 //! The points are the crash points the sequencer's comments name, so a test can show for
 //! each of them that no acknowledged event is lost and that recovery and `tally verify`
@@ -127,32 +128,12 @@ impl Faults {
     }
 }
 
-/// The outcome of consulting the faults at a point: go on, fail with an I/O error, or stop
-/// dead (a simulated crash).
-pub(crate) enum Strike {
-    Proceed,
-    Fail(std::io::Error),
-    Short(usize),
-    Crash,
-}
-
-/// Consults `faults` (if any) at `point`.
-pub(crate) fn strike(faults: Option<&Faults>, point: FaultPoint) -> Strike {
+/// Whether the simulated process dies at `point`, one of the crash points between I/O
+/// operations (`BeforeSync`, `BeforePublish`, `BeforeAcknowledge`): a crash armed there
+/// strikes, or one struck earlier. Only [`Fault::Crash`] means anything at these points.
+pub(crate) fn crashes_at(faults: Option<&Faults>, point: FaultPoint) -> bool {
     let Some(faults) = faults else {
-        return Strike::Proceed;
+        return false;
     };
-    if faults.crashed() {
-        return Strike::Crash;
-    }
-    match faults.strike(point) {
-        None => Strike::Proceed,
-        Some(Fault::Error(code)) => Strike::Fail(std::io::Error::from_raw_os_error(code)),
-        Some(Fault::ShortWrite { bytes }) => Strike::Short(bytes),
-        Some(Fault::Crash) => Strike::Crash,
-    }
-}
-
-/// `ENOSPC`, for a short write's failure.
-pub(crate) fn no_space() -> std::io::Error {
-    std::io::Error::from_raw_os_error(libc::ENOSPC)
+    faults.crashed() || faults.strike(point) == Some(Fault::Crash)
 }

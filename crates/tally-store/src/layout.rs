@@ -223,18 +223,19 @@ impl TenantDir {
         self.root.join("tree-state")
     }
 
-    /// Start offsets of the existing segments, ascending.
+    /// Start offsets of the existing segments, ascending (local files).
     pub fn list_segments(&self) -> Result<Vec<u64>, StoreError> {
+        self.list_segments_in(&crate::storage::PosixStorage)
+    }
+
+    /// Start offsets of the segments `storage` holds, ascending.
+    pub fn list_segments_in(
+        &self,
+        storage: &dyn crate::storage::Storage,
+    ) -> Result<Vec<u64>, StoreError> {
         let dir = self.segments_path();
         let mut out = Vec::new();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(StoreError::io(&dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in storage.list(&dir).map_err(|e| StoreError::io(&dir, e))? {
             let Some(stem) = name.strip_suffix(".seg") else {
                 continue;
             };

@@ -37,9 +37,11 @@ mod idindex;
 pub mod layout;
 mod log;
 pub mod metrics;
+mod reader;
 mod scrub;
 mod sequencer;
 pub mod signer;
+pub mod storage;
 mod tenant;
 mod treestate;
 pub mod verify;
@@ -51,5 +53,7 @@ pub use layout::{DataDir, TenantDir};
 pub use log::{
     tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,
 };
+pub use reader::{LogReader, TenantReader, TenantRecords};
 pub use signer::{CheckpointSigner, KeySource};
+pub use storage::{FaultyStorage, OpenMode, PosixStorage, SequentialReader, Storage, StoredFile};
 pub use tenant::{open_checkpoint, CheckpointError, RecoveryReport, SignedCheckpoint, TenantLog};

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{AppendError, Damage, StoreError};
 use crate::idindex::IdIndex;
-use crate::layout::{self, DataDir};
+use crate::layout::DataDir;
 use crate::metrics::LogMetrics;
 use crate::sequencer::{self, Job};
 use crate::signer::{self, KeySource, Signer};
@@ -46,7 +46,12 @@ pub struct LogConfig {
     /// elsewhere, or a command that signs. With either of the last two the data directory
     /// holds no `log.key`, only `log.pub`.
     pub signing: KeySource,
-    /// Faults to inject on the write path (tests only; `None` in production).
+    /// Where the tenant logs' bytes are kept: local files ([`crate::PosixStorage`]) unless
+    /// another driver is given.
+    pub storage: Arc<dyn crate::storage::Storage>,
+    /// Faults to inject (tests only; `None` in production): the storage driver is wrapped in
+    /// a [`crate::FaultyStorage`] that fails its I/O as armed, and the sequencer's crash points
+    /// between I/O operations consult them too.
     pub faults: Option<Arc<crate::faults::Faults>>,
     /// How often published event ids are moved from memory to the on-disk id index (sooner
     /// when a tenant has more than [`crate::tenant::INDEX_LAG_BOUND`] of them waiting).
@@ -67,6 +72,7 @@ impl Default for LogConfig {
             scrub_interval: Some(Duration::from_secs(24 * 3600)),
             scrub_bytes_per_second: 64 << 20,
             signing: KeySource::DataDir,
+            storage: crate::storage::PosixStorage::shared(),
             faults: None,
             id_index_interval: Duration::from_secs(1),
             tree_state_interval: Duration::from_secs(10),
@@ -135,6 +141,8 @@ const CHECKPOINT_EVENTS_BUFFER: usize = 4096;
 /// Shared between the [`Log`] handle and the sequencer threads.
 pub(crate) struct Inner {
     pub(crate) dir: DataDir,
+    /// The storage driver (with the faults of [`LogConfig::faults`] applied).
+    pub(crate) storage: Arc<dyn crate::storage::Storage>,
     pub(crate) config: LogConfig,
     pub(crate) signer: Signer,
     pub(crate) verifier: NoteVerifier,
@@ -196,6 +204,7 @@ impl Inner {
                 accept_unsigned_history: false,
                 metrics: &self.metrics,
                 ids: &self.ids,
+                storage: &self.storage,
             },
         )?;
         let log = Arc::new(log);
@@ -214,8 +223,13 @@ impl Inner {
         self.ids.forget(&log.ids)?;
         let root = log.dir.root().to_path_buf();
         drop(log);
-        std::fs::remove_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
-        layout::sync_dir(&self.dir.tenants_path())
+        self.storage
+            .remove_dir_all(&root)
+            .map_err(|e| StoreError::io(&root, e))?;
+        let tenants = self.dir.tenants_path();
+        self.storage
+            .sync_dir(&tenants)
+            .map_err(|e| StoreError::io(&tenants, e))
     }
 }
 
@@ -275,6 +289,13 @@ impl Log {
         let metrics = LogMetrics::default();
         let signer = Signer::new(signer, config.checkpoint_interval, metrics.clone());
         let ids = Arc::new(IdIndex::open(&dir.id_index_path())?);
+        let storage: Arc<dyn crate::storage::Storage> = match &config.faults {
+            Some(faults) => Arc::new(crate::storage::FaultyStorage::new(
+                config.storage.clone(),
+                faults.clone(),
+            )),
+            None => config.storage.clone(),
+        };
         let mut tenants = BTreeMap::new();
         let mut reports = Vec::new();
         for name in dir.list_tenants()? {
@@ -289,6 +310,7 @@ impl Log {
                     accept_unsigned_history: config.accept_unsigned_history.contains(&name),
                     metrics: &metrics,
                     ids: &ids,
+                    storage: &storage,
                 },
             )?;
             tracing::info!(tenant = name, size = report.size, "recovered tenant log");
@@ -306,6 +328,7 @@ impl Log {
         }
         let inner = Arc::new(Inner {
             dir,
+            storage,
             config,
             signer,
             verifier,

@@ -12,8 +12,6 @@
 //! never observe anything that is not yet durable.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -23,10 +21,10 @@ use tally_tlog::{checkpoint::Checkpoint, Hash};
 use tokio::sync::oneshot;
 
 use crate::error::{AppendError, StoreError};
-use crate::faults::{self, FaultPoint, Strike};
+use crate::faults::{self, FaultPoint};
 use crate::frame::{encode_checkpoint_frame, encode_frame_with_crc, LeafEntry};
-use crate::layout;
 use crate::log::{Appended, CheckpointEvent, Inner, PreparedEvent};
+use crate::storage::{OpenMode, StoredFile};
 use crate::tenant::{push_leaf, SignedCheckpoint, TenantLog, TenantWriter};
 
 /// A request waiting for the sequencer.
@@ -66,7 +64,7 @@ struct Written {
 
 struct WrittenTenant {
     log: Arc<TenantLog>,
-    segment: Arc<File>,
+    segment: Arc<dyn StoredFile>,
     first_index: u64,
     leaves: Vec<(Hash, u128)>,
 }
@@ -231,6 +229,11 @@ fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
         match write_tenant(inner, s, number) {
             Ok(t) => tenants.push(t),
             Err(WriteFailure::Crash) => return None,
+            Err(WriteFailure::Sync(e)) => {
+                let reason = fail_log(inner, &e);
+                fail_all(replies, &reason);
+                return None;
+            }
             Err(WriteFailure::Io(e)) => {
                 let reason = match undo_writes(&marks, number) {
                     Ok(()) => {
@@ -248,7 +251,7 @@ fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
             }
         }
     }
-    if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforeSync) {
+    if faults::crashes_at(inner.faults(), FaultPoint::BeforeSync) {
         return None;
     }
     inner.write_trouble.lock().take();
@@ -264,6 +267,8 @@ fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
 enum WriteFailure {
     /// The write failed; what it left behind must be cut.
     Io(StoreError),
+    /// An fsync failed: what is durable is unknown, so the log stops until recovery.
+    Sync(StoreError),
     /// A simulated crash: stop dead.
     Crash,
 }
@@ -307,12 +312,12 @@ fn undo_writes(marks: &[WriteMark], number: u64) -> Result<(), StoreError> {
         };
         let path = m.log.dir.segment_path(w.segment_start);
         w.segment
-            .set_len(segment_len)
+            .truncate(segment_len)
             .map_err(|e| StoreError::io(&path, e))?;
         w.segment_len = segment_len;
         let leaves_path = m.log.dir.leaves_path();
         w.leaves
-            .set_len(m.next_index * crate::frame::LEAF_ENTRY as u64)
+            .truncate(m.next_index * crate::frame::LEAF_ENTRY as u64)
             .map_err(|e| StoreError::io(&leaves_path, e))?;
         w.next_index = m.next_index;
         if w.inflight_groups.back().is_some_and(|(n, _)| *n == number) {
@@ -325,26 +330,24 @@ fn undo_writes(marks: &[WriteMark], number: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes `bytes` to `file` unless a fault strikes first (a failure, a write cut short, or
-/// a crash).
-fn write_with_faults(
+/// Appends `bytes` to `file`. A failure may leave a prefix behind, which the caller cuts.
+fn append(
     inner: &Inner,
-    point: FaultPoint,
-    file: &mut File,
+    file: &dyn StoredFile,
     bytes: &[u8],
     path: &std::path::Path,
 ) -> Result<(), WriteFailure> {
-    match faults::strike(inner.faults(), point) {
-        Strike::Proceed => {}
-        Strike::Crash => return Err(WriteFailure::Crash),
-        Strike::Fail(e) => return Err(StoreError::io(path, e).into()),
-        Strike::Short(n) => {
-            let _ = file.write_all(&bytes[..n.min(bytes.len())]);
-            return Err(StoreError::io(path, faults::no_space()).into());
-        }
+    file.append(bytes).map_err(|e| failure(inner, path, e))
+}
+
+/// What an I/O error on the write path means: a simulated crash (tests) stops dead, anything
+/// else is a failed write.
+fn failure(inner: &Inner, path: &std::path::Path, e: std::io::Error) -> WriteFailure {
+    if inner.crashed() {
+        WriteFailure::Crash
+    } else {
+        WriteFailure::Io(StoreError::io(path, e))
     }
-    file.write_all(bytes)
-        .map_err(|e| StoreError::io(path, e).into())
 }
 
 /// Writes one tenant's part of a group and records its ids as in flight.
@@ -357,22 +360,10 @@ fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, 
     debug_assert_eq!(w.next_index, s.first_index);
     let path = s.log.dir.segment_path(w.segment_start);
     // The length counts only once the whole write is in: a failed one is cut back.
-    write_with_faults(
-        inner,
-        FaultPoint::RecordWrite,
-        &mut w.segment,
-        &s.frames,
-        &path,
-    )?;
+    append(inner, &*w.segment, &s.frames, &path)?;
     w.segment_len += s.frames.len() as u64;
     let leaves_path = s.log.dir.leaves_path();
-    write_with_faults(
-        inner,
-        FaultPoint::LeafWrite,
-        &mut w.leaves,
-        &s.entries,
-        &leaves_path,
-    )?;
+    append(inner, &*w.leaves, &s.entries, &leaves_path)?;
     w.next_index += s.leaves.len() as u64;
     for (&id, &(index, start, _)) in &s.pending {
         w.inflight
@@ -382,7 +373,7 @@ fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, 
     w.inflight_groups.push_back((number, ids));
     Ok(WrittenTenant {
         log: s.log.clone(),
-        segment: w.segment_sync.clone(),
+        segment: w.segment.clone(),
         first_index: s.first_index,
         leaves: s.leaves,
     })
@@ -560,28 +551,26 @@ fn roll_segment(inner: &Inner, log: &TenantLog, w: &mut TenantWriter) -> Result<
     let path = log.dir.segment_path(start);
     // The old segment is synced before the new one exists, so recovery never sees a later
     // segment whose predecessor is missing data.
-    w.segment
-        .sync_data()
-        .map_err(|e| StoreError::io(&log.dir.segment_path(w.segment_start), e))?;
-    match faults::strike(inner.faults(), FaultPoint::SegmentRoll) {
-        Strike::Proceed => {}
-        Strike::Crash => return Err(WriteFailure::Crash),
-        Strike::Fail(e) => return Err(StoreError::io(&path, e).into()),
-        Strike::Short(_) => return Err(StoreError::io(&path, faults::no_space()).into()),
-    }
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
-    layout::sync_dir(&log.dir.segments_path())?;
-    let reader = Arc::new(File::open(&path).map_err(|e| StoreError::io(&path, e))?);
+    w.segment.sync().map_err(|e| {
+        match failure(inner, &log.dir.segment_path(w.segment_start), e) {
+            WriteFailure::Io(e) => WriteFailure::Sync(e),
+            other => other,
+        }
+    })?;
+    let file = inner
+        .storage
+        .open(&path, OpenMode::CreateNew)
+        .map_err(|e| failure(inner, &path, e))?;
+    let segments = log.dir.segments_path();
+    inner
+        .storage
+        .sync_dir(&segments)
+        .map_err(|e| failure(inner, &segments, e))?;
     log.state.write().segments.push(crate::tenant::Segment {
         start,
-        file: reader.clone(),
+        file: file.clone(),
     });
     w.segment = file;
-    w.segment_sync = reader;
     w.segment_start = start;
     w.segment_len = 0;
     Ok(())
@@ -612,23 +601,18 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
     // 3. Fsync every segment the groups wrote: one fsync per file, however many groups and
     //    requests it holds. A crash before it returns loses nothing acknowledged.
     let fsync_started = Instant::now();
-    let mut synced: Vec<*const File> = Vec::new();
-    let mut result = match faults::strike(inner.faults(), FaultPoint::RecordSync) {
-        Strike::Proceed => Ok(()),
-        Strike::Crash => return,
-        Strike::Fail(e) => Err(StoreError::io(&inner.dir.tenants_path(), e)),
-        Strike::Short(_) => Err(StoreError::io(
-            &inner.dir.tenants_path(),
-            faults::no_space(),
-        )),
-    };
-    'sync: for w in batch.iter().filter(|_| result.is_ok()) {
+    let mut synced: Vec<*const ()> = Vec::new();
+    let mut result = Ok(());
+    'sync: for w in &batch {
         for t in &w.tenants {
-            let file = Arc::as_ptr(&t.segment);
+            let file = Arc::as_ptr(&t.segment).cast::<()>();
             if synced.contains(&file) {
                 continue;
             }
-            if let Err(e) = t.segment.sync_data() {
+            if let Err(e) = t.segment.sync() {
+                if inner.crashed() {
+                    return;
+                }
                 result = Err(StoreError::io(&t.log.dir.segments_path(), e));
                 break 'sync;
             }
@@ -650,7 +634,7 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
     // 4. Publish, then 5. acknowledge. Durable but not yet acknowledged: a crash here loses
     //    nothing acknowledged, and a client retrying with the same ids is answered from the
     //    id map after restart.
-    if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforePublish) {
+    if faults::crashes_at(inner.faults(), FaultPoint::BeforePublish) {
         return;
     }
     for w in batch {
@@ -681,7 +665,7 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
         }
         inner.published_group.store(w.number, Ordering::Release);
         inner.growth.notify();
-        if let Strike::Crash = faults::strike(inner.faults(), FaultPoint::BeforeAcknowledge) {
+        if faults::crashes_at(inner.faults(), FaultPoint::BeforeAcknowledge) {
             return;
         }
         inner.metrics.events.inc_by(total);
@@ -757,10 +741,9 @@ fn sign_checkpoint(
     // leaves file up to the last checkpoint's size. Every published entry was written by the
     // writer thread before its group reached this thread.
     let leaves_path = log.dir.leaves_path();
-    sync_fault(inner, FaultPoint::LeafSync, &leaves_path)?;
     log.leaves_handle()
-        .sync_data()
-        .map_err(|e| StoreError::io(&leaves_path, e))?;
+        .sync()
+        .map_err(|e| sync_failure(inner, &leaves_path, e))?;
     let body = Checkpoint {
         origin: log.origin().to_string(),
         size,
@@ -774,18 +757,20 @@ fn sign_checkpoint(
         Err(e) => return Err(e.into()),
     };
     {
-        let mut file = log.checkpoints.lock();
+        let file = log.checkpoints.lock();
         let path = log.dir.checkpoints_path();
-        let before = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+        let before = file.len().map_err(|e| StoreError::io(&path, e))?;
         let frame = encode_checkpoint_frame(&note);
-        match write_with_faults(inner, FaultPoint::CheckpointWrite, &mut file, &frame, &path) {
+        match append(inner, &**file, &frame, &path) {
             Ok(()) => {}
             Err(WriteFailure::Crash) => return Err(CheckpointFailure::Stop),
+            Err(WriteFailure::Sync(e)) => return Err(CheckpointFailure::Fatal(e)),
             // Cut what the failed write left and sign again at a later tick: the tree is
             // durable, only its signature is late. If the cut fails, the file's tail is
             // unknown and the log stops.
             Err(WriteFailure::Io(e)) => {
-                file.set_len(before).map_err(|e| StoreError::io(&path, e))?;
+                file.truncate(before)
+                    .map_err(|e| sync_failure(inner, &path, e))?;
                 tracing::error!(
                     tenant = log.name(),
                     "writing a checkpoint failed and was undone: {e}; signing again later"
@@ -794,8 +779,7 @@ fn sign_checkpoint(
                 return Err(CheckpointFailure::Retry);
             }
         }
-        sync_fault(inner, FaultPoint::CheckpointSync, &path)?;
-        file.sync_data().map_err(|e| StoreError::io(&path, e))?;
+        file.sync().map_err(|e| sync_failure(inner, &path, e))?;
     }
     // A checkpoint append went through again.
     inner.checkpoint_trouble.lock().take();
@@ -827,16 +811,12 @@ impl From<StoreError> for CheckpointFailure {
     }
 }
 
-/// A fault at a sync point of checkpointing: go on, or what to do instead.
-fn sync_fault(
-    inner: &Inner,
-    point: FaultPoint,
-    path: &std::path::Path,
-) -> Result<(), CheckpointFailure> {
-    match faults::strike(inner.faults(), point) {
-        Strike::Proceed => Ok(()),
-        Strike::Crash => Err(CheckpointFailure::Stop),
-        Strike::Fail(e) => Err(StoreError::io(path, e).into()),
-        Strike::Short(_) => Err(StoreError::io(path, faults::no_space()).into()),
+/// What a failed sync (or cut) while checkpointing means: a simulated crash stops dead; a
+/// real failure stops the log until a restart.
+fn sync_failure(inner: &Inner, path: &std::path::Path, e: std::io::Error) -> CheckpointFailure {
+    if inner.crashed() {
+        CheckpointFailure::Stop
+    } else {
+        CheckpointFailure::Fatal(StoreError::io(path, e))
     }
 }

@@ -6,8 +6,6 @@
 //! (size, ids, tree nodes, checkpoint) is ahead of what is fsync'd.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,7 +19,8 @@ use crate::frame::{
     FRAME_HEADER, LEAF_ENTRY,
 };
 use crate::idindex::{IdFilter, IdIndex, TenantIds, CATCH_UP_CHUNK};
-use crate::layout::{self, TenantDir};
+use crate::layout::TenantDir;
+use crate::storage::{OpenMode, Storage, StoredFile};
 use crate::treestate::{level_len, TreeState};
 
 /// Published ids the on-disk index does not hold yet may pile up to this many before the
@@ -50,7 +49,7 @@ pub(crate) type IdMap = HashMap<u128, u64, foldhash::fast::RandomState>;
 #[derive(Debug, Clone)]
 pub(crate) struct Segment {
     pub(crate) start: u64,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<dyn StoredFile>,
 }
 
 /// State visible to readers; replaced only by the sequencer after a durable write.
@@ -73,12 +72,11 @@ pub(crate) struct TenantState {
 /// the sequencer's writing thread.
 #[derive(Debug)]
 pub(crate) struct TenantWriter {
-    pub(crate) segment: File,
-    /// A second handle on the current segment, for the syncing thread's fsync.
-    pub(crate) segment_sync: Arc<File>,
+    /// The current segment (the same handle readers and the syncing thread use).
+    pub(crate) segment: Arc<dyn StoredFile>,
     pub(crate) segment_start: u64,
     pub(crate) segment_len: u64,
-    pub(crate) leaves: File,
+    pub(crate) leaves: Arc<dyn StoredFile>,
     /// Index of the next frame written (ahead of the published size while a group syncs).
     pub(crate) next_index: u64,
     /// Ids written but not yet published → (index, frame offset), so that a retry arriving
@@ -101,11 +99,13 @@ pub struct TenantLog {
     name: String,
     origin: String,
     pub(crate) dir: TenantDir,
-    leaves: File,
+    /// Where this log's bytes are kept.
+    pub(crate) storage: Arc<dyn Storage>,
+    leaves: Arc<dyn StoredFile>,
     pub(crate) state: RwLock<TenantState>,
     pub(crate) writer: Mutex<TenantWriter>,
     /// Append handle of the checkpoints file: used by the syncing thread only.
-    pub(crate) checkpoints: Mutex<File>,
+    pub(crate) checkpoints: Mutex<Arc<dyn StoredFile>>,
     /// The first damage found in this log since start (start-up check, scrub or a read).
     damage: Mutex<Option<Damage>>,
     metrics: crate::metrics::LogMetrics,
@@ -138,6 +138,8 @@ pub(crate) struct OpenTenant<'a> {
     pub(crate) metrics: &'a crate::metrics::LogMetrics,
     /// The data directory's event-id index.
     pub(crate) ids: &'a Arc<IdIndex>,
+    /// Where the log's bytes are kept.
+    pub(crate) storage: &'a Arc<dyn Storage>,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -174,12 +176,19 @@ impl TenantLog {
         how: &OpenTenant<'_>,
     ) -> Result<(TenantLog, RecoveryReport), StoreError> {
         let (name, origin, verifier) = (how.name, how.origin, how.verifier);
-        let created = !dir.root().exists();
-        fs::create_dir_all(dir.segments_path()).map_err(|e| StoreError::io(dir.root(), e))?;
+        let storage = how.storage;
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |e| StoreError::io(&path, e)
+        };
+        let created = !storage.exists(dir.root()).map_err(io(dir.root()))?;
+        storage
+            .create_dir_all(&dir.segments_path())
+            .map_err(io(dir.root()))?;
         if created {
-            layout::sync_dir(dir.root())?;
+            storage.sync_dir(dir.root()).map_err(io(dir.root()))?;
             if let Some(parent) = dir.root().parent() {
-                layout::sync_dir(parent)?;
+                storage.sync_dir(parent).map_err(io(parent))?;
             }
         }
         let corrupt = |index: u64, detail: String| StoreError::Corrupt {
@@ -189,47 +198,49 @@ impl TenantLog {
         };
 
         let checkpoints_path = dir.checkpoints_path();
-        let checkpoints = open_rw(&checkpoints_path)?;
-        let (checkpoint, good_len) = read_last_checkpoint(&checkpoints_path, verifier)
-            .map_err(|detail| corrupt(0, detail))?;
-        if good_len < file_len(&checkpoints, &checkpoints_path)? {
+        let checkpoints = storage
+            .open(&checkpoints_path, OpenMode::Append)
+            .map_err(io(&checkpoints_path))?;
+        let (checkpoint, good_len) =
+            read_last_checkpoint(&*checkpoints, &checkpoints_path, verifier)
+                .map_err(|detail| corrupt(0, detail))?;
+        if good_len < checkpoints.len().map_err(io(&checkpoints_path))? {
             tracing::warn!(
                 tenant = name,
                 "cut a torn checkpoint write at the end of {}",
                 checkpoints_path.display()
             );
             checkpoints
-                .set_len(good_len)
-                .map_err(|e| StoreError::io(&checkpoints_path, e))?;
-            checkpoints
-                .sync_data()
-                .map_err(|e| StoreError::io(&checkpoints_path, e))?;
+                .truncate(good_len)
+                .map_err(io(&checkpoints_path))?;
+            checkpoints.sync().map_err(io(&checkpoints_path))?;
         }
         let floor = checkpoint.as_ref().map_or(0, |c| c.size);
 
+        // Every segment is opened to append: recovery may cut any of them, and the last one
+        // is the writer's.
         let mut segments = Vec::new();
-        for start in dir.list_segments()? {
+        for start in dir.list_segments_in(&**storage)? {
             let path = dir.segment_path(start);
-            let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
             segments.push(Segment {
                 start,
-                file: Arc::new(file),
+                file: storage.open(&path, OpenMode::Append).map_err(io(&path))?,
             });
         }
         if segments.is_empty() {
             let path = dir.segment_path(0);
-            let file = open_rw(&path)?;
-            layout::sync_dir(&dir.segments_path())?;
-            drop(file);
-            segments.push(Segment {
-                start: 0,
-                file: Arc::new(File::open(&path).map_err(|e| StoreError::io(&path, e))?),
-            });
+            let file = storage.open(&path, OpenMode::Append).map_err(io(&path))?;
+            storage
+                .sync_dir(&dir.segments_path())
+                .map_err(io(&dir.segments_path()))?;
+            segments.push(Segment { start: 0, file });
         }
 
         let leaves_path = dir.leaves_path();
-        let leaves_w = open_rw(&leaves_path)?;
-        let leaves_len = file_len(&leaves_w, &leaves_path)?;
+        let leaves_w = storage
+            .open(&leaves_path, OpenMode::Append)
+            .map_err(io(&leaves_path))?;
+        let leaves_len = leaves_w.len().map_err(io(&leaves_path))?;
         let mut report = RecoveryReport::default();
         // The leaves file is fsync'd only before a checkpoint is signed, so only entries the last
         // checkpoint covers are sure to be intact after a power loss; later ones are re-derived
@@ -239,7 +250,7 @@ impl TenantLog {
         // A leaf entry is trusted only if the frame it points at is intact and agrees with it.
         let mut end_of_valid = 0u64;
         while n > 0 {
-            let entry = read_leaf_entry(&leaves_w, &leaves_path, n - 1)?;
+            let entry = read_leaf_entry(&*leaves_w, &leaves_path, n - 1)?;
             match read_frame_at(&segments, &dir, entry.offset) {
                 Ok(Some((header, record)))
                     if header.index == n - 1 && tally_tlog::leaf_hash(&record) == entry.hash =>
@@ -265,7 +276,7 @@ impl TenantLog {
         let mut cut_at: Option<(usize, u64)> = None;
         'segments: for (i, seg) in segments.iter().enumerate().skip(seg_idx) {
             let path = dir.segment_path(seg.start);
-            let bytes = read_file_from(&seg.file, &path, pos.saturating_sub(seg.start))?;
+            let bytes = read_file_from(&*seg.file, &path, pos.saturating_sub(seg.start))?;
             let base = pos.max(seg.start);
             let mut at = 0usize;
             while at < bytes.len() {
@@ -329,7 +340,13 @@ impl TenantLog {
                     "opening records without a signed checkpoint history, as the operator asked"
                 );
             } else {
-                match sign_empty_tree(&checkpoints, &checkpoints_path, origin, how.sign) {
+                match sign_empty_tree(
+                    &**storage,
+                    &*checkpoints,
+                    &checkpoints_path,
+                    origin,
+                    how.sign,
+                ) {
                     Ok(cp) => checkpoint = Some(cp),
                     // A signer that is down (a signing command, an HSM) must not stop new
                     // tenants from taking events: the checkpointer signs their tree as soon
@@ -346,30 +363,27 @@ impl TenantLog {
         let indexed = n - report.leaf_entries_rebuilt;
         if indexed * LEAF_ENTRY as u64 != leaves_len {
             leaves_w
-                .set_len(indexed * LEAF_ENTRY as u64)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
+                .truncate(indexed * LEAF_ENTRY as u64)
+                .map_err(io(&leaves_path))?;
         }
         if let Some((i, offset)) = cut_at {
             let mut cut = 0;
             for (j, seg) in segments.iter().enumerate().skip(i) {
                 let path = dir.segment_path(seg.start);
-                let len = file_len(&seg.file, &path)?;
+                let len = seg.file.len().map_err(io(&path))?;
                 if j == i {
                     cut += len - (offset - seg.start);
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| StoreError::io(&path, e))?;
-                    f.set_len(offset - seg.start)
-                        .map_err(|e| StoreError::io(&path, e))?;
-                    f.sync_all().map_err(|e| StoreError::io(&path, e))?;
+                    seg.file.truncate(offset - seg.start).map_err(io(&path))?;
+                    seg.file.sync().map_err(io(&path))?;
                 } else {
                     cut += len;
-                    fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                    storage.remove_file(&path).map_err(io(&path))?;
                 }
             }
             segments.truncate(i + 1);
-            layout::sync_dir(&dir.segments_path())?;
+            storage
+                .sync_dir(&dir.segments_path())
+                .map_err(io(&dir.segments_path()))?;
             report.torn_bytes_cut = cut;
             tracing::warn!(
                 tenant = name,
@@ -378,12 +392,9 @@ impl TenantLog {
             );
         }
         if !new_entries.is_empty() {
-            leaves_w
-                .write_all_at(&new_entries, indexed * LEAF_ENTRY as u64)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-            leaves_w
-                .sync_data()
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
+            // The file was cut to `indexed` entries just above: this appends right there.
+            leaves_w.append(&new_entries).map_err(io(&leaves_path))?;
+            leaves_w.sync().map_err(io(&leaves_path))?;
         }
         if report.leaf_entries_dropped > 0 || report.leaf_entries_rebuilt > 0 {
             tracing::warn!(
@@ -403,7 +414,7 @@ impl TenantLog {
                 Some(state) => {
                     let frontier = state
                         .check(&Nodes {
-                            leaves: &leaves_w,
+                            leaves: &*leaves_w,
                             dir: &dir,
                             name,
                             upper: &[],
@@ -434,7 +445,7 @@ impl TenantLog {
                 let bytes = &mut buf[..count as usize * LEAF_ENTRY];
                 leaves_w
                     .read_exact_at(bytes, i * LEAF_ENTRY as u64)
-                    .map_err(|e| StoreError::io(&leaves_path, e))?;
+                    .map_err(io(&leaves_path))?;
                 for chunk in bytes.chunks_exact(LEAF_ENTRY) {
                     push_leaf(&mut frontier, &mut upper, LeafEntry::decode(chunk).hash);
                     i += 1;
@@ -444,7 +455,7 @@ impl TenantLog {
             Ok((frontier, upper, n - start))
         };
         let state_path = dir.tree_state_path();
-        let saved = load_tree_state(&state_path, name, n, floor);
+        let saved = load_tree_state(&**storage, &state_path, name, n, floor);
         let saved_size = saved.as_ref().map_or(0, |s| s.size);
         let (frontier, upper, replayed, tree_state_size) = match replay(saved) {
             Ok((frontier, upper, replayed)) => (frontier, upper, replayed, saved_size),
@@ -462,39 +473,28 @@ impl TenantLog {
 
         // The event-id index: catch up from its watermark, reading only the tail of `leaves`.
         let ids = how.ids.tenant(name)?;
-        report.ids_indexed = catch_up_ids(&ids, &leaves_w, &leaves_path, name, n)?;
+        report.ids_indexed = catch_up_ids(&ids, &*leaves_w, &leaves_path, name, n)?;
         report.leaves_replayed = replayed;
         report.tree_state = (tree_state_size > 0).then_some(tree_state_size);
 
         let last = segments.last().expect("at least one segment");
         let last_path = dir.segment_path(last.start);
-        let segment = OpenOptions::new()
-            .append(true)
-            .open(&last_path)
-            .map_err(|e| StoreError::io(&last_path, e))?;
-        let segment_len = file_len(&segment, &last_path)?;
+        let segment_len = last.file.len().map_err(io(&last_path))?;
         let writer = TenantWriter {
             segment_start: last.start,
             segment_len,
-            segment,
-            segment_sync: last.file.clone(),
-            leaves: OpenOptions::new()
-                .append(true)
-                .open(&leaves_path)
-                .map_err(|e| StoreError::io(&leaves_path, e))?,
+            segment: last.file.clone(),
+            leaves: leaves_w.clone(),
             next_index: n,
             inflight: HashMap::new(),
             inflight_groups: Default::default(),
         };
-        let checkpoints = OpenOptions::new()
-            .append(true)
-            .open(&checkpoints_path)
-            .map_err(|e| StoreError::io(&checkpoints_path, e))?;
         report.size = n;
         let log = TenantLog {
             name: name.to_string(),
             origin: origin.to_string(),
-            leaves: File::open(&leaves_path).map_err(|e| StoreError::io(&leaves_path, e))?,
+            leaves: leaves_w,
+            storage: storage.clone(),
             dir,
             state: RwLock::new(TenantState {
                 size: n,
@@ -550,7 +550,7 @@ impl TenantLog {
         }
         for (i, seg) in segments.iter().enumerate() {
             let path = self.dir.segment_path(seg.start);
-            let len = file_len(&seg.file, &path)?;
+            let len = file_len(&*seg.file, &path)?;
             let first = self.index_at_offset(segments, state.size, seg.start)?;
             if first >= state.size {
                 break; // an empty last segment, or one holding only an unpublished tail
@@ -735,7 +735,7 @@ impl TenantLog {
         if covered < from {
             let count = FILTER_BUILD_CHUNK.min(from - covered);
             for_each_leaf_entry(
-                &self.leaves,
+                &*self.leaves,
                 &self.dir.leaves_path(),
                 covered,
                 count,
@@ -760,7 +760,7 @@ impl TenantLog {
         let mut entries = Vec::with_capacity((to - from) as usize);
         let mut last_hash = [0; 32];
         for_each_leaf_entry(
-            &self.leaves,
+            &*self.leaves,
             &self.dir.leaves_path(),
             from,
             to - from,
@@ -818,7 +818,10 @@ impl TenantLog {
                 .collect()
         };
         let bytes = TreeState { size, root, upper }.encode();
-        layout::write_file_durably(&self.dir.tree_state_path(), &bytes, false)?;
+        let path = self.dir.tree_state_path();
+        self.storage
+            .replace(&path, &bytes)
+            .map_err(|e| StoreError::io(&path, e))?;
         self.tree_state_size.store(size, Ordering::Release);
         Ok(())
     }
@@ -966,11 +969,11 @@ impl TenantLog {
     }
 
     fn leaf_entry(&self, index: u64) -> Result<LeafEntry, StoreError> {
-        read_leaf_entry(&self.leaves, &self.dir.leaves_path(), index)
+        read_leaf_entry(&*self.leaves, &self.dir.leaves_path(), index)
     }
 
     fn leaf_entries(&self, start: u64, count: u64) -> Result<Vec<LeafEntry>, StoreError> {
-        read_leaf_entries(&self.leaves, &self.dir.leaves_path(), start, count)
+        read_leaf_entries(&*self.leaves, &self.dir.leaves_path(), start, count)
     }
 
     fn read_record(
@@ -1001,7 +1004,7 @@ impl TenantLog {
 
     fn nodes<'a>(&'a self, state: &'a TenantState) -> Nodes<'a> {
         Nodes {
-            leaves: &self.leaves,
+            leaves: &*self.leaves,
             dir: &self.dir,
             name: &self.name,
             upper: &state.upper,
@@ -1016,8 +1019,8 @@ impl TenantLog {
     }
 
     /// The handle the syncing thread uses to make leaf entries durable before a checkpoint.
-    pub(crate) fn leaves_handle(&self) -> &File {
-        &self.leaves
+    pub(crate) fn leaves_handle(&self) -> &dyn StoredFile {
+        &*self.leaves
     }
 
     /// Read access to the state, for the sequencer's checkpointing.
@@ -1050,7 +1053,7 @@ fn proof_error(e: tally_tlog::ProofError<StoreError>) -> ReadError {
 /// Complete-subtree hashes for proofs and tiles: leaves from the `leaves` file, tile-boundary
 /// levels from memory, and anything in between hashed up from at most 128 of those.
 struct Nodes<'a> {
-    leaves: &'a File,
+    leaves: &'a dyn StoredFile,
     dir: &'a TenantDir,
     name: &'a str,
     upper: &'a [Vec<Hash>],
@@ -1103,21 +1106,15 @@ impl NodeSource for Nodes<'_> {
     }
 }
 
-fn open_rw(path: &std::path::Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| StoreError::io(path, e))
+fn file_len(file: &dyn StoredFile, path: &std::path::Path) -> Result<u64, StoreError> {
+    file.len().map_err(|e| StoreError::io(path, e))
 }
 
-fn file_len(file: &File, path: &std::path::Path) -> Result<u64, StoreError> {
-    Ok(file.metadata().map_err(|e| StoreError::io(path, e))?.len())
-}
-
-fn read_file_from(file: &File, path: &std::path::Path, from: u64) -> Result<Vec<u8>, StoreError> {
+fn read_file_from(
+    file: &dyn StoredFile,
+    path: &std::path::Path,
+    from: u64,
+) -> Result<Vec<u8>, StoreError> {
     let len = file_len(file, path)?;
     if from >= len {
         return Ok(Vec::new());
@@ -1131,7 +1128,7 @@ fn read_file_from(file: &File, path: &std::path::Path, from: u64) -> Result<Vec<
 /// Calls `f(index, entry)` for leaf entries `[start, start + count)`, reading 64 Ki entries
 /// (3.5 MiB) at a time: a pass over millions of entries costs no more memory than that.
 fn for_each_leaf_entry(
-    file: &File,
+    file: &dyn StoredFile,
     path: &std::path::Path,
     start: u64,
     count: u64,
@@ -1154,7 +1151,7 @@ fn for_each_leaf_entry(
 }
 
 fn read_leaf_entries(
-    file: &File,
+    file: &dyn StoredFile,
     path: &std::path::Path,
     start: u64,
     count: u64,
@@ -1172,8 +1169,14 @@ fn read_leaf_entries(
 /// last signed checkpoint has size `floor`: a state beyond either is stale (its leaves were
 /// cut, or its checkpoint was removed) and is not used. Its hashes are checked by
 /// [`TreeState::check`] during the replay.
-fn load_tree_state(path: &std::path::Path, tenant: &str, n: u64, floor: u64) -> Option<TreeState> {
-    let bytes = match fs::read(path) {
+fn load_tree_state(
+    storage: &dyn Storage,
+    path: &std::path::Path,
+    tenant: &str,
+    n: u64,
+    floor: u64,
+) -> Option<TreeState> {
+    let bytes = match storage.read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if n > 0 {
@@ -1221,7 +1224,7 @@ fn load_tree_state(path: &std::path::Path, tenant: &str, n: u64, floor: u64) -> 
 /// claims more leaves than the log holds, is emptied and rebuilt from every entry.
 fn catch_up_ids(
     ids: &TenantIds,
-    leaves: &File,
+    leaves: &dyn StoredFile,
     path: &std::path::Path,
     tenant: &str,
     n: u64,
@@ -1274,7 +1277,7 @@ fn catch_up_ids(
 }
 
 fn read_leaf_entry(
-    file: &File,
+    file: &dyn StoredFile,
     path: &std::path::Path,
     index: u64,
 ) -> Result<LeafEntry, StoreError> {
@@ -1336,7 +1339,8 @@ pub(crate) fn record_id(record: &[u8]) -> Option<u128> {
 /// Signs the empty tree and makes that checkpoint durable: a new tenant's log has a signed
 /// history before its first record is written, so records without one are always damage.
 fn sign_empty_tree(
-    file: &File,
+    storage: &dyn Storage,
+    file: &dyn StoredFile,
     path: &std::path::Path,
     origin: &str,
     sign: &dyn Fn(&str) -> Result<String, StoreError>,
@@ -1350,11 +1354,12 @@ fn sign_empty_tree(
     }
     .to_body();
     let note = sign(&body)?;
-    file.write_all_at(&encode_checkpoint_frame(&note), 0)
+    // The file is empty (no checkpoint was read from it): this frame is its first.
+    file.append(&encode_checkpoint_frame(&note))
         .map_err(|e| StoreError::io(path, e))?;
-    file.sync_all().map_err(|e| StoreError::io(path, e))?;
+    file.sync().map_err(|e| StoreError::io(path, e))?;
     if let Some(dir) = path.parent() {
-        layout::sync_dir(dir)?;
+        storage.sync_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     }
     Ok(SignedCheckpoint {
         size: 0,
@@ -1390,10 +1395,11 @@ pub fn open_checkpoint(
 }
 
 fn read_last_checkpoint(
+    file: &dyn StoredFile,
     path: &std::path::Path,
     verifier: &NoteVerifier,
 ) -> Result<(Option<SignedCheckpoint>, u64), String> {
-    let bytes = fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let bytes = read_file_from(file, path, 0).map_err(|e| e.to_string())?;
     let (notes, good_len, damaged) = read_checkpoint_frames(&bytes);
     if damaged && (good_len as usize) + 8 < bytes.len() {
         // Only the very last frame can be torn by a crash.

@@ -13,7 +13,6 @@
 //! the server cuts at its next start) is not damage as long as it lies outside the signed
 //! history: it is reported in [`TenantVerified::torn_tail`], not as a failure.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 
 use tally_tlog::checkpoint::Checkpoint;
@@ -22,6 +21,7 @@ use tally_tlog::{Frontier, Hash};
 
 use crate::frame::{read_checkpoint_frames, FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
 use crate::layout::{DataDir, TenantDir};
+use crate::storage::{OpenMode, PosixStorage, SequentialReader, Storage};
 
 /// What was checked in one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +87,8 @@ pub fn total_record_bytes(dir: &DataDir, tenants: &[String]) -> u64 {
             td.list_segments()
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|s| std::fs::metadata(td.segment_path(*s)).ok())
-                .map(|m| m.len())
+                .filter_map(|s| PosixStorage.open(&td.segment_path(*s), OpenMode::Read).ok())
+                .filter_map(|f| f.len().ok())
                 .sum::<u64>()
         })
         .sum()
@@ -148,7 +148,13 @@ pub fn verify_tenant_interruptible(
     let signed_floor = checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
 
     let leaves_path = td.leaves_path();
-    let mut leaves = match File::open(&leaves_path) {
+    // Read through the storage driver, read-only: the writer's lock is never taken, so this
+    // runs beside a server too.
+    let storage = PosixStorage;
+    let mut leaves = match storage
+        .open(&leaves_path, OpenMode::Read)
+        .and_then(SequentialReader::new)
+    {
         Ok(f) => Some(BufReader::with_capacity(1 << 20, f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(fail(None, format!("{}: {e}", leaves_path.display()))),
@@ -191,9 +197,11 @@ pub fn verify_tenant_interruptible(
                 ),
             ));
         }
-        let file =
-            File::open(&path).map_err(|e| fail(Some(index), format!("{}: {e}", path.display())))?;
-        let segment_len = file.metadata().map_or(0, |m| m.len());
+        let file = storage
+            .open(&path, OpenMode::Read)
+            .and_then(SequentialReader::new)
+            .map_err(|e| fail(Some(index), format!("{}: {e}", path.display())))?;
+        let segment_len = file.end();
         let mut reader = BufReader::with_capacity(1 << 20, file);
         // A reading thread keeps the next batch coming while this one is hashed and checked,
         // so a cold read from disk overlaps with the hashing.
@@ -456,7 +464,7 @@ fn load_checkpoints(
     verifier: &NoteVerifier,
 ) -> Result<LoadedCheckpoints, String> {
     let path = td.checkpoints_path();
-    let bytes = match std::fs::read(&path) {
+    let bytes = match PosixStorage.read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(format!("{}: {e}", path.display())),

@@ -189,6 +189,42 @@ async fn a_failed_fsync_stops_the_log_until_a_restart() {
     }
 }
 
+/// Starting a new segment first fsyncs the one it closes; if that fsync fails the closed
+/// segment's durable contents are unknown, so the log stops as after any failed fsync (it
+/// used to take this for a failed write, undo the group and go on writing).
+#[tokio::test]
+async fn a_failed_fsync_while_starting_a_segment_stops_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let log = faulty(tmp.path(), &faults);
+    let mut acked = Acknowledged::new();
+    acknowledge(&log, "acme", 0, 5, &mut acked).await;
+    let segments = || {
+        std::fs::read_dir(tmp.path().join("tenants/acme/segments"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(segments(), 1);
+    // Every sync of a segment from now on fails: the first is the one the roll does, since
+    // the syncer has nothing to sync until the group is written.
+    faults.arm(FaultPoint::RecordSync, Fault::Error(libc::EIO), usize::MAX);
+    let refused = try_append(&log, "acme", 100, 100).await;
+    assert!(
+        matches!(refused, Err(AppendError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(segments(), 1, "no segment was started");
+    let health = log.health().expect_err("a failed fsync");
+    assert!(health.contains("restart"), "{health}");
+    faults.clear();
+    assert!(
+        try_append(&log, "acme", 300, 1).await.is_err(),
+        "a failed fsync is not retried"
+    );
+    log.shutdown();
+    restart_and_check(tmp.path(), "acme", &acked).await;
+}
+
 #[tokio::test]
 async fn a_failed_checkpoint_write_is_undone_and_signed_again_later() {
     let tmp = tempfile::tempdir().unwrap();

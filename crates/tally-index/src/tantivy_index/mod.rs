@@ -66,6 +66,8 @@ use search::SegmentInfos;
 
 /// Marker file at the top of the index directory.
 const FORMAT_FILE: &str = "FORMAT";
+/// The lock file whose exclusive `flock` marks the index as open in a process.
+const OWNER_LOCK: &str = "owner.lock";
 const FORMAT: &str = "tally-index tantivy 1\n";
 
 /// Tuning of [`TantivyIndex`].
@@ -102,6 +104,9 @@ pub struct TantivyIndex {
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     /// Serialises opening, creating and clearing tenant indexes.
     lifecycle: Mutex<()>,
+    /// Held (an exclusive `flock`) while this index is open, so that no second process
+    /// writes the same directory: tantivy's own writer lock is per tenant and taken lazily.
+    _owner: std::fs::File,
 }
 
 struct Tenant {
@@ -154,6 +159,18 @@ impl TantivyIndex {
     /// [`open`](Self::open) with explicit tuning.
     pub fn open_with(dir: &Path, options: TantivyOptions) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir)?;
+        let owner = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(OWNER_LOCK))?;
+        match owner.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(IndexError::Busy(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         let format = dir.join(FORMAT_FILE);
         match std::fs::read(&format) {
             Ok(bytes) if bytes == FORMAT.as_bytes() => {}
@@ -164,7 +181,8 @@ impl TantivyIndex {
                 )))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if std::fs::read_dir(dir)?.next().is_some() {
+                let mut entries = std::fs::read_dir(dir)?;
+                if entries.any(|e| e.is_ok_and(|e| e.file_name() != OWNER_LOCK)) {
                     return Err(IndexError::Corrupt(format!(
                         "{} is not empty and has no {FORMAT_FILE} file",
                         dir.display()
@@ -180,6 +198,7 @@ impl TantivyIndex {
             fields: Fields::new(),
             tenants: RwLock::new(HashMap::new()),
             lifecycle: Mutex::new(()),
+            _owner: owner,
         })
     }
 

@@ -62,7 +62,7 @@ pub fn rebuild(
     observer.start("rebuild index", Some(events));
     let started = Instant::now();
     let indexed =
-        tally_consumers::index::rebuild(&tlog, index, Some(events), &mut |n| observer.advance(n))
+        tally_consumers::index::rebuild(&*tlog, index, Some(events), &mut |n| observer.advance(n))
             .map_err(|e| InvestigateError::Index(e.to_string()))?;
     let elapsed = started.elapsed();
     observer.finish();
