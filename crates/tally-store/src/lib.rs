@@ -38,6 +38,7 @@ pub mod layout;
 mod log;
 pub mod metrics;
 mod reader;
+mod recovery;
 mod scrub;
 mod sequencer;
 pub mod signer;

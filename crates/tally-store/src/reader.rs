@@ -209,15 +209,17 @@ impl TenantRecords for TenantReader {
                 {
                     out.push(record)
                 }
-                _ => return Err(StoreError::Corrupt {
-                    tenant: self.name.clone(),
-                    index,
-                    detail: format!(
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        tenant: self.name.clone(),
+                        index,
+                        detail: format!(
                         "the record frame at offset {} is damaged or misplaced; run `tally verify`",
                         entry.offset
                     ),
+                    }
+                    .into())
                 }
-                .into()),
             }
         }
         Ok(out)
