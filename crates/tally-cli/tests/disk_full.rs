@@ -133,6 +133,7 @@ async fn a_full_disk_answers_503_and_writing_resumes_once_space_is_freed() {
             .contains("No space left on device"),
         "{health}"
     );
+    assert_eq!(health["restart_needed"], false, "{health}");
 
     // Space is freed: the next request is stored, without a restart.
     std::fs::remove_file(&ballast).unwrap();

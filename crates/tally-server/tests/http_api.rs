@@ -2269,6 +2269,12 @@ async fn issue_8_a_failing_disk_is_answered_with_503_and_reported_in_health() {
     let health = srv.get_as(None, "/healthz").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.json()["status"], "failed", "{:?}", health.json());
+    assert_eq!(
+        health.json()["restart_needed"],
+        false,
+        "{:?}",
+        health.json()
+    );
     assert!(
         health.json()["reason"]
             .as_str()
@@ -2288,10 +2294,12 @@ async fn issue_8_a_failing_disk_is_answered_with_503_and_reported_in_health() {
     faults.clear();
     let still = srv.post_json(&batch("acme", 21, 1)).await;
     assert_eq!(still.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(srv.get_as(None, "/healthz").await.json()["reason"]
-        .as_str()
-        .unwrap()
-        .contains("restart"));
+    let health = srv.get_as(None, "/healthz").await.json();
+    assert!(
+        health["reason"].as_str().unwrap().contains("restart"),
+        "{health}"
+    );
+    assert_eq!(health["restart_needed"], true, "{health}");
     srv.stop().await;
 
     let srv = Server::open(tmp.path(), settings(), Some(admin)).await;

@@ -106,3 +106,35 @@ pub enum ReadError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Why the log is not taking events normally ([`crate::Log::health`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteHealth {
+    /// A failed fsync (or a failed write that could not be cut back) stopped the log: the
+    /// tail on disk is unknown until a restart has run recovery. Every request gets 503.
+    #[error("{0}")]
+    Stopped(String),
+    /// The last write failed (a full disk, EIO) and was undone: requests meeting a failing
+    /// write get 503, nothing acknowledged is lost, and this clears by itself once a write
+    /// succeeds again.
+    #[error("the last write failed ({0}) and was undone: a request that meets a failing write is refused (503) and nothing acknowledged is lost; this clears by itself once a write succeeds, with no restart needed")]
+    WriteUndone(String),
+}
+
+impl WriteHealth {
+    /// Whether only a restart brings the log back.
+    pub fn restart_needed(&self) -> bool {
+        matches!(self, WriteHealth::Stopped(_))
+    }
+}
+
+/// Checkpoint signing is failing ([`crate::Log::signer_health`]); the log still takes events
+/// and signs them once the signer works again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("checkpoint signing has failed {failures} times in a row: {error}")]
+pub struct SigningTrouble {
+    /// Failures in a row.
+    pub failures: u64,
+    /// The last error.
+    pub error: String,
+}

@@ -47,7 +47,7 @@ mod tenant;
 mod treestate;
 pub mod verify;
 
-pub use error::{AppendError, Damage, ReadError, StoreError};
+pub use error::{AppendError, Damage, ReadError, SigningTrouble, StoreError, WriteHealth};
 pub use frame::read_checkpoint_frames;
 pub use growth::Growth;
 pub use layout::{DataDir, TenantDir};

@@ -14,7 +14,7 @@ use tally_tlog::Hash;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::error::{AppendError, Damage, StoreError};
+use crate::error::{AppendError, Damage, SigningTrouble, StoreError, WriteHealth};
 use crate::idindex::IdIndex;
 use crate::layout::DataDir;
 use crate::metrics::LogMetrics;
@@ -446,18 +446,17 @@ impl Log {
         &self.inner.metrics
     }
 
-    /// `Err(reason)` once a failed fsync has stopped the log (until a restart), or while
-    /// writes fail (a full disk, EIO: each failed write is undone, nothing acknowledged is
-    /// lost, and this clears by itself once a write succeeds again).
-    pub fn health(&self) -> Result<(), String> {
+    /// [`WriteHealth::Stopped`] once a failed fsync has stopped the log (until a restart),
+    /// [`WriteHealth::WriteUndone`] while writes fail (a full disk, EIO: each failed write is
+    /// undone, nothing acknowledged is lost, and this clears by itself once a write succeeds
+    /// again).
+    pub fn health(&self) -> Result<(), WriteHealth> {
         if let Some(reason) = self.inner.failed.lock().clone() {
-            return Err(reason);
+            return Err(WriteHealth::Stopped(reason));
         }
         let trouble = self.inner.write_trouble.lock().clone();
         match trouble.or_else(|| self.inner.checkpoint_trouble.lock().clone()) {
-            Some(e) => Err(format!(
-                "the last write failed ({e}) and was undone: a request that meets a failing write is refused (503) and nothing acknowledged is lost; this clears by itself once a write succeeds, with no restart needed"
-            )),
+            Some(e) => Err(WriteHealth::WriteUndone(e)),
             None => Ok(()),
         }
     }
@@ -481,7 +480,7 @@ impl Log {
 
     /// `Err(reason)` while checkpoints cannot be signed (e.g. a signing command fails). The
     /// log still accepts events; signing is retried.
-    pub fn signer_health(&self) -> Result<(), String> {
+    pub fn signer_health(&self) -> Result<(), SigningTrouble> {
         self.inner.signer.health()
     }
 

@@ -663,15 +663,15 @@ impl Signer {
         }
     }
 
-    /// `Err(last error)` while signing fails.
-    pub(crate) fn health(&self) -> Result<(), String> {
+    /// `Err` with the last error while signing fails.
+    pub(crate) fn health(&self) -> Result<(), crate::error::SigningTrouble> {
         let failing = self.failing.lock();
         match &failing.error {
             None => Ok(()),
-            Some(error) => Err(format!(
-                "checkpoint signing has failed {} times in a row: {error}",
-                failing.count
-            )),
+            Some(error) => Err(crate::error::SigningTrouble {
+                failures: u64::from(failing.count),
+                error: error.clone(),
+            }),
         }
     }
 }
@@ -788,7 +788,9 @@ mod tests {
             err.contains("not the text signed once by the log key"),
             "{err}"
         );
-        assert!(signer.health().unwrap_err().contains("1 times"));
+        let trouble = signer.health().unwrap_err();
+        assert_eq!(trouble.failures, 1);
+        assert!(trouble.to_string().contains("1 times"), "{trouble}");
         // Within the pause the signer is not asked again.
         assert!(signer.sign(TEXT).is_err());
         assert_eq!(metrics.sign_failures.get(), 1);

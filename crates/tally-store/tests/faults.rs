@@ -97,7 +97,7 @@ async fn a_failed_write_is_undone_and_writing_resumes_without_a_restart() {
                 matches!(refused, Err(AppendError::Unavailable(ref m)) if m.contains("nothing of this request was stored")),
                 "{name} attempt {attempt}: {refused:?}"
             );
-            let health = log.health().expect_err(&name);
+            let health = log.health().expect_err(&name).to_string();
             assert!(health.contains("was undone"), "{name}: {health}");
         }
         assert_eq!(log.tenant("acme").unwrap().size(), 40, "{name}");
@@ -179,7 +179,7 @@ async fn a_failed_fsync_stops_the_log_until_a_restart() {
         }
         let stopped = stopped.unwrap_or_else(|| panic!("{name}: the fault never struck"));
         assert!(matches!(stopped, AppendError::Unavailable(_)), "{name}");
-        let health = log.health().expect_err(&name);
+        let health = log.health().expect_err(&name).to_string();
         assert!(health.contains("restart"), "{name}: {health}");
         // The disk works again, but a failed fsync is not retried: still refused.
         faults.clear();
@@ -215,6 +215,8 @@ async fn a_failed_fsync_while_starting_a_segment_stops_the_log() {
     );
     assert_eq!(segments(), 1, "no segment was started");
     let health = log.health().expect_err("a failed fsync");
+    assert!(health.restart_needed());
+    let health = health.to_string();
     assert!(health.contains("restart"), "{health}");
     faults.clear();
     assert!(

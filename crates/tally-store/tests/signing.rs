@@ -286,8 +286,9 @@ async fn signing_failures_show_in_health_while_they_last() {
     append(&log, "acme", 3).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let reason = loop {
-        if let Err(reason) = log.signer_health() {
-            break reason;
+        if let Err(trouble) = log.signer_health() {
+            assert!(trouble.failures >= 1);
+            break trouble.to_string();
         }
         assert!(Instant::now() < deadline, "the failure is never reported");
         std::thread::sleep(Duration::from_millis(5));

@@ -38,9 +38,9 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let damage = state.log.damage();
     match state.log.health() {
         Ok(()) if damage.is_empty() => {
-            if let Err(reason) = state.log.signer_health() {
+            if let Err(trouble) = state.log.signer_health() {
                 degraded = true;
-                body.insert("checkpoint_signing".into(), json!(reason));
+                body.insert("checkpoint_signing".into(), json!(trouble.to_string()));
             }
             let status = if degraded { "degraded" } else { "ok" };
             body.insert("status".into(), json!(status));
@@ -58,7 +58,8 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
         }
         Err(reason) => {
             body.insert("status".into(), json!("failed"));
-            body.insert("reason".into(), json!(reason));
+            body.insert("reason".into(), json!(reason.to_string()));
+            body.insert("restart_needed".into(), json!(reason.restart_needed()));
             body.insert("damage".into(), json!(damage));
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
@@ -91,7 +92,8 @@ impl utoipa::PartialSchema for HealthFailed {
             "type": "object", "required": ["status", "reason"],
             "properties": {
                 "status": {"type": "string", "enum": ["failed"]},
-                "reason": {"type": "string", "description": "What failed; a restart recovers"},
+                "reason": {"type": "string", "description": "What failed, and what to do"},
+                "restart_needed": {"type": "boolean", "description": "True after a failed fsync: only a restart (which runs recovery) brings the log back. False while writes fail and are undone: that clears by itself once a write succeeds"},
             }
         }))
     }
