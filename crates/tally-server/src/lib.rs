@@ -30,6 +30,7 @@ pub mod auth;
 pub mod error;
 mod extract;
 pub mod openapi;
+pub mod process;
 mod routes;
 pub mod witness;
 
