@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::{Response, StatusCode};
+use tally_server::error::ErrorBody;
 
 use crate::ServerArgs;
 
@@ -72,32 +73,31 @@ pub async fn check(response: Response) -> Result<Response> {
         return Ok(response);
     }
     let text = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            let e = v.get("error")?;
-            let mut m = e.get("message")?.as_str()?.to_string();
-            if let Some(details) = e.get("details").and_then(|d| d.as_array()) {
-                for d in details.iter().take(20) {
-                    let event = d
-                        .get("event")
-                        .and_then(|x| x.as_u64())
-                        .map(|i| format!("event {i}: "))
-                        .unwrap_or_default();
-                    let field = d
-                        .get("field")
-                        .and_then(|x| x.as_str())
-                        .map(|f| format!("{f}: "))
-                        .unwrap_or_default();
-                    let rule = d.get("rule").and_then(|x| x.as_str()).unwrap_or_default();
-                    m.push_str(&format!("\n  - {event}{field}{rule}"));
-                }
-            }
-            Some(m)
-        })
-        .unwrap_or(text);
+    let message = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => describe_error(&body, |i| format!("event {i}")),
+        Err(_) => text,
+    };
     match status {
         StatusCode::UNAUTHORIZED => bail!("{message} (HTTP 401: check --token / TALLY_TOKEN)"),
         _ => bail!("{message} (HTTP {})", status.as_u16()),
     }
+}
+
+/// The API's error message followed by its per-field problems (at most 20), each labelled by
+/// `event` (e.g. `event 3`, or the input line it came from).
+pub fn describe_error(body: &ErrorBody, event: impl Fn(usize) -> String) -> String {
+    let mut message = body.error.message.clone();
+    for d in body.error.details.iter().take(20) {
+        let at = d
+            .event
+            .map(|i| format!("{}: ", event(i)))
+            .unwrap_or_default();
+        let field = d
+            .field
+            .as_ref()
+            .map(|f| format!("{f}: "))
+            .unwrap_or_default();
+        message.push_str(&format!("\n  - {at}{field}{}", d.rule));
+    }
+    message
 }

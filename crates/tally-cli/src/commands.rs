@@ -11,6 +11,7 @@ use tally_tlog::Hash;
 
 use crate::client::ApiClient;
 use crate::{ServerArgs, TenantArg};
+use tally_server::wire::{ConsistencyProof, CreatedKey, InclusionProof};
 
 /// Print one stored event exactly as it is hashed into the log.
 ///
@@ -203,10 +204,7 @@ enum ProveKind {
     },
 }
 
-fn b64_hash(s: &serde_json::Value, what: &str) -> Result<Hash> {
-    let text = s
-        .as_str()
-        .ok_or_else(|| anyhow!("server answer lacks {what}"))?;
+fn b64_hash(text: &str, what: &str) -> Result<Hash> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|_| anyhow!("{what} is not base64"))?;
@@ -215,12 +213,8 @@ fn b64_hash(s: &serde_json::Value, what: &str) -> Result<Hash> {
         .map_err(|_| anyhow!("{what} is not 32 bytes"))
 }
 
-fn hashes(v: &serde_json::Value) -> Result<Vec<Hash>> {
-    v.as_array()
-        .ok_or_else(|| anyhow!("server answer lacks proof"))?
-        .iter()
-        .map(|h| b64_hash(h, "proof hash"))
-        .collect()
+fn hashes(proof: &[String]) -> Result<Vec<Hash>> {
+    proof.iter().map(|h| b64_hash(h, "proof hash")).collect()
 }
 
 pub async fn prove(args: ProveArgs) -> Result<()> {
@@ -234,26 +228,25 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
                 (None, Some(id)) => query.push(("id", id.clone())),
                 _ => bail!("give --index or --id"),
             }
-            let v: serde_json::Value = client
+            let v: InclusionProof = client
                 .get("/v1/proof/inclusion", &query)
                 .await?
                 .json()
                 .await?;
-            let index = v["index"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("server answer lacks index"))?;
-            let note = v["checkpoint"]
-                .as_str()
+            let index = v.index;
+            let note = v
+                .checkpoint
+                .as_deref()
                 .ok_or_else(|| anyhow!("server answer lacks the checkpoint"))?;
             let cp = open_checkpoint(note, &verifier)?;
-            let proof = hashes(&v["proof"])?;
+            let proof = hashes(&v.proof)?;
             let record = client
                 .get(&format!("/v1/events/{index}"), &tenant_query(&args.tenant))
                 .await?
                 .bytes()
                 .await?;
             let leaf = tally_tlog::leaf_hash(&record);
-            if leaf != b64_hash(&v["leaf_hash"], "leaf_hash")? {
+            if leaf != b64_hash(&v.leaf_hash, "leaf_hash")? {
                 bail!("the record served does not hash to the proven leaf: the server is inconsistent");
             }
             tally_tlog::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root)
@@ -261,11 +254,11 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
             if let Some(path) = bundle {
                 let b = serde_json::json!({
                     "format": "tally-inclusion-bundle-v1",
-                    "tenant": v["tenant"],
+                    "tenant": v.tenant,
                     "index": index,
                     "record": String::from_utf8_lossy(&record),
-                    "leaf_hash": v["leaf_hash"],
-                    "proof": v["proof"],
+                    "leaf_hash": v.leaf_hash,
+                    "proof": v.proof,
                     "checkpoint": note,
                     "log_key": verifier.to_vkey(),
                 });
@@ -282,24 +275,19 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
         }
         ProveKind::Consistency { from } => {
             query.push(("from", from.to_string()));
-            let v: serde_json::Value = client
+            let v: ConsistencyProof = client
                 .get("/v1/proof/consistency", &query)
                 .await?
                 .json()
                 .await?;
-            let note = v["checkpoint"]
-                .as_str()
+            let note = v
+                .checkpoint
+                .as_deref()
                 .ok_or_else(|| anyhow!("server answer lacks the checkpoint"))?;
             let cp = open_checkpoint(note, &verifier)?;
-            let old_root = b64_hash(&v["from_root"], "from_root")?;
-            tally_tlog::verify_consistency(
-                from,
-                cp.size,
-                &hashes(&v["proof"])?,
-                &old_root,
-                &cp.root,
-            )
-            .map_err(|e| anyhow!("consistency proof does NOT verify: {e}"))?;
+            let old_root = b64_hash(&v.from_root, "from_root")?;
+            tally_tlog::verify_consistency(from, cp.size, &hashes(&v.proof)?, &old_root, &cp.root)
+                .map_err(|e| anyhow!("consistency proof does NOT verify: {e}"))?;
             println!(
                 "OK: the tree of size {} extends the tree of size {from} (root {})",
                 cp.size,
@@ -360,16 +348,17 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 .json(&serde_json::json!({"name": name, "scopes": scopes, "tenant": tenant}))
                 .send()
                 .await?;
-            let v: serde_json::Value = crate::client::check(response).await?.json().await?;
-            println!("{}", v["token"].as_str().unwrap_or_default());
+            let created: CreatedKey = crate::client::check(response).await?.json().await?;
+            println!("{}", created.token);
             eprintln!(
                 "key {} created; the token above is shown only once",
-                v["key"]["id"]
+                created.key.id
             );
         }
         KeysAction::List => {
-            let v: serde_json::Value = client.get("/v1/keys", &[]).await?.json().await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            let keys: Vec<tally_server::auth::ApiKey> =
+                client.get("/v1/keys", &[]).await?.json().await?;
+            println!("{}", serde_json::to_string_pretty(&keys)?);
         }
         KeysAction::Revoke { id } => {
             let response = client

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use tally_server::error::ErrorBody;
+use tally_server::wire::IngestResponse;
 
-use crate::client::ApiClient;
+use crate::client::{describe_error, ApiClient};
 use crate::{is_stdin, ServerArgs, TenantArg};
 
 /// Send events from an NDJSON file (one JSON event per line) or standard input.
@@ -124,32 +126,13 @@ async fn send_batch(
     if !response.status().is_success() {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<serde_json::Value>(&text).ok();
-        let mut message = detail
-            .as_ref()
-            .and_then(|v| v["error"]["message"].as_str())
-            .unwrap_or(&text)
-            .to_string();
-        if let Some(details) = detail
-            .as_ref()
-            .and_then(|v| v["error"]["details"].as_array())
-        {
-            for d in details.iter().take(20) {
-                let line = d["event"]
-                    .as_u64()
-                    .and_then(|i| lines.get(i as usize))
-                    .map(|l| format!("line {l}: "))
-                    .unwrap_or_default();
-                let field = d["field"]
-                    .as_str()
-                    .map(|f| format!("{f}: "))
-                    .unwrap_or_default();
-                message.push_str(&format!(
-                    "\n  - {line}{field}{}",
-                    d["rule"].as_str().unwrap_or_default()
-                ));
-            }
-        }
+        let message = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => describe_error(&body, |i| match lines.get(i) {
+                Some(l) => format!("line {l}"),
+                None => format!("event {i}"),
+            }),
+            Err(_) => text,
+        };
         bail!(
             "batch starting at line {} rejected (HTTP {}): {message}\nlines before {} are stored; fix the input and resume with --skip-lines {}",
             lines[0],
@@ -158,17 +141,11 @@ async fn send_batch(
             lines[0] - 1
         );
     }
-    let v: serde_json::Value = response
+    let answer: IngestResponse = response
         .json()
         .await
         .context("reading the server's answer")?;
-    let events = v["events"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let dups = events
-        .iter()
-        .filter(|e| e["duplicate"].as_bool() == Some(true))
-        .count() as u64;
+    let events = answer.events;
+    let dups = events.iter().filter(|e| e.duplicate).count() as u64;
     Ok((events.len() as u64 - dups, dups))
 }

@@ -11,6 +11,7 @@ use tally_store::{LogReader, TenantRecords};
 use crate::client::ApiClient;
 use crate::commands::tenant_query;
 use crate::{ServerArgs, TenantArg};
+use tally_server::wire::TenantInfo;
 
 /// Search events with the investigation syntax.
 ///
@@ -260,17 +261,16 @@ pub async fn tail(args: TailArgs) -> Result<()> {
     }
     if next == 0 {
         // Start with what arrives from now on.
-        let v: serde_json::Value = client.get("/v1/tenants", &[]).await?.json().await?;
+        let tenants: Vec<TenantInfo> = client.get("/v1/tenants", &[]).await?.json().await?;
         let tenant = args
             .tenant
             .tenant
             .clone()
             .unwrap_or_else(|| "default".into());
-        next = v
-            .as_array()
-            .and_then(|ts| ts.iter().find(|t| t["name"] == tenant.as_str()))
-            .and_then(|t| t["size"].as_u64())
-            .unwrap_or(0);
+        next = tenants
+            .iter()
+            .find(|t| t.name == tenant)
+            .map_or(0, |t| t.size);
     }
     loop {
         let mut p = params.clone();

@@ -13,6 +13,7 @@ use tally_tlog::Hash;
 use crate::client::ApiClient;
 use crate::commands::{open_checkpoint, parse_verifier, KeyArg};
 use crate::ServerArgs;
+use tally_server::wire::{ConsistencyProof, TenantInfo};
 
 /// Check that a log is intact: every record, every tree, every signed checkpoint.
 ///
@@ -333,12 +334,8 @@ async fn online(args: &VerifyArgs) -> Result<()> {
             since.iter().map(|s| s.tenant.clone()).collect()
         }
         (None, _) => {
-            let v: serde_json::Value = client.get("/v1/tenants", &[]).await?.json().await?;
-            v.as_array()
-                .ok_or_else(|| anyhow!("unexpected /v1/tenants answer"))?
-                .iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_string))
-                .collect()
+            let tenants: Vec<TenantInfo> = client.get("/v1/tenants", &[]).await?.json().await?;
+            tenants.into_iter().map(|t| t.name).collect()
         }
     };
     if let Some(s) = since.iter().find(|s| !tenants.contains(&s.tenant)) {
@@ -378,7 +375,7 @@ async fn online(args: &VerifyArgs) -> Result<()> {
                     bail!("VERIFICATION FAILED: tenant {tenant}: same size {} as {} but a different root: fork", s.size, s.source);
                 }
             } else {
-                let v: serde_json::Value = client
+                let v: ConsistencyProof = client
                     .get(
                         "/v1/proof/consistency",
                         &[
@@ -390,11 +387,10 @@ async fn online(args: &VerifyArgs) -> Result<()> {
                     .await?
                     .json()
                     .await?;
-                let proof: Vec<Hash> = v["proof"]
-                    .as_array()
-                    .ok_or_else(|| anyhow!("consistency answer lacks proof"))?
+                let proof: Vec<Hash> = v
+                    .proof
                     .iter()
-                    .map(|h| decode_hash(h.as_str().unwrap_or_default()))
+                    .map(|h| decode_hash(h))
                     .collect::<Result<_>>()?;
                 tally_tlog::verify_consistency(s.size, cp.size, &proof, &s.root, &cp.root).map_err(|e| {
                     anyhow!("VERIFICATION FAILED: tenant {tenant}: the current tree does not extend {} (size {}): {e}", s.source, s.size)

@@ -89,7 +89,8 @@ fn ingest_prove_and_verify_online_offline_and_since() {
     let out = ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
     assert!(out.contains("600 were already stored"), "{out}");
 
-    // A bad line is named, and what came before it is stored.
+    // A bad line is named (by its line in the file: blank lines count), and what came before
+    // it is stored.
     let bad = tmp.path().join("bad.ndjson");
     ndjson(&bad, 600, 700, Some(42));
     let err = fails(&server.tally(&[
@@ -100,7 +101,7 @@ fn ingest_prove_and_verify_online_offline_and_since() {
         "--quiet",
     ]));
     assert!(
-        err.contains("actor.ip") && err.contains("--skip-lines"),
+        err.contains("line 48: actor.ip: ") && err.contains("--skip-lines"),
         "{err}"
     );
 
@@ -841,5 +842,53 @@ fn reindex_reads_the_log_beside_a_running_server() {
     assert!(err.contains("open in another process"), "{err}");
     let again = ok(&server.tally(&["query", "action:user.login", "--limit", "1000"]));
     assert_eq!(again.lines().count(), 40, "{again}");
+    server.stop();
+}
+
+/// `tally keys` creates a key (its token on standard output, once; its id on standard error),
+/// lists keys without secrets, and revokes one; the revoked token is refused.
+#[test]
+fn keys_are_created_listed_and_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"));
+    let out = server.tally(&[
+        "keys", "create", "billing", "--scope", "ingest", "--tenant", "acme",
+    ]);
+    let token = ok(&out).trim().to_string();
+    assert_eq!(token.lines().count(), 1, "{token}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let id = err
+        .strip_prefix("key ")
+        .and_then(|rest| rest.split_once(" created"))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| panic!("no key id in {err:?}"));
+    assert!(!id.contains('"'), "the id is printed bare: {id}");
+    let list = ok(&server.tally(&["keys", "list"]));
+    let keys: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let billing = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {list}"));
+    assert_eq!(billing["name"], "billing");
+    assert!(!list.contains(&token), "no secret in the list");
+    let out = ok(&server.tally(&["keys", "revoke", &id]));
+    assert!(out.contains("revoked"), "{out}");
+    let events = tmp.path().join("one.ndjson");
+    ndjson(&events, 0, 1, None);
+    let refused = Command::new(TALLY)
+        .args([
+            "ingest",
+            events.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--quiet",
+        ])
+        .env("TALLY_URL", &server.url)
+        .env("TALLY_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
     server.stop();
 }

@@ -2,10 +2,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One problem with one field of one event.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Position of the event in the request body (0-based), when the problem is in an event.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -24,23 +24,23 @@ pub struct ErrorDetail {
 }
 
 /// Body of every error response: `{"error": {...}}`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorInfo,
 }
 
 /// The error itself.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// HTTP status code.
     pub status: u16,
     /// Stable machine-readable code, e.g. `invalid_event`.
-    pub code: &'static str,
+    pub code: String,
     /// What went wrong and what to do, for people.
     pub message: String,
     /// Per-field problems.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<ErrorDetail>,
 }
 
@@ -120,7 +120,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorInfo {
                 status: self.status.as_u16(),
-                code: self.code,
+                code: self.code.to_string(),
                 message: self.message,
                 details: self.details,
             },

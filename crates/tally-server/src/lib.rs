@@ -32,6 +32,7 @@ mod extract;
 pub mod openapi;
 pub mod process;
 mod routes;
+pub mod wire;
 pub mod witness;
 
 use std::sync::Arc;

@@ -7,12 +7,13 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tally_store::TenantLog;
 
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::extract::{parse_event_id, parse_index, Auth, Query, MAX_INDEX};
+use crate::wire::TenantInfo;
 use crate::AppState;
 
 /// The tenant a read addresses.
@@ -114,19 +115,6 @@ impl utoipa::PartialSchema for EventKey {
 }
 
 impl utoipa::ToSchema for EventKey {}
-
-/// One tenant's log.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct TenantInfo {
-    /// Tenant name.
-    name: String,
-    /// Events stored.
-    size: u64,
-    /// Size covered by the latest signed checkpoint.
-    checkpoint_size: Option<u64>,
-    /// The origin line of its checkpoints.
-    origin: String,
-}
 
 /// Lists the tenants this key may read.
 #[utoipa::path(

@@ -4,13 +4,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tally_event::{BodyError, BodyFormat, IngestContext};
 use tally_store::{AppendError, PreparedEvent};
 
 use crate::auth::Scope;
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{Auth, Query};
+use crate::wire::{IngestResponse, StoredEvent};
 use crate::AppState;
 
 /// Most per-field problems listed in one error response.
@@ -41,26 +42,6 @@ impl utoipa::PartialSchema for IngestBody {
 }
 
 impl utoipa::ToSchema for IngestBody {}
-
-/// Where one event was stored.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct StoredEvent {
-    /// The event id (client-supplied, or assigned as a UUIDv7).
-    id: String,
-    /// The tenant whose log holds it.
-    tenant: String,
-    /// Its leaf index in that tenant's Merkle tree.
-    index: u64,
-    /// True when this was a retry of an event already stored; nothing was written.
-    duplicate: bool,
-}
-
-/// Response of a successful ingest, in request order.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct IngestResponse {
-    /// One entry per event of the request, in order.
-    events: Vec<StoredEvent>,
-}
 
 /// Appends events. The answer comes only after they are durable (fsync'd) and in the tree.
 ///

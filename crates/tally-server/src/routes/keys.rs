@@ -3,11 +3,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::{ApiKey, Scope};
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::Auth;
+use crate::wire::CreatedKey;
 use crate::AppState;
 
 /// A key to create.
@@ -28,14 +29,6 @@ pub(crate) struct NewKey {
     /// The tenant it is confined to, or `*` for all (admins only should hold `*`).
     #[schema(pattern = "^(\\*|[a-z0-9][a-z0-9_-]{0,62})$")]
     tenant: String,
-}
-
-/// A created key with its token, shown only once.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct CreatedKey {
-    key: ApiKey,
-    /// The bearer token. Store it now: the server keeps only its hash.
-    token: String,
 }
 
 fn key_error(e: crate::auth::KeyError) -> ApiError {

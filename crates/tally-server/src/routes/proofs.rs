@@ -6,13 +6,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tally_store::{SignedCheckpoint, TenantLog};
 use tally_tlog::Hash;
 
 use super::events::{lookup_id, tenant_log, TenantParam};
 use crate::error::ApiError;
 use crate::extract::{bounded_index, parse_event_id, LeafIndex, Query, TreeReader, TreeSize};
+use crate::wire::{ConsistencyProof, InclusionProof};
 use crate::AppState;
 
 fn b64(hash: &Hash) -> String {
@@ -96,20 +97,6 @@ pub(crate) struct InclusionParams {
     /// Tree size to prove against (default: the latest checkpoint's); must exceed the index.
     #[param(value_type = Option<TreeSize>)]
     size: Option<u64>,
-}
-
-/// An inclusion proof (RFC 6962 audit path), hashes in standard base64.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct InclusionProof {
-    tenant: String,
-    index: u64,
-    size: u64,
-    leaf_hash: String,
-    root: String,
-    proof: Vec<String>,
-    /// The signed checkpoint of `size`, when `size` is the latest checkpoint's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint: Option<String>,
 }
 
 /// Proves that a leaf is in the tree of a given size.
@@ -206,20 +193,6 @@ pub(crate) struct ConsistencyParams {
     /// The newer tree size (default: the latest checkpoint's).
     #[param(value_type = Option<TreeSize>)]
     to: Option<u64>,
-}
-
-/// A consistency proof between two tree sizes, hashes in standard base64.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ConsistencyProof {
-    tenant: String,
-    from: u64,
-    to: u64,
-    from_root: String,
-    to_root: String,
-    proof: Vec<String>,
-    /// The signed checkpoint of `to`, when `to` is the latest checkpoint's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint: Option<String>,
 }
 
 /// Proves that the tree of size `to` extends the tree of size `from`.

@@ -1,0 +1,90 @@
+//! The JSON bodies of the HTTP API that clients read, shared by the server (which writes
+//! them) and its clients (the `tally` CLI, which reads them): one definition, so that a
+//! field renamed on one side fails to compile on the other instead of turning into a
+//! missing value at run time. Errors are [`crate::error::ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::ApiKey;
+
+/// An inclusion proof (RFC 6962 audit path), hashes in standard base64.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InclusionProof {
+    /// The tenant whose log holds the leaf.
+    pub tenant: String,
+    /// The leaf index.
+    pub index: u64,
+    /// The tree size the proof is against.
+    pub size: u64,
+    /// The leaf's RFC 6962 hash.
+    pub leaf_hash: String,
+    /// The root of the tree of `size`.
+    pub root: String,
+    /// The audit path, leaf to root.
+    pub proof: Vec<String>,
+    /// The signed checkpoint of `size`, when `size` is the latest checkpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+/// A consistency proof between two tree sizes, hashes in standard base64.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConsistencyProof {
+    /// The tenant whose log it is.
+    pub tenant: String,
+    /// The older tree size.
+    pub from: u64,
+    /// The newer tree size.
+    pub to: u64,
+    /// The root of the tree of `from`.
+    pub from_root: String,
+    /// The root of the tree of `to`.
+    pub to_root: String,
+    /// The proof hashes.
+    pub proof: Vec<String>,
+    /// The signed checkpoint of `to`, when `to` is the latest checkpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+/// Where one event was stored.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    /// The event id (client-supplied, or assigned as a UUIDv7).
+    pub id: String,
+    /// The tenant whose log holds it.
+    pub tenant: String,
+    /// Its leaf index in that tenant's Merkle tree.
+    pub index: u64,
+    /// True when this was a retry of an event already stored; nothing was written.
+    pub duplicate: bool,
+}
+
+/// Response of a successful ingest, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IngestResponse {
+    /// One entry per event of the request, in order.
+    pub events: Vec<StoredEvent>,
+}
+
+/// One tenant's log.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantInfo {
+    /// Tenant name.
+    pub name: String,
+    /// Events stored.
+    pub size: u64,
+    /// Size covered by the latest signed checkpoint.
+    pub checkpoint_size: Option<u64>,
+    /// The origin line of its checkpoints.
+    pub origin: String,
+}
+
+/// A created key with its token, shown only once.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The key (without its token).
+    pub key: ApiKey,
+    /// The bearer token. Store it now: the server keeps only its hash.
+    pub token: String,
+}
