@@ -463,7 +463,7 @@ fn catch_up_ids(
             entries.push((e.id, i));
             last_hash = e.hash;
         })?;
-        ids.add(&mut entries, w + count, last_hash)?;
+        ids.ingest(&mut entries, w + count, last_hash)?;
         w += count;
     }
     Ok(n - start)

@@ -483,7 +483,14 @@ impl TenantLog {
                 last_hash = e.hash;
             },
         )?;
-        self.ids.add(&mut entries, to, last_hash)?;
+        // A big pass (a fast ingest) is a sorted table: cheapest per id, its fsync shared by many.
+        // A small one is a journal batch: no fsync, which would cost a slow ingest's
+        // acknowledgements more than the writing does (BENCHMARKS.md).
+        if entries.len() >= crate::idindex::TABLE_PASS_IDS {
+            self.ids.ingest(&mut entries, to, last_hash)?;
+        } else {
+            self.ids.append(&mut entries, to, last_hash)?;
+        }
         // The filter first, then the watermark: a lookup that sees the new watermark finds
         // these ids in the filter (or uses the disk while the filter is still being built).
         if self.filter_covers.load(Ordering::Acquire) == from {

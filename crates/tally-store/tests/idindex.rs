@@ -393,3 +393,47 @@ async fn issue_8_an_index_built_from_another_leaves_file_is_rebuilt() {
     assert_lookups_match_leaves(&log, &a, "acme");
     log.shutdown();
 }
+
+/// The indexer writes a small pass as an unsynced journal batch and a big one (65,536 ids or
+/// more: a fast ingest) as a table; both answer lookups once the ids have left memory, and a
+/// clean stop syncs both, so the restart catches up nothing and recognises every retry. (A
+/// crash before a pass is synced is `issue_8_a_retry_after_a_crash_…` above.)
+#[tokio::test]
+async fn issue_8_small_and_big_indexer_passes_both_answer_lookups_and_survive_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = || cfg(Duration::from_millis(50), Duration::from_secs(3600));
+    let (log, _) = open_report(tmp.path(), config());
+    let wait_indexed = |log: &Log, size: u64| {
+        let t = log.tenant("acme").unwrap();
+        for _ in 0..2000 {
+            if t.id_index_watermark() == size {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the indexer never reached {size}");
+    };
+    // A small pass.
+    let small: Vec<(Uuid, u64)> = (0..300).map(|n| (Uuid::new_v4(), n)).collect();
+    append_ids(&log, &small).await;
+    wait_indexed(&log, 300);
+    // A big pass: more than a pass's threshold in one request, indexed in one pass.
+    let big: Vec<(Uuid, u64)> = (0..70_000).map(|n| (Uuid::new_v4(), 1000 + n)).collect();
+    append_ids(&log, &big).await;
+    wait_indexed(&log, 70_300);
+    assert_lookups_match_leaves(&log, tmp.path(), "acme");
+    // Another small pass, then a clean stop: nothing to catch up after it.
+    let more: Vec<(Uuid, u64)> = (0..50).map(|n| (Uuid::new_v4(), 200_000 + n)).collect();
+    append_ids(&log, &more).await;
+    wait_indexed(&log, 70_350);
+    log.shutdown();
+    let (log, report) = open_report(tmp.path(), config());
+    assert_eq!(report.ids_indexed, 0, "{report:?}");
+    assert_lookups_match_leaves(&log, tmp.path(), "acme");
+    // A retry of each kind's id is still recognised.
+    for &(id, n) in [small[7], big[65_000], more[3]].iter() {
+        let again = append_ids(&log, &[(id, n)]).await;
+        assert!(again[0].2, "id {id} was stored twice");
+    }
+    log.shutdown();
+}
