@@ -2,137 +2,32 @@
 //! `tally serve --signing-key`, `tally serve --sign-command` (OpenSSL signs; broken, lying and
 //! hung commands), and `tally verify --key` of a data directory that holds no key.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-    port: u16,
-    token: String,
-}
+use common::{free_port, ok, serve_command, Server, TALLY};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve_command(dir: &Path, port: u16, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(TALLY);
-    cmd.args(["serve", "--no-index", "--data"])
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--checkpoint-interval-ms",
-            "50",
-        ])
-        .args(extra)
-        .arg("--admin-token-file")
-        .arg(dir.with_extension("token"))
-        .env("TALLY_LOG", "warn")
-        .env_remove("TALLY_SIGNING_KEY")
-        .env_remove("TALLY_SIGN_COMMAND")
-        .stdout(Stdio::null());
-    cmd
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let token_file = dir.with_extension("token");
-        let mut child = serve_command(dir, port, extra)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && token_file.exists() {
-                let token = std::fs::read_to_string(&token_file)
-                    .unwrap()
-                    .trim()
-                    .to_string();
-                return Server {
-                    child,
-                    url: format!("http://127.0.0.1:{port}"),
-                    port,
-                    token,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("server did not start");
-    }
-
-    fn tally(&self, args: &[&str]) -> Output {
-        Command::new(TALLY)
-            .args(args)
-            .env("TALLY_URL", &self.url)
-            .env("TALLY_TOKEN", &self.token)
-            .env("TALLY_LOG", "warn")
-            .output()
-            .unwrap()
-    }
-
-    /// A plain HTTP GET: status and body.
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    /// Sends `count` events to the default tenant; they must be acknowledged promptly.
-    fn ingest(&self, events: &Path, from: u64, count: u64) {
-        write_events(events, from, count);
-        let started = Instant::now();
-        ok(&self.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "acknowledgements waited for the signer"
-        );
-    }
-
-    fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(self.child.wait().unwrap().success());
-    }
+/// Sends `count` events to the default tenant; they must be acknowledged promptly.
+fn ingest(server: &Server, events: &Path, from: u64, count: u64) {
+    write_events(events, from, count);
+    let started = Instant::now();
+    ok(&server.tally(&["ingest", events.to_str().unwrap(), "--quiet"]));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "acknowledgements waited for the signer"
+    );
 }
 
 /// Runs `tally serve` expecting it to refuse to start; returns its standard error.
 fn refused(dir: &Path, extra: &[&str]) -> String {
-    let mut child = serve_command(dir, free_port(), extra)
+    let mut child = serve_command(dir, free_port(), &[&["--no-index"], extra].concat())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -156,17 +51,6 @@ fn refused(dir: &Path, extra: &[&str]) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn tally(args: &[&str]) -> Output {
@@ -249,9 +133,9 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
     );
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let server = Server::start(&data, &signing);
+    let server = Server::start_with(&data, &[&["--no-index"][..], &signing].concat());
     let events = tmp.path().join("events.ndjson");
-    server.ingest(&events, 0, 50);
+    ingest(&server, &events, 0, 50);
     wait_for_checkpoint(&server, &vkey, 50);
     server.stop();
     assert!(
@@ -298,7 +182,7 @@ fn keygen_and_a_signing_key_file_outside_the_data_directory() {
 
     // A directory with its own log.key refuses a different configured key.
     let own = tmp.path().join("own");
-    let server = Server::start(&own, &[]);
+    let server = Server::start_with(&own, &["--no-index"]);
     server.stop();
     let err = refused(
         &own,
@@ -414,8 +298,8 @@ fn issue_7_a_sign_command_signs_and_a_broken_one_never_writes_a_bad_checkpoint()
 
     // OpenSSL holds the key: checkpoints verify.
     std::fs::write(&mode, "good").unwrap();
-    let server = Server::start(&data, &args);
-    server.ingest(&events, 0, 20);
+    let server = Server::start_with(&data, &[&["--no-index"][..], &args].concat());
+    ingest(&server, &events, 0, 20);
     wait_for_checkpoint(&server, &vkey, 20);
     assert!(server.get("/healthz").1.contains("\"ok\""));
 
@@ -431,7 +315,7 @@ fn issue_7_a_sign_command_signs_and_a_broken_one_never_writes_a_bad_checkpoint()
         ("hang", "did not finish within 300 ms"),
     ] {
         std::fs::write(&mode, bad).unwrap();
-        server.ingest(&events, n, 10);
+        ingest(&server, &events, n, 10);
         n += 10;
         wait_degraded(&server, reported);
     }

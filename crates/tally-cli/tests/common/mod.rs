@@ -10,6 +10,38 @@ use std::time::Duration;
 /// The binary under test.
 pub const TALLY: &str = env!("CARGO_BIN_EXE_tally");
 
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tally serve` on `dir` at `port` with the tests' settings (checkpoints every 50 ms, the
+/// admin token in `dir.token`, warnings only, no signing key from the environment) and `extra`
+/// arguments; not started yet. Standard error is inherited: set it to see or read it.
+pub fn serve_command(dir: &Path, port: u16, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(TALLY);
+    cmd.args(["serve", "--data"])
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--checkpoint-interval-ms",
+            "50",
+        ])
+        .args(extra)
+        .arg("--admin-token-file")
+        .arg(dir.with_extension("token"))
+        .env("TALLY_LOG", "warn")
+        .env_remove("TALLY_SIGNING_KEY")
+        .env_remove("TALLY_SIGN_COMMAND")
+        .stdout(Stdio::null());
+    cmd
+}
+
 /// `tally serve` on a data directory, on an ephemeral port; killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -31,33 +63,16 @@ impl Server {
         Server::start_with(dir, &[])
     }
 
-    /// [`Server::start`] with more `tally serve` arguments.
+    /// [`Server::start`] with more `tally serve` arguments (with `--no-index`, no index).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let token_file = dir.with_extension("token");
-        let mut child = Command::new(TALLY)
-            .args(["serve", "--data"])
-            .arg(dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--checkpoint-interval-ms",
-                "50",
-                // Two indexing threads here; the server tests run the default one.
-                "--index-threads",
-                "2",
-            ])
-            .args(extra)
-            .arg("--admin-token-file")
-            .arg(&token_file)
-            .env("TALLY_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cmd = serve_command(dir, port, extra);
+        if !extra.contains(&"--no-index") {
+            // Two indexing threads here; the server tests run the default one.
+            cmd.args(["--index-threads", "2"]);
+        }
+        let mut child = cmd.spawn().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..400 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && token_file.exists() {
@@ -72,11 +87,34 @@ impl Server {
                     dir: dir.to_path_buf(),
                 };
             }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("tally serve {extra:?} exited with {status} instead of starting");
+            }
             std::thread::sleep(Duration::from_millis(25));
         }
         let _ = child.kill();
         let _ = child.wait();
         panic!("server did not start");
+    }
+
+    /// A plain HTTP/1.1 GET without credentials: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let host = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// Runs a client command against this server with its admin token.
