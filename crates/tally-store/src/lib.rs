@@ -56,5 +56,7 @@ pub use log::{
 };
 pub use reader::{LogReader, TenantReader, TenantRecords};
 pub use signer::{CheckpointSigner, KeySource};
-pub use storage::{FaultyStorage, OpenMode, PosixStorage, SequentialReader, Storage, StoredFile};
+pub use storage::{
+    FaultyStorage, OpenMode, PosixStorage, SequentialReader, Storage, StoredFile, WriterLock,
+};
 pub use tenant::{open_checkpoint, CheckpointError, RecoveryReport, SignedCheckpoint, TenantLog};

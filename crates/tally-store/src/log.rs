@@ -2,7 +2,6 @@
 //! checkpoint signer.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -245,7 +244,7 @@ pub struct Log {
     tx: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Held while the log may write; released by [`Log::shutdown`].
-    lock: Arc<Mutex<Option<File>>>,
+    lock: Arc<Mutex<Option<Box<dyn crate::storage::WriterLock>>>>,
     /// The scrub thread and the sender whose drop stops it.
     scrub: Arc<Mutex<Option<ScrubThread>>>,
     /// The id indexer thread and the sender whose drop stops it.
@@ -270,25 +269,6 @@ impl Log {
     /// elsewhere; refusing a key other than the one `log.pub` records), recovers every
     /// tenant, and starts the sequencer.
     pub fn open(dir: DataDir, config: LogConfig) -> Result<(Log, OpenReport), StoreError> {
-        let lock_path = dir.lock_path();
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(dir.root().to_path_buf()))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
-        }
-        let (signer, key_created) = signer::open_signer(&dir, &config.signing, &config.origin)?;
-        let verifier = signer.verifier().clone();
-        let metrics = LogMetrics::default();
-        let signer = Signer::new(signer, config.checkpoint_interval, metrics.clone());
-        let ids = Arc::new(IdIndex::open(&dir.id_index_path())?);
         let storage: Arc<dyn crate::storage::Storage> = match &config.faults {
             Some(faults) => Arc::new(crate::storage::FaultyStorage::new(
                 config.storage.clone(),
@@ -296,6 +276,19 @@ impl Log {
             )),
             None => config.storage.clone(),
         };
+        let lock_path = dir.lock_path();
+        let lock = match storage.lock_writer(&lock_path) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(StoreError::Locked(dir.root().to_path_buf()))
+            }
+            Err(e) => return Err(StoreError::io(&lock_path, e)),
+        };
+        let (signer, key_created) = signer::open_signer(&dir, &config.signing, &config.origin)?;
+        let verifier = signer.verifier().clone();
+        let metrics = LogMetrics::default();
+        let signer = Signer::new(signer, config.checkpoint_interval, metrics.clone());
+        let ids = Arc::new(IdIndex::open(&dir.id_index_path())?);
         let mut tenants = BTreeMap::new();
         let mut reports = Vec::new();
         for name in dir.list_tenants()? {

@@ -110,7 +110,23 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// `Ok` a crash leaves the new content, and at any earlier instant the old one (or none).
     /// Idempotent.
     fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+
+    /// Takes the one writer's lock named `path`, for as long as the returned guard lives:
+    /// `WouldBlock` while another holder (another process, or another open log in this one)
+    /// has it. Readers never take it. A crashed holder's lock is released with it.
+    fn lock_writer(&self, path: &Path) -> io::Result<Box<dyn WriterLock>>;
 }
+
+/// A held writer's lock ([`Storage::lock_writer`]); dropping it releases the lock.
+pub trait WriterLock: Send + Sync + fmt::Debug {}
+
+/// An exclusive `flock` on a lock file (the kernel releases it when the process dies).
+#[derive(Debug)]
+struct PosixLock {
+    _file: File,
+}
+
+impl WriterLock for PosixLock {}
 
 /// Local files: the data directory format every release has written.
 #[derive(Debug, Clone, Copy, Default)]
@@ -212,6 +228,19 @@ impl Storage for PosixStorage {
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         self.sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+
+    fn lock_writer(&self, path: &Path) -> io::Result<Box<dyn WriterLock>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(PosixLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 
@@ -412,6 +441,10 @@ impl Storage for FaultyStorage {
     fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.inner.replace(path, bytes)
     }
+
+    fn lock_writer(&self, path: &Path) -> io::Result<Box<dyn WriterLock>> {
+        self.inner.lock_writer(path)
+    }
 }
 
 #[cfg(test)]
@@ -462,6 +495,19 @@ mod tests {
             .list(&tmp.path().join("none"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn the_writer_lock_is_held_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("LOCK");
+        let held = PosixStorage.lock_writer(&path).unwrap();
+        assert_eq!(
+            PosixStorage.lock_writer(&path).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        drop(held);
+        PosixStorage.lock_writer(&path).unwrap();
     }
 
     #[test]

@@ -478,3 +478,21 @@ async fn verify_names_a_changed_record_inside_a_large_batch() {
     let failure = verify(tmp.path(), "acme").unwrap_err();
     assert_eq!(failure.index, Some(4321), "{failure}");
 }
+
+/// One writer per data directory: a second open is refused while the first holds the writer's
+/// lock (through the storage driver), and succeeds once it has shut down.
+#[tokio::test]
+async fn a_second_writer_is_refused_until_the_first_shuts_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(tmp.path(), config()).unwrap();
+    append_n(&log, "acme", 3, 3).await;
+    match open(tmp.path(), config()) {
+        Err(tally_store::StoreError::Locked(dir)) => assert_eq!(dir, tmp.path()),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("a second writer opened the directory"),
+    }
+    log.shutdown();
+    let log = open(tmp.path(), config()).unwrap();
+    assert_eq!(log.tenant("acme").unwrap().size(), 3);
+    log.shutdown();
+}
