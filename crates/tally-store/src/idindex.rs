@@ -257,15 +257,14 @@ impl TenantIds {
         covers: u64,
         last_hash: tally_tlog::Hash,
     ) -> Result<(), StoreError> {
-        // In key order: the memtable's skiplist takes sorted inserts much faster than random
-        // ones (client ids are random), which matters at hundreds of thousands of ids a second.
-        entries.sort_unstable_by_key(|e| e.0);
         let ks = self.ks.read();
         let ks = ks.as_ref().ok_or_else(|| closed(&self.index.path))?;
         self.index.with_db(|db| {
             let mut batch = db.batch().durability(None);
             batch.insert(ks, WATERMARK, watermark(covers, &last_hash));
-            for &(id, index) in entries.iter() {
+            // In key order: the memtable's skiplist takes sorted inserts much faster than
+            // random ones (client ids are random), at hundreds of thousands of ids a second.
+            for (id, index) in sorted_unique(entries) {
                 batch.insert(ks, id_key(id), index.to_le_bytes());
             }
             batch.commit()
@@ -273,29 +272,22 @@ impl TenantIds {
     }
 
     /// Durably adds `entries` (id, leaf index) and moves the watermark to `covers`: one sorted
-    /// run ingested as a table, fsync'd before it counts (the start-up catch-up's bulk write).
-    /// `entries` must be every id of leaves `[old watermark, covers)`.
+    /// run ingested as a table, fsync'd before it counts (the start-up catch-up, and an
+    /// indexer pass of [`TABLE_PASS_IDS`] or more). `entries` must be every id of leaves
+    /// `[old watermark, covers)`.
     pub(crate) fn ingest(
         &self,
         entries: &mut [(u128, u64)],
         covers: u64,
         last_hash: tally_tlog::Hash,
     ) -> Result<(), StoreError> {
-        entries.sort_unstable_by_key(|e| e.0);
         let ks = self.ks.read();
         let ks = ks.as_ref().ok_or_else(|| closed(&self.index.path))?;
         let err = |e: fjall::Error| index_error(&self.index.path, e);
         let mut run = ks.start_ingestion().map_err(err)?;
         run.write(WATERMARK, watermark(covers, &last_hash))
             .map_err(err)?;
-        let mut last = None;
-        for &(id, index) in entries.iter() {
-            if last == Some(id) {
-                // The same id twice in the leaves file: the verifier and the scrub name it;
-                // here the first one is kept (the run must be strictly ascending).
-                continue;
-            }
-            last = Some(id);
+        for (id, index) in sorted_unique(entries) {
             run.write(id_key(id), index.to_le_bytes()).map_err(err)?;
         }
         run.finish().map_err(err)
@@ -340,6 +332,19 @@ impl TenantIds {
     pub(crate) fn close(&self) {
         self.ks.write().take();
     }
+}
+
+/// `entries` in ascending id order, each id once: an id stored twice (only a tampered `leaves`
+/// file has one; the verifier and the scrub name it) keeps its first leaf, whichever kind of
+/// write takes it (a table's keys must be strictly ascending anyway).
+fn sorted_unique(entries: &mut [(u128, u64)]) -> impl Iterator<Item = (u128, u64)> + '_ {
+    entries.sort_unstable();
+    let mut last = None;
+    entries.iter().copied().filter(move |&(id, _)| {
+        let first = last != Some(id);
+        last = Some(id);
+        first
+    })
 }
 
 /// The watermark value: the leaves covered (u64 LE) and the leaf hash of the last of them.
@@ -468,6 +473,13 @@ impl IdFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_stored_twice_keeps_its_first_leaf_in_either_kind_of_write() {
+        let mut entries = vec![(9, 4), (3, 7), (9, 1), (5, 2), (3, 0)];
+        let out: Vec<_> = sorted_unique(&mut entries).collect();
+        assert_eq!(out, vec![(3, 0), (5, 2), (9, 1)]);
+    }
 
     #[test]
     fn the_filter_has_no_false_negatives_and_few_false_positives() {
