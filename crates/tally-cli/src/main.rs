@@ -138,7 +138,7 @@ fn main() -> ExitCode {
     let runtime = match tally_server::process::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };

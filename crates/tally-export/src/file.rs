@@ -99,10 +99,10 @@ fn columns_match(
     event: &[u8],
     cell: impl Fn(usize) -> Option<String>,
 ) -> Result<(), BundleError> {
-    let row = Row::new(index, event).map_err(|message| BundleError::Record {
+    let row = Row::new(index, event).map_err(|e| BundleError::Record {
         row: row_no,
         index,
-        message,
+        message: e.reason,
     })?;
     for (i, (expected, name)) in csv_cells(&row).iter().zip(table::columns()).enumerate() {
         if cell(i).as_deref() != Some(expected.as_str()) {
@@ -189,10 +189,13 @@ impl ExportFile {
                 w.write_all(&line).map_err(|e| io(path, e))?;
             }
             Sink::Csv(w) => {
-                let row = Row::new(index, record).map_err(BundleError::Format)?;
+                let row =
+                    Row::new(index, record).map_err(|e| BundleError::Format(e.to_string()))?;
                 w.write_record(csv_cells(&row)).map_err(|e| io(path, e))?;
             }
-            Sink::Parquet(p) => p.push(Row::new(index, record).map_err(BundleError::Format)?)?,
+            Sink::Parquet(p) => {
+                p.push(Row::new(index, record).map_err(|e| BundleError::Format(e.to_string()))?)?
+            }
         }
         self.rows += 1;
         Ok(())
@@ -592,10 +595,10 @@ fn verify_parquet(
             let (index, event) = (indexes.value(r), events.value(r).as_bytes());
             verifier.record(index, event)?;
             let row_no = verifier.rows();
-            let expected = Row::new(index, event).map_err(|message| BundleError::Record {
+            let expected = Row::new(index, event).map_err(|e| BundleError::Record {
                 row: row_no,
                 index,
-                message,
+                message: e.reason,
             })?;
             let mismatch = cells
                 .iter()

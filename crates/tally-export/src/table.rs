@@ -51,17 +51,28 @@ fn unix_ms(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// Why a stored record cannot become a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("leaf {index}: {reason}")]
+pub struct RowError {
+    /// The record's leaf index.
+    pub index: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 impl Row {
     /// The row of the stored record `bytes` at leaf `index`.
-    pub fn new(index: u64, bytes: &[u8]) -> Result<Row, String> {
-        let r = Record::parse(bytes).map_err(|e| format!("leaf {index}: {e}"))?;
+    pub fn new(index: u64, bytes: &[u8]) -> Result<Row, RowError> {
+        let error = |reason: String| RowError { index, reason };
+        let r = Record::parse(bytes).map_err(|e| error(e.to_string()))?;
         let event = String::from_utf8(bytes.to_vec())
-            .map_err(|_| format!("leaf {index}: the record is not UTF-8"))?;
+            .map_err(|_| error("the record is not UTF-8".into()))?;
         let cells = flat_columns()
             .iter()
             .map(|f| match f.value(&r) {
                 Some(FieldValue::Time(t)) => Ok(Cell::Time(unix_ms(t))),
-                _ if f.is_time() => Err(format!("leaf {index}: the record has no {}", f.name)),
+                _ if f.is_time() => Err(error(format!("the record has no {}", f.name))),
                 value => Ok(Cell::Text(
                     value.and_then(|v| v.as_text()).map(|s| s.into_owned()),
                 )),

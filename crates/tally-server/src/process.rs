@@ -14,10 +14,9 @@ pub fn init_logging() {
         .init();
 }
 
-/// The multi-threaded runtime a command runs on, or a message saying why it cannot start.
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+/// The multi-threaded runtime a command runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
