@@ -11,6 +11,7 @@ use tally_tlog::Hash;
 
 use crate::client::ApiClient;
 use crate::{ServerArgs, TenantArg};
+use tally_server::auth::ApiKey;
 use tally_server::wire::{ConsistencyProof, CreatedKey, InclusionProof};
 
 /// Print one stored event exactly as it is hashed into the log.
@@ -298,7 +299,19 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
     Ok(())
 }
 
-/// Manage API keys (needs an admin key).
+/// Manage API keys: over the API (needs an admin key), or on a stopped server's data
+/// directory with --data.
+///
+/// Every creation and revocation is recorded in the log (`tally.keys.create`,
+/// `tally.keys.revoke`): in the key's tenant's log, or in tenant tally-system's for a key of
+/// every tenant (*). Revoked keys stay listed, marked. The last admin key of every tenant
+/// cannot be revoked: create another first.
+///
+/// Locked out (no admin key left, or its token lost)? Stop the server and make a new one on
+/// its data directory, with the signing options you start it with; the token is printed
+/// once, and the creation is recorded in the log by tally-server:
+///
+///   tally keys create rescue --scope admin --tenant '*' --data ./data
 ///
 /// Examples: tally keys create billing-service --scope ingest --tenant acme
 ///           tally keys list
@@ -307,8 +320,6 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
 pub struct KeysArgs {
     #[command(subcommand)]
     action: KeysAction,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,7 +328,7 @@ enum KeysAction {
     ///
     /// Example: tally keys create billing --scope ingest --tenant acme
     Create {
-        /// A label for people.
+        /// A label for people: 1-128 characters, no control characters.
         name: String,
         /// ingest, read or admin; repeat for several.
         #[arg(long = "scope", required = true, value_parser = ["ingest", "read", "admin"])]
@@ -325,23 +336,54 @@ enum KeysAction {
         /// Tenant the key is confined to, or * for all.
         #[arg(long, default_value = "default")]
         tenant: String,
+        #[command(flatten)]
+        target: KeysTarget,
     },
-    /// List keys (without secrets).
-    List,
-    /// Revoke a key at once.
+    /// List keys (without secrets), revoked ones marked with revoked_at.
+    List {
+        #[command(flatten)]
+        target: KeysTarget,
+    },
+    /// Revoke a key at once (it stays listed, marked revoked).
     Revoke {
         /// Key id (from `tally keys list`).
         id: String,
+        #[command(flatten)]
+        target: KeysTarget,
     },
 }
 
+/// Where the keys are: a running server (its API), or a stopped server's data directory.
+#[derive(Debug, Args)]
+struct KeysTarget {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Work on this data directory of a STOPPED server instead of over the API: the way back
+    /// in when no admin key is left. Refused while a server runs on it. Give the signing
+    /// options the server starts with (--origin, --signing-key or --sign-command): the change
+    /// is recorded in the log, which signs a new checkpoint.
+    #[arg(long, short = 'd', value_name = "DIR", help_heading = "Offline")]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    signing: crate::signing::SigningArgs,
+}
+
 pub async fn keys(args: KeysArgs) -> Result<()> {
-    let client = ApiClient::new(&args.server)?;
-    match args.action {
+    let target = match &args.action {
+        KeysAction::Create { target, .. }
+        | KeysAction::List { target }
+        | KeysAction::Revoke { target, .. } => target,
+    };
+    if let Some(data) = &target.data {
+        return keys_offline(data, &target.signing, &args.action).await;
+    }
+    let client = ApiClient::new(&target.server)?;
+    match &args.action {
         KeysAction::Create {
             name,
             scopes,
             tenant,
+            ..
         } => {
             let response = client
                 .request(reqwest::Method::POST, "/v1/keys")?
@@ -349,18 +391,13 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 .send()
                 .await?;
             let created: CreatedKey = crate::client::check(response).await?.json().await?;
-            println!("{}", created.token);
-            eprintln!(
-                "key {} created; the token above is shown only once",
-                created.key.id
-            );
+            print_created(&created.key, &created.token);
         }
-        KeysAction::List => {
-            let keys: Vec<tally_server::auth::ApiKey> =
-                client.get("/v1/keys", &[]).await?.json().await?;
+        KeysAction::List { .. } => {
+            let keys: Vec<ApiKey> = client.get("/v1/keys", &[]).await?.json().await?;
             println!("{}", serde_json::to_string_pretty(&keys)?);
         }
-        KeysAction::Revoke { id } => {
+        KeysAction::Revoke { id, .. } => {
             let response = client
                 .request(reqwest::Method::DELETE, &format!("/v1/keys/{id}"))?
                 .send()
@@ -370,6 +407,109 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_created(key: &ApiKey, token: &str) {
+    println!("{token}");
+    eprintln!("key {} created; the token above is shown only once", key.id);
+}
+
+/// `tally keys … --data DIR`: opens the stopped server's log (taking its lock, so a running
+/// server refuses this) and makes the change as the server would, recorded in the log.
+async fn keys_offline(
+    data: &std::path::Path,
+    signing: &crate::signing::SigningArgs,
+    action: &KeysAction,
+) -> Result<()> {
+    use tally_server::app::{AdminKey, App, AppSettings};
+    use tally_server::audit::Actor;
+    use tally_server::auth::{Revocation, Scope};
+
+    tally_store::DataDir::open_existing(data).with_context(|| {
+        format!(
+            "{} is not a Tally data directory (give the --data of `tally serve`)",
+            data.display()
+        )
+    })?;
+    let settings = AppSettings {
+        log: tally_store::LogConfig {
+            origin: signing.origin.clone(),
+            signing: signing.key_source()?,
+            ..tally_store::LogConfig::default()
+        },
+        index: None,
+        admin: AdminKey::None,
+        ..AppSettings::new(data)
+    };
+    let app = App::start(settings).await.map_err(|e| {
+        let locked = matches!(
+            e.source.downcast_ref::<tally_store::StoreError>(),
+            Some(tally_store::StoreError::Locked(_))
+        );
+        if locked {
+            anyhow!(
+                "{e}\n--data works on a stopped server only; with the server running, use the API instead \
+                 (tally keys … --url URL --token ADMIN_TOKEN)"
+            )
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    let (log, keys) = (app.log().clone(), app.keys().clone());
+    let result: Result<()> = async {
+        match action {
+            KeysAction::Create {
+                name,
+                scopes,
+                tenant,
+                ..
+            } => {
+                let scopes = scopes
+                    .iter()
+                    .map(|s| match s.as_str() {
+                        "ingest" => Scope::Ingest,
+                        "read" => Scope::Read,
+                        _ => Scope::Admin,
+                    })
+                    .collect::<Vec<_>>();
+                let name = tally_server::admin::check_new_key(name, &scopes, tenant)
+                    .map_err(|e| anyhow!("{}: {}", e.field, e.rule))?;
+                let (key, token) = tally_server::admin::create_key(
+                    &log,
+                    &keys,
+                    Actor::Server,
+                    "offline",
+                    name,
+                    scopes,
+                    tenant,
+                )
+                .await?;
+                print_created(&key, &token);
+            }
+            KeysAction::List { .. } => {
+                println!("{}", serde_json::to_string_pretty(&keys.list())?);
+            }
+            KeysAction::Revoke { id, .. } => {
+                match tally_server::admin::revoke_key(&log, &keys, Actor::Server, "offline", id)
+                    .await?
+                {
+                    Revocation::Revoked(_) => println!("key {id} revoked"),
+                    Revocation::NotFound => {
+                        bail!("no API key with id {id} (see tally keys list --data …)")
+                    }
+                    Revocation::AlreadyRevoked(at) => bail!("key {id} was revoked at {at}"),
+                    Revocation::LastGlobalAdmin => bail!(
+                        "key {id} is the last admin key of every tenant; create another first \
+                         (tally keys create NAME --scope admin --tenant '*' --data …)"
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    app.stop().await;
+    result
 }
 
 /// `tenant=` query parameter, when given.

@@ -134,6 +134,8 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve(_) | Command::Witness(_)) {
         die_quietly_on_closed_stdout();
     }
+    tally_server::process::private_files();
+    tally_server::process::raise_open_files_limit();
     tally_server::process::init_logging();
     let runtime = match tally_server::process::runtime() {
         Ok(rt) => rt,

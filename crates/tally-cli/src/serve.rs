@@ -37,10 +37,6 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:7700"
     )]
     listen: SocketAddr,
-    /// Name of the log: the signing key's name and the prefix of every tenant's checkpoint
-    /// origin (`<origin>/<tenant>`). Fixed at first start.
-    #[arg(long, env = "TALLY_ORIGIN", default_value = "tally.localhost")]
-    origin: String,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -50,6 +46,8 @@ pub struct ServeArgs {
     /// Seconds an event's time may lie in the future.
     #[arg(long, default_value_t = 86_400)]
     max_future_skew_secs: u64,
+    #[command(flatten)]
+    limits: ClientLimitArgs,
     /// Milliseconds between checkpoints while a log grows.
     #[arg(long, default_value_t = 1000)]
     checkpoint_interval_ms: u64,
@@ -99,6 +97,57 @@ pub struct ServeArgs {
     /// tenant answers 200, an unknown one 404).
     #[arg(long, help_heading = "Public tree")]
     public_tree: bool,
+}
+
+/// How much of the server one client may hold: connections, and the time and memory of
+/// requests on the way in. The defaults let thousands of clients in and keep idle, silent and
+/// stalled ones from starving the rest.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Client limits")]
+pub struct ClientLimitArgs {
+    /// Most connections open at once. At the limit, a new connection takes the place of the
+    /// one idle longest; only when all are inside a request is it answered 503. Lowered, with
+    /// a warning, to fit the open-file limit (ulimit -n, which tally raises to its maximum).
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds a connection may take to send a complete request head, from its opening or
+    /// from its previous response (so also how long an idle keep-alive connection stays open).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Seconds a request body may pause between two chunks before it is refused (408).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_idle_timeout_secs: u64,
+    /// Seconds an ingest body may take to arrive in full (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_deadline_secs: u64,
+    /// MiB that all ingest bodies being received may take together; a body whose next chunk
+    /// does not fit is refused (503 busy, retry) and frees what it held.
+    #[arg(long, value_name = "MIB", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_memory_mib: u64,
+}
+
+impl ClientLimitArgs {
+    fn connections(&self) -> tally_server::transport::ConnectionLimits {
+        tally_server::transport::ConnectionLimits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            ..Default::default()
+        }
+    }
+
+    fn bodies(&self) -> tally_server::body::BodyLimits {
+        tally_server::body::BodyLimits {
+            idle_timeout: Duration::from_secs(self.body_idle_timeout_secs),
+            deadline: Duration::from_secs(self.body_deadline_secs),
+            memory_bytes: usize::try_from(self.max_body_memory_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// Witnesses of `tally serve`: who cosigns the log's checkpoints.
@@ -154,7 +203,7 @@ impl ServeArgs {
         Ok(AppSettings {
             data: self.data.clone(),
             log: LogConfig {
-                origin: self.origin.clone(),
+                origin: self.signing.origin.clone(),
                 segment_bytes: self.segment_mib.max(1) << 20,
                 checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms.max(10)),
                 accept_unsigned_history: self.accept_unsigned_history.clone(),
@@ -169,6 +218,8 @@ impl ServeArgs {
                 max_batch_events: self.max_batch_events,
                 max_future_skew: Duration::from_secs(self.max_future_skew_secs),
                 public_tree: self.public_tree,
+                connections: self.limits.connections(),
+                bodies: self.limits.bodies(),
             },
             index: (!self.no_index).then(|| IndexSettings {
                 tantivy: tally_index::TantivyOptions {

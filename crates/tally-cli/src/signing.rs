@@ -10,10 +10,15 @@ use tally_store::KeySource;
 
 use crate::commands::KeyArg;
 
-/// The `tally serve` options that choose the signing key.
+/// The options that name the log and choose its signing key: `tally serve`'s, and those of
+/// the commands that work on a stopped server's data directory (they sign as it would).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Signing key (default: DATA_DIR/log.key, made on first start)")]
 pub struct SigningArgs {
+    /// Name of the log: the signing key's name and the prefix of every tenant's checkpoint
+    /// origin (`<origin>/<tenant>`). Fixed at first start.
+    #[arg(long, env = "TALLY_ORIGIN", default_value = "tally.localhost")]
+    pub origin: String,
     /// Sign checkpoints with the key in FILE instead of DATA_DIR/log.key, so that whoever
     /// controls the data directory does not hold the key. FILE holds one line
     /// PRIVATE+KEY+<name>+<id>+<key> (make it with `tally keygen --out FILE --name ORIGIN`)

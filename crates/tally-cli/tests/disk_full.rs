@@ -1,7 +1,9 @@
 //! A real full disk under a running server: its data directory on a small tmpfs. Ingest
 //! until the disk is full: the server answers 503 with Retry-After and a JSON error (no
-//! hang), `/healthz` says the disk is full, and once space is freed events are taken again
-//! without a restart; afterwards every acknowledged event is there and `tally verify` passes.
+//! hang), `/healthz` says the disk is full (neither names a local path), the server's log says
+//! it in a few lines rather than one per refused request, and once space is freed events are
+//! taken again without a restart; afterwards every acknowledged event is there and
+//! `tally verify` passes.
 //!
 //! Mounting a tmpfs needs root (or CAP_SYS_ADMIN), which the test machines have. Where they
 //! do not, the test fails with a message saying so; `TALLY_TEST_NO_MOUNT=1` skips it
@@ -82,7 +84,9 @@ async fn a_full_disk_answers_503_and_writing_resumes_once_space_is_freed() {
     let ballast = mount.0.join("ballast");
     std::fs::write(&ballast, vec![0u8; 2 << 20]).unwrap();
     // No search index: its merges would take the freed space back at unpredictable times.
-    let server = Server::start_with(&dir, &["--no-index"]);
+    // Its log on another disk: the one under test fills up.
+    let log = tmp.path().join("server.log");
+    let server = Server::start_logging_to(&dir, &["--no-index"], &log);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -117,8 +121,10 @@ async fn a_full_disk_answers_503_and_writing_resumes_once_space_is_freed() {
             .contains("No space left on device"),
         "{body}"
     );
-    // Still full: refused again, promptly.
-    assert_eq!(post(&client, &server, acknowledged, 20).await.status(), 503);
+    // Still full: refused again, promptly, many times.
+    for _ in 0..50 {
+        assert_eq!(post(&client, &server, acknowledged, 20).await.status(), 503);
+    }
     let health = client
         .get(format!("{}/healthz", server.url))
         .send()
@@ -134,6 +140,25 @@ async fn a_full_disk_answers_503_and_writing_resumes_once_space_is_freed() {
         "{health}"
     );
     assert_eq!(health["restart_needed"], false, "{health}");
+    // Clients are told what failed, not where the server keeps its files.
+    let local = mount.0.to_str().unwrap();
+    for told in [body.to_string(), health.to_string()] {
+        assert!(
+            !told.contains(local),
+            "a local path leaks to clients: {told}"
+        );
+    }
+    // The server's own log says it without one line per refused request: they would fill
+    // the same disk faster.
+    let errors = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .count();
+    assert!(
+        (1..=10).contains(&errors),
+        "{errors} ERROR lines for 51 refused requests"
+    );
 
     // Space is freed: the next request is stored, without a restart.
     std::fs::remove_file(&ballast).unwrap();

@@ -108,14 +108,14 @@ impl CursorFile {
     pub fn store(&mut self, dir: &DataDir) -> Result<(), CursorError> {
         let path = dir.consumer_cursor_path(&self.consumer);
         let parent = dir.consumers_path();
-        std::fs::create_dir_all(&parent).map_err(|source| CursorError::Io {
+        tally_store::layout::create_private_dir_all(&parent).map_err(|source| CursorError::Io {
             path: parent,
             source,
         })?;
         self.updated = now();
         let mut bytes = serde_json::to_vec_pretty(self).expect("a cursor serializes");
         bytes.push(b'\n');
-        tally_store::layout::write_file_durably(&path, &bytes, false)?;
+        tally_store::layout::write_file_durably(&path, &bytes)?;
         Ok(())
     }
 

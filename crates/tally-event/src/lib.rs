@@ -170,7 +170,10 @@ pub use body::{parse_body, BodyError, BodyFormat};
 pub use fields::{FieldSpec, FieldType, FieldValue, FIELDS};
 pub use input::{ActorInput, EventInput, ResourceInput};
 pub use record::{is_canonical, record_id, same_submission, Actor, Record, RecordError, Resource};
-pub use schema::{is_valid_tenant, ActorType, Outcome, WELL_KNOWN_CATEGORIES};
+pub use schema::{
+    is_valid_tenant, reserved_for_server, ActorType, Outcome, KEY_ACTOR_PREFIX,
+    SERVER_ACTION_NAMESPACE, SERVER_ACTOR_ID, WELL_KNOWN_CATEGORIES,
+};
 pub use validate::{validate, FieldError, IngestContext, ValidEvent};
 
 /// The schema version this crate parses, validates and writes into every record.

@@ -152,6 +152,61 @@ pub(crate) fn is_valid_action(s: &str) -> bool {
         })
 }
 
+/// The first action segment of events the server records about itself (`tally.events.export`,
+/// `tally.keys.create`, …). Clients may not use it, so that a reader can trust that such an
+/// event was written by the server (see [`reserved_for_server`]).
+pub const SERVER_ACTION_NAMESPACE: &str = "tally";
+/// The actor id form of the API key behind a server-recorded read (`api-key:<key id>`).
+pub const KEY_ACTOR_PREFIX: &str = "api-key:";
+/// The actor id of events the server originates itself (start-up decisions, for example).
+pub const SERVER_ACTOR_ID: &str = "tally-server";
+
+/// The rules `event` breaks by using names reserved for the server: an action in the
+/// [`SERVER_ACTION_NAMESPACE`] (`tally.…`, in any case) or an actor id of the server's own
+/// forms ([`KEY_ACTOR_PREFIX`]`…`, [`SERVER_ACTOR_ID`]). Empty for every event a client may
+/// send. Ingest applies it to client submissions only; the server's own events use these
+/// names on purpose.
+///
+/// ```
+/// use tally_event::{reserved_for_server, ActorInput, EventInput};
+///
+/// let forged = EventInput {
+///     action: Some("tally.events.export".into()),
+///     actor: Some(ActorInput { id: Some("api-key:k_1".into()), ..Default::default() }),
+///     ..Default::default()
+/// };
+/// let fields: Vec<_> = reserved_for_server(&forged).into_iter().map(|e| e.field).collect();
+/// assert_eq!(fields, ["actor.id", "action"]);
+/// assert!(reserved_for_server(&EventInput { action: Some("talley.login".into()), ..Default::default() }).is_empty());
+/// ```
+pub fn reserved_for_server(event: &crate::EventInput) -> Vec<crate::FieldError> {
+    let mut errors = Vec::new();
+    let actor = event.actor.as_ref().and_then(|a| a.id.as_deref());
+    if let Some(id) = actor.map(|id| id.trim().to_ascii_lowercase()) {
+        if id.starts_with(KEY_ACTOR_PREFIX) || id == SERVER_ACTOR_ID {
+            errors.push(crate::FieldError {
+                field: "actor.id".into(),
+                rule: format!(
+                    "{KEY_ACTOR_PREFIX}… and {SERVER_ACTOR_ID} are reserved for events the server records itself"
+                ),
+            });
+        }
+    }
+    if let Some(action) = event.action.as_deref() {
+        let first = action.split('.').next().unwrap_or_default();
+        if first.eq_ignore_ascii_case(SERVER_ACTION_NAMESPACE) {
+            errors.push(crate::FieldError {
+                field: "action".into(),
+                rule: format!(
+                    "the {SERVER_ACTION_NAMESPACE}. namespace is reserved for events the server records itself; \
+                     name your application's actions after it (for example billing.invoice.read)"
+                ),
+            });
+        }
+    }
+    errors
+}
+
 /// Whether `s` matches `^[A-Z][A-Z0-9_]{0,31}$`.
 pub(crate) fn is_valid_category(s: &str) -> bool {
     let b = s.as_bytes();

@@ -184,12 +184,8 @@ impl App {
                     .create("admin", vec![Scope::Admin], "*")
                     .map_err(failed("creating the admin API key"))?;
                 if let Some(path) = token_file {
-                    tally_store::layout::write_file_durably(
-                        path,
-                        format!("{token}\n").as_bytes(),
-                        true,
-                    )
-                    .map_err(failed(format!("writing {}", path.display())))?;
+                    tally_store::layout::write_file_durably(path, format!("{token}\n").as_bytes())
+                        .map_err(failed(format!("writing {}", path.display())))?;
                 }
                 Some(token)
             }
@@ -308,9 +304,10 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = self.state.settings.connections.clone();
+        let metrics = self.state.connections.clone();
+        let served =
+            crate::transport::serve(listener, self.router(), limits, metrics, shutdown).await;
         self.stop().await;
         served
     }

@@ -1,5 +1,10 @@
-//! Reads of the log are themselves audit events: who searched or exported what, when, and how
-//! many rows. They are appended to the tenant's own log, durably, before the answer is sent.
+//! Events the server records about itself: reads of the log (who searched or exported what,
+//! when, how many rows), administrative changes (keys) and operators' decisions at start. Each
+//! is appended to a tenant's own log, durably, before the answer is sent, so that watching the
+//! log is itself on the record.
+//!
+//! Only the server writes these: clients may not use the `tally.` action namespace nor the
+//! server's actor forms ([`tally_event::reserved_for_server`]).
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -9,6 +14,99 @@ use tally_store::PreparedEvent;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::AppState;
+
+/// Who did what the server records.
+#[derive(Debug, Clone)]
+pub enum Actor<'a> {
+    /// A request authenticated by this API key (`api-key:<id>`, a service).
+    Key(&'a Principal),
+    /// The server itself, or an operator working on the stopped server's data directory with
+    /// the `tally` command (`tally-server`, the system).
+    Server,
+}
+
+impl Actor<'_> {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Actor::Key(p) => json!({
+                "id": format!("{}{}", tally_event::KEY_ACTOR_PREFIX, p.key_id),
+                "type": "service",
+            }),
+            Actor::Server => json!({"id": tally_event::SERVER_ACTOR_ID, "type": "system"}),
+        }
+    }
+
+    fn key_id(&self) -> &str {
+        match self {
+            Actor::Key(p) => &p.key_id,
+            Actor::Server => "server",
+        }
+    }
+}
+
+/// One event the server records.
+#[derive(Debug)]
+pub struct ServerEvent<'a> {
+    /// The tenant whose log it goes in.
+    pub tenant: &'a str,
+    /// Who.
+    pub actor: Actor<'a>,
+    /// `tally.events.search`, `tally.keys.create`, … (always in the `tally.` namespace).
+    pub action: &'a str,
+    /// `READ`, `EXPORT`, `ADMIN`, …
+    pub category: &'a str,
+    /// What it was done to: `(type, id)`.
+    pub resource: (&'a str, &'a str),
+    /// Details: the query and rows of a read, the key made, …
+    pub metadata: serde_json::Value,
+}
+
+/// Why a server event could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The event breaks the schema: a bug in the server, never the client's doing.
+    #[error("the audit event is invalid: {0}")]
+    Invalid(String),
+    /// The log refused it (stopped, disk full, …).
+    #[error("the audit log could not take the event: {0}")]
+    Unavailable(String),
+}
+
+/// Appends `event` durably to its tenant's log.
+pub async fn record(log: &tally_store::Log, event: ServerEvent<'_>) -> Result<(), RecordError> {
+    let now = time::OffsetDateTime::now_utc();
+    let body = json!({
+        "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "tenant": event.tenant,
+        "actor": event.actor.json(),
+        "action": event.action,
+        "category": event.category,
+        "resource": {"type": event.resource.0, "id": event.resource.1},
+        "outcome": "SUCCESS",
+        "metadata": event.metadata,
+    });
+    let input: EventInput =
+        serde_json::from_value(body).map_err(|e| RecordError::Invalid(e.to_string()))?;
+    let ctx = IngestContext {
+        received_at: now,
+        key_id: event.actor.key_id(),
+        default_tenant: Some(event.tenant),
+        max_future_skew: time::Duration::minutes(5),
+    };
+    let valid = tally_event::validate(input, &ctx).map_err(|errors| {
+        RecordError::Invalid(
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.rule))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    log.append(vec![PreparedEvent::new(valid)])
+        .await
+        .map(|_| ())
+        .map_err(|e| RecordError::Unavailable(e.to_string()))
+}
 
 /// A read to record.
 pub(crate) struct ReadAudit<'a> {
@@ -27,57 +125,31 @@ pub(crate) async fn record_read(
     who: &Principal,
     read: ReadAudit<'_>,
 ) -> Result<(), ApiError> {
-    let now = time::OffsetDateTime::now_utc();
-    let event = json!({
-        "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "tenant": read.tenant,
-        "actor": {"id": format!("api-key:{}", who.key_id), "type": "service"},
-        "action": read.action,
-        "category": if read.action.ends_with(".export") { "EXPORT" } else { "READ" },
-        "resource": {"type": "AUDIT_LOG", "id": read.tenant},
-        "outcome": "SUCCESS",
-        "metadata": read.metadata,
-    });
-    let input: EventInput = serde_json::from_value(event).map_err(|e| {
-        ApiError::new(
+    let event = ServerEvent {
+        tenant: read.tenant,
+        actor: Actor::Key(who),
+        action: read.action,
+        category: if read.action.ends_with(".export") {
+            "EXPORT"
+        } else {
+            "READ"
+        },
+        resource: ("AUDIT_LOG", read.tenant),
+        metadata: read.metadata,
+    };
+    record(&state.log, event).await.map_err(|e| match e {
+        RecordError::Invalid(_) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "audit_error",
             e.to_string(),
+        ),
+        RecordError::Unavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("this read could not be recorded in the audit log, so it is refused: {e}"),
         )
-    })?;
-    let ctx = IngestContext {
-        received_at: now,
-        key_id: &who.key_id,
-        default_tenant: Some(read.tenant),
-        max_future_skew: time::Duration::minutes(5),
-    };
-    let valid = tally_event::validate(input, &ctx).map_err(|errors| {
-        let detail: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.rule))
-            .collect();
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "audit_error",
-            format!(
-                "the audit event of this read is invalid: {}",
-                detail.join("; ")
-            ),
-        )
-    })?;
-    state
-        .log
-        .append(vec![PreparedEvent::new(valid)])
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("this read could not be recorded in the audit log, so it is refused: {e}"),
-            )
-            .retry_after(5)
-        })?;
-    Ok(())
+        .retry_after(5),
+    })
 }
 
 /// Appends an event the server itself originates (actor `tally-server`, type `system`): an
@@ -87,34 +159,14 @@ pub async fn record_system_event(
     tenant: &str,
     action: &str,
     metadata: serde_json::Value,
-) -> Result<(), String> {
-    let now = time::OffsetDateTime::now_utc();
-    let event = json!({
-        "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "tenant": tenant,
-        "actor": {"id": "tally-server", "type": "system"},
-        "action": action,
-        "category": "ADMIN",
-        "resource": {"type": "AUDIT_LOG", "id": tenant},
-        "outcome": "SUCCESS",
-        "metadata": metadata,
-    });
-    let input: EventInput = serde_json::from_value(event).map_err(|e| e.to_string())?;
-    let ctx = IngestContext {
-        received_at: now,
-        key_id: "server",
-        default_tenant: Some(tenant),
-        max_future_skew: time::Duration::minutes(5),
+) -> Result<(), RecordError> {
+    let event = ServerEvent {
+        tenant,
+        actor: Actor::Server,
+        action,
+        category: "ADMIN",
+        resource: ("AUDIT_LOG", tenant),
+        metadata,
     };
-    let valid = tally_event::validate(input, &ctx).map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.rule))
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
-    log.append(vec![PreparedEvent::new(valid)])
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    record(log, event).await
 }

@@ -27,8 +27,8 @@ pub enum Scope {
     Admin,
 }
 
-/// A stored API key (the secret itself is never stored).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+/// An API key as the API shows it: never its secret, nor the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKey {
     /// Public identifier, part of the token and of every record the key ingests.
     pub id: String,
@@ -40,10 +40,26 @@ pub struct ApiKey {
     pub tenant: String,
     /// When the key was made (RFC 3339).
     pub created_at: String,
+    /// When the key was revoked (RFC 3339); a revoked key authenticates nothing, and stays
+    /// listed so that the records it signed can still be attributed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl ApiKey {
+    /// Whether the key administers every tenant (admin scope, tenant `*`).
+    pub fn is_global_admin(&self) -> bool {
+        self.tenant == "*" && self.scopes.contains(&Scope::Admin)
+    }
+}
+
+/// A key as the key file holds it: the public part and the SHA-256 of its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredKey {
+    #[serde(flatten)]
+    key: ApiKey,
     /// Hex SHA-256 of the secret part of the token.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schema(ignore)]
-    pub secret_sha256: String,
+    secret_sha256: String,
 }
 
 /// The caller of a request, once authenticated.
@@ -102,11 +118,26 @@ pub enum KeyError {
     },
 }
 
-/// The set of API keys, persisted as JSON (0600) in the data directory.
+/// What [`KeyStore::revoke`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The key is revoked from now on.
+    Revoked(ApiKey),
+    /// No key has this id.
+    NotFound,
+    /// The key was revoked before, at this time.
+    AlreadyRevoked(String),
+    /// The key is the last unrevoked admin key of every tenant: revoking it would leave
+    /// nobody able to manage keys, so it is refused.
+    LastGlobalAdmin,
+}
+
+/// The set of API keys, persisted as JSON (0600) in the data directory. Revoked keys stay in
+/// the file, marked, so that every `key_id` in the log can still be attributed.
 #[derive(Debug)]
 pub struct KeyStore {
     path: PathBuf,
-    keys: RwLock<BTreeMap<String, ApiKey>>,
+    keys: RwLock<BTreeMap<String, StoredKey>>,
 }
 
 impl KeyStore {
@@ -114,12 +145,12 @@ impl KeyStore {
     pub fn open(path: PathBuf) -> Result<KeyStore, KeyError> {
         let keys = match std::fs::read(&path) {
             Ok(bytes) => {
-                let list: Vec<ApiKey> =
+                let list: Vec<StoredKey> =
                     serde_json::from_slice(&bytes).map_err(|e| KeyError::File {
                         path: path.clone(),
                         detail: format!("not valid JSON ({e}); restore it from a backup"),
                     })?;
-                list.into_iter().map(|k| (k.id.clone(), k)).collect()
+                list.into_iter().map(|k| (k.key.id.clone(), k)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => {
@@ -135,7 +166,7 @@ impl KeyStore {
         })
     }
 
-    /// Whether no key exists yet (first start).
+    /// Whether no key exists yet, revoked or not (first start).
     pub fn is_empty(&self) -> bool {
         self.keys.read().is_empty()
     }
@@ -159,10 +190,14 @@ impl KeyStore {
             scopes,
             tenant: tenant.to_string(),
             created_at: now_rfc3339(),
+            revoked_at: None,
+        };
+        let stored = StoredKey {
+            key: key.clone(),
             secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
         };
         let mut keys = self.keys.write();
-        keys.insert(id.clone(), key.clone());
+        keys.insert(id.clone(), stored);
         if let Err(e) = self.save(&keys) {
             keys.remove(&id);
             return Err(e);
@@ -170,8 +205,9 @@ impl KeyStore {
         Ok((key, format!("tly_{id}_{secret}")))
     }
 
-    /// Deletes a key; returns whether it existed.
-    pub fn revoke(&self, id: &str) -> Result<bool, KeyError> {
+    /// Deletes a key made moments ago whose creation could not be recorded, as if it had
+    /// never existed; returns whether it existed. (Keys in use are revoked, never deleted.)
+    pub fn undo_create(&self, id: &str) -> Result<bool, KeyError> {
         let mut keys = self.keys.write();
         let Some(old) = keys.remove(id) else {
             return Ok(false);
@@ -183,49 +219,66 @@ impl KeyStore {
         Ok(true)
     }
 
-    /// One key, without its secret.
-    pub fn get(&self, id: &str) -> Option<ApiKey> {
-        self.keys.read().get(id).map(|k| ApiKey {
-            secret_sha256: String::new(),
-            ..k.clone()
-        })
-    }
-
-    /// Every key, without secrets.
-    pub fn list(&self) -> Vec<ApiKey> {
-        self.keys
-            .read()
+    /// Revokes a key at once: it authenticates nothing from now on, and stays listed, marked.
+    /// The last unrevoked global admin key is never revoked ([`Revocation::LastGlobalAdmin`]).
+    pub fn revoke(&self, id: &str) -> Result<Revocation, KeyError> {
+        let mut keys = self.keys.write();
+        let Some(target) = keys.get(id) else {
+            return Ok(Revocation::NotFound);
+        };
+        if let Some(at) = &target.key.revoked_at {
+            return Ok(Revocation::AlreadyRevoked(at.clone()));
+        }
+        let other_admins = keys
             .values()
-            .map(|k| ApiKey {
-                secret_sha256: String::new(),
-                ..k.clone()
-            })
-            .collect()
+            .filter(|k| k.key.id != id && k.key.revoked_at.is_none() && k.key.is_global_admin())
+            .count();
+        if target.key.is_global_admin() && other_admins == 0 {
+            return Ok(Revocation::LastGlobalAdmin);
+        }
+        let entry = keys.get_mut(id).expect("looked up above");
+        entry.key.revoked_at = Some(now_rfc3339());
+        let revoked = entry.key.clone();
+        if let Err(e) = self.save(&keys) {
+            if let Some(k) = keys.get_mut(id) {
+                k.key.revoked_at = None;
+            }
+            return Err(e);
+        }
+        Ok(Revocation::Revoked(revoked))
     }
 
-    /// The principal a bearer token stands for, if it is valid.
+    /// One key, revoked or not.
+    pub fn get(&self, id: &str) -> Option<ApiKey> {
+        self.keys.read().get(id).map(|k| k.key.clone())
+    }
+
+    /// Every key, revoked ones included (marked).
+    pub fn list(&self) -> Vec<ApiKey> {
+        self.keys.read().values().map(|k| k.key.clone()).collect()
+    }
+
+    /// The principal a bearer token stands for, if it is valid and its key not revoked.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let rest = token.strip_prefix("tly_")?;
         let (id, secret) = rest.split_once('_')?;
         let keys = self.keys.read();
-        let key = keys.get(id)?;
+        let stored = keys.get(id)?;
         let digest = hex::encode(Sha256::digest(secret.as_bytes()));
         // Comparing digests, not secrets: timing reveals nothing an attacker can steer.
-        (digest == key.secret_sha256).then(|| Principal {
-            key_id: key.id.clone(),
-            scopes: key.scopes.clone(),
-            tenant: key.tenant.clone(),
+        (digest == stored.secret_sha256 && stored.key.revoked_at.is_none()).then(|| Principal {
+            key_id: stored.key.id.clone(),
+            scopes: stored.key.scopes.clone(),
+            tenant: stored.key.tenant.clone(),
         })
     }
 
-    fn save(&self, keys: &BTreeMap<String, ApiKey>) -> Result<(), KeyError> {
-        let list: Vec<&ApiKey> = keys.values().collect();
+    fn save(&self, keys: &BTreeMap<String, StoredKey>) -> Result<(), KeyError> {
+        let list: Vec<&StoredKey> = keys.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).expect("keys serialise");
-        tally_store::layout::write_file_durably(&self.path, &bytes, true).map_err(|e| {
-            KeyError::File {
-                path: self.path.clone(),
-                detail: e.to_string(),
-            }
+        tally_store::layout::write_file_durably(&self.path, &bytes).map_err(|e| KeyError::File {
+            path: self.path.clone(),
+            detail: e.to_string(),
         })
     }
 }
@@ -239,6 +292,64 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_global_admin_key_cannot_be_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        let (first, _) = store.create("admin", vec![Scope::Admin], "*").unwrap();
+        // Tenant admins and other scopes do not count: they cannot manage every tenant.
+        let (tenant_admin, _) = store.create("acme", vec![Scope::Admin], "acme").unwrap();
+        let (reader, _) = store.create("r", vec![Scope::Read], "*").unwrap();
+        assert_eq!(
+            store.revoke(&first.id).unwrap(),
+            Revocation::LastGlobalAdmin
+        );
+        let (second, token) = store.create("admin-2", vec![Scope::Admin], "*").unwrap();
+        assert!(matches!(
+            store.revoke(&first.id).unwrap(),
+            Revocation::Revoked(_)
+        ));
+        assert_eq!(
+            store.revoke(&second.id).unwrap(),
+            Revocation::LastGlobalAdmin
+        );
+        assert!(store.authenticate(&token).is_some());
+        assert!(matches!(
+            store.revoke(&tenant_admin.id).unwrap(),
+            Revocation::Revoked(_)
+        ));
+        assert!(matches!(
+            store.revoke(&reader.id).unwrap(),
+            Revocation::Revoked(_)
+        ));
+    }
+
+    #[test]
+    fn key_files_of_earlier_releases_open_and_the_api_never_shows_a_secret_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        // The format before revoked keys were kept.
+        std::fs::write(
+            &path,
+            r#"[{"id":"0a1b2c3d4e5f","name":"admin","scopes":["admin"],"tenant":"*",
+                "created_at":"2026-11-01T00:00:00Z","secret_sha256":"00"}]"#,
+        )
+        .unwrap();
+        let store = KeyStore::open(path.clone()).unwrap();
+        let key = store.get("0a1b2c3d4e5f").unwrap();
+        assert!(key.is_global_admin() && key.revoked_at.is_none());
+        let (created, _) = store.create("x", vec![Scope::Read], "acme").unwrap();
+        for shown in [
+            serde_json::to_string(&created).unwrap(),
+            serde_json::to_string(&store.list()).unwrap(),
+        ] {
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+        // The file still holds every hash, the old key's included.
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(file.matches("secret_sha256").count(), 2, "{file}");
+    }
 
     #[test]
     fn tokens_authenticate_and_revoke() {
@@ -256,8 +367,19 @@ mod tests {
         // Persisted: a reopened store knows the key.
         let again = KeyStore::open(dir.path().join("keys.json")).unwrap();
         assert!(again.authenticate(&token).is_some());
-        assert!(store.revoke(&key.id).unwrap());
+        assert!(
+            matches!(store.revoke(&key.id).unwrap(), Revocation::Revoked(k) if k.revoked_at.is_some())
+        );
         assert!(store.authenticate(&token).is_none());
+        assert!(matches!(
+            store.revoke(&key.id).unwrap(),
+            Revocation::AlreadyRevoked(_)
+        ));
+        assert_eq!(store.revoke("nope").unwrap(), Revocation::NotFound);
+        // Revoked keys stay on file, marked, across a reopen.
+        let again = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        assert!(again.get(&key.id).unwrap().revoked_at.is_some());
+        assert!(again.authenticate(&token).is_none());
         let text = std::fs::read_to_string(dir.path().join("keys.json")).unwrap();
         assert!(
             !text.contains(&token[token.len() - 10..]),

@@ -52,6 +52,7 @@ pub struct ApiError {
     message: String,
     details: Vec<ErrorDetail>,
     retry_after: Option<u32>,
+    close: bool,
 }
 
 impl std::fmt::Display for ApiError {
@@ -69,6 +70,7 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             retry_after: None,
+            close: false,
         }
     }
 
@@ -79,6 +81,13 @@ impl ApiError {
     }
 
     /// Asks the client to retry after a number of seconds (503, 409 for unsigned indexes).
+    /// Ends the connection after this answer (`Connection: close`): for a request whose body
+    /// was not read to its end, so that the client's unsent rest is not waited for.
+    pub fn close_connection(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -115,7 +124,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, "{}", self.message);
+            // Throttled by code: a full disk refuses every request, and one line per refusal
+            // would fill it faster.
+            tally_store::throttled_error!(self.code, "{}", self.message);
         }
         let body = ErrorBody {
             error: ErrorInfo {
@@ -126,6 +137,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

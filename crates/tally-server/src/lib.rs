@@ -24,14 +24,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
-mod audit;
+pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod error;
 mod extract;
 pub mod openapi;
 pub mod process;
 mod routes;
+pub mod transport;
 pub mod wire;
 pub mod witness;
 
@@ -65,6 +68,10 @@ pub struct ServerSettings {
     /// entry bundles (they hold the records), lookups by event id, search and everything else
     /// still need a key. For monitors and witnesses.
     pub public_tree: bool,
+    /// How many connections, and how fast they must send their requests.
+    pub connections: transport::ConnectionLimits,
+    /// How fast request bodies must arrive, and how much memory they may take together.
+    pub bodies: body::BodyLimits,
 }
 
 impl Default for ServerSettings {
@@ -74,6 +81,8 @@ impl Default for ServerSettings {
             max_batch_events: 10_000,
             max_future_skew: Duration::from_secs(24 * 3600),
             public_tree: false,
+            connections: transport::ConnectionLimits::default(),
+            bodies: body::BodyLimits::default(),
         }
     }
 }
@@ -123,6 +132,10 @@ pub struct AppState {
     pub(crate) witnesses: Option<Arc<witness::Witnessing>>,
     /// Reported by `/healthz` under their names.
     pub(crate) components: Vec<(&'static str, Arc<dyn Component>)>,
+    /// The memory budget of request bodies being read.
+    pub(crate) bodies: body::BodyBudget,
+    /// The listener's connection counts, for `/metrics`.
+    pub(crate) connections: transport::ConnectionMetrics,
 }
 
 impl AppState {
@@ -130,6 +143,8 @@ impl AppState {
     pub fn new(log: Log, keys: Arc<auth::KeyStore>, settings: ServerSettings) -> Self {
         let mut registry = Registry::default();
         log.metrics().register(&mut registry);
+        let bodies = body::BodyBudget::new(settings.bodies.clone());
+        let connections = transport::ConnectionMetrics::default();
         let http = HttpMetrics {
             ingest_requests: Counter::default(),
             ingest_rejected: Counter::default(),
@@ -158,10 +173,14 @@ impl AppState {
                 "Events recognised as retries of stored ones",
                 http.ingest_duplicates.clone(),
             );
+            bodies.metrics.register(r);
+            connections.register(r);
         }
         AppState {
             log,
             keys,
+            bodies,
+            connections,
             settings: Arc::new(settings),
             registry: Arc::new(registry),
             http,
@@ -260,6 +279,11 @@ pub fn router(state: AppState) -> Router {
         // Bodies are read by the ingest handler itself so that an oversized one gets a JSON 413.
         .layer(axum::extract::DefaultBodyLimit::max(
             body_limit.saturating_add(1),
+        ))
+        // Every body stalls at most this long between chunks, whichever handler reads it
+        // (ingest also bounds its total time and memory: `body`).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.settings.bodies.idle_timeout,
         ))
         // A bug must cost one request a JSON 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -369,7 +369,7 @@ impl Witnessing {
         if let Some(note) = to_persist {
             let path = log.data_dir().tenant(tl.name()).cosigned_checkpoint_path();
             let written = tokio::task::spawn_blocking(move || {
-                tally_store::layout::write_file_durably(&path, note.as_bytes(), false)
+                tally_store::layout::write_file_durably(&path, note.as_bytes())
             })
             .await;
             match written {

@@ -1490,9 +1490,11 @@ async fn api_keys_scope_and_confine_requests() {
     )
     .await
     .error(StatusCode::UNAUTHORIZED);
-    srv.delete(&format!("/v1/keys/{ingest_id}"))
+    let again = srv
+        .delete(&format!("/v1/keys/{ingest_id}"))
         .await
-        .error(StatusCode::NOT_FOUND);
+        .error(StatusCode::CONFLICT);
+    assert_eq!(again["code"], "already_revoked", "{again}");
     let req = srv
         .http
         .delete(srv.url(&format!("/v1/keys/{}", key_id_of(&srv.admin))))
@@ -1500,16 +1502,225 @@ async fn api_keys_scope_and_confine_requests() {
     Resp::from(req.send().await.unwrap())
         .await
         .error(StatusCode::FORBIDDEN);
-    assert_eq!(
-        srv.get("/v1/keys")
-            .await
-            .ok()
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+    // The revoked key stays listed, marked, so that its records can still be attributed.
+    let keys = srv.get("/v1/keys").await.ok().json();
+    let revoked: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["revoked_at"].is_string())
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.as_array().unwrap().len(), 3, "{keys}");
+    assert_eq!(revoked, vec![ingest_id.as_str()], "{keys}");
+}
+
+/// Issue 9 (fix first): the key API never shows a secret's hash, refuses to revoke the last
+/// admin key of every tenant, keeps revoked keys, and records every change in the log.
+#[tokio::test]
+async fn issue_9_key_changes_are_recorded_and_the_last_global_admin_key_stays() {
+    let srv = Server::start().await;
+    let admin_id = key_id_of(&srv.admin);
+    let created = srv
+        .post_as(
+            Some(&srv.admin),
+            "/v1/keys",
+            Some(JSON),
+            json!({"name": "billing", "scopes": ["ingest"], "tenant": "acme"}).to_string(),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert!(
+        !created.text().contains("secret"),
+        "the answer shows no secret hash: {}",
+        created.text()
     );
+    let billing_id = created.json()["key"]["id"].as_str().unwrap().to_string();
+
+    // The only global admin key cannot be revoked; the error says what to do.
+    let err = srv
+        .delete(&format!("/v1/keys/{admin_id}"))
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(err["code"], "last_admin_key", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("Create another admin key"),
+        "{err}"
+    );
+    srv.get("/v1/keys").await.ok();
+    // With a second one, the first can go; then the second is the last.
+    let second = srv
+        .post_as(
+            Some(&srv.admin),
+            "/v1/keys",
+            Some(JSON),
+            json!({"name": "admin-2", "scopes": ["admin"], "tenant": "*"}).to_string(),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let second_token = second["token"].as_str().unwrap().to_string();
+    let second_id = second["key"]["id"].as_str().unwrap().to_string();
+    srv.delete(&format!("/v1/keys/{billing_id}"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    srv.delete(&format!("/v1/keys/{admin_id}"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let req = srv
+        .http
+        .delete(srv.url(&format!("/v1/keys/{second_id}")))
+        .bearer_auth(&second_token);
+    assert_eq!(
+        Resp::from(req.send().await.unwrap())
+            .await
+            .error(StatusCode::CONFLICT)["code"],
+        "last_admin_key"
+    );
+
+    // Every change is in the log: acme's key in acme's, the global keys in tally-system's.
+    let actions = |tenant: &'static str| {
+        let srv = &srv;
+        let token = second_token.clone();
+        async move {
+            // (The first admin key is revoked by now: the second one reads.)
+            let tenants = srv.get_as(Some(&token), "/v1/tenants").await.ok().json();
+            let size = tenants
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == tenant)
+                .map_or(0, |t| t["size"].as_u64().unwrap());
+            let mut out = Vec::new();
+            for i in 0..size {
+                let e = srv
+                    .get_as(Some(&token), &format!("/v1/events/{i}?tenant={tenant}"))
+                    .await
+                    .ok()
+                    .json();
+                out.push((
+                    e["action"].as_str().unwrap().to_string(),
+                    e["resource"]["id"].as_str().unwrap().to_string(),
+                    e["actor"]["id"].as_str().unwrap().to_string(),
+                ));
+            }
+            out
+        }
+    };
+    let admin_actor = format!("api-key:{admin_id}");
+    assert_eq!(
+        actions("acme").await,
+        vec![
+            (
+                "tally.keys.create".into(),
+                billing_id.clone(),
+                admin_actor.clone()
+            ),
+            (
+                "tally.keys.revoke".into(),
+                billing_id.clone(),
+                admin_actor.clone()
+            ),
+        ]
+    );
+    assert_eq!(
+        actions("tally-system").await,
+        vec![
+            (
+                "tally.keys.create".into(),
+                second_id.clone(),
+                admin_actor.clone()
+            ),
+            (
+                "tally.keys.revoke".into(),
+                admin_id.clone(),
+                admin_actor.clone()
+            ),
+        ]
+    );
+    srv.stop().await;
+}
+
+/// Issue 9 (fix first): a client cannot write events that look like the server's own, nor
+/// name two tenants for one event.
+#[tokio::test]
+async fn issue_9_reserved_names_and_a_second_tenant_are_refused() {
+    let srv = Server::start().await;
+    let mut forged = event(1);
+    forged["action"] = json!("tally.events.export");
+    let err = srv
+        .post_as(
+            Some(&srv.admin),
+            "/v1/events",
+            Some(JSON),
+            forged.to_string(),
+        )
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        details(&err),
+        vec![(Some(0), "action".to_string())],
+        "{err}"
+    );
+    for actor in ["api-key:0a1b2c3d4e5f", "API-KEY:x", "tally-server"] {
+        let mut forged = event(2);
+        forged["actor"]["id"] = json!(actor);
+        let err = srv
+            .post_as(
+                Some(&srv.admin),
+                "/v1/events",
+                Some(JSON),
+                forged.to_string(),
+            )
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            details(&err),
+            vec![(Some(0), "actor.id".to_string())],
+            "{err}"
+        );
+    }
+    // Names that merely resemble them are the client's.
+    let mut fine = event(3);
+    fine["action"] = json!("tallyho.login");
+    fine["actor"]["id"] = json!("key:api");
+    srv.post_as(Some(&srv.admin), "/v1/events", Some(JSON), fine.to_string())
+        .await
+        .ok();
+
+    // ?tenant=acme with an event naming beta: 400, nothing stored anywhere.
+    let body = json!([event_in("acme", 4), event_in("beta", 5)]);
+    let err = srv
+        .post_as(
+            Some(&srv.admin),
+            "/v1/events?tenant=acme",
+            Some(JSON),
+            body.to_string(),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert_eq!(err["code"], "tenant_conflict", "{err}");
+    assert_eq!(
+        details(&err),
+        vec![(Some(1), "tenant".to_string())],
+        "{err}"
+    );
+    assert_eq!(srv.tenant_size("acme").await, 0);
+    assert_eq!(srv.tenant_size("beta").await, 0);
+    // The same tenant in both, or only in the parameter, is fine.
+    srv.post_as(
+        Some(&srv.admin),
+        "/v1/events?tenant=acme",
+        Some(JSON),
+        json!([event_in("acme", 6), event(7)]).to_string(),
+    )
+    .await
+    .ok();
+    assert_eq!(srv.tenant_size("acme").await, 2);
+    srv.stop().await;
 }
 
 /// Issue 9 (critical): a tenant's admin key must never grant or touch more than it holds.

@@ -49,6 +49,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What failed, without local paths: what a client of the API may be told (the paths of
+    /// the server's files are the operator's business, and go to the server's log).
+    pub fn summary(&self) -> String {
+        match self {
+            StoreError::Io { source, .. } => format!("a disk operation failed: {source}"),
+            StoreError::Format(_) => "the data directory is in an unreadable format".into(),
+            StoreError::Corrupt { tenant, index, .. } => {
+                format!("tenant {tenant}'s log is damaged at index {index}")
+            }
+            StoreError::Locked(_) => "the data directory is in use by another process".into(),
+            StoreError::Key(_) => "the signing key is unusable".into(),
+            StoreError::Signer(_) => "checkpoint signing failed".into(),
+            StoreError::IdIndex(_) => "the event-id index failed".into(),
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.to_path_buf(),
@@ -105,6 +121,16 @@ pub enum ReadError {
     /// Storage failed or is damaged.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ReadError {
+    /// What failed, without local paths (see [`StoreError::summary`]).
+    pub fn summary(&self) -> String {
+        match self {
+            ReadError::Store(e) => e.summary(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Why the log is not taking events normally ([`crate::Log::health`]).

@@ -72,6 +72,11 @@ impl IdIndex {
     /// (damaged, or written by an incompatible version) is deleted and created empty: every
     /// tenant then rebuilds its keyspace from `leaves`.
     pub(crate) fn open(path: &Path) -> Result<IdIndex, StoreError> {
+        // Ours, so that it is private whatever the umask (the engine's files inside take the
+        // umask; the binaries set it to 077).
+        let private =
+            || crate::layout::create_private_dir_all(path).map_err(|e| StoreError::io(path, e));
+        private()?;
         let open = || {
             fjall::Database::builder(path)
                 // Small: lookups of new ids (the common case) are answered by bloom filters.
@@ -95,6 +100,7 @@ impl IdIndex {
                     path.display()
                 );
                 std::fs::remove_dir_all(path).map_err(|e| StoreError::io(path, e))?;
+                private()?;
                 open().map_err(|e| index_error(path, e))?
             }
         };

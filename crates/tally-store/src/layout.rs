@@ -27,6 +27,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::PermissionsExt;
+
 use crate::error::StoreError;
 
 /// The text of the `FORMAT` file for the version of the layout this build writes.
@@ -63,7 +65,8 @@ impl DataDir {
     /// or empty.
     pub fn create_or_open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        create_private_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        warn_if_shared(&root);
         let format = root.join("FORMAT");
         if !format.exists() {
             let nonempty = fs::read_dir(&root)
@@ -77,9 +80,9 @@ impl DataDir {
                     root.display()
                 )));
             }
-            write_file_durably(&format, FORMAT_LINE.as_bytes(), false)?;
+            write_file_durably(&format, FORMAT_LINE.as_bytes())?;
         }
-        fs::create_dir_all(root.join("tenants")).map_err(|e| StoreError::io(&root, e))?;
+        create_private_dir_all(&root.join("tenants")).map_err(|e| StoreError::io(&root, e))?;
         Self::open_existing(root)
     }
 
@@ -251,21 +254,59 @@ impl TenantDir {
 }
 
 /// Writes a small file so that it is complete and durable when this returns: temp file,
-/// fsync, rename, fsync of the directory. `private` makes it readable by the owner only.
-pub fn write_file_durably(path: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+/// fsync, rename, fsync of the directory. The file is readable by its owner only (0600),
+/// whatever the process umask: data directories hold personal data and keys.
+pub fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(&tmp)
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    // An existing temp file keeps its old mode through `open`: set it.
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        .map_err(|e| StoreError::io(&tmp, e))?;
     file.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
     file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
     sync_dir(dir)
+}
+
+/// The mode of every file Tally creates in a data directory: the owner's only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// The mode of every directory Tally creates in a data directory: the owner's only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// `mkdir -p` with [`PRIVATE_DIR_MODE`] for every directory it creates, whatever the umask.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)?;
+    // The umask may have narrowed the mode further (never widened it): harmless. A directory
+    // that existed keeps its mode; see `DataDir::create_or_open` for the root.
+    Ok(())
+}
+
+/// Warns when others may enter or read a data directory (made by an earlier release, or by
+/// hand): its files hold personal data. Not changed here: the operator may share it on
+/// purpose (a backup group), and says so by leaving it.
+fn warn_if_shared(root: &Path) {
+    if let Ok(meta) = fs::metadata(root) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data directory {} has mode {mode:o}: other users may read its records; run chmod 700 {}",
+                root.display(),
+                root.display()
+            );
+        }
+    }
 }
 
 /// Makes a directory's entries (new or renamed files) durable.

@@ -44,6 +44,7 @@ mod sequencer;
 pub mod signer;
 pub mod storage;
 mod tenant;
+pub mod throttle;
 mod treestate;
 pub mod verify;
 

@@ -182,8 +182,11 @@ fn fail_all(replies: Vec<(Reply, Result<Vec<Appended>, AppendError>)>, reason: &
 /// Stops the log after a failed write or fsync. The kernel may have dropped the dirty pages,
 /// so the tail on disk is unknown: no more writes until a restart has run recovery.
 fn fail_log(inner: &Inner, e: &StoreError) -> String {
-    let reason = format!("{e}; restart the server to recover the log");
-    tracing::error!("write failed, the log stops accepting events: {reason}");
+    tracing::error!("write failed, the log stops accepting events until a restart: {e}");
+    let reason = format!(
+        "{}; the server must be restarted to recover the log",
+        e.summary()
+    );
     inner.failed.lock().get_or_insert(reason).clone()
 }
 
@@ -237,12 +240,15 @@ fn write_group(inner: &Inner, group: Vec<Job>, number: u64) -> Option<Written> {
             Err(WriteFailure::Io(e)) => {
                 let reason = match undo_writes(&marks, number) {
                     Ok(()) => {
-                        let reason = format!(
-                            "{e}; nothing of this request was stored; retry (writing resumes once the disk works again)"
+                        crate::throttled_error!(
+                            "write_undone",
+                            "a write failed and was undone (writing resumes once the disk works again): {e}"
                         );
-                        tracing::error!("a write failed and was undone: {reason}");
-                        *inner.write_trouble.lock() = Some(e.to_string());
-                        reason
+                        *inner.write_trouble.lock() = Some(e.summary());
+                        format!(
+                            "{}; nothing of this request was stored; retry (writing resumes once the disk works again)",
+                            e.summary()
+                        )
                     }
                     Err(cut) => fail_log(inner, &cut),
                 };
@@ -420,7 +426,12 @@ fn stage_request(
                     log
                 }
                 Err(e) => {
-                    refused = Some(AppendError::Unavailable(e.to_string()));
+                    crate::throttled_error!(
+                        "create_tenant",
+                        "creating tenant {}'s log failed: {e}",
+                        event.tenant
+                    );
+                    refused = Some(AppendError::Unavailable(e.summary()));
                     break;
                 }
             };
@@ -475,7 +486,11 @@ fn stage_request(
             match existing {
                 None => {}
                 Some(Err(e)) => {
-                    refused = Some(AppendError::Unavailable(e.to_string()));
+                    crate::throttled_error!(
+                        "id_lookup",
+                        "looking up a retried event id failed: {e}"
+                    );
+                    refused = Some(AppendError::Unavailable(e.summary()));
                     break;
                 }
                 Some(Ok((index, stored))) => {
@@ -771,11 +786,12 @@ fn sign_checkpoint(
             Err(WriteFailure::Io(e)) => {
                 file.truncate(before)
                     .map_err(|e| sync_failure(inner, &path, e))?;
-                tracing::error!(
+                crate::throttled_error!(
+                    "checkpoint_write_undone",
                     tenant = log.name(),
                     "writing a checkpoint failed and was undone: {e}; signing again later"
                 );
-                *inner.checkpoint_trouble.lock() = Some(e.to_string());
+                *inner.checkpoint_trouble.lock() = Some(e.summary());
                 return Err(CheckpointFailure::Retry);
             }
         }

@@ -459,7 +459,7 @@ pub(crate) fn record_verifier(dir: &DataDir, verifier: &NoteVerifier) -> Result<
     if path.exists() {
         return Ok(());
     }
-    layout::write_file_durably(&path, format!("{}\n", verifier.to_vkey()).as_bytes(), false)
+    layout::write_file_durably(&path, format!("{}\n", verifier.to_vkey()).as_bytes())
 }
 
 fn check_name(verifier: &NoteVerifier, origin: &str, what: &str) -> Result<(), StoreError> {
@@ -545,11 +545,10 @@ fn load_or_create_in_dir(dir: &DataDir, origin: &str) -> Result<(NoteSigner, boo
     }
     let key = NoteSigner::generate(origin)
         .map_err(|e| StoreError::Key(format!("cannot make a key named {origin:?}: {e}")))?;
-    layout::write_file_durably(&path, format!("{}\n", key.to_skey()).as_bytes(), true)?;
+    layout::write_file_durably(&path, format!("{}\n", key.to_skey()).as_bytes())?;
     layout::write_file_durably(
         &pub_path,
         format!("{}\n", key.verifier().to_vkey()).as_bytes(),
-        false,
     )?;
     Ok((key, true))
 }

@@ -27,10 +27,12 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::faults::{Fault, FaultPoint, Faults};
+use crate::layout::PRIVATE_FILE_MODE;
 
 /// How [`Storage::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +171,7 @@ impl StoredFile for PosixFile {
 impl Storage for PosixStorage {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StoredFile>> {
         let mut options = OpenOptions::new();
-        options.read(true);
+        options.read(true).mode(PRIVATE_FILE_MODE);
         match mode {
             OpenMode::Read => {}
             OpenMode::Append => {
@@ -198,7 +200,7 @@ impl Storage for PosixStorage {
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        crate::layout::create_private_dir_all(dir)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -223,7 +225,9 @@ impl Storage for PosixStorage {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(&tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -235,6 +239,7 @@ impl Storage for PosixStorage {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(PosixLock { _file: file })),

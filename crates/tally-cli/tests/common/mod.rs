@@ -65,9 +65,22 @@ impl Server {
 
     /// [`Server::start`] with more `tally serve` arguments (with `--no-index`, no index).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(dir, extra, None)
+    }
+
+    /// [`Server::start_with`], its standard error (its log, warnings and errors) written to
+    /// the file `log`.
+    pub fn start_logging_to(dir: &Path, extra: &[&str], log: &Path) -> Server {
+        Server::spawn(dir, extra, Some(log))
+    }
+
+    fn spawn(dir: &Path, extra: &[&str], log: Option<&Path>) -> Server {
         let port = free_port();
         let token_file = dir.with_extension("token");
         let mut cmd = serve_command(dir, port, extra);
+        if let Some(log) = log {
+            cmd.stderr(std::fs::File::create(log).unwrap());
+        }
         if !extra.contains(&"--no-index") {
             // Two indexing threads here; the server tests run the default one.
             cmd.args(["--index-threads", "2"]);

@@ -43,6 +43,7 @@ mod search;
 mod stats;
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,6 +150,16 @@ struct Payload {
     next: u64,
 }
 
+/// `mkdir -p`, each new directory the owner's only (0700): the index holds the records' text.
+/// (tantivy's own files take the process umask, which `tally` sets to 077.)
+fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 impl TantivyIndex {
     /// Opens (creating if needed) the index directory `dir`. Tenant indexes are opened on first
     /// use; a damaged one is reported then, as [`IndexError::Corrupt`], by that tenant's calls.
@@ -158,11 +169,12 @@ impl TantivyIndex {
 
     /// [`open`](Self::open) with explicit tuning.
     pub fn open_with(dir: &Path, options: TantivyOptions) -> Result<Self, IndexError> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir_all(dir)?;
         let owner = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(dir.join(OWNER_LOCK))?;
         match owner.try_lock() {
             Ok(()) => {}
@@ -278,7 +290,7 @@ impl TantivyIndex {
             if path.exists() {
                 std::fs::remove_dir_all(&path)?;
             }
-            std::fs::create_dir_all(&path)?;
+            create_private_dir_all(&path)?;
             self.create_tenant(&path)?
         } else {
             return Ok(None);

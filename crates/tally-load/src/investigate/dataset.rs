@@ -178,8 +178,7 @@ pub async fn prepare(
         params: population.pick()?,
     };
     let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-    tally_store::layout::write_file_durably(&manifest_path, &text, false)
-        .map_err(|e| store(data, e))?;
+    tally_store::layout::write_file_durably(&manifest_path, &text).map_err(|e| store(data, e))?;
     let log_bytes = dir_bytes(&dir.tenant(tenant).root().to_path_buf());
     Ok(Dataset {
         log,

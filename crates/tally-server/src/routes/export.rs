@@ -152,7 +152,7 @@ pub(crate) async fn export(
         exported_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
-        exported_by: format!("api-key:{}", principal.key_id),
+        exported_by: format!("{}{}", tally_event::KEY_ACTOR_PREFIX, principal.key_id),
         expected_rows: Some(expected_rows),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(8);

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use tally_event::{BodyError, BodyFormat, IngestContext};
+use tally_event::{BodyError, BodyFormat, FieldError, IngestContext};
 use tally_store::{AppendError, PreparedEvent};
 
 use crate::auth::Scope;
@@ -21,7 +21,8 @@ const MAX_DETAILS: usize = 100;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct IngestParams {
-    /// Tenant for events that name none (default: the key's tenant, or `default`).
+    /// Tenant for events that name none (default: the key's tenant, or `default`). An event
+    /// that names another tenant is refused (400 `tenant_conflict`).
     #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     tenant: Option<String>,
 }
@@ -64,14 +65,15 @@ impl utoipa::ToSchema for IngestBody {}
     ),
     responses(
         (status = 200, description = "All events are durable", body = IngestResponse),
-        (status = 400, description = "Body is not JSON / NDJSON, holds no event, or the tenant parameter is malformed", body = crate::error::ErrorBody),
+        (status = 400, description = "Body is not JSON / NDJSON, holds no event, the tenant parameter is malformed, or an event names another tenant than the parameter (tenant_conflict)", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 403, description = "Key lacks the ingest scope or the tenant", body = crate::error::ErrorBody),
+        (status = 408, description = "The body stalled or arrived too slowly (body_timeout); nothing stored", body = crate::error::ErrorBody),
         (status = 409, description = "An id is reused with different content; nothing stored", body = crate::error::ErrorBody),
         (status = 413, description = "Body or batch too large", body = crate::error::ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = crate::error::ErrorBody),
-        (status = 422, description = "An event breaks schema v1; nothing stored", body = crate::error::ErrorBody),
-        (status = 503, description = "Log unavailable; retry after the delay", body = crate::error::ErrorBody),
+        (status = 422, description = "An event breaks schema v1 or uses a name reserved for the server (actions tally.…, actors api-key:… and tally-server); nothing stored", body = crate::error::ErrorBody),
+        (status = 503, description = "Log unavailable, or too many large bodies being received at once (busy); retry after the delay", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -113,15 +115,11 @@ async fn ingest_inner(
             ),
         )
     })?;
-    let limit = state.settings.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body exceeds {limit} bytes; split it into smaller batches"),
-        )
-    })?;
-    let inputs = tally_event::parse_body(&bytes, format, state.settings.max_batch_events)
+    let body = state
+        .bodies
+        .read(body, state.settings.max_body_bytes)
+        .await?;
+    let inputs = tally_event::parse_body(&body.bytes, format, state.settings.max_batch_events)
         .map_err(body_error)?;
 
     let received_at = time::OffsetDateTime::now_utc();
@@ -133,62 +131,60 @@ async fn ingest_inner(
             .unwrap_or(time::Duration::DAY),
     };
     let mut prepared = Vec::with_capacity(inputs.len());
-    let mut details = Vec::new();
-    let mut invalid = 0usize;
+    let mut rejected = Rejections::default();
     for (position, input) in inputs.into_iter().enumerate() {
-        match tally_event::validate(input, &ctx) {
-            Ok(valid) => {
-                if !principal.may_access(&valid.tenant) {
-                    invalid += 1;
-                    if details.len() < MAX_DETAILS {
-                        details.push(ErrorDetail {
-                            event: Some(position),
-                            field: Some("tenant".into()),
-                            rule: format!(
-                                "this API key may only write to tenant {}",
-                                principal.tenant
-                            ),
-                            line: None,
-                            column: None,
-                        });
-                    }
-                    continue;
-                }
-                if invalid == 0 {
-                    prepared.push(PreparedEvent::new(valid));
-                }
+        let reserved = tally_event::reserved_for_server(&input);
+        let named_tenant = input.tenant.clone();
+        let valid = match (tally_event::validate(input, &ctx), reserved.is_empty()) {
+            (Ok(valid), true) => valid,
+            (Ok(_), false) => {
+                rejected.add(position, Rejection::Invalid, reserved);
+                continue;
             }
-            Err(errors) => {
-                invalid += 1;
-                for e in errors {
-                    if details.len() < MAX_DETAILS {
-                        details.push(ErrorDetail {
-                            event: Some(position),
-                            field: Some(e.field),
-                            rule: e.rule,
-                            line: None,
-                            column: None,
-                        });
-                    }
-                }
+            (Err(errors), _) => {
+                rejected.add(
+                    position,
+                    Rejection::Invalid,
+                    reserved.into_iter().chain(errors),
+                );
+                continue;
+            }
+        };
+        // A tenant named twice must be named the same: silently preferring either would store
+        // the event where its sender did not mean it to go.
+        if let (Some(param), Some(_)) = (params.tenant.as_deref(), named_tenant) {
+            if valid.tenant != param {
+                rejected.add(
+                    position,
+                    Rejection::Conflict,
+                    [FieldError {
+                        field: "tenant".into(),
+                        rule: format!(
+                            "is {} but the tenant query parameter says {param}; name one tenant, or the same in both",
+                            valid.tenant
+                        ),
+                    }],
+                );
+                continue;
             }
         }
+        if !principal.may_access(&valid.tenant) {
+            rejected.add(
+                position,
+                Rejection::Forbidden,
+                [FieldError {
+                    field: "tenant".into(),
+                    rule: format!("this API key may only write to tenant {}", principal.tenant),
+                }],
+            );
+            continue;
+        }
+        if rejected.count == 0 {
+            prepared.push(PreparedEvent::new(valid));
+        }
     }
-    if invalid > 0 {
-        let forbidden = details
-            .iter()
-            .all(|d| d.field.as_deref() == Some("tenant") && d.rule.starts_with("this API key"));
-        let (status, code) = if forbidden {
-            (StatusCode::FORBIDDEN, "forbidden")
-        } else {
-            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event")
-        };
-        return Err(ApiError::new(
-            status,
-            code,
-            format!("{invalid} event(s) rejected; nothing of this request was stored"),
-        )
-        .with_details(details));
+    if let Some(error) = rejected.into_error() {
+        return Err(error);
     }
 
     let appended = state.log.append(prepared).await.map_err(|e| match e {
@@ -234,6 +230,67 @@ async fn ingest_inner(
             })
             .collect(),
     }))
+}
+
+/// Why an event of a request was refused; the answer's status follows the most basic one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rejection {
+    /// The key may not write to the event's tenant (403 when nothing else is wrong).
+    Forbidden,
+    /// The event breaks a schema rule (422).
+    Invalid,
+    /// The request names two tenants for it (400: the request itself is contradictory).
+    Conflict,
+}
+
+/// The refused events of one request, with at most [`MAX_DETAILS`] details.
+#[derive(Default)]
+struct Rejections {
+    count: usize,
+    worst: Option<Rejection>,
+    details: Vec<ErrorDetail>,
+}
+
+impl Rejections {
+    fn add(
+        &mut self,
+        position: usize,
+        why: Rejection,
+        errors: impl IntoIterator<Item = FieldError>,
+    ) {
+        self.count += 1;
+        self.worst = self.worst.max(Some(why));
+        for e in errors {
+            if self.details.len() < MAX_DETAILS {
+                self.details.push(ErrorDetail {
+                    event: Some(position),
+                    field: Some(e.field),
+                    rule: e.rule,
+                    line: None,
+                    column: None,
+                });
+            }
+        }
+    }
+
+    fn into_error(self) -> Option<ApiError> {
+        let (status, code) = match self.worst? {
+            Rejection::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Rejection::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+            Rejection::Conflict => (StatusCode::BAD_REQUEST, "tenant_conflict"),
+        };
+        Some(
+            ApiError::new(
+                status,
+                code,
+                format!(
+                    "{} event(s) rejected; nothing of this request was stored",
+                    self.count
+                ),
+            )
+            .with_details(self.details),
+        )
+    }
 }
 
 fn body_error(e: BodyError) -> ApiError {

@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use crate::auth::{ApiKey, Scope};
+use crate::admin::{self, AdminError};
+use crate::audit::Actor;
+use crate::auth::{ApiKey, Revocation, Scope};
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::Auth;
 use crate::wire::CreatedKey;
@@ -31,20 +33,29 @@ pub(crate) struct NewKey {
     tenant: String,
 }
 
-fn key_error(e: crate::auth::KeyError) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "key_store_error",
-        e.to_string(),
-    )
+fn admin_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::Keys(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "key_store_error",
+            e.to_string(),
+        ),
+        AdminError::NotRecorded { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+        .retry_after(5),
+    }
 }
 
 fn forbidden(message: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
-/// Lists the API keys the caller may manage (without secrets): every key for a key of
-/// tenant `*`, the keys of its own tenant for a tenant's admin key.
+/// Lists the API keys the caller may manage (without secrets), revoked ones included and
+/// marked: every key for a key of tenant `*`, the keys of its own tenant for a tenant's admin
+/// key.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     responses(
         (status = 200, description = "The keys, without secrets", body = [ApiKey]),
@@ -66,9 +77,10 @@ pub(crate) async fn list(
     ))
 }
 
-/// Creates an API key.
+/// Creates an API key, recorded in the log (`tally.keys.create`) before it is answered.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
     responses((status = 201, description = "The key, with its token (shown only once)", body = CreatedKey),
+        (status = 503, description = "The creation could not be recorded in the audit log, so no key was made", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 403, description = "The caller lacks the admin scope, or the new key would reach a tenant or hold a scope the caller lacks", body = crate::error::ErrorBody),
         (status = 422, description = "The body is not a valid key request", body = crate::error::ErrorBody)),
@@ -100,30 +112,8 @@ pub(crate) async fn create(
             column: None,
         }])
     };
-    // The rule is the document's pattern: the name must not be only spaces and must hold no
-    // control character (it is shown in listings and terminals).
-    let name = new.name.trim_matches(' ');
-    if name.is_empty() || new.name.chars().count() > 128 {
-        return Err(invalid(
-            "name",
-            "must be 1-128 characters and not only spaces",
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid("name", "must not contain control characters"));
-    }
-    if new.scopes.is_empty() {
-        return Err(invalid(
-            "scopes",
-            "must list at least one of ingest, read, admin",
-        ));
-    }
-    if new.tenant != "*" && !tally_event::is_valid_tenant(&new.tenant) {
-        return Err(invalid(
-            "tenant",
-            "must be * or a tenant name (a-z, 0-9, '_', '-')",
-        ));
-    }
+    let name = admin::check_new_key(&new.name, &new.scopes, &new.tenant)
+        .map_err(|e| invalid(&e.field, &e.rule))?;
     // A key never grants more than it holds: no tenant beyond its own, no scope it lacks.
     if !caller.may_manage(&new.tenant) {
         return Err(forbidden(format!(
@@ -141,20 +131,30 @@ pub(crate) async fn create(
             "this API key cannot grant scopes it does not hold itself".to_string(),
         ));
     }
-    let (key, token) = state
-        .keys
-        .create(name, new.scopes, &new.tenant)
-        .map_err(key_error)?;
+    let (key, token) = admin::create_key(
+        &state.log,
+        &state.keys,
+        Actor::Key(caller),
+        "api",
+        name,
+        new.scopes,
+        &new.tenant,
+    )
+    .await
+    .map_err(admin_error)?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
 }
 
-/// Revokes an API key at once.
+/// Revokes an API key at once, recorded in the log (`tally.keys.revoke`). The key stays
+/// listed, marked revoked. The last unrevoked admin key of every tenant cannot be revoked.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Key id")),
     responses((status = 204, description = "Revoked"),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 403, description = "The key lacks the admin scope", body = crate::error::ErrorBody),
-        (status = 404, description = "No such key within the caller's reach", body = crate::error::ErrorBody)),
+        (status = 404, description = "No such key within the caller's reach", body = crate::error::ErrorBody),
+        (status = 409, description = "The key was revoked before (already_revoked), or it is the last admin key of every tenant (last_admin_key)", body = crate::error::ErrorBody),
+        (status = 503, description = "Revoked, but the revocation could not be recorded in the audit log", body = crate::error::ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
@@ -162,17 +162,33 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let caller = auth.require(Scope::Admin)?;
+    let not_found = || ApiError::not_found(format!("no API key with id {id}"));
     // Keys beyond the caller's reach are answered as absent, like in the list.
     if !state
         .keys
         .get(&id)
         .is_some_and(|k| caller.may_manage(&k.tenant))
     {
-        return Err(ApiError::not_found(format!("no API key with id {id}")));
+        return Err(not_found());
     }
-    if state.keys.revoke(&id).map_err(key_error)? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no API key with id {id}")))
+    match admin::revoke_key(&state.log, &state.keys, Actor::Key(caller), "api", &id)
+        .await
+        .map_err(admin_error)?
+    {
+        Revocation::Revoked(_) => Ok(StatusCode::NO_CONTENT),
+        Revocation::NotFound => Err(not_found()),
+        Revocation::AlreadyRevoked(at) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_revoked",
+            format!("API key {id} was revoked at {at}"),
+        )),
+        Revocation::LastGlobalAdmin => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            format!(
+                "API key {id} is the last admin key of every tenant: revoking it would leave nobody able \
+                 to manage keys. Create another admin key for tenant * first, then revoke this one."
+            ),
+        )),
     }
 }

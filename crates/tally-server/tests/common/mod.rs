@@ -1,0 +1,55 @@
+//! What the server's integration tests share: the real server, in-process, on an ephemeral
+//! port of 127.0.0.1, over a temporary data directory.
+
+use std::time::Duration;
+
+use tally_server::app::{AdminKey, App, AppSettings, Running};
+use tally_server::ServerSettings;
+use tally_store::LogConfig;
+use tempfile::TempDir;
+
+/// A running server and its admin token; its data directory is deleted when dropped.
+pub struct TestServer {
+    pub running: Running,
+    /// Bearer token of an admin key of every tenant.
+    pub admin: String,
+    pub _tmp: TempDir,
+}
+
+impl TestServer {
+    /// Starts a server without the search index, checkpoints every 50 ms, with `settings`.
+    pub async fn start(settings: ServerSettings) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let app = App::start(AppSettings {
+            log: LogConfig {
+                checkpoint_interval: Duration::from_millis(50),
+                ..Default::default()
+            },
+            http: settings,
+            index: None,
+            admin: AdminKey::Create("admin".into()),
+            ..AppSettings::new(tmp.path().join("data"))
+        })
+        .await
+        .expect("start tally");
+        let admin = app.admin_token().expect("an admin key").to_string();
+        let running = app.spawn("127.0.0.1:0").await.expect("serve");
+        TestServer {
+            running,
+            admin,
+            _tmp: tmp,
+        }
+    }
+
+    /// `host:port` of the listener.
+    pub fn addr(&self) -> String {
+        self.running.url.trim_start_matches("http://").to_string()
+    }
+
+    /// Stops it in order, within a generous bound (a hang fails the test).
+    pub async fn stop(self) {
+        tokio::time::timeout(Duration::from_secs(30), self.running.stop())
+            .await
+            .expect("the server stops");
+    }
+}
