@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod abuse;
 mod ingest;
 mod readers;
 mod search;
@@ -25,6 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///   tally-bench ingest --duration 10 --mode both
 ///   tally-bench search --events 1000000 --data /tmp/bs-1m
 ///   tally-bench startup --events 10000000 --data /tmp/startup-10m
+///   tally-bench abuse --url http://127.0.0.1:7700 --token "$TOKEN" --pid "$SERVER_PID"
 #[derive(Debug, Parser)]
 #[command(name = "tally-bench", version, max_term_width = 100)]
 struct Cli {
@@ -37,6 +39,7 @@ enum Command {
     Ingest(ingest::BenchArgs),
     Search(search::BenchSearchArgs),
     Startup(startup::StartupArgs),
+    Abuse(abuse::AbuseArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Search(args) => search::run(args).await,
             Command::Startup(args) => startup::run(args).await,
+            Command::Abuse(args) => abuse::run(args).await,
         }
     });
     match result {

@@ -148,23 +148,16 @@ impl BodyBudget {
                     ),
                 ));
             }
-            let more = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            match self.bytes.clone().try_acquire_many_owned(more) {
-                Ok(permit) => held.add(permit),
-                Err(_) => {
-                    self.metrics.refused_busy.inc();
-                    tally_store::throttled_error!(
-                        "body_memory",
-                        "a request body was refused: the bodies being read hold the whole budget of {} bytes",
-                        self.limits.memory_bytes
-                    );
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "busy",
-                        "the server is receiving too many large request bodies at once; retry shortly",
-                    )
-                    .retry_after(1));
+            // The budget counts what the buffer holds (its capacity, grown in powers of two),
+            // not only the bytes received: the part grown ahead is memory too.
+            if buf.capacity() - buf.len() < data.len() {
+                let target = (buf.len() + data.len()).next_power_of_two().min(max_bytes);
+                let more = u32::try_from(target - buf.capacity()).unwrap_or(u32::MAX);
+                match self.bytes.clone().try_acquire_many_owned(more) {
+                    Ok(permit) => held.add(permit),
+                    Err(_) => return Err(self.busy()),
                 }
+                buf.reserve(target - buf.len());
             }
             buf.extend_from_slice(&data);
         }
@@ -172,6 +165,21 @@ impl BodyBudget {
             bytes: buf.freeze(),
             _budget: held,
         })
+    }
+
+    fn busy(&self) -> ApiError {
+        self.metrics.refused_busy.inc();
+        tally_store::throttled_error!(
+            "body_memory",
+            "a request body was refused: the bodies being read hold the whole budget of {} bytes",
+            self.limits.memory_bytes
+        );
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the server is receiving too many large request bodies at once; retry shortly",
+        )
+        .retry_after(1)
     }
 
     fn timed_out(&self, deadline: tokio::time::Instant) -> ApiError {
@@ -262,8 +270,9 @@ mod tests {
         let b = budget(100);
         let read = b.read(Body::from(vec![7u8; 60]), 1000).await.unwrap();
         assert_eq!(read.bytes.len(), 60);
-        assert_eq!(b.available(), 40);
-        assert_eq!(b.metrics.held_bytes.get(), 60);
+        // Its buffer holds 64 bytes (grown in powers of two): that is what it costs.
+        assert_eq!(b.available(), 36);
+        assert_eq!(b.metrics.held_bytes.get(), 64);
         drop(read);
         assert_eq!(b.available(), 100);
         assert_eq!(b.metrics.held_bytes.get(), 0);
@@ -286,11 +295,11 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_does_not_fit_the_budget_is_refused_with_503_and_the_others_go_on() {
         let b = budget(100);
-        let first = b.read(Body::from(vec![1u8; 80]), 1000).await.unwrap();
-        let err = b.read(Body::from(vec![2u8; 30]), 1000).await.err().unwrap();
+        let first = b.read(Body::from(vec![1u8; 64]), 1000).await.unwrap();
+        let err = b.read(Body::from(vec![2u8; 40]), 1000).await.err().unwrap();
         assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
         // What the refused body had taken is back: a small one still fits.
-        assert_eq!(b.available(), 20);
+        assert_eq!(b.available(), 36);
         assert_eq!(b.metrics.refused_busy.get(), 1);
         let small = b.read(Body::from(vec![3u8; 20]), 1000).await.unwrap();
         assert_eq!(small.bytes.len(), 20);
