@@ -9,7 +9,9 @@
 //!   which also catches a slow trickle;
 //! - **memory**: all bodies being read share a budget of [`BodyLimits::memory_bytes`]; a body
 //!   whose next chunk does not fit is refused (503, retry) and gives back what it held, so the
-//!   largest unfinished bodies go first and small requests keep being served.
+//!   largest unfinished bodies go first. An eighth of the budget is kept for small bodies
+//!   (up to 1 MiB, or a sixteenth of the budget): large bodies that stall never shut out
+//!   everyone else's small requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +155,13 @@ impl BodyBudget {
             if buf.capacity() - buf.len() < data.len() {
                 let target = (buf.len() + data.len()).next_power_of_two().min(max_bytes);
                 let more = u32::try_from(target - buf.capacity()).unwrap_or(u32::MAX);
+                // A large body must leave headroom: what stalled large bodies hold never
+                // shuts out the small requests of everyone else.
+                if target > self.small_bytes()
+                    && self.bytes.available_permits() < more as usize + self.headroom()
+                {
+                    return Err(self.busy());
+                }
                 match self.bytes.clone().try_acquire_many_owned(more) {
                     Ok(permit) => held.add(permit),
                     Err(_) => return Err(self.busy()),
@@ -165,6 +174,16 @@ impl BodyBudget {
             bytes: buf.freeze(),
             _budget: held,
         })
+    }
+
+    /// Buffers up to this size are small: they may use the [`BodyBudget::headroom`].
+    fn small_bytes(&self) -> usize {
+        (self.limits.memory_bytes / 16).min(1 << 20)
+    }
+
+    /// The part of the budget only small buffers may take.
+    fn headroom(&self) -> usize {
+        self.limits.memory_bytes / 8
     }
 
     fn busy(&self) -> ApiError {
@@ -293,18 +312,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_that_does_not_fit_the_budget_is_refused_with_503_and_the_others_go_on() {
-        let b = budget(100);
-        let first = b.read(Body::from(vec![1u8; 64]), 1000).await.unwrap();
-        let err = b.read(Body::from(vec![2u8; 40]), 1000).await.err().unwrap();
+    async fn a_body_that_does_not_fit_the_budget_is_refused_with_503_and_small_ones_go_on() {
+        // Small: up to 125 bytes; headroom kept for them: 250.
+        let b = budget(2000);
+        let first = b.read(Body::from(vec![1u8; 1000]), 2000).await.unwrap();
+        assert_eq!(b.available(), 976);
+        // A second large one would leave less than the headroom: refused, holding nothing.
+        let err = b
+            .read(Body::from(vec![2u8; 600]), 2000)
+            .await
+            .err()
+            .unwrap();
         assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
-        // What the refused body had taken is back: a small one still fits.
-        assert_eq!(b.available(), 36);
+        assert_eq!(b.available(), 976);
         assert_eq!(b.metrics.refused_busy.get(), 1);
-        let small = b.read(Body::from(vec![3u8; 20]), 1000).await.unwrap();
-        assert_eq!(small.bytes.len(), 20);
-        drop((first, small));
-        assert_eq!(b.available(), 100);
+        // A middling one still fits beside it, leaving the headroom.
+        let middling = b.read(Body::from(vec![3u8; 500]), 2000).await.unwrap();
+        assert_eq!(b.available(), 464);
+        // Now no large one fits, but small ones use the headroom.
+        b.read(Body::from(vec![4u8; 300]), 2000)
+            .await
+            .err()
+            .unwrap();
+        let small: Vec<_> =
+            futures_util::future::join_all((0..5).map(|_| b.read(Body::from(vec![5u8; 60]), 2000)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(b.available(), 464 - 5 * 64);
+        drop((first, middling, small));
+        assert_eq!(b.available(), 2000);
     }
 
     #[tokio::test]

@@ -258,7 +258,8 @@ async fn large_bodies_share_a_memory_budget_and_small_requests_keep_being_served
     ))
     .await;
     // Two clients send 400 KiB of a 900 KiB body and stall: their buffers (512 KiB each,
-    // grown in powers of two) hold 1 MiB of the 1.25 MiB budget.
+    // grown in powers of two) hold 1 MiB of the 1.25 MiB budget, leaving the eighth kept
+    // for small bodies (160 KiB) and a little more.
     let chunk = vec![b' '; 400 << 10];
     let mut stallers = Vec::new();
     for _ in 0..2 {
