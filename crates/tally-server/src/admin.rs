@@ -39,14 +39,22 @@ pub fn log_tenant_of(tenant: &str) -> &str {
     }
 }
 
-fn key_metadata(key: &ApiKey, via: &str) -> serde_json::Value {
-    serde_json::json!({
-        "key_id": key.id,
-        "name": key.name,
-        "scopes": key.scopes,
-        "tenant": key.tenant,
-        "via": via,
-    })
+/// The event of a change to `key`, in the log of the key's tenant.
+fn key_event<'a>(action: &'a str, key: &'a ApiKey, by: Actor<'a>, via: &str) -> ServerEvent<'a> {
+    ServerEvent {
+        tenant: log_tenant_of(&key.tenant),
+        actor: by,
+        action,
+        category: "ADMIN",
+        resource: ("API_KEY", &key.id),
+        metadata: serde_json::json!({
+            "key_id": key.id,
+            "name": key.name,
+            "scopes": key.scopes,
+            "tenant": key.tenant,
+            "via": via,
+        }),
+    }
 }
 
 /// Checks a key request against the rules the OpenAPI document states, and returns the name
@@ -98,15 +106,7 @@ pub async fn create_key(
     tenant: &str,
 ) -> Result<(ApiKey, String), AdminError> {
     let (key, token) = keys.create(name, scopes, tenant)?;
-    let event = ServerEvent {
-        tenant: log_tenant_of(tenant),
-        actor: by,
-        action: "tally.keys.create",
-        category: "ADMIN",
-        resource: ("API_KEY", &key.id),
-        metadata: key_metadata(&key, via),
-    };
-    if let Err(source) = record(log, event).await {
+    if let Err(source) = record(log, key_event("tally.keys.create", &key, by, via)).await {
         let done = match keys.undo_create(&key.id) {
             Ok(_) => "the key was not created".to_string(),
             Err(e) => format!(
@@ -130,15 +130,7 @@ pub async fn revoke_key(
 ) -> Result<Revocation, AdminError> {
     let outcome = keys.revoke(id)?;
     if let Revocation::Revoked(key) = &outcome {
-        let event = ServerEvent {
-            tenant: log_tenant_of(&key.tenant),
-            actor: by,
-            action: "tally.keys.revoke",
-            category: "ADMIN",
-            resource: ("API_KEY", &key.id),
-            metadata: key_metadata(key, via),
-        };
-        record(log, event)
+        record(log, key_event("tally.keys.revoke", key, by, via))
             .await
             .map_err(|source| AdminError::NotRecorded {
                 done: format!("the key {} is revoked", key.id),
