@@ -1,8 +1,9 @@
 //! `tally-bench`: measures Tally against the PostgreSQL baseline of the seeds' design, side by
 //! side in one run: durable ingest over HTTP (`ingest`) and investigation (`search`: search
 //! latency, index rebuild and index lag); start-up at scale (`startup`); and normal clients
-//! beside abusive ones (`abuse`: idle connections, slow heads, stalled bodies). A binary of its own so that the product binary,
-//! `tally`, does not carry the load generator, the PostgreSQL client or the baseline.
+//! beside abusive ones (`abuse`: idle connections, slow heads, stalled bodies). A binary of its
+//! own so that the product binary, `tally`, does not carry the load generator, the PostgreSQL
+//! client or the baseline.
 //! Results and the commands that reproduce them are in BENCHMARKS.md.
 
 #![forbid(unsafe_code)]
