@@ -37,6 +37,12 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:7700"
     )]
     listen: SocketAddr,
+    /// Also serve /metrics on this address, without a key, for a Prometheus scraper on an
+    /// internal network (on --listen, /metrics needs a key of every tenant (*) with the read
+    /// scope: the metrics name every tenant and its size).
+    /// Example: --metrics-listen 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR", env = "TALLY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -220,6 +226,7 @@ impl ServeArgs {
                 public_tree: self.public_tree,
                 connections: self.limits.connections(),
                 bodies: self.limits.bodies(),
+                metrics_listen: self.metrics_listen,
             },
             index: (!self.no_index).then(|| IndexSettings {
                 tantivy: tally_index::TantivyOptions {
@@ -282,6 +289,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("  data directory:  {}", args.data.display());
     println!("  log public key:  {}", app.log().verifier().to_vkey());
     println!("  signed by:       {}", args.signing.describe());
+    if let Some(addr) = args.metrics_listen {
+        println!("  metrics:         http://{addr}/metrics (no key)");
+    }
     if args.public_tree {
         println!("  public tree:     checkpoints, hash tiles and proofs need no API key");
     }

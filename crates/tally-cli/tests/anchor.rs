@@ -443,7 +443,10 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
     assert_eq!(health["anchor"]["status"], "ok", "{health}");
     assert_eq!(health["anchor"]["target"], anchor.as_str(), "{health}");
     let metrics = rt.block_on(async {
-        reqwest::get(format!("{}/metrics", server.url))
+        reqwest::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(&server.token)
+            .send()
             .await
             .unwrap()
             .text()

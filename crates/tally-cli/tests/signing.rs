@@ -320,7 +320,7 @@ fn issue_7_a_sign_command_signs_and_a_broken_one_never_writes_a_bad_checkpoint()
         wait_degraded(&server, reported);
     }
     assert_eq!(std::fs::read(&checkpoints).unwrap(), stored);
-    let (_, metrics) = server.get("/metrics");
+    let (_, metrics) = server.get_as_admin("/metrics");
     let failures: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("tally_log_checkpoint_sign_failures_total "))

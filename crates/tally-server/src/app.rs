@@ -298,16 +298,47 @@ impl App {
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then stops in order
-    /// ([`App::stop`]).
+    /// ([`App::stop`]). With [`ServerSettings::metrics_listen`] set, `/metrics` is also
+    /// served there, without a key.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let metrics_listener = match self.state.settings.metrics_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        self.serve_with(listener, metrics_listener, shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        metrics_listener: Option<tokio::net::TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let limits = self.state.settings.connections.clone();
+        // The metrics listener stops with the main one.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = metrics_listener.map(|l| {
+            tokio::spawn(crate::transport::serve(
+                l,
+                crate::metrics_router(self.state.clone()),
+                limits.clone(),
+                crate::transport::ConnectionMetrics::default(),
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let metrics = self.state.connections.clone();
         let served =
             crate::transport::serve(listener, self.router(), limits, metrics, shutdown).await;
+        let _ = stop_metrics.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         self.stop().await;
         served
     }
@@ -317,9 +348,18 @@ impl App {
     pub async fn spawn(self, addr: &str) -> std::io::Result<Running> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        let metrics_listener = match self.state.settings.metrics_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let metrics_url = match &metrics_listener {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = Running {
             url: format!("http://{local}"),
+            metrics_url,
             log: self.log.clone(),
             keys: self.state.keys.clone(),
             index: self.state.index.clone(),
@@ -328,7 +368,7 @@ impl App {
             stop: Some(stop),
             task: None,
         };
-        let task = tokio::spawn(self.serve(listener, async {
+        let task = tokio::spawn(self.serve_with(listener, metrics_listener, async {
             let _ = stopped.await;
         }));
         Ok(Running {
@@ -399,6 +439,8 @@ impl Component for AnchorComponent {
 pub struct Running {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
+    /// Base URL of the metrics listener, when [`ServerSettings::metrics_listen`] is set.
+    pub metrics_url: Option<String>,
     /// The log.
     pub log: Log,
     /// The API key store.

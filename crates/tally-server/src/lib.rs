@@ -72,6 +72,10 @@ pub struct ServerSettings {
     pub connections: transport::ConnectionLimits,
     /// How fast request bodies must arrive, and how much memory they may take together.
     pub bodies: body::BodyLimits,
+    /// Also serve `/metrics` here, without a key (for a scraper on an internal network). On
+    /// the API's own address `/metrics` needs a key of every tenant with the read scope: it
+    /// names every tenant and its size.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -83,6 +87,7 @@ impl Default for ServerSettings {
             public_tree: false,
             connections: transport::ConnectionLimits::default(),
             bodies: body::BodyLimits::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -248,6 +253,14 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
         "the server hit a bug handling this request; nothing of it was stored unless it was acknowledged",
     )
     .into_response()
+}
+
+/// The metrics listener's routes: `/metrics` without a key, nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::ops::metrics_unauthenticated))
+        .fallback(routes::ops::not_found)
+        .with_state(state)
 }
 
 /// Every route of the API.

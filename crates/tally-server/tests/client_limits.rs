@@ -69,7 +69,10 @@ async fn normal_client_is_served(srv: &TestServer, n: usize) {
 
 /// A value of the server's `/metrics`.
 async fn metric(srv: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", srv.running.url))
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", srv.running.url))
+        .bearer_auth(&srv.admin)
+        .send()
         .await
         .unwrap()
         .text()

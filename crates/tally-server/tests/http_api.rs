@@ -172,6 +172,18 @@ impl Server {
     }
 
     /// Size of a tenant's log as `GET /v1/tenants` reports it (0 when it has none).
+    /// Creates a key with `scopes` for `tenant` (admin token); returns its token.
+    async fn key(&self, scopes: &[&str], tenant: &str) -> String {
+        let body = json!({"name": "k", "scopes": scopes, "tenant": tenant});
+        self.post_as(Some(&self.admin), "/v1/keys", Some(JSON), body.to_string())
+            .await
+            .expect(StatusCode::CREATED)
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     async fn tenant_size(&self, tenant: &str) -> u64 {
         let list = self.get("/v1/tenants").await.ok().json();
         list.as_array()
@@ -2222,6 +2234,51 @@ async fn tiles_serve_the_tree_and_entries_in_c2sp_layout() {
 // 9. Operations
 // ---------------------------------------------------------------------------------------------
 
+/// Issue 9: `/metrics` names every tenant, so on the API's address it needs a key of every
+/// tenant; a separate listener serves it without one (and nothing else).
+#[tokio::test]
+async fn issue_9_metrics_listen_serves_metrics_without_a_key_and_nothing_else() {
+    let srv = Server::start_with(ServerSettings {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..settings()
+    })
+    .await;
+    srv.ingest(&batch("acme", 0, 3)).await;
+    let metrics_url = srv
+        .running
+        .as_ref()
+        .unwrap()
+        .metrics_url
+        .clone()
+        .expect("a metrics listener");
+    let http = Client::new();
+    let metrics = http
+        .get(format!("{metrics_url}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("tally_log_tree_size{tenant=\"acme\"} 3"),
+        "{text}"
+    );
+    // Nothing else is served there, with or without a key.
+    for path in ["/v1/events/0?tenant=acme", "/v1/tenants", "/healthz"] {
+        let r = http
+            .get(format!("{metrics_url}{path}"))
+            .bearer_auth(&srv.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    srv.get_as(None, "/metrics")
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn health_metrics_and_unknown_routes() {
     let srv = Server::start().await;
@@ -2232,7 +2289,24 @@ async fn health_metrics_and_unknown_routes() {
     assert!(health.header("content-type").starts_with(JSON));
     assert_eq!(health.json()["status"], "ok");
 
-    let metrics = srv.get_as(None, "/metrics").await.ok();
+    // The metrics name every tenant: a key of every tenant with the read scope, or nothing.
+    srv.get_as(None, "/metrics")
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    // (Its creation is recorded in tenant keys's log: one event more in the total.)
+    let confined_reader = srv.key(&["read"], "keys").await;
+    let err = srv
+        .get_as(Some(&confined_reader), "/metrics")
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("--metrics-listen"),
+        "{err}"
+    );
+    let metrics = srv.get("/metrics").await.ok();
     assert!(metrics.header("content-type").starts_with("text/plain"));
     let text = metrics.text();
     let value_of = |prefix: &str| {
@@ -2246,7 +2320,7 @@ async fn health_metrics_and_unknown_routes() {
             .expect("metric value")
     };
     assert!(text.contains("# TYPE tally_log_events counter"), "{text}");
-    assert_eq!(value_of("tally_log_events_total"), 9.0);
+    assert_eq!(value_of("tally_log_events_total"), 9.0 + 1.0);
     assert_eq!(value_of("tally_log_tree_size{tenant=\"ops\"}"), 7.0);
     assert_eq!(value_of("tally_log_tree_size{tenant=\"ops2\"}"), 2.0);
     assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics end marker");
@@ -2351,7 +2425,7 @@ async fn issue_7_damage_inside_the_signed_range_shows_in_health_and_metrics() {
     assert_eq!(body["damage"][0]["tenant"], "acme", "{body}");
     assert_eq!(body["damage"][0]["index"], 23, "{body}");
     assert_eq!(body["damage"][0]["found_by"], "the scrub", "{body}");
-    let metrics = srv.get_as(None, "/metrics").await.ok().text();
+    let metrics = srv.get("/metrics").await.ok().text();
     assert!(
         metrics.contains("tally_log_damaged{tenant=\"acme\"} 1"),
         "{metrics}"

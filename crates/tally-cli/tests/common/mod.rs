@@ -112,12 +112,21 @@ impl Server {
 
     /// A plain HTTP/1.1 GET without credentials: status and body.
     pub fn get(&self, path: &str) -> (u16, String) {
+        self.plain_get(path, "")
+    }
+
+    /// [`Server::get`] with the admin token.
+    pub fn get_as_admin(&self, path: &str) -> (u16, String) {
+        self.plain_get(path, &format!("Authorization: Bearer {}\r\n", self.token))
+    }
+
+    fn plain_get(&self, path: &str, headers: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let host = self.url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).unwrap();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
         )
         .unwrap();
         let mut response = String::new();

@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::Scope;
 use crate::error::ApiError;
+use crate::extract::Auth;
 use crate::AppState;
 
 /// Liveness, write health and integrity: 200 while the log accepts events and no damage is
@@ -101,10 +103,35 @@ impl utoipa::PartialSchema for HealthFailed {
 
 impl utoipa::ToSchema for HealthFailed {}
 
-/// Metrics in the Prometheus text exposition format.
+/// Metrics in the Prometheus text exposition format. They name every tenant and its size, so
+/// they need a key of every tenant (`*`) with the read scope; `tally serve --metrics-listen`
+/// serves them without a key on a separate address instead.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or is confined to one tenant", body = crate::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn metrics(State(state): State<AppState>, auth: Auth) -> Response {
+    let allowed = auth.require(Scope::Read).map(|p| p.tenant == "*");
+    match allowed {
+        Ok(true) => render_metrics(&state),
+        Ok(false) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the metrics name every tenant: use a key of every tenant (*) with the read scope, \
+             or scrape the address of tally serve --metrics-listen",
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `/metrics` on the metrics listener, which needs no key.
+pub(crate) async fn metrics_unauthenticated(State(state): State<AppState>) -> Response {
+    render_metrics(&state)
+}
+
+fn render_metrics(state: &AppState) -> Response {
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {
         return ApiError::new(
