@@ -57,7 +57,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Serve(serve::ServeArgs),
+    // Boxed: the server's options are many times the size of any other command's.
+    Serve(Box<serve::ServeArgs>),
     Witness(witness::WitnessArgs),
     Verify(verify::VerifyArgs),
     Ingest(ingest::IngestArgs),
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Witness(args) => witness::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Ingest(args) => ingest::run(args).await,
