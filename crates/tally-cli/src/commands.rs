@@ -336,6 +336,10 @@ enum KeysAction {
         /// Tenant the key is confined to, or * for all.
         #[arg(long, default_value = "default")]
         tenant: String,
+        /// The key stops working this long from now (e.g. 90d, 12h); without it, it works
+        /// until revoked.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
         #[command(flatten)]
         target: KeysTarget,
     },
@@ -383,11 +387,18 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
             name,
             scopes,
             tenant,
+            expires_in,
             ..
         } => {
+            let mut body = serde_json::json!({"name": name, "scopes": scopes, "tenant": tenant});
+            if let Some(at) = expiry(*expires_in)? {
+                body["expires_at"] = serde_json::json!(at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .context("formatting the expiry")?);
+            }
             let response = client
                 .request(reqwest::Method::POST, "/v1/keys")?
-                .json(&serde_json::json!({"name": name, "scopes": scopes, "tenant": tenant}))
+                .json(&body)
                 .send()
                 .await?;
             let created: CreatedKey = crate::client::check(response).await?.json().await?;
@@ -407,6 +418,18 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The time `--expires-in` from now.
+fn expiry(expires_in: Option<std::time::Duration>) -> Result<Option<time::OffsetDateTime>> {
+    expires_in
+        .map(|d| {
+            let d = time::Duration::try_from(d).context("--expires-in is too long")?;
+            time::OffsetDateTime::now_utc()
+                .checked_add(d)
+                .context("--expires-in is too long")
+        })
+        .transpose()
 }
 
 fn print_created(key: &ApiKey, token: &str) {
@@ -462,6 +485,7 @@ async fn keys_offline(
                 name,
                 scopes,
                 tenant,
+                expires_in,
                 ..
             } => {
                 let scopes = scopes
@@ -482,6 +506,7 @@ async fn keys_offline(
                     name,
                     scopes,
                     tenant,
+                    expiry(*expires_in)?,
                 )
                 .await?;
                 print_created(&key, &token);

@@ -52,6 +52,7 @@ fn key_event<'a>(action: &'a str, key: &'a ApiKey, by: Actor<'a>, via: &str) -> 
             "name": key.name,
             "scopes": key.scopes,
             "tenant": key.tenant,
+            "expires_at": key.expires_at,
             "via": via,
         }),
     }
@@ -94,6 +95,20 @@ pub fn check_new_key<'n>(
     Ok(trimmed)
 }
 
+/// Checks a key's expiry: an RFC 3339 time in the future.
+pub fn check_expiry(at: &str) -> Result<time::OffsetDateTime, tally_event::FieldError> {
+    let broken = |rule: &str| tally_event::FieldError {
+        field: "expires_at".into(),
+        rule: rule.into(),
+    };
+    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| broken("must be an RFC 3339 time such as 2027-01-31T00:00:00Z"))?;
+    if at <= time::OffsetDateTime::now_utc() {
+        return Err(broken("must lie in the future"));
+    }
+    Ok(at)
+}
+
 /// Creates a key and records `tally.keys.create`; a creation that cannot be recorded is
 /// undone. `via` says how (`api`, `offline`). The caller has checked that `by` may grant it.
 pub async fn create_key(
@@ -104,8 +119,9 @@ pub async fn create_key(
     name: &str,
     scopes: Vec<Scope>,
     tenant: &str,
+    expires_at: Option<time::OffsetDateTime>,
 ) -> Result<(ApiKey, String), AdminError> {
-    let (key, token) = keys.create(name, scopes, tenant)?;
+    let (key, token) = keys.create_expiring(name, scopes, tenant, expires_at)?;
     if let Err(source) = record(log, key_event("tally.keys.create", &key, by, via)).await {
         let done = match keys.undo_create(&key.id) {
             Ok(_) => "the key was not created".to_string(),

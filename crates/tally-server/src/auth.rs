@@ -40,6 +40,9 @@ pub struct ApiKey {
     pub tenant: String,
     /// When the key was made (RFC 3339).
     pub created_at: String,
+    /// When the key stops working (RFC 3339), if it was made with an expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// When the key was revoked (RFC 3339); a revoked key authenticates nothing, and stays
     /// listed so that the records it signed can still be attributed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,6 +181,17 @@ impl KeyStore {
         scopes: Vec<Scope>,
         tenant: &str,
     ) -> Result<(ApiKey, String), KeyError> {
+        self.create_expiring(name, scopes, tenant, None)
+    }
+
+    /// [`KeyStore::create`], the key working until `expires_at` only (when given).
+    pub fn create_expiring(
+        &self,
+        name: &str,
+        scopes: Vec<Scope>,
+        tenant: &str,
+        expires_at: Option<time::OffsetDateTime>,
+    ) -> Result<(ApiKey, String), KeyError> {
         let mut id_bytes = [0u8; 6];
         OsRng.fill_bytes(&mut id_bytes);
         let id = hex::encode(id_bytes);
@@ -190,6 +204,7 @@ impl KeyStore {
             scopes,
             tenant: tenant.to_string(),
             created_at: now_rfc3339(),
+            expires_at: expires_at.map(rfc3339),
             revoked_at: None,
         };
         let stored = StoredKey {
@@ -265,8 +280,13 @@ impl KeyStore {
         let keys = self.keys.read();
         let stored = keys.get(id)?;
         let digest = hex::encode(Sha256::digest(secret.as_bytes()));
+        let expired = stored.key.expires_at.as_deref().is_some_and(|at| {
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .map_or(true, |at| at <= time::OffsetDateTime::now_utc())
+        });
         // Comparing digests, not secrets: timing reveals nothing an attacker can steer.
-        (digest == stored.secret_sha256 && stored.key.revoked_at.is_none()).then(|| Principal {
+        let valid = digest == stored.secret_sha256 && stored.key.revoked_at.is_none() && !expired;
+        valid.then(|| Principal {
             key_id: stored.key.id.clone(),
             scopes: stored.key.scopes.clone(),
             tenant: stored.key.tenant.clone(),
@@ -284,7 +304,13 @@ impl KeyStore {
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -292,6 +318,35 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expired_key_authenticates_nothing_and_a_later_expiry_works_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let (past, old) = store
+            .create_expiring(
+                "old",
+                vec![Scope::Read],
+                "acme",
+                Some(now - time::Duration::SECOND),
+            )
+            .unwrap();
+        let (later, fresh) = store
+            .create_expiring(
+                "new",
+                vec![Scope::Read],
+                "acme",
+                Some(now + time::Duration::HOUR),
+            )
+            .unwrap();
+        assert!(store.authenticate(&old).is_none());
+        assert!(store.authenticate(&fresh).is_some());
+        assert!(past.expires_at.is_some() && later.expires_at.unwrap().ends_with('Z'));
+        // Kept across a reopen.
+        let again = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        assert!(again.authenticate(&old).is_none() && again.authenticate(&fresh).is_some());
+    }
 
     #[test]
     fn the_last_global_admin_key_cannot_be_revoked() {

@@ -1656,6 +1656,35 @@ async fn issue_9_key_changes_are_recorded_and_the_last_global_admin_key_stays() 
     srv.stop().await;
 }
 
+/// Issue 9: a key may be made to expire; an expiry must be a time in the future.
+#[tokio::test]
+async fn issue_9_keys_expire_and_an_expiry_in_the_past_is_refused() {
+    let srv = Server::start().await;
+    let create = |expires_at: &str| {
+        let body =
+            json!({"name": "temp", "scopes": ["read"], "tenant": "acme", "expires_at": expires_at});
+        srv.post_as(Some(&srv.admin), "/v1/keys", Some(JSON), body.to_string())
+    };
+    for bad in ["2020-01-01T00:00:00Z", "tomorrow"] {
+        let err = create(bad).await.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            details(&err),
+            vec![(None, "expires_at".to_string())],
+            "{err}"
+        );
+    }
+    let created = create("2999-01-01T00:00:00Z")
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(created["key"]["expires_at"], "2999-01-01T00:00:00Z");
+    srv.ingest(&batch("acme", 0, 1)).await;
+    srv.get_as(created["token"].as_str(), "/v1/events/0?tenant=acme")
+        .await
+        .ok();
+    srv.stop().await;
+}
+
 /// Issue 9 (fix first): a client cannot write events that look like the server's own, nor
 /// name two tenants for one event.
 #[tokio::test]

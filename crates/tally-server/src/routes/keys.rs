@@ -31,6 +31,10 @@ pub(crate) struct NewKey {
     /// The tenant it is confined to, or `*` for all (admins only should hold `*`).
     #[schema(pattern = "^(\\*|[a-z0-9][a-z0-9_-]{0,62})$")]
     tenant: String,
+    /// When the key stops working (RFC 3339, in the future); none: it works until revoked.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
 }
 
 fn admin_error(e: AdminError) -> ApiError {
@@ -114,6 +118,12 @@ pub(crate) async fn create(
     };
     let name = admin::check_new_key(&new.name, &new.scopes, &new.tenant)
         .map_err(|e| invalid(&e.field, &e.rule))?;
+    let expires_at = new
+        .expires_at
+        .as_deref()
+        .map(admin::check_expiry)
+        .transpose()
+        .map_err(|e| invalid(&e.field, &e.rule))?;
     // A key never grants more than it holds: no tenant beyond its own, no scope it lacks.
     if !caller.may_manage(&new.tenant) {
         return Err(forbidden(format!(
@@ -139,6 +149,7 @@ pub(crate) async fn create(
         name,
         new.scopes,
         &new.tenant,
+        expires_at,
     )
     .await
     .map_err(admin_error)?;
