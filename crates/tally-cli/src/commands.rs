@@ -503,10 +503,12 @@ async fn keys_offline(
                     &keys,
                     Actor::Server,
                     "offline",
-                    name,
-                    scopes,
-                    tenant,
-                    expiry(*expires_in)?,
+                    tally_server::admin::NewKey {
+                        name,
+                        scopes,
+                        tenant,
+                        expires_at: expiry(*expires_in)?,
+                    },
                 )
                 .await?;
                 print_created(&key, &token);

@@ -95,6 +95,19 @@ pub fn check_new_key<'n>(
     Ok(trimmed)
 }
 
+/// A key to make, checked ([`check_new_key`], [`check_expiry`]).
+#[derive(Debug)]
+pub struct NewKey<'a> {
+    /// Its label.
+    pub name: &'a str,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// The tenant it is confined to, or `*`.
+    pub tenant: &'a str,
+    /// When it stops working, if ever.
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
 /// Checks a key's expiry: an RFC 3339 time in the future.
 pub fn check_expiry(at: &str) -> Result<time::OffsetDateTime, tally_event::FieldError> {
     let broken = |rule: &str| tally_event::FieldError {
@@ -116,12 +129,9 @@ pub async fn create_key(
     keys: &KeyStore,
     by: Actor<'_>,
     via: &str,
-    name: &str,
-    scopes: Vec<Scope>,
-    tenant: &str,
-    expires_at: Option<time::OffsetDateTime>,
+    new: NewKey<'_>,
 ) -> Result<(ApiKey, String), AdminError> {
-    let (key, token) = keys.create_expiring(name, scopes, tenant, expires_at)?;
+    let (key, token) = keys.create_expiring(new.name, new.scopes, new.tenant, new.expires_at)?;
     if let Err(source) = record(log, key_event("tally.keys.create", &key, by, via)).await {
         let done = match keys.undo_create(&key.id) {
             Ok(_) => "the key was not created".to_string(),

@@ -146,10 +146,12 @@ pub(crate) async fn create(
         &state.keys,
         Actor::Key(caller),
         "api",
-        name,
-        new.scopes,
-        &new.tenant,
-        expires_at,
+        admin::NewKey {
+            name,
+            scopes: new.scopes,
+            tenant: &new.tenant,
+            expires_at,
+        },
     )
     .await
     .map_err(admin_error)?;
