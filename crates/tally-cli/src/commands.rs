@@ -488,14 +488,12 @@ async fn keys_offline(
                 expires_in,
                 ..
             } => {
+                // The names the API takes, parsed the API's way.
                 let scopes = scopes
                     .iter()
-                    .map(|s| match s.as_str() {
-                        "ingest" => Scope::Ingest,
-                        "read" => Scope::Read,
-                        _ => Scope::Admin,
-                    })
-                    .collect::<Vec<_>>();
+                    .map(|s| serde_json::from_value::<Scope>(serde_json::json!(s)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("--scope")?;
                 let name = tally_server::admin::check_new_key(name, &scopes, tenant)
                     .map_err(|e| anyhow!("{}: {}", e.field, e.rule))?;
                 let (key, token) = tally_server::admin::create_key(

@@ -182,8 +182,12 @@ pub const SERVER_ACTOR_ID: &str = "tally-server";
 pub fn reserved_for_server(event: &crate::EventInput) -> Vec<crate::FieldError> {
     let mut errors = Vec::new();
     let actor = event.actor.as_ref().and_then(|a| a.id.as_deref());
-    if let Some(id) = actor.map(|id| id.trim().to_ascii_lowercase()) {
-        if id.starts_with(KEY_ACTOR_PREFIX) || id == SERVER_ACTOR_ID {
+    // Checked on every ingested event: compared in place, without a lowercased copy.
+    if let Some(id) = actor.map(str::trim) {
+        let key_form = id
+            .get(..KEY_ACTOR_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(KEY_ACTOR_PREFIX));
+        if key_form || id.eq_ignore_ascii_case(SERVER_ACTOR_ID) {
             errors.push(crate::FieldError {
                 field: "actor.id".into(),
                 rule: format!(

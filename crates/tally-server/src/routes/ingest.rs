@@ -134,7 +134,7 @@ async fn ingest_inner(
     let mut rejected = Rejections::default();
     for (position, input) in inputs.into_iter().enumerate() {
         let reserved = tally_event::reserved_for_server(&input);
-        let named_tenant = input.tenant.clone();
+        let names_tenant = input.tenant.is_some();
         let valid = match (tally_event::validate(input, &ctx), reserved.is_empty()) {
             (Ok(valid), true) => valid,
             (Ok(_), false) => {
@@ -152,7 +152,7 @@ async fn ingest_inner(
         };
         // A tenant named twice must be named the same: silently preferring either would store
         // the event where its sender did not mean it to go.
-        if let (Some(param), Some(_)) = (params.tenant.as_deref(), named_tenant) {
+        if let (Some(param), true) = (params.tenant.as_deref(), names_tenant) {
             if valid.tenant != param {
                 rejected.add(
                     position,
