@@ -314,7 +314,9 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
 ///   tally keys create rescue --scope admin --tenant '*' --data ./data
 ///
 /// Examples: tally keys create billing-service --scope ingest --tenant acme
+///           tally keys create auditor --scope verify --tenant acme
 ///           tally keys list
+///           tally keys rotate 2bd01cd568ae --overlap 24h
 ///           tally keys revoke 2bd01cd568ae
 #[derive(Debug, Args)]
 pub struct KeysArgs {
@@ -330,8 +332,13 @@ enum KeysAction {
     Create {
         /// A label for people: 1-128 characters, no control characters.
         name: String,
-        /// ingest, read or admin; repeat for several.
-        #[arg(long = "scope", required = true, value_parser = ["ingest", "read", "admin"])]
+        /// What it may do; repeat for several. ingest: send events. read: read, search,
+        /// stream (and verify). read:pii: read with personal data in the clear. export: bulk
+        /// export. verify: checkpoints, hash tiles and proofs only (for auditors and
+        /// witnesses). metrics: /metrics (tenant * only). admin: manage keys (and, on tenant
+        /// *, tenants); implies all.
+        #[arg(long = "scope", required = true,
+              value_parser = ["ingest", "read", "read:pii", "export", "verify", "metrics", "admin"])]
         scopes: Vec<String>,
         /// Tenant the key is confined to, or * for all.
         #[arg(long, default_value = "default")]
@@ -352,6 +359,20 @@ enum KeysAction {
     Revoke {
         /// Key id (from `tally keys list`).
         id: String,
+        #[command(flatten)]
+        target: KeysTarget,
+    },
+    /// Give a key a new secret, printed once; the key keeps its id, scopes and tenant. The
+    /// old secret keeps working for --overlap, so clients can move without an outage.
+    ///
+    /// Example: tally keys rotate 2bd01cd568ae --overlap 24h
+    Rotate {
+        /// Key id (from `tally keys list`).
+        id: String,
+        /// How long the old secret keeps working beside the new one (e.g. 1h, 7d; at most
+        /// 30d). Without it, the old secret stops at once.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        overlap: Option<std::time::Duration>,
         #[command(flatten)]
         target: KeysTarget,
     },
@@ -376,7 +397,8 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
     let target = match &args.action {
         KeysAction::Create { target, .. }
         | KeysAction::List { target }
-        | KeysAction::Revoke { target, .. } => target,
+        | KeysAction::Revoke { target, .. }
+        | KeysAction::Rotate { target, .. } => target,
     };
     if let Some(data) = &target.data {
         return keys_offline(data, &target.signing, &args.action).await;
@@ -416,8 +438,34 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
             crate::client::check(response).await?;
             println!("key {id} revoked");
         }
+        KeysAction::Rotate { id, overlap, .. } => {
+            let body = serde_json::json!({
+                "overlap_seconds": overlap.unwrap_or_default().as_secs(),
+            });
+            let response = client
+                .request(reqwest::Method::POST, &format!("/v1/keys/{id}/rotate"))?
+                .json(&body)
+                .send()
+                .await?;
+            let rotated: CreatedKey = crate::client::check(response).await?.json().await?;
+            print_rotated(&rotated.key, &rotated.token);
+        }
     }
     Ok(())
+}
+
+fn print_rotated(key: &ApiKey, token: &str) {
+    println!("{token}");
+    match &key.previous_secret_expires_at {
+        Some(at) => eprintln!(
+            "key {} rotated; the token above is shown only once; the old one works until {at}",
+            key.id
+        ),
+        None => eprintln!(
+            "key {} rotated; the token above is shown only once; the old one no longer works",
+            key.id
+        ),
+    }
 }
 
 /// The time `--expires-in` from now.
@@ -446,7 +494,7 @@ async fn keys_offline(
 ) -> Result<()> {
     use tally_server::app::{AdminKey, App, AppSettings};
     use tally_server::audit::Actor;
-    use tally_server::auth::{Revocation, Scope};
+    use tally_server::auth::{Revocation, Rotation, Scope};
 
     tally_store::DataDir::open_existing(data).with_context(|| {
         format!(
@@ -527,6 +575,29 @@ async fn keys_offline(
                         "key {id} is the last admin key of every tenant; create another first \
                          (tally keys create NAME --scope admin --tenant '*' --data …)"
                     ),
+                }
+            }
+            KeysAction::Rotate { id, overlap, .. } => {
+                let overlap = overlap.unwrap_or_default();
+                if overlap > tally_server::admin::MAX_ROTATION_OVERLAP {
+                    bail!("--overlap must be at most 30d");
+                }
+                match tally_server::admin::rotate_key(
+                    &log,
+                    &keys,
+                    Actor::Server,
+                    "offline",
+                    id,
+                    overlap,
+                )
+                .await?
+                {
+                    Rotation::Rotated(key, token) => print_rotated(&key, &token),
+                    Rotation::NotFound => {
+                        bail!("no API key with id {id} (see tally keys list --data …)")
+                    }
+                    Rotation::Revoked(at) => bail!("key {id} was revoked at {at}; make a new key"),
+                    Rotation::Expired(at) => bail!("key {id} expired at {at}; make a new key"),
                 }
             }
         }

@@ -16,6 +16,7 @@ mod ingest;
 mod investigate;
 mod serve;
 mod signing;
+mod tenants;
 mod verify;
 mod verify_compare;
 mod verify_url;
@@ -41,6 +42,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Search:             tally query 'actor:alice after:7d'
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
 /// Consumers' lag:     tally consumers --data ./data
+/// Tenants:            tally tenants list; tally tenants create acme
 /// Run a witness:       tally witness --name witness.example/w1 --log 'tally.localhost/*=VKEY'
 /// Key outside data:    tally keygen --out /etc/tally/log.key; tally serve --signing-key /etc/tally/log.key
 #[derive(Debug, Parser)]
@@ -66,6 +68,7 @@ enum Command {
     Checkpoint(commands::CheckpointArgs),
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
+    Tenants(tenants::TenantsArgs),
     Keygen(signing::KeygenArgs),
     Query(investigate::QueryArgs),
     Export(export::ExportArgs),
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
             Command::Checkpoint(args) => commands::checkpoint(args).await,
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
+            Command::Tenants(args) => tenants::run(args).await,
             Command::Keygen(args) => signing::keygen(args).await,
             Command::Query(args) => investigate::query(args).await,
             Command::Export(args) => export::export(args).await,

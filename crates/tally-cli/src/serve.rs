@@ -103,6 +103,12 @@ pub struct ServeArgs {
     /// tenant answers 200, an unknown one 404).
     #[arg(long, help_heading = "Public tree")]
     public_tree: bool,
+    /// What ingest does with a tenant that does not exist: `create` it on its first event
+    /// (recorded as tally.tenants.create in tenant tally-system's log), or `refuse` the
+    /// request (403 unknown_tenant) so that tenants are made only by an administrator
+    /// (tally tenants create NAME) and a mistyped tenant never starts a new log.
+    #[arg(long, value_name = "POLICY", default_value = "create", value_parser = ["create", "refuse"])]
+    unknown_tenants: String,
 }
 
 /// How much of the server one client may hold: connections, and the time and memory of
@@ -227,6 +233,12 @@ impl ServeArgs {
                 connections: self.limits.connections(),
                 bodies: self.limits.bodies(),
                 metrics_listen: self.metrics_listen,
+                denials: tally_server::denials::DenialSettings::default(),
+                unknown_tenants: if self.unknown_tenants == "refuse" {
+                    tally_server::UnknownTenants::Refuse
+                } else {
+                    tally_server::UnknownTenants::Create
+                },
             },
             index: (!self.no_index).then(|| IndexSettings {
                 tantivy: tally_index::TantivyOptions {

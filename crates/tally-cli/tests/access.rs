@@ -156,13 +156,106 @@ async fn a_locked_out_operator_makes_an_admin_key_on_the_stopped_server_on_the_r
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["name"] == "tally-system" && t["size"] == 1),
+            .any(|t| t["name"] == "tally-system" && t["size"] == 3),
         "{tenants}"
     );
-    let event = get("/v1/events/0?tenant=tally-system".into()).await;
+    // The admin key of the first start, tenant acme made by its first event, then the
+    // rescue key.
+    let mut recorded = Vec::new();
+    for i in 0..3 {
+        let e = get(format!("/v1/events/{i}?tenant=tally-system")).await;
+        recorded.push((
+            e["action"].as_str().unwrap().to_string(),
+            e["metadata"]["via"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        recorded,
+        [
+            ("tally.keys.create".to_string(), "start".to_string()),
+            ("tally.tenants.create".to_string(), "ingest".to_string()),
+            ("tally.keys.create".to_string(), "offline".to_string()),
+        ]
+    );
+    let first = get("/v1/events/0?tenant=tally-system".into()).await;
+    assert_eq!(first["actor"]["id"], "tally-server", "{first}");
+    assert_eq!(first["metadata"]["name"], "admin", "{first}");
+    let event = get("/v1/events/2?tenant=tally-system".into()).await;
     assert_eq!(event["action"], "tally.keys.create", "{event}");
     assert_eq!(event["actor"]["id"], "tally-server", "{event}");
     assert_eq!(event["metadata"]["via"], "offline", "{event}");
     assert_eq!(event["metadata"]["name"], "rescue", "{event}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn an_operator_manages_tenants_with_the_cli_on_a_server_that_refuses_unknown_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &tmp.path().join("data"),
+        &["--no-index", "--unknown-tenants", "refuse"],
+    );
+    let post = |tenant: &str| {
+        let url = format!("{}/v1/events", server.url);
+        let token = server.token.clone();
+        let body = serde_json::json!({
+            "time": "2026-11-30T10:00:00Z", "tenant": tenant,
+            "actor": {"id": "alice"}, "action": "patient.read", "outcome": "SUCCESS",
+        });
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (
+                status,
+                body["error"]["code"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    assert_eq!(post("acme").await, (403, "unknown_tenant".to_string()));
+
+    ok(&server.tally(&["tenants", "create", "acme"]));
+    assert_eq!(post("acme").await.0, 200);
+    ok(&server.tally(&[
+        "tenants",
+        "quotas",
+        "acme",
+        "--events-per-second",
+        "500",
+        "--max-stored-bytes",
+        "1GiB",
+    ]));
+    ok(&server.tally(&["tenants", "disable", "acme", "--reason", "unpaid"]));
+    assert_eq!(post("acme").await, (403, "tenant_disabled".to_string()));
+    let table = ok(&server.tally(&["tenants", "list"]));
+    let acme = table
+        .lines()
+        .find(|l| l.starts_with("acme "))
+        .unwrap_or_else(|| panic!("no acme row in\n{table}"));
+    assert!(
+        acme.contains("DISABLED") && acme.contains("500 events/s"),
+        "{acme}"
+    );
+    assert!(table.starts_with("TENANT"), "{table}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&server.tally(&["tenants", "show", "acme"]))).unwrap();
+    assert_eq!(shown["quotas"]["max_stored_bytes"], 1u64 << 30);
+    assert_eq!(shown["disabled_reason"], "unpaid");
+    ok(&server.tally(&["tenants", "enable", "acme"]));
+    assert_eq!(post("acme").await.0, 200);
+
+    // Mistakes get a message saying what is wrong, and exit 1.
+    let err = common::fails(&server.tally(&["tenants", "disable", "nope"]));
+    assert!(err.contains("no tenant nope"), "{err}");
+    let err = common::fails(&server.tally(&["tenants", "create", "Bad Name"]));
+    assert!(err.contains("name:"), "{err}");
+    let usage = server.tally(&["tenants", "quotas", "acme", "--max-stored-bytes", "0"]);
+    assert_eq!(usage.status.code(), Some(2));
     server.stop();
 }

@@ -341,6 +341,24 @@ fn fork_data_dir(src: &Path, dst: &Path, needle: &[u8], replacement: &[u8]) {
     for f in ["FORMAT", "log.key", "log.pub", "api-keys.json"] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
+    // The other tenants' logs (the server's own, tally-system) are copied as they are.
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &to.join(entry.file_name()));
+            } else {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    for entry in std::fs::read_dir(src.join("tenants")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "default" {
+            copy_tree(&entry.path(), &dst.join("tenants").join(entry.file_name()));
+        }
+    }
     let segs: Vec<_> = std::fs::read_dir(src.join(t).join("segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -458,7 +476,7 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
     server.stop();
 
     // Every checkpoint is its own object, locked in COMPLIANCE mode for the retention.
-    let objects = anchored(&rt, &client, "prod/tally/");
+    let objects = anchored(&rt, &client, "prod/tally/default/");
     assert!(objects.len() >= 4, "{objects:?}");
     let signed = std::fs::read(dir.join("tenants/default/checkpoints")).unwrap();
     assert_eq!(

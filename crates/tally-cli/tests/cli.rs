@@ -243,7 +243,10 @@ fn ingest_prove_and_verify_online_offline_and_since() {
         "{out}"
     );
     let out = ok(&server.tally(&["verify", "--key", key, "--quiet"]));
-    assert!(out.contains(&format!("{size} records")), "{out}");
+    assert!(
+        out.contains(&format!("tenant default: {size} entries")),
+        "{out}"
+    );
 
     // A key the log was not signed with is refused.
     let other = "other.example+12345678+AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
@@ -278,8 +281,10 @@ fn ingest_prove_and_verify_online_offline_and_since() {
         .env("TALLY_LOG", "warn")
         .output()
         .unwrap());
+    // Tenant default's events and tally-system's two: the admin key's creation and tenant
+    // default's, made by its first events.
     assert!(
-        out.starts_with(&format!("reindexed {size} events")),
+        out.starts_with(&format!("reindexed {} events of 2 tenants", size + 2)),
         "{out}"
     );
 
@@ -824,8 +829,10 @@ fn reindex_reads_the_log_beside_a_running_server() {
     let size = settled_size(&server);
     assert!(size >= 40, "{size}");
     let out = ok(&reindex());
+    // Also the two server events in tally-system's log: the admin key's creation and tenant
+    // default's, made by its first events.
     assert!(
-        out.starts_with(&format!("reindexed {size} events")),
+        out.starts_with(&format!("reindexed {} events of 2 tenants", size + 2)),
         "{out}"
     );
     server.stop();

@@ -1,12 +1,16 @@
 //! Administrative changes, each recorded in the log as it is made: who may do what is as
-//! tamper-evident as what was done. Used by the HTTP API (`/v1/keys`) and by `tally keys …
-//! --data DIR` on a stopped server (the offline recovery when no admin key is left).
+//! tamper-evident as what was done. Used by the HTTP API (`/v1/keys`, `/v1/tenants`), by
+//! ingest when it creates a tenant on first write, and by `tally keys … --data DIR` on a
+//! stopped server (the offline recovery when no admin key is left).
 //!
 //! A key confined to a tenant is recorded in that tenant's log; a key of every tenant (`*`) in
-//! the [`SYSTEM_TENANT`]'s.
+//! the [`SYSTEM_TENANT`]'s. Changes to tenants are the operator's decisions over the set of
+//! tenants, so they go to the [`SYSTEM_TENANT`]'s log too (which also keeps a server event
+//! from taking leaf 0 ahead of the first event a client sends to a new tenant).
 
 use crate::audit::{record, Actor, RecordError, ServerEvent};
-use crate::auth::{ApiKey, KeyError, KeyStore, Revocation, Scope};
+use crate::auth::{ApiKey, KeyError, KeyStore, Revocation, Rotation, Scope};
+use crate::tenants::{Change, Quotas, RegistryError, Tenant, TenantRegistry, TenantStatus};
 
 /// The tenant whose log holds what concerns every tenant: changes to keys of tenant `*`.
 pub const SYSTEM_TENANT: &str = "tally-system";
@@ -17,6 +21,9 @@ pub enum AdminError {
     /// The key file could not be written: nothing changed.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The tenant registry could not be written: nothing changed.
+    #[error(transparent)]
+    Tenants(#[from] RegistryError),
     /// The change could not be recorded in the log, so it was undone (a key creation) or
     /// stands unrecorded (a revocation, which is never undone: a key meant to stop working
     /// stops working).
@@ -28,6 +35,25 @@ pub enum AdminError {
         #[source]
         source: RecordError,
     },
+}
+
+impl From<AdminError> for crate::ApiError {
+    fn from(e: AdminError) -> crate::ApiError {
+        use axum::http::StatusCode;
+        let code = match &e {
+            AdminError::Keys(_) => "key_store_error",
+            AdminError::Tenants(_) => "tenant_registry_error",
+            AdminError::NotRecorded { .. } => {
+                return crate::ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+                .retry_after(5)
+            }
+        };
+        crate::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string())
+    }
 }
 
 /// The tenant whose log records a change to a key of `tenant`.
@@ -83,7 +109,7 @@ pub fn check_new_key<'n>(
     if scopes.is_empty() {
         return Err(broken(
             "scopes",
-            "must list at least one of ingest, read, admin",
+            "must list at least one of ingest, read, read:pii, export, verify, metrics, admin",
         ));
     }
     if tenant != "*" && !tally_event::is_valid_tenant(tenant) {
@@ -164,4 +190,171 @@ pub async fn revoke_key(
             })?;
     }
     Ok(outcome)
+}
+
+/// Longest overlap a rotation may give the previous secret: long enough for any deployment
+/// to roll out a new token, short enough that a leaked secret does not live on for months.
+pub const MAX_ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Gives a key a new secret (the previous one working for `overlap`) and records
+/// `tally.keys.rotate`. The caller has checked that `by` may manage the key. A rotation that
+/// cannot be recorded stands (the new token is withheld: the error says to rotate again).
+pub async fn rotate_key(
+    log: &tally_store::Log,
+    keys: &KeyStore,
+    by: Actor<'_>,
+    via: &str,
+    id: &str,
+    overlap: std::time::Duration,
+) -> Result<Rotation, AdminError> {
+    let outcome = keys.rotate(id, overlap)?;
+    if let Rotation::Rotated(key, _) = &outcome {
+        let mut event = key_event("tally.keys.rotate", key, by, via);
+        event.metadata["overlap_seconds"] = overlap.as_secs().into();
+        event.metadata["previous_secret_expires_at"] =
+            key.previous_secret_expires_at.clone().into();
+        record(log, event)
+            .await
+            .map_err(|source| AdminError::NotRecorded {
+                done: format!(
+                    "the key {} has a new secret that is not shown because the rotation is not on                      the record; rotate it again",
+                    key.id
+                ),
+                source,
+            })?;
+    }
+    Ok(outcome)
+}
+
+/// The event of a change to tenant `tenant`, in the system log.
+fn tenant_event<'a>(
+    action: &'a str,
+    tenant: &'a Tenant,
+    by: Actor<'a>,
+    via: &str,
+) -> ServerEvent<'a> {
+    ServerEvent {
+        tenant: SYSTEM_TENANT,
+        actor: by,
+        action,
+        category: "ADMIN",
+        resource: ("TENANT", &tenant.name),
+        metadata: serde_json::json!({
+            "tenant": tenant.name,
+            "status": tenant.status,
+            "disabled_reason": tenant.disabled_reason,
+            "quotas": tenant.quotas,
+            "via": via,
+        }),
+    }
+}
+
+/// Whether `name` is the server's own tenant, which clients never write to and which is never
+/// disabled nor limited (the server's records of what happened must always be writable).
+pub fn is_system_tenant(name: &str) -> bool {
+    name == SYSTEM_TENANT
+}
+
+/// Creates a tenant and records `tally.tenants.create`; `None` when it existed already. A
+/// creation that cannot be recorded is undone. `via`: `api`, `ingest` (created by its first
+/// event), `offline`.
+pub async fn create_tenant(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    by: Actor<'_>,
+    via: &str,
+    name: &str,
+) -> Result<Option<Tenant>, AdminError> {
+    let Some(tenant) = tenants.create(name)? else {
+        return Ok(None);
+    };
+    if let Err(source) = record(log, tenant_event("tally.tenants.create", &tenant, by, via)).await {
+        let done = match tenants.undo_create(name) {
+            Ok(()) => "the tenant was not created".to_string(),
+            Err(e) => format!("the tenant {name} was made and could not be removed again ({e})"),
+        };
+        return Err(AdminError::NotRecorded { done, source });
+    }
+    Ok(Some(tenant))
+}
+
+/// Lists a tenant whose log exists but which the registry does not know yet (a log from
+/// before the registry, or one being created by its first event right now) and records
+/// `tally.tenants.create` (`via: adopted`, by the server); `None` when the registry knew it.
+/// Every tenant the registry gains at run time is thereby on the record exactly once:
+/// whoever inserts it records it. The system tenant, the server's own, is adopted silently.
+pub async fn adopt_tenant(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    name: &str,
+) -> Result<Option<Tenant>, AdminError> {
+    let Some(tenant) = tenants.adopt(name)? else {
+        return Ok(None);
+    };
+    if is_system_tenant(name) {
+        return Ok(Some(tenant));
+    }
+    if let Err(source) = record(
+        log,
+        tenant_event("tally.tenants.create", &tenant, Actor::Server, "adopted"),
+    )
+    .await
+    {
+        let done = match tenants.undo_create(name) {
+            Ok(()) => "the tenant was not adopted".to_string(),
+            Err(e) => format!("the tenant {name} was adopted unrecorded ({e})"),
+        };
+        return Err(AdminError::NotRecorded { done, source });
+    }
+    Ok(Some(tenant))
+}
+
+/// Disables or re-enables a tenant and records `tally.tenants.disable` or `.enable`. The
+/// change stands even when it cannot be recorded (an operator stopping a tenant's ingest must
+/// be obeyed); the error says so.
+pub async fn set_tenant_status(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    by: Actor<'_>,
+    via: &str,
+    name: &str,
+    status: TenantStatus,
+    reason: Option<&str>,
+) -> Result<Change, AdminError> {
+    let change = tenants.set_status(name, status, reason)?;
+    if let Change::Done(tenant) = &change {
+        let action = match status {
+            TenantStatus::Disabled => "tally.tenants.disable",
+            TenantStatus::Enabled => "tally.tenants.enable",
+        };
+        record(log, tenant_event(action, tenant, by, via))
+            .await
+            .map_err(|source| AdminError::NotRecorded {
+                done: format!("tenant {name} is {status:?}").to_lowercase(),
+                source,
+            })?;
+    }
+    Ok(change)
+}
+
+/// Replaces a tenant's quotas and records `tally.tenants.quotas`. The change stands even when
+/// it cannot be recorded; the error says so.
+pub async fn set_tenant_quotas(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    by: Actor<'_>,
+    via: &str,
+    name: &str,
+    quotas: Quotas,
+) -> Result<Change, AdminError> {
+    let change = tenants.set_quotas(name, quotas)?;
+    if let Change::Done(tenant) = &change {
+        record(log, tenant_event("tally.tenants.quotas", tenant, by, via))
+            .await
+            .map_err(|source| AdminError::NotRecorded {
+                done: format!("tenant {name}'s quotas are changed"),
+                source,
+            })?;
+    }
+    Ok(change)
 }

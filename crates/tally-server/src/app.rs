@@ -14,6 +14,7 @@ use tally_consumers::Consumers;
 use tally_store::{DataDir, Log, LogConfig, OpenReport};
 
 use crate::auth::{KeyStore, Scope};
+use crate::tenants::TenantRegistry;
 use crate::witness::{WitnessEndpoint, WitnessSettings, Witnessing};
 use crate::{AppState, Component, ServerSettings};
 
@@ -126,6 +127,7 @@ pub struct App {
     witnessing: Option<Arc<Witnessing>>,
     witness_task: Option<tokio::task::JoinHandle<()>>,
     anchorer: Option<tally_anchor::uploader::Anchorer>,
+    denial_task: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -178,25 +180,52 @@ impl App {
             KeyStore::open(log.data_dir().api_keys_path())
                 .map_err(failed("opening the API keys"))?,
         );
-        let admin_token = match &settings.admin {
-            AdminKey::OnFirstStart { token_file } if keys.is_empty() => {
-                let (_, token) = keys
-                    .create("admin", vec![Scope::Admin], "*")
-                    .map_err(failed("creating the admin API key"))?;
-                if let Some(path) = token_file {
+        let tenants = Arc::new(
+            TenantRegistry::open(log.data_dir().tenant_registry_path())
+                .map_err(failed("opening the tenant registry"))?,
+        );
+        // A key that can do everything is on the record from the moment it exists.
+        let admin_name = match &settings.admin {
+            AdminKey::OnFirstStart { .. } if keys.is_empty() => Some("admin"),
+            AdminKey::Create(name) => Some(name.as_str()),
+            AdminKey::OnFirstStart { .. } | AdminKey::None => None,
+        };
+        let admin_token = match admin_name {
+            Some(name) => {
+                let (_, token) = crate::admin::create_key(
+                    &log,
+                    &keys,
+                    crate::audit::Actor::Server,
+                    "start",
+                    crate::admin::NewKey {
+                        name,
+                        scopes: vec![Scope::Admin],
+                        tenant: "*",
+                        expires_at: None,
+                    },
+                )
+                .await
+                .map_err(failed("creating the admin API key"))?;
+                if let AdminKey::OnFirstStart {
+                    token_file: Some(path),
+                } = &settings.admin
+                {
                     tally_store::layout::write_file_durably(path, format!("{token}\n").as_bytes())
                         .map_err(failed(format!("writing {}", path.display())))?;
                 }
                 Some(token)
             }
-            AdminKey::Create(name) => Some(
-                keys.create(name, vec![Scope::Admin], "*")
-                    .map_err(failed("creating an admin API key"))?
-                    .1,
-            ),
-            AdminKey::OnFirstStart { .. } | AdminKey::None => None,
+            None => None,
         };
-        let mut state = AppState::new(log.clone(), keys, settings.http);
+        // Logs the registry does not list (written before it existed) join it, on the record.
+        for name in log.tenants() {
+            crate::admin::adopt_tenant(&log, &tenants, &name)
+                .await
+                .map_err(failed(format!(
+                    "adding tenant {name} to the tenant registry"
+                )))?;
+        }
+        let mut state = AppState::new(log.clone(), keys, tenants, settings.http);
 
         // Witnesses: their own task asks them to cosign; nothing on the ingest path waits.
         let witnessing = if settings.witnesses.is_empty() {
@@ -245,7 +274,9 @@ impl App {
             }
             None => None,
         };
+        let denial_task = state.denials.spawn();
         Ok(App {
+            denial_task,
             state,
             log,
             consumers,
@@ -270,6 +301,11 @@ impl App {
     /// The API key store.
     pub fn keys(&self) -> &Arc<KeyStore> {
         &self.state.keys
+    }
+
+    /// The tenant registry.
+    pub fn tenants(&self) -> &Arc<TenantRegistry> {
+        &self.state.tenants
     }
 
     /// What recovery found in each tenant's log.
@@ -384,6 +420,9 @@ impl App {
         if let Some(task) = self.witness_task {
             task.abort();
         }
+        // What the last window of refused requests counted goes on the record first.
+        self.denial_task.abort();
+        self.state.denials.flush().await;
         tracing::info!("stopping: signing final checkpoints");
         let (consumers, log) = (self.consumers, self.log);
         let _ = tokio::task::spawn_blocking(move || {

@@ -74,9 +74,7 @@ pub enum RecordError {
 
 /// Appends `event` durably to its tenant's log.
 pub async fn record(log: &tally_store::Log, event: ServerEvent<'_>) -> Result<(), RecordError> {
-    let now = time::OffsetDateTime::now_utc();
     let body = json!({
-        "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "tenant": event.tenant,
         "actor": event.actor.json(),
         "action": event.action,
@@ -85,12 +83,37 @@ pub async fn record(log: &tally_store::Log, event: ServerEvent<'_>) -> Result<()
         "outcome": "SUCCESS",
         "metadata": event.metadata,
     });
+    append(log, event.tenant, event.actor.key_id(), body).await
+}
+
+/// Appends an event the server writes about a request it refused or a change it made, given
+/// as the JSON of an event without `time` (now), durably to `tenant`'s log, attributed to
+/// the server (`key_id` `server`).
+pub async fn append_server_event(
+    log: &tally_store::Log,
+    tenant: &str,
+    body: serde_json::Value,
+) -> Result<(), RecordError> {
+    append(log, tenant, "server", body).await
+}
+
+async fn append(
+    log: &tally_store::Log,
+    tenant: &str,
+    key_id: &str,
+    mut body: serde_json::Value,
+) -> Result<(), RecordError> {
+    let now = time::OffsetDateTime::now_utc();
+    body["time"] = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+        .into();
     let input: EventInput =
         serde_json::from_value(body).map_err(|e| RecordError::Invalid(e.to_string()))?;
     let ctx = IngestContext {
         received_at: now,
-        key_id: event.actor.key_id(),
-        default_tenant: Some(event.tenant),
+        key_id,
+        default_tenant: Some(tenant),
         max_future_skew: time::Duration::minutes(5),
     };
     let valid = tally_event::validate(input, &ctx).map_err(|errors| {

@@ -13,7 +13,8 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// What a key may do. `Admin` implies the others.
+/// What a key may do. `admin` implies every other scope, `read:pii` implies `read`, and
+/// `read` implies `verify`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]
@@ -21,10 +22,61 @@ use sha2::{Digest, Sha256};
 pub enum Scope {
     /// Send events.
     Ingest,
-    /// Read events, checkpoints, proofs and tiles.
+    /// Read events one by one, search, statistics, live streams, proofs by event id, entry
+    /// bundles; and everything `verify` may. Personal data is shown masked once the tenant
+    /// has a masking policy (`read:pii` shows it in the clear).
     Read,
-    /// Manage API keys; implies ingest and read.
+    /// `read`, with personal data in the clear.
+    #[serde(rename = "read:pii")]
+    ReadPii,
+    /// Bulk export (`GET /v1/export`), itself recorded in the log.
+    Export,
+    /// The Merkle tree only: checkpoints, hash tiles, inclusion proofs by leaf index and
+    /// consistency proofs; never a record. What a third-party auditor or witness needs.
+    Verify,
+    /// `/metrics`, which names every tenant: only on a key of every tenant (`*`).
+    Metrics,
+    /// Manage the API keys in the key's reach (a key confined to a tenant: that tenant's
+    /// keys; a key of every tenant: every key, and the tenants themselves); implies every
+    /// other scope.
     Admin,
+}
+
+impl Scope {
+    /// Every scope, in the order the API lists them.
+    pub const ALL: [Scope; 7] = [
+        Scope::Ingest,
+        Scope::Read,
+        Scope::ReadPii,
+        Scope::Export,
+        Scope::Verify,
+        Scope::Metrics,
+        Scope::Admin,
+    ];
+
+    /// Whether holding `self` grants `other`.
+    pub fn implies(self, other: Scope) -> bool {
+        self == other
+            || match self {
+                Scope::Admin => true,
+                Scope::ReadPii => matches!(other, Scope::Read | Scope::Verify),
+                Scope::Read => other == Scope::Verify,
+                Scope::Ingest | Scope::Export | Scope::Verify | Scope::Metrics => false,
+            }
+    }
+
+    /// The name the API and the key file use (`read:pii`, `admin`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::ReadPii => "read:pii",
+            Scope::Export => "export",
+            Scope::Verify => "verify",
+            Scope::Metrics => "metrics",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 /// An API key as the API shows it: never its secret, nor the secret's hash.
@@ -47,6 +99,13 @@ pub struct ApiKey {
     /// listed so that the records it signed can still be attributed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// When the key's secret was last replaced (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<String>,
+    /// Until when the secret before the last rotation still works too (RFC 3339): the
+    /// overlap in which clients move to the new token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<String>,
 }
 
 impl ApiKey {
@@ -63,6 +122,10 @@ struct StoredKey {
     key: ApiKey,
     /// Hex SHA-256 of the secret part of the token.
     secret_sha256: String,
+    /// Hex SHA-256 of the secret before the last rotation, while it still works
+    /// (until `key.previous_secret_expires_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret_sha256: Option<String>,
 }
 
 /// The caller of a request, once authenticated.
@@ -77,9 +140,15 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Whether the key has `scope` (admin has all).
+    /// Whether the key has `scope`, itself or by a scope that implies it
+    /// ([`Scope::implies`]).
     pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+        self.scopes.iter().any(|held| held.implies(scope))
+    }
+
+    /// Whether the key administers every tenant (admin scope, tenant `*`).
+    pub fn is_global_admin(&self) -> bool {
+        self.tenant == "*" && self.scopes.contains(&Scope::Admin)
     }
 
     /// Whether the key may touch `tenant`.
@@ -133,6 +202,20 @@ pub enum Revocation {
     /// The key is the last unrevoked admin key of every tenant: revoking it would leave
     /// nobody able to manage keys, so it is refused.
     LastGlobalAdmin,
+}
+
+/// What [`KeyStore::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The key has a new secret (its token, shown once); the previous one works until
+    /// `key.previous_secret_expires_at`, if at all.
+    Rotated(Box<ApiKey>, String),
+    /// No key has this id.
+    NotFound,
+    /// The key is revoked (at this time): revoked keys stay revoked.
+    Revoked(String),
+    /// The key has expired (at this time): make a new one.
+    Expired(String),
 }
 
 /// The set of API keys, persisted as JSON (0600) in the data directory. Revoked keys stay in
@@ -195,9 +278,7 @@ impl KeyStore {
         let mut id_bytes = [0u8; 6];
         OsRng.fill_bytes(&mut id_bytes);
         let id = hex::encode(id_bytes);
-        let mut secret_bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut secret_bytes);
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
+        let secret = new_secret();
         let key = ApiKey {
             id: id.clone(),
             name: name.to_string(),
@@ -206,10 +287,13 @@ impl KeyStore {
             created_at: now_rfc3339(),
             expires_at: expires_at.map(rfc3339),
             revoked_at: None,
+            rotated_at: None,
+            previous_secret_expires_at: None,
         };
         let stored = StoredKey {
             key: key.clone(),
             secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+            previous_secret_sha256: None,
         };
         let mut keys = self.keys.write();
         keys.insert(id.clone(), stored);
@@ -263,6 +347,39 @@ impl KeyStore {
         Ok(Revocation::Revoked(revoked))
     }
 
+    /// Gives a key a new secret and returns its token (shown only this once). The old secret
+    /// keeps working for `overlap` (zero: it stops at once), so that clients can move to the
+    /// new token without an outage; the key's id, scopes, tenant and expiry stay.
+    pub fn rotate(&self, id: &str, overlap: std::time::Duration) -> Result<Rotation, KeyError> {
+        let mut keys = self.keys.write();
+        let Some(entry) = keys.get_mut(id) else {
+            return Ok(Rotation::NotFound);
+        };
+        if let Some(at) = &entry.key.revoked_at {
+            return Ok(Rotation::Revoked(at.clone()));
+        }
+        if let Some(at) = entry.key.expires_at.as_deref().filter(|at| is_past(at)) {
+            return Ok(Rotation::Expired(at.to_string()));
+        }
+        let before = entry.clone();
+        let now = time::OffsetDateTime::now_utc();
+        let secret = new_secret();
+        let overlap = time::Duration::try_from(overlap).unwrap_or(time::Duration::ZERO);
+        entry.previous_secret_sha256 = (!overlap.is_zero()).then(|| entry.secret_sha256.clone());
+        entry.key.previous_secret_expires_at = (!overlap.is_zero()).then(|| rfc3339(now + overlap));
+        entry.secret_sha256 = hex::encode(Sha256::digest(secret.as_bytes()));
+        entry.key.rotated_at = Some(rfc3339(now));
+        let key = entry.key.clone();
+        if let Err(e) = self.save(&keys) {
+            keys.insert(id.to_string(), before);
+            return Err(e);
+        }
+        Ok(Rotation::Rotated(
+            Box::new(key),
+            format!("tly_{id}_{secret}"),
+        ))
+    }
+
     /// One key, revoked or not.
     pub fn get(&self, id: &str) -> Option<ApiKey> {
         self.keys.read().get(id).map(|k| k.key.clone())
@@ -280,12 +397,16 @@ impl KeyStore {
         let keys = self.keys.read();
         let stored = keys.get(id)?;
         let digest = hex::encode(Sha256::digest(secret.as_bytes()));
-        let expired = stored.key.expires_at.as_deref().is_some_and(|at| {
-            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-                .map_or(true, |at| at <= time::OffsetDateTime::now_utc())
-        });
+        let expired = stored.key.expires_at.as_deref().is_some_and(is_past);
         // Comparing digests, not secrets: timing reveals nothing an attacker can steer.
-        let valid = digest == stored.secret_sha256 && stored.key.revoked_at.is_none() && !expired;
+        let current = digest == stored.secret_sha256;
+        let previous = stored.previous_secret_sha256.as_deref() == Some(digest.as_str())
+            && stored
+                .key
+                .previous_secret_expires_at
+                .as_deref()
+                .is_some_and(|at| !is_past(at));
+        let valid = (current || previous) && stored.key.revoked_at.is_none() && !expired;
         valid.then(|| Principal {
             key_id: stored.key.id.clone(),
             scopes: stored.key.scopes.clone(),
@@ -303,7 +424,22 @@ impl KeyStore {
     }
 }
 
-fn now_rfc3339() -> String {
+/// A new random secret: 32 bytes, base64url.
+fn new_secret() -> String {
+    let mut secret_bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut secret_bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes)
+}
+
+/// Whether an RFC 3339 time is now or past; an unreadable one counts as past (a key file
+/// edited by hand fails closed).
+fn is_past(at: &str) -> bool {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .map_or(true, |at| at <= time::OffsetDateTime::now_utc())
+}
+
+/// The time now, as the registries write it (RFC 3339, UTC, whole seconds).
+pub(crate) fn now_rfc3339() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
 }
 
@@ -346,6 +482,60 @@ mod tests {
         // Kept across a reopen.
         let again = KeyStore::open(dir.path().join("keys.json")).unwrap();
         assert!(again.authenticate(&old).is_none() && again.authenticate(&fresh).is_some());
+    }
+
+    #[test]
+    fn a_rotated_key_takes_the_new_secret_and_the_old_one_for_the_overlap_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        let (key, first) = store.create("svc", vec![Scope::Ingest], "acme").unwrap();
+        let Rotation::Rotated(rotated, second) = store
+            .rotate(&key.id, std::time::Duration::from_secs(3600))
+            .unwrap()
+        else {
+            panic!("not rotated")
+        };
+        assert_eq!(rotated.id, key.id);
+        assert!(rotated.rotated_at.is_some() && rotated.previous_secret_expires_at.is_some());
+        assert_ne!(first, second);
+        assert!(store.authenticate(&first).is_some(), "within the overlap");
+        assert!(store.authenticate(&second).is_some());
+        // Without overlap the previous secret (the second) stops at once; the first, two
+        // rotations old, too.
+        let Rotation::Rotated(_, third) = store.rotate(&key.id, std::time::Duration::ZERO).unwrap()
+        else {
+            panic!("not rotated")
+        };
+        assert!(store.authenticate(&first).is_none());
+        assert!(store.authenticate(&second).is_none());
+        assert!(store.authenticate(&third).is_some());
+        // Kept across a reopen; revoked keys are not rotated back to life.
+        let again = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        assert!(again.authenticate(&third).is_some());
+        again.revoke(&key.id).unwrap();
+        assert!(matches!(
+            again.rotate(&key.id, std::time::Duration::ZERO).unwrap(),
+            Rotation::Revoked(_)
+        ));
+        assert_eq!(
+            again.rotate("nope", std::time::Duration::ZERO).unwrap(),
+            Rotation::NotFound
+        );
+    }
+
+    #[test]
+    fn scopes_imply_what_they_say_and_read_pii_is_spelled_with_a_colon() {
+        assert!(Scope::Admin.implies(Scope::Metrics) && Scope::Admin.implies(Scope::ReadPii));
+        assert!(Scope::ReadPii.implies(Scope::Read) && Scope::ReadPii.implies(Scope::Verify));
+        assert!(Scope::Read.implies(Scope::Verify) && !Scope::Read.implies(Scope::ReadPii));
+        assert!(!Scope::Read.implies(Scope::Export) && !Scope::Verify.implies(Scope::Read));
+        assert!(!Scope::Ingest.implies(Scope::Read) && !Scope::Export.implies(Scope::Read));
+        for scope in Scope::ALL {
+            assert_eq!(
+                serde_json::to_value(scope).unwrap(),
+                serde_json::json!(scope.name())
+            );
+        }
     }
 
     #[test]

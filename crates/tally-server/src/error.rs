@@ -44,6 +44,10 @@ pub struct ErrorInfo {
     pub details: Vec<ErrorDetail>,
 }
 
+/// The code of an error response, as a response extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// An API error: status, code, message and details.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -110,6 +114,24 @@ impl ApiError {
         }])
     }
 
+    /// An error about one field of a request body or path: the message reads `{field}:
+    /// {rule}`, and the details name the field.
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        field: &str,
+        rule: impl Into<String>,
+    ) -> Self {
+        let rule = rule.into();
+        ApiError::new(status, code, format!("{field}: {rule}")).with_details(vec![ErrorDetail {
+            event: None,
+            field: Some(field.to_string()),
+            rule,
+            line: None,
+            column: None,
+        }])
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -137,6 +159,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        // For layers that act on the outcome (the recording of refused requests).
+        response.extensions_mut().insert(ErrorCode(self.code));
         if self.close {
             response
                 .headers_mut()

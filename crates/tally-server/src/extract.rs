@@ -51,7 +51,7 @@ impl Auth {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("this API key lacks the {scope:?} scope").to_lowercase(),
+                format!("this API key lacks the {} scope", scope.name()),
             ))
         }
     }
@@ -85,7 +85,7 @@ impl Auth {
 pub(crate) enum TreeReader {
     /// No key, on a server whose tree is public.
     Anyone,
-    /// A key with the read scope.
+    /// A key with the verify scope (or one implying it).
     Key(Auth),
 }
 
@@ -97,7 +97,7 @@ impl FromRequestParts<AppState> for TreeReader {
             return Ok(TreeReader::Anyone);
         }
         let auth = Auth::from_request_parts(parts, state).await?;
-        auth.require(Scope::Read)?;
+        auth.require(Scope::Verify)?;
         Ok(TreeReader::Key(auth))
     }
 }
@@ -121,10 +121,11 @@ impl TreeReader {
         }
     }
 
-    /// 401 for anyone without a key: `what` is not part of the public tree.
-    pub(crate) fn require_key(&self, what: &str) -> Result<(), ApiError> {
+    /// `what` is about the records, not the tree: 401 for anyone without a key, 403 for a
+    /// key without the read scope (a verifier's).
+    pub(crate) fn require_read(&self, what: &str) -> Result<(), ApiError> {
         match self {
-            TreeReader::Key(_) => Ok(()),
+            TreeReader::Key(auth) => auth.require(Scope::Read).map(|_| ()),
             TreeReader::Anyone => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -213,6 +214,73 @@ pub(crate) fn parse_event_id(name: &str, text: &str) -> Result<uuid::Uuid, ApiEr
         name,
         "must be an event UUID in 8-4-4-4-12 hexadecimal form",
     ))
+}
+
+/// Parses a JSON request body that must be an object (serde would also build a struct from an
+/// array). With `optional`, no body, whitespace or `null` gives `T::default()`. Anything else
+/// is a 422 with `code`, showing `example`.
+pub(crate) fn json_object<T: DeserializeOwned + Default>(
+    body: &[u8],
+    optional: bool,
+    code: &'static str,
+    example: &str,
+) -> Result<T, ApiError> {
+    let invalid = |why: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            format!("the body must be a JSON object such as {example}: {why}"),
+        )
+    };
+    if optional && body.trim_ascii().is_empty() {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    match value {
+        serde_json::Value::Null if optional => Ok(T::default()),
+        serde_json::Value::Object(_) => {
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+        }
+        other => Err(invalid(format!("got {}", json_kind(&other)))),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// An optional whole number as JSON Schema counts one: `5` and `5.0` alike (a client's JSON
+/// library may write either), up to `T`'s bound and at most 2^63 − 1 (the int64 the OpenAPI
+/// document declares); anything else is an error naming the rule.
+pub(crate) fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    use serde::Deserialize;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9_223_372_036_854_775_808.0) // 2^63
+            .map(|f| f as u64)
+    });
+    whole
+        .filter(|&n| n <= i64::MAX as u64)
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
 }
 
 /// Query parameters, with a JSON 400 naming the parameter when they do not parse.

@@ -29,11 +29,13 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod denials;
 pub mod error;
 mod extract;
 pub mod openapi;
 pub mod process;
 mod routes;
+pub mod tenants;
 pub mod transport;
 pub mod wire;
 pub mod witness;
@@ -41,7 +43,7 @@ pub mod witness;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -73,9 +75,25 @@ pub struct ServerSettings {
     /// How fast request bodies must arrive, and how much memory they may take together.
     pub bodies: body::BodyLimits,
     /// Also serve `/metrics` here, without a key (for a scraper on an internal network). On
-    /// the API's own address `/metrics` needs a key of every tenant with the read scope: it
+    /// the API's own address `/metrics` needs a key of every tenant with the metrics scope: it
     /// names every tenant and its size.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Whether ingest into a tenant that does not exist creates it (recorded as
+    /// `tally.tenants.create`) or is refused (403 `unknown_tenant`).
+    pub unknown_tenants: UnknownTenants,
+    /// How refused requests (401, 403) are aggregated into audit events.
+    pub denials: denials::DenialSettings,
+}
+
+/// What ingest does with a tenant that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownTenants {
+    /// Creates it on its first event (recorded): convenient for one team, the default.
+    #[default]
+    Create,
+    /// Refuses the request: tenants are made by an administrator first (`tally tenants
+    /// create`), so a typo in a tenant name never starts a new log.
+    Refuse,
 }
 
 impl Default for ServerSettings {
@@ -88,6 +106,8 @@ impl Default for ServerSettings {
             connections: transport::ConnectionLimits::default(),
             bodies: body::BodyLimits::default(),
             metrics_listen: None,
+            unknown_tenants: UnknownTenants::default(),
+            denials: denials::DenialSettings::default(),
         }
     }
 }
@@ -127,6 +147,7 @@ impl Component for tally_consumers::Consumers {
 pub struct AppState {
     pub(crate) log: Log,
     pub(crate) keys: Arc<auth::KeyStore>,
+    pub(crate) tenants: Arc<tenants::TenantRegistry>,
     pub(crate) settings: Arc<ServerSettings>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) http: HttpMetrics,
@@ -141,15 +162,23 @@ pub struct AppState {
     pub(crate) bodies: body::BodyBudget,
     /// The listener's connection counts, for `/metrics`.
     pub(crate) connections: transport::ConnectionMetrics,
+    /// Records refused requests (401, 403) in the log, aggregated.
+    pub(crate) denials: Arc<denials::DenialRecorder>,
 }
 
 impl AppState {
     /// Builds the state and registers every metric.
-    pub fn new(log: Log, keys: Arc<auth::KeyStore>, settings: ServerSettings) -> Self {
+    pub fn new(
+        log: Log,
+        keys: Arc<auth::KeyStore>,
+        tenants: Arc<tenants::TenantRegistry>,
+        settings: ServerSettings,
+    ) -> Self {
         let mut registry = Registry::default();
         log.metrics().register(&mut registry);
         let bodies = body::BodyBudget::new(settings.bodies.clone());
         let connections = transport::ConnectionMetrics::default();
+        let denials = denials::DenialRecorder::new(log.clone(), settings.denials.clone());
         let http = HttpMetrics {
             ingest_requests: Counter::default(),
             ingest_rejected: Counter::default(),
@@ -180,10 +209,13 @@ impl AppState {
             );
             bodies.metrics.register(r);
             connections.register(r);
+            denials.register(r);
         }
         AppState {
             log,
             keys,
+            tenants,
+            denials,
             bodies,
             connections,
             settings: Arc::new(settings),
@@ -273,13 +305,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/stream", get(stream::stream))
         .route("/v1/export", get(export::export))
         .route("/v1/events/{key}", get(events::get_event))
-        .route("/v1/tenants", get(events::list_tenants))
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/v1/tenants/{tenant}", get(tenants::describe))
+        .route("/v1/tenants/{tenant}/disable", post(tenants::disable))
+        .route("/v1/tenants/{tenant}/enable", post(tenants::enable))
+        .route("/v1/tenants/{tenant}/quotas", put(tenants::set_quotas))
         .route("/v1/checkpoint", get(proofs::checkpoint))
         .route("/v1/log-key", get(proofs::log_key))
         .route("/v1/proof/inclusion", get(proofs::inclusion))
         .route("/v1/proof/consistency", get(proofs::consistency))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/logs/{tenant}/checkpoint", get(tiles::tenant_checkpoint))
         .route("/logs/{tenant}/tile/{*path}", get(tiles::tenant_tile))
         .route("/checkpoint", get(tiles::default_checkpoint))
@@ -297,6 +334,12 @@ pub fn router(state: AppState) -> Router {
         // (ingest also bounds its total time and memory: `body`).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.settings.bodies.idle_timeout,
+        ))
+        // Every refused request is on the record (aggregated): outside the handlers, so that
+        // no route can forget it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            denials::record_refusals,
         ))
         // A bug must cost one request a JSON 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

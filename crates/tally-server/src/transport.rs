@@ -216,8 +216,8 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors or similar: wait for connections to close rather
                 // than spin.
@@ -243,6 +243,7 @@ pub async fn serve(
         tasks.spawn(run_connection(
             next_id,
             stream,
+            peer,
             conn,
             registry.clone(),
             http.clone(),
@@ -276,9 +277,11 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(OVERLOADED);
 }
 
+#[allow(clippy::too_many_arguments)] // one connection's whole context, passed once
 async fn run_connection(
     id: u64,
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     conn: Arc<Conn>,
     registry: Arc<Registry>,
     http: Arc<hyper::server::conn::http1::Builder>,
@@ -291,7 +294,12 @@ async fn run_connection(
             let marker = InRequest::begin(&conn, &registry);
             let router = router.clone();
             async move {
-                let response = router.oneshot(request.map(Body::new)).await?;
+                let mut request = request.map(Body::new);
+                // Who is asking, for the handlers and the record of refused requests.
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let response = router.oneshot(request).await?;
                 // The request lasts until its response's last byte is sent (exports and
                 // streams outlive the handler).
                 Ok::<_, std::convert::Infallible>(response.map(|body| {

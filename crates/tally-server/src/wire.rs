@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::ApiKey;
+use crate::tenants::{Quotas, TenantStatus};
 
 /// An inclusion proof (RFC 6962 audit path), hashes in standard base64.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,13 +68,28 @@ pub struct IngestResponse {
     pub events: Vec<StoredEvent>,
 }
 
-/// One tenant's log.
+/// One tenant: its state and quotas, and its log's size.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantInfo {
     /// Tenant name.
     pub name: String,
+    /// Whether it takes events (`disabled`: ingest refused, everything else works).
+    pub status: TenantStatus,
+    /// When it was created (RFC 3339); absent for tenants from before the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// When it was disabled, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
+    /// Why it was disabled, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Its limits (absent fields: none).
+    pub quotas: Quotas,
     /// Events stored.
     pub size: u64,
+    /// Bytes of stored records (what `quotas.max_stored_bytes` counts).
+    pub record_bytes: u64,
     /// Size covered by the latest signed checkpoint.
     pub checkpoint_size: Option<u64>,
     /// The origin line of its checkpoints.

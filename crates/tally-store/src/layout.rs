@@ -111,6 +111,11 @@ impl DataDir {
         self.root.join("api-keys.json")
     }
 
+    /// The tenant registry: each tenant's state (enabled or disabled) and quotas.
+    pub fn tenant_registry_path(&self) -> PathBuf {
+        self.root.join("tenants.json")
+    }
+
     /// The directory of the search index, a projection of the log that can be deleted and
     /// rebuilt at any time.
     pub fn index_path(&self) -> PathBuf {

@@ -67,6 +67,8 @@ struct WrittenTenant {
     segment: Arc<dyn StoredFile>,
     first_index: u64,
     leaves: Vec<(Hash, u128)>,
+    /// Logical offset just past this group's last frame.
+    end_offset: u64,
 }
 
 /// The writer thread. Runs until every sender is dropped; then lets the syncer finish (it
@@ -382,6 +384,7 @@ fn write_tenant(inner: &Inner, s: Staged, number: u64) -> Result<WrittenTenant, 
         segment: w.segment.clone(),
         first_index: s.first_index,
         leaves: s.leaves,
+        end_offset: s.first_offset + s.frames.len() as u64,
     })
 }
 
@@ -671,6 +674,7 @@ fn sync_and_publish(inner: &Inner, batch: Vec<Written>) {
                 recent.insert(*id, t.first_index + i as u64);
             }
             st.size += t.leaves.len() as u64;
+            t.log.published_up_to(t.end_offset);
             total += t.leaves.len() as u64;
             inner
                 .metrics

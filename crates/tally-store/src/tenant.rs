@@ -121,6 +121,8 @@ pub struct TenantLog {
     /// start; the indexer thread fills it from `leaves` in the background.
     filter: IdFilter,
     filter_covers: AtomicU64,
+    /// Bytes of published records (the logical end of the last segment), for quotas.
+    record_bytes: AtomicU64,
 }
 
 /// How [`TenantLog::open`] signs and what it may accept.
@@ -194,6 +196,7 @@ impl TenantLog {
         let last = segments.last().expect("at least one segment");
         let last_path = dir.segment_path(last.start);
         let segment_len = last.file.len().map_err(io(&last_path))?;
+        let record_bytes = last.start + segment_len;
         let writer = TenantWriter {
             segment_start: last.start,
             segment_len,
@@ -228,6 +231,7 @@ impl TenantLog {
             tree_state_size: AtomicU64::new(tree_state_size),
             filter: IdFilter::new(),
             filter_covers: AtomicU64::new(0),
+            record_bytes: AtomicU64::new(record_bytes),
         };
         report.damage = log.start_check()?;
         if let Some(d) = &report.damage {
@@ -396,6 +400,17 @@ impl TenantLog {
     /// Number of durable leaves.
     pub fn size(&self) -> u64 {
         self.state.read().size
+    }
+
+    /// Bytes of published records in this log's segments (frames included; the leaves file,
+    /// checkpoints and indexes not): what a stored-bytes quota counts.
+    pub fn record_bytes(&self) -> u64 {
+        self.record_bytes.load(Ordering::Acquire)
+    }
+
+    /// Called by the sequencer when records up to logical offset `end` are published.
+    pub(crate) fn published_up_to(&self, end: u64) {
+        self.record_bytes.fetch_max(end, Ordering::AcqRel);
     }
 
     /// The latest signed checkpoint, if one was issued.

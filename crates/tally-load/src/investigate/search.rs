@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tally_index::{EventIndex, Order, SearchOptions, TantivyIndex};
 use tally_server::auth::{KeyStore, Scope};
+use tally_server::tenants::TenantRegistry;
 use tally_server::{AppState, ServerSettings};
 use tally_store::Log;
 
@@ -115,8 +116,15 @@ pub async fn serve(log: &Log, index: Arc<dyn EventIndex>) -> Result<Server, Inve
     let (_, token) = keys
         .create("bench-search", vec![Scope::Admin], "*")
         .map_err(|e| InvestigateError::Data(format!("creating an API key: {e}")))?;
-    let state =
-        AppState::new(log.clone(), Arc::new(keys), ServerSettings::default()).with_index(index);
+    let tenants = TenantRegistry::open(log.data_dir().tenant_registry_path())
+        .map_err(|e| InvestigateError::Data(format!("tenants: {e}")))?;
+    let state = AppState::new(
+        log.clone(),
+        Arc::new(keys),
+        Arc::new(tenants),
+        ServerSettings::default(),
+    )
+    .with_index(index);
     let (url, task) = listen(state).await?;
     Ok(Server { url, token, task })
 }

@@ -1,11 +1,10 @@
-//! Reading stored records: `GET /v1/events/{id or index}` and `GET /v1/tenants`.
+//! Reading stored records: `GET /v1/events/{id or index}`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
 use tally_store::TenantLog;
@@ -13,7 +12,6 @@ use tally_store::TenantLog;
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::extract::{parse_event_id, parse_index, Auth, Query, MAX_INDEX};
-use crate::wire::TenantInfo;
 use crate::AppState;
 
 /// The tenant a read addresses.
@@ -115,34 +113,3 @@ impl utoipa::PartialSchema for EventKey {
 }
 
 impl utoipa::ToSchema for EventKey {}
-
-/// Lists the tenants this key may read.
-#[utoipa::path(
-    get, path = "/v1/tenants", tag = "events",
-    responses(
-        (status = 200, description = "Tenants with a log", body = [TenantInfo]),
-        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []))
-)]
-pub(crate) async fn list_tenants(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> Result<Json<Vec<TenantInfo>>, ApiError> {
-    let principal = auth.require(Scope::Read)?;
-    let out = state
-        .log
-        .tenants()
-        .into_iter()
-        .filter(|t| principal.may_access(t))
-        .filter_map(|t| state.log.tenant(&t))
-        .map(|log| TenantInfo {
-            name: log.name().to_string(),
-            size: log.size(),
-            checkpoint_size: log.checkpoint().map(|c| c.size),
-            origin: log.origin().to_string(),
-        })
-        .collect();
-    Ok(Json(out))
-}

@@ -67,7 +67,7 @@ const INDEX_WAIT: Duration = Duration::from_secs(30);
             content_type = "application/x-ndjson", body = String),
         (status = 400, description = "Malformed query or parameter, or from above to", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the export scope or may not read this tenant", body = crate::error::ErrorBody),
         (status = 404, description = "The tenant has no events", body = crate::error::ErrorBody),
         (status = 503, description = "No signed checkpoint yet, no search index, or the index is behind; retry after the delay", body = crate::error::ErrorBody),
     ),
@@ -78,7 +78,7 @@ pub(crate) async fn export(
     auth: Auth,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let principal = auth.require(Scope::Read)?.clone();
+    let principal = auth.require(Scope::Export)?.clone();
     let tenant = auth.tenant(param(&params, "tenant"))?;
     refuse_params(
         &params,

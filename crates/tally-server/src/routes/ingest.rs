@@ -8,11 +8,14 @@ use serde::Deserialize;
 use tally_event::{BodyError, BodyFormat, FieldError, IngestContext};
 use tally_store::{AppendError, PreparedEvent};
 
+use crate::audit::Actor;
 use crate::auth::Scope;
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{Auth, Query};
+use crate::tenants::Refusal;
 use crate::wire::{IngestResponse, StoredEvent};
 use crate::AppState;
+use crate::UnknownTenants;
 
 /// Most per-field problems listed in one error response.
 const MAX_DETAILS: usize = 100;
@@ -67,11 +70,12 @@ impl utoipa::ToSchema for IngestBody {}
         (status = 200, description = "All events are durable", body = IngestResponse),
         (status = 400, description = "Body is not JSON / NDJSON, holds no event, the tenant parameter is malformed, or an event names another tenant than the parameter (tenant_conflict)", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "Key lacks the ingest scope or the tenant", body = crate::error::ErrorBody),
+        (status = 403, description = "Key lacks the ingest scope or the tenant (forbidden); the tenant is disabled (tenant_disabled), does not exist on a server that does not create tenants on first write (unknown_tenant), or is the server's own (reserved_tenant)", body = crate::error::ErrorBody),
         (status = 408, description = "The body stalled or arrived too slowly (body_timeout); nothing stored", body = crate::error::ErrorBody),
         (status = 409, description = "An id is reused with different content; nothing stored", body = crate::error::ErrorBody),
         (status = 413, description = "Body or batch too large", body = crate::error::ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = crate::error::ErrorBody),
+        (status = 429, description = "Over the tenant's events-per-second quota (rate_limited) or stored-bytes quota (storage_quota_exceeded); nothing stored; retry after the delay", body = crate::error::ErrorBody),
         (status = 422, description = "An event breaks schema v1 or uses a name reserved for the server (actions tally.…, actors api-key:… and tally-server); nothing stored", body = crate::error::ErrorBody),
         (status = 503, description = "Log unavailable, or too many large bodies being received at once (busy); retry after the delay", body = crate::error::ErrorBody),
     ),
@@ -186,6 +190,7 @@ async fn ingest_inner(
     if let Some(error) = rejected.into_error() {
         return Err(error);
     }
+    let new_tenants = admit(state, &prepared).await?;
 
     let appended = state.log.append(prepared).await.map_err(|e| match e {
         AppendError::Conflict {
@@ -211,6 +216,23 @@ async fn ingest_inner(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason).retry_after(5)
         }
     })?;
+    // A tenant made by its first events joins the registry once they are stored, so that a
+    // refused request (an id conflict, a full disk) leaves no tenant behind.
+    for name in new_tenants {
+        if let Err(e) = crate::admin::create_tenant(
+            &state.log,
+            &state.tenants,
+            Actor::Key(&principal),
+            "ingest",
+            &name,
+        )
+        .await
+        {
+            // The events are durable and acknowledged; the tenant joins the registry (on the
+            // record) the next time it is looked up.
+            tracing::warn!(tenant = %name, error = %e, "a tenant made by its first events is not registered yet");
+        }
+    }
     state
         .http
         .ingest_batch_events
@@ -231,6 +253,95 @@ async fn ingest_inner(
             .collect(),
     }))
 }
+
+/// Checks that every tenant of a request takes its events now: it exists (or may be created,
+/// as the server's setting says), is enabled and within its quotas. All or nothing, like the
+/// append. Returns the tenants that do not exist yet, to be created once the events are
+/// stored.
+async fn admit(state: &AppState, prepared: &[PreparedEvent]) -> Result<Vec<String>, ApiError> {
+    let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+    for event in prepared {
+        *counts.entry(event.tenant.as_str()).or_default() += 1;
+    }
+    let mut new_tenants = Vec::new();
+    for (name, events) in counts {
+        if crate::admin::is_system_tenant(name) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "reserved_tenant",
+                format!(
+                    "tenant {name} holds the server's own records; clients cannot write to it. \
+                     Send events to another tenant"
+                ),
+            ));
+        }
+        let tenant = match crate::routes::tenants::known(state, name).await? {
+            Some(tenant) => tenant,
+            // New, so enabled and without quotas.
+            None if state.settings.unknown_tenants == UnknownTenants::Create => {
+                new_tenants.push(name.to_string());
+                continue;
+            }
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "unknown_tenant",
+                    format!(
+                        "there is no tenant {name}, and this server does not create tenants on \
+                         their first event; an administrator creates it first \
+                         (tally tenants create {name}, or POST /v1/tenants)"
+                    ),
+                ))
+            }
+        };
+        let stored = state.log.tenant(name).map_or(0, |l| l.record_bytes());
+        state
+            .tenants
+            .admit(&tenant, events, stored)
+            .map_err(|refusal| refusal_error(name, refusal))?;
+    }
+    Ok(new_tenants)
+}
+
+fn refusal_error(name: &str, refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Disabled { reason } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tenant_disabled",
+            format!(
+                "tenant {name} is disabled{}: its events are refused until an administrator \
+                 enables it again (its log stays readable)",
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+        ),
+        Refusal::RateLimited {
+            retry_after,
+            events_per_second,
+        } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "tenant {name} may send {events_per_second} events per second; \
+                 nothing of this request was stored. Retry after the delay"
+            ),
+        )
+        .retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u32),
+        Refusal::StorageFull { max_stored_bytes } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "storage_quota_exceeded",
+            format!(
+                "tenant {name} has reached its quota of {max_stored_bytes} stored bytes; \
+                 nothing of this request was stored. An administrator can raise it \
+                 (tally tenants quotas {name} --max-stored-bytes …)"
+            ),
+        )
+        .retry_after(STORAGE_QUOTA_RETRY_SECS),
+    }
+}
+
+/// `Retry-After` of a request refused for a full storage quota: the quota changes only when
+/// an administrator raises it, so clients should back off for a while rather than spin.
+const STORAGE_QUOTA_RETRY_SECS: u32 = 60;
 
 /// Why an event of a request was refused; the answer's status follows the most basic one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

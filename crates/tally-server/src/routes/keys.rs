@@ -5,16 +5,16 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use crate::admin::{self, AdminError};
+use crate::admin;
 use crate::audit::Actor;
-use crate::auth::{ApiKey, Revocation, Scope};
-use crate::error::{ApiError, ErrorDetail};
+use crate::auth::{ApiKey, Revocation, Rotation, Scope};
+use crate::error::ApiError;
 use crate::extract::Auth;
 use crate::wire::CreatedKey;
 use crate::AppState;
 
 /// A key to create.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
     /// A label for people, e.g. `billing-service`: 1-128 characters, not only spaces, no
@@ -35,22 +35,6 @@ pub(crate) struct NewKey {
     #[serde(default)]
     #[schema(format = DateTime)]
     expires_at: Option<String>,
-}
-
-fn admin_error(e: AdminError) -> ApiError {
-    match e {
-        AdminError::Keys(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "key_store_error",
-            e.to_string(),
-        ),
-        AdminError::NotRecorded { .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        )
-        .retry_after(5),
-    }
 }
 
 fn forbidden(message: String) -> ApiError {
@@ -92,29 +76,22 @@ pub(crate) async fn list(
 pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let caller = auth.require(Scope::Admin)?;
-    let Json(new) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_key_request",
-            e.body_text(),
-        )
-    })?;
+    let new: NewKey = crate::extract::json_object(
+        &body,
+        false,
+        "invalid_key_request",
+        r#"{"name": "billing", "scopes": ["ingest"], "tenant": "acme"}"#,
+    )?;
     let invalid = |field: &str, rule: &str| {
-        ApiError::new(
+        ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_key_request",
-            format!("{field}: {rule}"),
+            field,
+            rule,
         )
-        .with_details(vec![ErrorDetail {
-            event: None,
-            field: Some(field.into()),
-            rule: rule.into(),
-            line: None,
-            column: None,
-        }])
     };
     let name = admin::check_new_key(&new.name, &new.scopes, &new.tenant)
         .map_err(|e| invalid(&e.field, &e.rule))?;
@@ -141,6 +118,33 @@ pub(crate) async fn create(
             "this API key cannot grant scopes it does not hold itself".to_string(),
         ));
     }
+    // A key for a tenant that does not exist yet makes it, as a first event would (on the
+    // record, by the caller), or is refused where tenants are made by an administrator only.
+    if new.tenant != "*"
+        && crate::routes::tenants::known(&state, &new.tenant)
+            .await?
+            .is_none()
+    {
+        match state.settings.unknown_tenants {
+            crate::UnknownTenants::Refuse => {
+                return Err(invalid(
+                    "tenant",
+                    "names no tenant, and this server does not create tenants on first use; \
+                     create it first (tally tenants create NAME, or POST /v1/tenants)",
+                ))
+            }
+            crate::UnknownTenants::Create => {
+                admin::create_tenant(
+                    &state.log,
+                    &state.tenants,
+                    Actor::Key(caller),
+                    "key",
+                    &new.tenant,
+                )
+                .await?;
+            }
+        }
+    }
     let (key, token) = admin::create_key(
         &state.log,
         &state.keys,
@@ -154,7 +158,7 @@ pub(crate) async fn create(
         },
     )
     .await
-    .map_err(admin_error)?;
+    .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, token })))
 }
 
@@ -186,7 +190,7 @@ pub(crate) async fn revoke(
     }
     match admin::revoke_key(&state.log, &state.keys, Actor::Key(caller), "api", &id)
         .await
-        .map_err(admin_error)?
+        .map_err(ApiError::from)?
     {
         Revocation::Revoked(_) => Ok(StatusCode::NO_CONTENT),
         Revocation::NotFound => Err(not_found()),
@@ -202,6 +206,90 @@ pub(crate) async fn revoke(
                 "API key {id} is the last admin key of every tenant: revoking it would leave nobody able \
                  to manage keys. Create another admin key for tenant * first, then revoke this one."
             ),
+        )),
+    }
+}
+
+/// How long the previous secret of a rotated key keeps working.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateKey {
+    /// Seconds the previous secret keeps working beside the new one, so that clients move
+    /// without an outage: 0 (the default) stops it at once; at most 30 days (2592000).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
+    #[schema(minimum = 0, maximum = 2592000)]
+    overlap_seconds: Option<u64>,
+}
+
+/// Gives a key a new secret, shown once in the answer, recorded in the log
+/// (`tally.keys.rotate`). The key keeps its id (so its records stay attributed), scopes,
+/// tenant and expiry; the previous secret works for the stated overlap, then stops.
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", operation_id = "rotate_key",
+    params(("id" = String, Path, description = "Key id")),
+    request_body(content = Option<RotateKey>, description = "The overlap (optional; none: the old secret stops at once)"),
+    responses((status = 200, description = "The key, with its new token (shown only once)", body = CreatedKey),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The caller lacks the admin scope, or a scope of the key it would hand a new secret for", body = crate::error::ErrorBody),
+        (status = 404, description = "No such key within the caller's reach", body = crate::error::ErrorBody),
+        (status = 409, description = "The key is revoked (revoked) or expired (expired)", body = crate::error::ErrorBody),
+        (status = 422, description = "The body is not a valid rotation request", body = crate::error::ErrorBody),
+        (status = 503, description = "Rotated, but the rotation could not be recorded in the audit log, so the new token is withheld: rotate again", body = crate::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn rotate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<CreatedKey>, ApiError> {
+    let caller = auth.require(Scope::Admin)?;
+    let request: RotateKey = crate::extract::json_object(
+        &body,
+        true,
+        "invalid_key_request",
+        r#"{"overlap_seconds": 3600}"#,
+    )?;
+    let overlap = std::time::Duration::from_secs(request.overlap_seconds.unwrap_or(0));
+    if overlap > admin::MAX_ROTATION_OVERLAP {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_key_request",
+            "overlap_seconds",
+            "must be at most 2592000 (30 days)",
+        ));
+    }
+    let not_found = || ApiError::not_found(format!("no API key with id {id}"));
+    let Some(key) = state.keys.get(&id).filter(|k| caller.may_manage(&k.tenant)) else {
+        return Err(not_found());
+    };
+    // A new secret hands the key's powers to whoever receives it.
+    if !caller.may_grant(&key.scopes) {
+        return Err(forbidden(
+            "this API key cannot rotate a key that holds scopes it does not hold itself"
+                .to_string(),
+        ));
+    }
+    match admin::rotate_key(
+        &state.log,
+        &state.keys,
+        Actor::Key(caller),
+        "api",
+        &id,
+        overlap,
+    )
+    .await
+    .map_err(ApiError::from)?
+    {
+        Rotation::Rotated(key, token) => Ok(Json(CreatedKey { key: *key, token })),
+        Rotation::NotFound => Err(not_found()),
+        Rotation::Revoked(at) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "revoked",
+            format!("API key {id} was revoked at {at}; make a new key instead"),
+        )),
+        Rotation::Expired(at) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "expired",
+            format!("API key {id} expired at {at}; make a new key instead"),
         )),
     }
 }

@@ -8,4 +8,5 @@ pub(crate) mod ops;
 pub(crate) mod proofs;
 pub(crate) mod search;
 pub(crate) mod stream;
+pub(crate) mod tenants;
 pub(crate) mod tiles;

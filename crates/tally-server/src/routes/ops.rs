@@ -104,21 +104,21 @@ impl utoipa::PartialSchema for HealthFailed {
 impl utoipa::ToSchema for HealthFailed {}
 
 /// Metrics in the Prometheus text exposition format. They name every tenant and its size, so
-/// they need a key of every tenant (`*`) with the read scope; `tally serve --metrics-listen`
+/// they need a key of every tenant (`*`) with the metrics scope; `tally serve --metrics-listen`
 /// serves them without a key on a separate address instead.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope or is confined to one tenant", body = crate::error::ErrorBody)),
+        (status = 403, description = "The key lacks the metrics scope or is confined to one tenant", body = crate::error::ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn metrics(State(state): State<AppState>, auth: Auth) -> Response {
-    let allowed = auth.require(Scope::Read).map(|p| p.tenant == "*");
+    let allowed = auth.require(Scope::Metrics).map(|p| p.tenant == "*");
     match allowed {
         Ok(true) => render_metrics(&state),
         Ok(false) => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "the metrics name every tenant: use a key of every tenant (*) with the read scope, \
+            "the metrics name every tenant: use a key of every tenant (*) with the metrics scope, \
              or scrape the address of tally serve --metrics-listen",
         )
         .into_response(),

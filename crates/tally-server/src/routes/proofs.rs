@@ -55,7 +55,7 @@ pub(crate) fn note_response(note: String) -> Response {
         (status = 200, description = "Signed checkpoint note", content_type = "text/plain", body = String),
         (status = 400, description = "Malformed tenant", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the verify scope (read for a proof by event id) or may not read this tenant", body = crate::error::ErrorBody),
         (status = 404, description = "No such tenant, or no checkpoint yet (retry after the delay)", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
@@ -106,7 +106,7 @@ pub(crate) struct InclusionParams {
         (status = 200, description = "Inclusion proof", body = InclusionProof),
         (status = 400, description = "Bad parameters: not exactly one of index and id, a number out of range, a malformed id or tenant", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the verify scope (read for a proof by event id) or may not read this tenant", body = crate::error::ErrorBody),
         (status = 404, description = "No such tenant or event, a size beyond the tree, or no checkpoint yet", body = crate::error::ErrorBody),
         (status = 409, description = "The index is not yet covered by a signed checkpoint; retry after the delay", body = crate::error::ErrorBody),
     ),
@@ -126,7 +126,7 @@ pub(crate) async fn inclusion(
         (Some(index), None) => bounded_index("index", index)?,
         (None, Some(id)) => {
             // Whether an id exists, and where, is about the records, not the tree.
-            reader.require_key("an inclusion proof by event id")?;
+            reader.require_read("an inclusion proof by event id")?;
             lookup_id(&log, parse_event_id("id", id)?)?
         }
         _ => {
@@ -202,7 +202,7 @@ pub(crate) struct ConsistencyParams {
         (status = 200, description = "Consistency proof", body = ConsistencyProof),
         (status = 400, description = "Bad parameters: from missing, 0 or above to, a number out of range, a malformed tenant", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the verify scope (read for a proof by event id) or may not read this tenant", body = crate::error::ErrorBody),
         (status = 404, description = "No such tenant, a size beyond the tree, or no checkpoint yet", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))

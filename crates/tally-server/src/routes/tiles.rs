@@ -38,7 +38,7 @@ fn tile_for(
     let tile = TilePath::parse(&format!("tile/{path}"))
         .map_err(|e| ApiError::not_found(format!("tile/{path} is not a tlog-tiles path: {e}")))?;
     if let TilePath::Entries { .. } = tile {
-        reader.require_key("an entry bundle (it holds the records)")?;
+        reader.require_read("an entry bundle (it holds the records)")?;
     }
     let log = tenant_log(state, &tenant)?;
     let bytes = match tile {

@@ -1,6 +1,9 @@
 //! What the server's integration tests share: the real server, in-process, on an ephemeral
 //! port of 127.0.0.1, over a temporary data directory.
 
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use tally_server::app::{AdminKey, App, AppSettings, Running};
@@ -19,16 +22,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server without the search index, checkpoints every 50 ms, with `settings`.
     pub async fn start(settings: ServerSettings) -> TestServer {
+        TestServer::start_app(settings, false).await
+    }
+
+    /// [`TestServer::start`], with the search index when `index` is true.
+    pub async fn start_app(settings: ServerSettings, index: bool) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let defaults = AppSettings::new(tmp.path().join("data"));
         let app = App::start(AppSettings {
             log: LogConfig {
                 checkpoint_interval: Duration::from_millis(50),
                 ..Default::default()
             },
             http: settings,
-            index: None,
+            index: if index { defaults.index.clone() } else { None },
             admin: AdminKey::Create("admin".into()),
-            ..AppSettings::new(tmp.path().join("data"))
+            ..defaults
         })
         .await
         .expect("start tally");
