@@ -347,6 +347,9 @@ enum KeysAction {
         /// until revoked.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
+        /// Most requests per second the key may make (beyond: 429 with Retry-After).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: Option<u32>,
         #[command(flatten)]
         target: KeysTarget,
     },
@@ -410,9 +413,13 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
             scopes,
             tenant,
             expires_in,
+            rate_limit,
             ..
         } => {
             let mut body = serde_json::json!({"name": name, "scopes": scopes, "tenant": tenant});
+            if let Some(n) = rate_limit {
+                body["requests_per_second"] = (*n).into();
+            }
             if let Some(at) = expiry(*expires_in)? {
                 body["expires_at"] = serde_json::json!(at
                     .format(&time::format_description::well_known::Rfc3339)
@@ -534,6 +541,7 @@ async fn keys_offline(
                 scopes,
                 tenant,
                 expires_in,
+                rate_limit,
                 ..
             } => {
                 // The names the API takes, parsed the API's way.
@@ -554,6 +562,7 @@ async fn keys_offline(
                         scopes,
                         tenant,
                         expires_at: expiry(*expires_in)?,
+                        requests_per_second: *rate_limit,
                     },
                 )
                 .await?;

@@ -38,8 +38,8 @@ pub struct ServeArgs {
     )]
     listen: SocketAddr,
     /// Also serve /metrics on this address, without a key, for a Prometheus scraper on an
-    /// internal network (on --listen, /metrics needs a key of every tenant (*) with the read
-    /// scope: the metrics name every tenant and its size).
+    /// internal network (on --listen, /metrics needs a key of every tenant (*) with the
+    /// metrics scope: the metrics name every tenant and its size).
     /// Example: --metrics-listen 127.0.0.1:9464
     #[arg(long, value_name = "ADDR", env = "TALLY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -109,6 +109,14 @@ pub struct ServeArgs {
     /// (tally tenants create NAME) and a mistyped tenant never starts a new log.
     #[arg(long, value_name = "POLICY", default_value = "create", value_parser = ["create", "refuse"])]
     unknown_tenants: String,
+    /// Also record reads of single records by API keys — events by id or index, entry
+    /// bundles, proofs by event id — as tally.events.get, tally.tiles.entries and
+    /// tally.proofs.inclusion_by_id, aggregated per key and minute. Off by default: keys are
+    /// services that read in volume, and a verifier fetching entry bundles would grow the
+    /// log it checks. Searches, tails, statistics, exports, refused requests and every admin
+    /// change are recorded regardless.
+    #[arg(long)]
+    record_key_reads: bool,
 }
 
 /// How much of the server one client may hold: connections, and the time and memory of
@@ -233,7 +241,8 @@ impl ServeArgs {
                 connections: self.limits.connections(),
                 bodies: self.limits.bodies(),
                 metrics_listen: self.metrics_listen,
-                denials: tally_server::denials::DenialSettings::default(),
+                aggregate: tally_server::aggregate::AggregateSettings::default(),
+                record_key_reads: self.record_key_reads,
                 unknown_tenants: if self.unknown_tenants == "refuse" {
                     tally_server::UnknownTenants::Refuse
                 } else {
@@ -297,6 +306,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     };
     let addr = listener.local_addr()?;
+    if let Some(warning) = plain_http_warning(addr) {
+        eprintln!("{warning}");
+    }
     println!("Tally is listening on http://{addr}");
     println!("  data directory:  {}", args.data.display());
     println!("  log public key:  {}", app.log().verifier().to_vkey());
@@ -320,6 +332,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     app.serve(listener, shutdown.received())
         .await
         .context("serving HTTP")
+}
+
+/// What to say when the API listens beyond this machine over plain HTTP: API keys and events
+/// would cross the network readable by anyone on the path.
+fn plain_http_warning(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "WARNING: listening on {addr} without TLS: API keys, events and answers cross the \
+             network in clear. Put a TLS-terminating proxy in front of Tally, or listen on \
+             127.0.0.1 only."
+        )
+    })
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM, caught from the moment [`ShutdownSignal::install`] runs.
@@ -348,6 +372,22 @@ impl ShutdownSignal {
         tokio::select! {
             _ = self.interrupt.recv() => {},
             _ = self.terminate.recv() => {},
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_beyond_this_machine_is_warned_about_and_loopback_is_not() {
+        for quiet in ["127.0.0.1:7700", "[::1]:7700"] {
+            assert_eq!(plain_http_warning(quiet.parse().unwrap()), None, "{quiet}");
+        }
+        for loud in ["0.0.0.0:7700", "192.0.2.10:443", "[::]:7700"] {
+            let warning = plain_http_warning(loud.parse().unwrap()).unwrap();
+            assert!(warning.contains("without TLS"), "{warning}");
         }
     }
 }

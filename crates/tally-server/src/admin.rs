@@ -79,6 +79,7 @@ fn key_event<'a>(action: &'a str, key: &'a ApiKey, by: Actor<'a>, via: &str) -> 
             "scopes": key.scopes,
             "tenant": key.tenant,
             "expires_at": key.expires_at,
+            "requests_per_second": key.requests_per_second,
             "via": via,
         }),
     }
@@ -132,6 +133,8 @@ pub struct NewKey<'a> {
     pub tenant: &'a str,
     /// When it stops working, if ever.
     pub expires_at: Option<time::OffsetDateTime>,
+    /// Its own limit of requests per second, if any.
+    pub requests_per_second: Option<u32>,
 }
 
 /// Checks a key's expiry: an RFC 3339 time in the future.
@@ -157,7 +160,13 @@ pub async fn create_key(
     via: &str,
     new: NewKey<'_>,
 ) -> Result<(ApiKey, String), AdminError> {
-    let (key, token) = keys.create_expiring(new.name, new.scopes, new.tenant, new.expires_at)?;
+    let (key, token) = keys.create_expiring(
+        new.name,
+        new.scopes,
+        new.tenant,
+        new.expires_at,
+        new.requests_per_second,
+    )?;
     if let Err(source) = record(log, key_event("tally.keys.create", &key, by, via)).await {
         let done = match keys.undo_create(&key.id) {
             Ok(_) => "the key was not created".to_string(),

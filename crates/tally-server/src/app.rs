@@ -127,7 +127,7 @@ pub struct App {
     witnessing: Option<Arc<Witnessing>>,
     witness_task: Option<tokio::task::JoinHandle<()>>,
     anchorer: Option<tally_anchor::uploader::Anchorer>,
-    denial_task: tokio::task::JoinHandle<()>,
+    window_task: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -202,6 +202,7 @@ impl App {
                         scopes: vec![Scope::Admin],
                         tenant: "*",
                         expires_at: None,
+                        requests_per_second: None,
                     },
                 )
                 .await
@@ -274,9 +275,23 @@ impl App {
             }
             None => None,
         };
-        let denial_task = state.denials.spawn();
+        // Closes the windows of the aggregated server events (refusals, single-record reads).
+        let window_task = {
+            let (denials, reads) = (state.denials.clone(), state.reads.clone());
+            let window = state.settings.aggregate.window;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(window);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    denials.flush().await;
+                    reads.flush().await;
+                }
+            })
+        };
         Ok(App {
-            denial_task,
+            window_task,
             state,
             log,
             consumers,
@@ -421,8 +436,9 @@ impl App {
             task.abort();
         }
         // What the last window of refused requests counted goes on the record first.
-        self.denial_task.abort();
+        self.window_task.abort();
         self.state.denials.flush().await;
+        self.state.reads.flush().await;
         tracing::info!("stopping: signing final checkpoints");
         let (consumers, log) = (self.consumers, self.log);
         let _ = tokio::task::spawn_blocking(move || {

@@ -99,6 +99,10 @@ pub struct ApiKey {
     /// listed so that the records it signed can still be attributed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// Most requests per second the key may make (429 `rate_limited` beyond, with
+    /// `Retry-After`); none: no limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
     /// When the key's secret was last replaced (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<String>,
@@ -137,6 +141,8 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// Its tenant, or `*`.
     pub tenant: String,
+    /// Its own rate limit, if it has one.
+    pub requests_per_second: Option<u32>,
 }
 
 impl Principal {
@@ -264,7 +270,7 @@ impl KeyStore {
         scopes: Vec<Scope>,
         tenant: &str,
     ) -> Result<(ApiKey, String), KeyError> {
-        self.create_expiring(name, scopes, tenant, None)
+        self.create_expiring(name, scopes, tenant, None, None)
     }
 
     /// [`KeyStore::create`], the key working until `expires_at` only (when given).
@@ -274,6 +280,7 @@ impl KeyStore {
         scopes: Vec<Scope>,
         tenant: &str,
         expires_at: Option<time::OffsetDateTime>,
+        requests_per_second: Option<u32>,
     ) -> Result<(ApiKey, String), KeyError> {
         let mut id_bytes = [0u8; 6];
         OsRng.fill_bytes(&mut id_bytes);
@@ -287,6 +294,7 @@ impl KeyStore {
             created_at: now_rfc3339(),
             expires_at: expires_at.map(rfc3339),
             revoked_at: None,
+            requests_per_second,
             rotated_at: None,
             previous_secret_expires_at: None,
         };
@@ -411,6 +419,7 @@ impl KeyStore {
             key_id: stored.key.id.clone(),
             scopes: stored.key.scopes.clone(),
             tenant: stored.key.tenant.clone(),
+            requests_per_second: stored.key.requests_per_second,
         })
     }
 
@@ -466,6 +475,7 @@ mod tests {
                 vec![Scope::Read],
                 "acme",
                 Some(now - time::Duration::SECOND),
+                None,
             )
             .unwrap();
         let (later, fresh) = store
@@ -474,6 +484,7 @@ mod tests {
                 vec![Scope::Read],
                 "acme",
                 Some(now + time::Duration::HOUR),
+                None,
             )
             .unwrap();
         assert!(store.authenticate(&old).is_none());

@@ -8,42 +8,24 @@
 //! The request's own claims (a `tenant` parameter) never choose the log: an anonymous caller
 //! cannot write into a tenant's log by naming it.
 //!
-//! Aggregation: denials are grouped by (log, status, error code, key id, client IP). The first
+//! Aggregation: denials are grouped by (log, status, error code, key id, client IP, method and
+//! path). The first
 //! of a group in a window is recorded at once (`count: 1`); the rest of the window is counted
 //! and recorded as one event when the window closes (`count: n`, first and last time). At most
 //! [`DenialSettings::max_groups`] groups per window; beyond, further denials of a log share one
 //! overflow group without key or IP. So a flood costs at most two events per group and window.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::json;
 
 use crate::admin::SYSTEM_TENANT;
+use crate::aggregate::{rfc3339, AggregateSettings, Aggregator};
 use crate::audit;
-
-/// How denials are aggregated.
-#[derive(Debug, Clone)]
-pub struct DenialSettings {
-    /// Length of an aggregation window.
-    pub window: Duration,
-    /// Most distinct groups per window before the overflow group takes the rest.
-    pub max_groups: usize,
-}
-
-impl Default for DenialSettings {
-    fn default() -> Self {
-        DenialSettings {
-            window: Duration::from_secs(60),
-            max_groups: 200,
-        }
-    }
-}
 
 /// One refused request.
 #[derive(Debug, Clone)]
@@ -78,16 +60,7 @@ struct Group {
     code: &'static str,
     key_id: Option<String>,
     ip: Option<IpAddr>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    /// Denials after the first, not recorded yet.
-    unrecorded: u64,
-    first_at: time::OffsetDateTime,
-    last_at: time::OffsetDateTime,
-    /// The latest denial of the group (its user agent and request).
-    latest: Denial,
+    request: String,
 }
 
 /// Metrics of the denials.
@@ -101,21 +74,26 @@ pub struct DenialMetrics {
     pub lost: Counter,
 }
 
-/// Records denials, aggregated; its flusher runs on the runtime ([`DenialRecorder::spawn`]).
+/// Records denials, aggregated (see the module's docs); [`DenialRecorder::flush`] closes a
+/// window.
 pub struct DenialRecorder {
     log: tally_store::Log,
-    settings: DenialSettings,
-    pending: Mutex<HashMap<Group, Pending>>,
+    window: Duration,
+    groups: Aggregator<Group, LatestAgent>,
     metrics: DenialMetrics,
 }
 
+/// The user agent of a group's latest refusal.
+#[derive(Debug, Default)]
+struct LatestAgent(Option<String>);
+
 impl DenialRecorder {
     /// A recorder writing into `log`.
-    pub fn new(log: tally_store::Log, settings: DenialSettings) -> Arc<DenialRecorder> {
+    pub fn new(log: tally_store::Log, settings: &AggregateSettings) -> Arc<DenialRecorder> {
         Arc::new(DenialRecorder {
             log,
-            settings,
-            pending: Mutex::new(HashMap::new()),
+            window: settings.window,
+            groups: Aggregator::new(settings.max_groups),
             metrics: DenialMetrics::default(),
         })
     }
@@ -139,22 +117,7 @@ impl DenialRecorder {
         );
     }
 
-    /// Closes the aggregation window every [`DenialSettings::window`], writing what it counted,
-    /// until the returned handle is aborted; [`DenialRecorder::flush`] writes the rest.
-    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let recorder = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(recorder.settings.window);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                recorder.flush().await;
-            }
-        })
-    }
-
-    /// Notes one refused request: recorded at once when it opens a group, else counted.
+    /// Notes one refused request: written at once when it opens a group, else counted.
     pub async fn note(&self, denial: Denial) {
         self.metrics
             .denials
@@ -164,65 +127,53 @@ impl DenialRecorder {
             Some(key) if key.tenant != "*" => key.tenant.clone(),
             _ => SYSTEM_TENANT.to_string(),
         };
-        let mut group = Group {
+        let group = Group {
             log,
             status: denial.status,
             code: denial.code,
             key_id: denial.key.as_ref().map(|k| k.id.clone()),
             ip: denial.ip,
+            request: denial.request.clone(),
         };
-        let now = time::OffsetDateTime::now_utc();
-        let first = {
-            let mut pending = self.pending.lock();
-            if !pending.contains_key(&group) && pending.len() >= self.settings.max_groups {
-                // Too many distinct callers in this window: the rest share one group per log.
-                group.key_id = None;
-                group.ip = None;
-                group.code = "overflow";
-            }
-            match pending.get_mut(&group) {
-                Some(p) => {
-                    p.unrecorded += 1;
-                    p.last_at = now;
-                    p.latest = denial.clone();
-                    false
-                }
-                None => {
-                    pending.insert(
-                        group.clone(),
-                        Pending {
-                            unrecorded: 0,
-                            first_at: now,
-                            last_at: now,
-                            latest: denial.clone(),
-                        },
-                    );
-                    true
-                }
-            }
-        };
+        let agent = denial.user_agent.clone();
+        let (group, first) = self.groups.note(
+            group,
+            // Too many distinct callers in this window: the rest share one group per log.
+            |g| Group {
+                log: g.log,
+                status: g.status,
+                code: "overflow",
+                key_id: None,
+                ip: None,
+                request: String::new(),
+            },
+            |latest| latest.0 = agent,
+        );
         if first {
-            self.write(&group, &denial, 1, now, now).await;
+            let now = time::OffsetDateTime::now_utc();
+            self.write(&group, denial.user_agent.as_deref(), 1, now, now)
+                .await;
         }
     }
 
     /// Writes what the window counted and opens a new window.
     pub async fn flush(&self) {
-        let mut closed: Vec<(Group, Pending)> = self.pending.lock().drain().collect();
-        // In the order the groups opened, for whoever reads the log.
-        closed.sort_by_key(|(_, p)| p.first_at);
-        for (group, p) in closed {
-            if p.unrecorded > 0 {
-                self.write(&group, &p.latest, p.unrecorded, p.first_at, p.last_at)
-                    .await;
-            }
+        for (group, p) in self.groups.close_window() {
+            self.write(
+                &group,
+                p.merged.0.as_deref(),
+                p.unwritten,
+                p.first_at,
+                p.last_at,
+            )
+            .await;
         }
     }
 
     async fn write(
         &self,
         group: &Group,
-        denial: &Denial,
+        user_agent: Option<&str>,
         count: u64,
         first_at: time::OffsetDateTime,
         last_at: time::OffsetDateTime,
@@ -241,22 +192,18 @@ impl DenialRecorder {
         if let Some(ip) = group.ip {
             actor["ip"] = ip.to_string().into();
         }
-        if let Some(ua) = &denial.user_agent {
+        if let Some(ua) = user_agent {
             if group.code != "overflow" {
-                actor["user_agent"] = ua.clone().into();
+                actor["user_agent"] = ua.into();
             }
         }
-        let rfc3339 = |t: time::OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
         let body = json!({
             "tenant": group.log,
             "actor": actor,
             "action": action,
             "category": category,
             "outcome": outcome,
-            "resource": {"type": "API", "id": denial.request},
+            "resource": {"type": "API", "id": if group.request.is_empty() { "*" } else { &group.request }},
             "metadata": {
                 "status": group.status,
                 "code": group.code,
@@ -264,7 +211,7 @@ impl DenialRecorder {
                 "count": count,
                 "first_at": rfc3339(first_at),
                 "last_at": rfc3339(last_at),
-                "window_seconds": self.settings.window.as_secs(),
+                "window_seconds": self.window.as_secs(),
             },
         });
         match audit::append_server_event(&self.log, &group.log, body).await {
@@ -399,7 +346,7 @@ mod tests {
         let (log, _) = tally_store::Log::open(data, tally_store::LogConfig::default()).unwrap();
         let recorder = DenialRecorder::new(
             log.clone(),
-            DenialSettings {
+            &AggregateSettings {
                 window: Duration::from_secs(3600),
                 max_groups: 3,
             },

@@ -34,11 +34,26 @@ impl FromRequestParts<AppState> for Auth {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must read: Bearer tly_…"))?;
-        state
+        let principal = state
             .keys
             .authenticate(token.trim())
-            .map(Auth)
-            .ok_or_else(|| unauthorized("unknown or revoked API key"))
+            .ok_or_else(|| unauthorized("unknown, expired or revoked API key"))?;
+        if let Some(rate) = principal.requests_per_second {
+            state
+                .key_rates
+                .take(&principal.key_id, rate, 1)
+                .map_err(|wait| {
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!(
+                            "this API key may make {rate} requests per second; retry after the delay"
+                        ),
+                    )
+                    .retry_after(crate::rate::Buckets::retry_after(wait))
+                })?;
+        }
+        Ok(Auth(principal))
     }
 }
 
@@ -74,6 +89,23 @@ impl Auth {
             ));
         }
         Ok(tenant.to_string())
+    }
+}
+
+/// The client's address, as the listener saw it (absent when the app is served without the
+/// crate's listener, as in some tests).
+pub(crate) struct ClientIp(pub(crate) Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 
@@ -118,6 +150,14 @@ impl TreeReader {
                 }
                 Ok(tenant.to_string())
             }
+        }
+    }
+
+    /// The key, when the caller sent one.
+    pub(crate) fn principal(&self) -> Option<&Principal> {
+        match self {
+            TreeReader::Key(auth) => Some(&auth.0),
+            TreeReader::Anyone => None,
         }
     }
 

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod aggregate;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -34,6 +35,8 @@ pub mod error;
 mod extract;
 pub mod openapi;
 pub mod process;
+mod rate;
+pub mod reads;
 mod routes;
 pub mod tenants;
 pub mod transport;
@@ -81,8 +84,14 @@ pub struct ServerSettings {
     /// Whether ingest into a tenant that does not exist creates it (recorded as
     /// `tally.tenants.create`) or is refused (403 `unknown_tenant`).
     pub unknown_tenants: UnknownTenants,
-    /// How refused requests (401, 403) are aggregated into audit events.
-    pub denials: denials::DenialSettings,
+    /// How refused requests (401, 403) and reads of single records are aggregated into
+    /// audit events.
+    pub aggregate: aggregate::AggregateSettings,
+    /// Record reads of single records by API keys (events by id or index, entry bundles,
+    /// proofs by event id), aggregated ([`reads`]). Off by default: keys are services, which
+    /// read in volume, and a verifier fetching entry bundles would grow the very log it
+    /// checks. Searches, statistics, tails and exports are recorded whatever this says.
+    pub record_key_reads: bool,
 }
 
 /// What ingest does with a tenant that does not exist yet.
@@ -107,7 +116,8 @@ impl Default for ServerSettings {
             bodies: body::BodyLimits::default(),
             metrics_listen: None,
             unknown_tenants: UnknownTenants::default(),
-            denials: denials::DenialSettings::default(),
+            aggregate: aggregate::AggregateSettings::default(),
+            record_key_reads: false,
         }
     }
 }
@@ -164,6 +174,10 @@ pub struct AppState {
     pub(crate) connections: transport::ConnectionMetrics,
     /// Records refused requests (401, 403) in the log, aggregated.
     pub(crate) denials: Arc<denials::DenialRecorder>,
+    /// Records reads of single records in the log, aggregated.
+    pub(crate) reads: Arc<reads::ReadRecorder>,
+    /// The request allowance of each key that has a rate limit.
+    pub(crate) key_rates: Arc<rate::Buckets>,
 }
 
 impl AppState {
@@ -178,7 +192,13 @@ impl AppState {
         log.metrics().register(&mut registry);
         let bodies = body::BodyBudget::new(settings.bodies.clone());
         let connections = transport::ConnectionMetrics::default();
-        let denials = denials::DenialRecorder::new(log.clone(), settings.denials.clone());
+        let denials = denials::DenialRecorder::new(log.clone(), &settings.aggregate);
+        let reads = reads::ReadRecorder::new(
+            settings.record_key_reads,
+            log.clone(),
+            settings.aggregate.window,
+            settings.aggregate.max_groups,
+        );
         let http = HttpMetrics {
             ingest_requests: Counter::default(),
             ingest_rejected: Counter::default(),
@@ -210,12 +230,15 @@ impl AppState {
             bodies.metrics.register(r);
             connections.register(r);
             denials.register(r);
+            reads.register(r);
         }
         AppState {
             log,
             keys,
             tenants,
             denials,
+            reads,
+            key_rates: Arc::default(),
             bodies,
             connections,
             settings: Arc::new(settings),

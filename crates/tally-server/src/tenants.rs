@@ -6,11 +6,11 @@
 //! A disabled tenant refuses ingest only: it stays readable, provable and verifiable, and the
 //! server still records reads of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 /// Whether a tenant takes events.
@@ -125,46 +125,12 @@ pub enum Change {
     NotFound,
 }
 
-/// A token bucket: `rate` per second, holding at most one second's worth.
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(rate: u32, now: Instant) -> Bucket {
-        Bucket {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            at: now,
-        }
-    }
-
-    /// Takes `n` tokens, or says how long until it could. A request larger than the bucket
-    /// goes through when the bucket is full and leaves it in debt, so that every batch size
-    /// can pass and the long-run rate still holds.
-    fn take(&mut self, n: u64, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.at = now;
-        let need = (n as f64).min(self.rate);
-        if self.tokens + 1e-9 >= need {
-            self.tokens -= n as f64;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((need - self.tokens) / self.rate))
-        }
-    }
-}
-
 /// The registry, persisted as JSON in the data directory.
 #[derive(Debug)]
 pub struct TenantRegistry {
     path: PathBuf,
     tenants: RwLock<BTreeMap<String, Tenant>>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: crate::rate::Buckets,
 }
 
 impl TenantRegistry {
@@ -190,7 +156,7 @@ impl TenantRegistry {
         Ok(TenantRegistry {
             path,
             tenants: RwLock::new(tenants),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: crate::rate::Buckets::default(),
         })
     }
 
@@ -273,16 +239,14 @@ impl TenantRegistry {
 
     /// Replaces a tenant's quotas.
     pub fn set_quotas(&self, name: &str, quotas: Quotas) -> Result<Change, RegistryError> {
-        let change = self.update(name, |t| {
+        // (A new rate starts with a full allowance: `rate::Buckets`.)
+        self.update(name, |t| {
             if t.quotas == quotas {
                 return false;
             }
             t.quotas = quotas.clone();
             true
-        })?;
-        // A new rate starts with a full allowance.
-        self.buckets.lock().remove(name);
-        Ok(change)
+        })
     }
 
     fn update(
@@ -322,13 +286,8 @@ impl TenantRegistry {
             }
         }
         if let Some(rate) = tenant.quotas.events_per_second {
-            let now = Instant::now();
-            let mut buckets = self.buckets.lock();
-            let bucket = buckets
-                .entry(tenant.name.clone())
-                .or_insert_with(|| Bucket::new(rate, now));
-            bucket
-                .take(events, now)
+            self.buckets
+                .take(&tenant.name, rate, events)
                 .map_err(|retry_after| Refusal::RateLimited {
                     retry_after,
                     events_per_second: rate,
@@ -350,27 +309,6 @@ impl TenantRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bucket_holds_one_second_and_lets_a_large_batch_through_in_debt() {
-        let start = Instant::now();
-        let mut b = Bucket::new(10, start);
-        for _ in 0..10 {
-            b.take(1, start).unwrap();
-        }
-        let wait = b.take(1, start).unwrap_err();
-        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
-        // After a second the allowance is full again, and no fuller.
-        let later = start + Duration::from_secs(5);
-        b.take(10, later).unwrap();
-        assert!(b.take(1, later).is_err());
-        // A batch of 50 passes on a full bucket, and the debt takes 5 s to repay.
-        let full = later + Duration::from_secs(1);
-        b.take(50, full).unwrap();
-        let wait = b.take(1, full).unwrap_err();
-        assert!((wait.as_secs_f64() - 4.1).abs() < 1e-6, "{wait:?}");
-        assert!(b.take(1, full + Duration::from_millis(4_100)).is_ok());
-    }
 
     #[test]
     fn the_registry_persists_changes_and_adopts_existing_logs() {

@@ -177,8 +177,9 @@ async fn tenants_are_created_listed_described_disabled_and_enabled_on_the_record
     assert_eq!(status, StatusCode::OK, "{proof}");
     let (status, described) = api.get("/v1/tenants/acme", &writer).await;
     assert_eq!(status, StatusCode::OK);
-    // The writer key's creation (recorded in acme's own log) and the three events.
-    assert_eq!(described["size"], 4);
+    // The writer key's creation (recorded in acme's own log), the three events, and the
+    // writer's refused ingest (recorded in its tenant's log).
+    assert_eq!(described["size"], 5);
     assert!(described["record_bytes"].as_u64().unwrap() > 0);
 
     let (status, enabled) = api.post("/v1/tenants/acme/enable", admin, json!({})).await;
@@ -468,4 +469,63 @@ async fn the_registry_survives_a_restart_and_adopts_logs_from_before_it() {
     let (status, body, _) = api.ingest(&admin, "old", 1).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_with_a_rate_limit_gets_429_with_retry_after_and_other_keys_do_not() {
+    let server = TestServer::start(ServerSettings::default()).await;
+    let api = Api::new(&server);
+    let admin = server.admin.as_str();
+    let (status, body) = api
+        .post(
+            "/v1/keys",
+            admin,
+            json!({"name": "slow", "scopes": ["read"], "tenant": "acme", "requests_per_second": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "requests_per_second");
+    let (status, created) = api
+        .post(
+            "/v1/keys",
+            admin,
+            json!({"name": "slow", "scopes": ["read"], "tenant": "acme", "requests_per_second": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["key"]["requests_per_second"], 2);
+    let slow = created["token"].as_str().unwrap().to_string();
+    let other = api.key(admin, &["read"], "acme").await;
+
+    // A burst of one second's worth, then 429 (a low rate: the refill between two requests
+    // is far below one request on any machine).
+    for _ in 0..2 {
+        let (status, body) = api.get("/v1/tenants", &slow).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body, headers) = api
+        .call(reqwest::Method::GET, "/v1/tenants", &slow, None)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(headers["retry-after"], "1");
+    // Another key of the same tenant is not held back.
+    for _ in 0..5 {
+        let (status, _) = api.get("/v1/tenants", &other).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The limit is on the record with the key.
+    let created_events: Vec<Value> = api
+        .actions(admin, "acme")
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "tally.keys.create")
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(created_events[0]["metadata"]["requests_per_second"], 2);
+    // After the wait it answers again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, _) = api.get("/v1/tenants", &slow).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
 }

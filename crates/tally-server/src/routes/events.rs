@@ -11,7 +11,8 @@ use tally_store::TenantLog;
 
 use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::extract::{parse_event_id, parse_index, Auth, Query, MAX_INDEX};
+use crate::extract::{parse_event_id, parse_index, Auth, ClientIp, Query, MAX_INDEX};
+use crate::reads::ReadKind;
 use crate::AppState;
 
 /// The tenant a read addresses.
@@ -74,14 +75,19 @@ pub(crate) fn lookup_id(log: &TenantLog, id: uuid::Uuid) -> Result<u64, ApiError
 pub(crate) async fn get_event(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     Path(key): Path<String>,
     Query(params): Query<TenantParam>,
 ) -> Result<Response, ApiError> {
-    auth.require(Scope::Read)?;
+    let who = auth.require(Scope::Read)?;
     let tenant = auth.tenant(params.tenant.as_deref())?;
     let log = tenant_log(&state, &tenant)?;
     let index = resolve_key(&log, "key", &key)?;
     let record = log.record(index)?;
+    state
+        .reads
+        .note(who, ip, &tenant, ReadKind::Event, index)
+        .await;
     let hash = tally_tlog::leaf_hash(&record);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], record).into_response();
     let headers = response.headers_mut();

@@ -325,7 +325,7 @@ fn refusal_error(name: &str, refusal: Refusal) -> ApiError {
                  nothing of this request was stored. Retry after the delay"
             ),
         )
-        .retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u32),
+        .retry_after(crate::rate::Buckets::retry_after(retry_after)),
         Refusal::StorageFull { max_stored_bytes } => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "storage_quota_exceeded",

@@ -35,6 +35,11 @@ pub(crate) struct NewKey {
     #[serde(default)]
     #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// Most requests per second the key may make (beyond: 429 with `Retry-After`); none: no
+    /// limit of its own.
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    requests_per_second: Option<u32>,
 }
 
 fn forbidden(message: String) -> ApiError {
@@ -95,6 +100,12 @@ pub(crate) async fn create(
     };
     let name = admin::check_new_key(&new.name, &new.scopes, &new.tenant)
         .map_err(|e| invalid(&e.field, &e.rule))?;
+    if new.requests_per_second == Some(0) {
+        return Err(invalid(
+            "requests_per_second",
+            "must be at least 1 (leave it out for no limit)",
+        ));
+    }
     let expires_at = new
         .expires_at
         .as_deref()
@@ -155,6 +166,7 @@ pub(crate) async fn create(
             scopes: new.scopes,
             tenant: &new.tenant,
             expires_at,
+            requests_per_second: new.requests_per_second,
         },
     )
     .await

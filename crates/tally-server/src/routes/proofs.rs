@@ -12,7 +12,10 @@ use tally_tlog::Hash;
 
 use super::events::{lookup_id, tenant_log, TenantParam};
 use crate::error::ApiError;
-use crate::extract::{bounded_index, parse_event_id, LeafIndex, Query, TreeReader, TreeSize};
+use crate::extract::{
+    bounded_index, parse_event_id, ClientIp, LeafIndex, Query, TreeReader, TreeSize,
+};
+use crate::reads::ReadKind;
 use crate::wire::{ConsistencyProof, InclusionProof};
 use crate::AppState;
 
@@ -115,6 +118,7 @@ pub(crate) struct InclusionParams {
 pub(crate) async fn inclusion(
     State(state): State<AppState>,
     reader: TreeReader,
+    ClientIp(ip): ClientIp,
     Query(params): Query<InclusionParams>,
 ) -> Result<Json<InclusionProof>, ApiError> {
     let tenant = reader.tenant(params.tenant.as_deref())?;
@@ -127,7 +131,14 @@ pub(crate) async fn inclusion(
         (None, Some(id)) => {
             // Whether an id exists, and where, is about the records, not the tree.
             reader.require_read("an inclusion proof by event id")?;
-            lookup_id(&log, parse_event_id("id", id)?)?
+            let index = lookup_id(&log, parse_event_id("id", id)?)?;
+            if let Some(who) = reader.principal() {
+                state
+                    .reads
+                    .note(who, ip, &tenant, ReadKind::ProofById, index)
+                    .await;
+            }
+            index
         }
         _ => {
             return Err(ApiError::bad_param(

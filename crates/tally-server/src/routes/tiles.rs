@@ -11,7 +11,8 @@ use tally_tlog::tile::TilePath;
 use super::events::tenant_log;
 use super::proofs::{note_response, served_checkpoint};
 use crate::error::ApiError;
-use crate::extract::TreeReader;
+use crate::extract::{ClientIp, TreeReader};
+use crate::reads::ReadKind;
 use crate::AppState;
 
 fn checkpoint_for(
@@ -28,9 +29,10 @@ fn checkpoint_for(
     Ok(response)
 }
 
-fn tile_for(
+async fn tile_for(
     state: &AppState,
     reader: &TreeReader,
+    ip: Option<std::net::IpAddr>,
     tenant: &str,
     path: &str,
 ) -> Result<Response, ApiError> {
@@ -47,7 +49,16 @@ fn tile_for(
             index,
             width,
         } => log.hash_tile(level, index, width)?,
-        TilePath::Entries { index, width } => log.entry_bundle(index, width)?,
+        TilePath::Entries { index, width } => {
+            let bytes = log.entry_bundle(index, width)?;
+            if let Some(who) = reader.principal() {
+                state
+                    .reads
+                    .note(who, ip, &tenant, ReadKind::EntryBundle, index * 256)
+                    .await;
+            }
+            bytes
+        }
     };
     // Full tiles never change; partial ones are superseded as the log grows.
     let cache = if tile.width() as u64 == tally_tlog::tile::TILE_WIDTH {
@@ -78,9 +89,10 @@ pub(crate) async fn tenant_checkpoint(
 pub(crate) async fn tenant_tile(
     State(state): State<AppState>,
     reader: TreeReader,
+    ClientIp(ip): ClientIp,
     Path((tenant, path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    tile_for(&state, &reader, &tenant, &path)
+    tile_for(&state, &reader, ip, &tenant, &path).await
 }
 
 /// `GET /checkpoint`: the `default` tenant's.
@@ -95,7 +107,8 @@ pub(crate) async fn default_checkpoint(
 pub(crate) async fn default_tile(
     State(state): State<AppState>,
     reader: TreeReader,
+    ClientIp(ip): ClientIp,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
-    tile_for(&state, &reader, crate::DEFAULT_TENANT, &path)
+    tile_for(&state, &reader, ip, crate::DEFAULT_TENANT, &path).await
 }
