@@ -269,7 +269,7 @@ pub async fn tail(args: TailArgs) -> Result<()> {
             .unwrap_or_else(|| "default".into());
         next = tenants
             .iter()
-            .find(|t| t.name == tenant)
+            .find(|t| t.tenant.name == tenant)
             .map_or(0, |t| t.size);
     }
     loop {

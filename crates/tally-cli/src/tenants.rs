@@ -120,7 +120,7 @@ pub async fn run(args: TenantsArgs) -> Result<()> {
                 .request(reqwest::Method::POST, "/v1/tenants")?
                 .json(&serde_json::json!({ "name": name }));
             let info = send(request).await?;
-            eprintln!("tenant {} created", info.name);
+            eprintln!("tenant {} created", info.tenant.name);
         }
         TenantsAction::Disable { name, reason } => {
             let mut body = serde_json::json!({});
@@ -132,13 +132,13 @@ pub async fn run(args: TenantsArgs) -> Result<()> {
             let info = send(request).await?;
             eprintln!(
                 "tenant {} disabled: its ingest is refused; it stays readable",
-                info.name
+                info.tenant.name
             );
         }
         TenantsAction::Enable { name } => {
             let path = format!("/v1/tenants/{}/enable", segment(&name));
             let info = send(client.request(reqwest::Method::POST, &path)?).await?;
-            eprintln!("tenant {} enabled", info.name);
+            eprintln!("tenant {} enabled", info.tenant.name);
         }
         TenantsAction::Quotas {
             name,
@@ -154,8 +154,8 @@ pub async fn run(args: TenantsArgs) -> Result<()> {
             let info = send(request).await?;
             eprintln!(
                 "tenant {}: quotas {}",
-                info.name,
-                describe_quotas(&info.quotas)
+                info.tenant.name,
+                describe_quotas(&info.tenant.quotas)
             );
         }
     }
@@ -196,14 +196,14 @@ fn table(tenants: &[TenantInfo]) -> String {
         .iter()
         .map(|t| {
             [
-                t.name.clone(),
-                match t.status {
+                t.tenant.name.clone(),
+                match t.tenant.status {
                     TenantStatus::Enabled => "enabled".to_string(),
                     TenantStatus::Disabled => "DISABLED".to_string(),
                 },
                 t.size.to_string(),
                 bytesize::ByteSize(t.record_bytes).to_string(),
-                describe_quotas(&t.quotas),
+                describe_quotas(&t.tenant.quotas),
             ]
         })
         .collect();

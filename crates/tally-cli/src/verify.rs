@@ -335,7 +335,7 @@ async fn online(args: &VerifyArgs) -> Result<()> {
         }
         (None, _) => {
             let tenants: Vec<TenantInfo> = client.get("/v1/tenants", &[]).await?.json().await?;
-            tenants.into_iter().map(|t| t.name).collect()
+            tenants.into_iter().map(|t| t.tenant.name).collect()
         }
     };
     if let Some(s) = since.iter().find(|s| !tenants.contains(&s.tenant)) {

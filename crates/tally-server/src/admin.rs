@@ -274,17 +274,33 @@ pub async fn create_tenant(
     via: &str,
     name: &str,
 ) -> Result<Option<Tenant>, AdminError> {
-    let Some(tenant) = tenants.create(name)? else {
-        return Ok(None);
-    };
+    match tenants.create(name)? {
+        Some(tenant) => record_new_tenant(log, tenants, tenant, by, via)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Records `tally.tenants.create` for a tenant the registry just gained, or takes it out again.
+async fn record_new_tenant(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    tenant: Tenant,
+    by: Actor<'_>,
+    via: &str,
+) -> Result<Tenant, AdminError> {
     if let Err(source) = record(log, tenant_event("tally.tenants.create", &tenant, by, via)).await {
-        let done = match tenants.undo_create(name) {
-            Ok(()) => "the tenant was not created".to_string(),
-            Err(e) => format!("the tenant {name} was made and could not be removed again ({e})"),
+        let done = match tenants.undo_create(&tenant.name) {
+            Ok(()) => format!("tenant {} was not added", tenant.name),
+            Err(e) => format!(
+                "tenant {} was added and could not be taken out again ({e})",
+                tenant.name
+            ),
         };
         return Err(AdminError::NotRecorded { done, source });
     }
-    Ok(Some(tenant))
+    Ok(tenant)
 }
 
 /// Lists a tenant whose log exists but which the registry does not know yet (a log from
@@ -297,25 +313,13 @@ pub async fn adopt_tenant(
     tenants: &TenantRegistry,
     name: &str,
 ) -> Result<Option<Tenant>, AdminError> {
-    let Some(tenant) = tenants.adopt(name)? else {
-        return Ok(None);
-    };
-    if is_system_tenant(name) {
-        return Ok(Some(tenant));
+    match tenants.adopt(name)? {
+        Some(tenant) if is_system_tenant(name) => Ok(Some(tenant)),
+        Some(tenant) => record_new_tenant(log, tenants, tenant, Actor::Server, "adopted")
+            .await
+            .map(Some),
+        None => Ok(None),
     }
-    if let Err(source) = record(
-        log,
-        tenant_event("tally.tenants.create", &tenant, Actor::Server, "adopted"),
-    )
-    .await
-    {
-        let done = match tenants.undo_create(name) {
-            Ok(()) => "the tenant was not adopted".to_string(),
-            Err(e) => format!("the tenant {name} was adopted unrecorded ({e})"),
-        };
-        return Err(AdminError::NotRecorded { done, source });
-    }
-    Ok(Some(tenant))
 }
 
 /// Disables or re-enables a tenant and records `tally.tenants.disable` or `.enable`. The

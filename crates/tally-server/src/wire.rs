@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::ApiKey;
-use crate::tenants::{Quotas, TenantStatus};
+use crate::tenants::Tenant;
 
 /// An inclusion proof (RFC 6962 audit path), hashes in standard base64.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -71,21 +71,9 @@ pub struct IngestResponse {
 /// One tenant: its state and quotas, and its log's size.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantInfo {
-    /// Tenant name.
-    pub name: String,
-    /// Whether it takes events (`disabled`: ingest refused, everything else works).
-    pub status: TenantStatus,
-    /// When it was created (RFC 3339); absent for tenants from before the registry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    /// When it was disabled, while it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_at: Option<String>,
-    /// Why it was disabled, while it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_reason: Option<String>,
-    /// Its limits (absent fields: none).
-    pub quotas: Quotas,
+    /// The registry's entry: name, state, quotas.
+    #[serde(flatten)]
+    pub tenant: Tenant,
     /// Events stored.
     pub size: u64,
     /// Bytes of stored records (what `quotas.max_stored_bytes` counts).

@@ -49,12 +49,7 @@ pub(crate) fn info(state: &AppState, tenant: Tenant) -> TenantInfo {
             |l| l.origin().to_string(),
         ),
         record_bytes: log.as_ref().map_or(0, |l| l.record_bytes()),
-        name: tenant.name,
-        status: tenant.status,
-        created_at: tenant.created_at,
-        disabled_at: tenant.disabled_at,
-        disabled_reason: tenant.disabled_reason,
-        quotas: tenant.quotas,
+        tenant,
     }
 }
 
