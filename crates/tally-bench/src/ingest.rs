@@ -176,6 +176,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             tenant: None,
             quiet: args.quiet,
             rate_limit: None,
+            ..HttpLoadOptions::default()
         })
         .await
         .context("Tally run")?;

@@ -1,7 +1,8 @@
 //! `tally-bench`: measures Tally against the PostgreSQL baseline of the seeds' design, side by
 //! side in one run: durable ingest over HTTP (`ingest`) and investigation (`search`: search
 //! latency, index rebuild and index lag); start-up at scale (`startup`); and normal clients
-//! beside abusive ones (`abuse`: idle connections, slow heads, stalled bodies). A binary of its
+//! beside abusive ones (`abuse`: idle connections, slow heads, stalled bodies); ingest over TLS
+//! against plain HTTP and TLS handshakes (`tls`). A binary of its
 //! own so that the product binary, `tally`, does not carry the load generator, the PostgreSQL
 //! client or the baseline.
 //! Results and the commands that reproduce them are in BENCHMARKS.md.
@@ -17,6 +18,7 @@ mod ingest;
 mod readers;
 mod search;
 mod startup;
+mod tls;
 
 // The same allocator as `tally`: the embedded server must run as it does in production.
 #[global_allocator]
@@ -29,6 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///   tally-bench search --events 1000000 --data /tmp/bs-1m
 ///   tally-bench startup --events 10000000 --data /tmp/startup-10m
 ///   tally-bench abuse --url http://127.0.0.1:7700 --token "$TOKEN" --pid "$SERVER_PID"
+///   tally-bench tls --rounds 3 --duration 10
 #[derive(Debug, Parser)]
 #[command(name = "tally-bench", version, max_term_width = 100)]
 struct Cli {
@@ -42,6 +45,7 @@ enum Command {
     Search(search::BenchSearchArgs),
     Startup(startup::StartupArgs),
     Abuse(abuse::AbuseArgs),
+    Tls(tls::TlsArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             Command::Search(args) => search::run(args).await,
             Command::Startup(args) => startup::run(args).await,
             Command::Abuse(args) => abuse::run(args).await,
+            Command::Tls(args) => tls::run(args).await,
         }
     });
     match result {

@@ -17,10 +17,17 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client for `args.url` with `args.token`.
     pub fn new(args: &ServerArgs) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("tally-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let mut builder =
+            reqwest::Client::builder().user_agent(concat!("tally-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                format!("{} is not a PEM certificate (--ca-cert)", path.display())
+            })?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(ApiClient {
             http,
             base: args.url.trim_end_matches('/').to_string(),

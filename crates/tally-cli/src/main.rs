@@ -91,6 +91,10 @@ pub struct ServerArgs {
     /// API key (printed by `tally serve` on first start, or made with `tally keys create`).
     #[arg(long, env = "TALLY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Also trust this PEM CA certificate for an https:// --url (a server whose certificate
+    /// a private CA signed).
+    #[arg(long, value_name = "FILE", env = "TALLY_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The tenant a client command addresses.

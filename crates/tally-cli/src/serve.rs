@@ -43,6 +43,38 @@ pub struct ServeArgs {
     /// Example: --metrics-listen 127.0.0.1:9464
     #[arg(long, value_name = "ADDR", env = "TALLY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS (TLS 1.2/1.3, HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate
+    /// chain, leaf first; needs --tls-key. Reloaded with the key on SIGHUP (kill -HUP PID)
+    /// without dropping connections: renew certificates in place.
+    /// Example: --tls-cert /etc/tally/tls.crt --tls-key /etc/tally/tls.key
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TALLY_TLS_CERT",
+        requires = "tls_key",
+        help_heading = "TLS"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TALLY_TLS_KEY",
+        requires = "tls_cert",
+        help_heading = "TLS"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate signed by this PEM CA (optional for them). A verified
+    /// certificate whose subject common name is the id of an API key that may ingest
+    /// authenticates requests without an Authorization header, for ingest only.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TALLY_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        help_heading = "TLS"
+    )]
+    tls_client_ca: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -238,6 +270,14 @@ impl ServeArgs {
                 max_batch_events: self.max_batch_events,
                 max_future_skew: Duration::from_secs(self.max_future_skew_secs),
                 public_tree: self.public_tree,
+                tls: match (&self.tls_cert, &self.tls_key) {
+                    (Some(cert), Some(key)) => Some(tally_server::tls::TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: self.tls_client_ca.clone(),
+                    }),
+                    _ => None,
+                },
                 connections: self.limits.connections(),
                 bodies: self.limits.bodies(),
                 metrics_listen: self.metrics_listen,
@@ -306,10 +346,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     };
     let addr = listener.local_addr()?;
-    if let Some(warning) = plain_http_warning(addr) {
-        eprintln!("{warning}");
-    }
-    println!("Tally is listening on http://{addr}");
+    let scheme = match app.tls() {
+        Some(tls) => {
+            reload_tls_on_sighup(tls.clone())?;
+            "https"
+        }
+        None => {
+            if let Some(warning) = plain_http_warning(addr) {
+                eprintln!("{warning}");
+            }
+            "http"
+        }
+    };
+    println!("Tally is listening on {scheme}://{addr}");
     println!("  data directory:  {}", args.data.display());
     println!("  log public key:  {}", app.log().verifier().to_vkey());
     println!("  signed by:       {}", args.signing.describe());
@@ -323,7 +372,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         println!("  admin API key:   {token}");
         println!("                   (shown once: store it now, e.g. export TALLY_TOKEN={token})");
     }
-    println!("  API description: http://{addr}/openapi.json");
+    println!("  API description: {scheme}://{addr}/openapi.json");
     for w in app.witnesses() {
         println!("  witness:         {} at {}", w.key.name(), w.url);
     }
@@ -332,6 +381,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     app.serve(listener, shutdown.received())
         .await
         .context("serving HTTP")
+}
+
+/// Reads the certificate and key again on every SIGHUP; a pair that does not load leaves the
+/// one in use in place (and says why).
+fn reload_tls_on_sighup(tls: std::sync::Arc<tally_server::tls::Tls>) -> Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler (TLS reload)")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    cert = %tls.files().cert.display(),
+                    "TLS certificate reloaded; new connections use it"
+                ),
+                Err(e) => tracing::error!(
+                    "TLS certificate NOT reloaded, the previous one stays in use: {e}"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// What to say when the API listens beyond this machine over plain HTTP: API keys and events

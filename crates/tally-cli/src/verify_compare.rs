@@ -92,6 +92,7 @@ pub async fn compare_tenant(
             let client = ApiClient::new(&ServerArgs {
                 url: url.clone(),
                 token,
+                ca_cert: std::env::var_os("TALLY_CA_CERT").map(Into::into),
             })?;
             let note = client
                 .get(&format!("/logs/{tenant}/checkpoint"), &[])

@@ -46,6 +46,10 @@ pub struct HttpLoadOptions {
     /// `None` sends as fast as the server acknowledges. For measuring the server at a given
     /// load rather than at saturation.
     pub rate_limit: Option<f64>,
+    /// For an `https` URL: also trust this PEM CA certificate (a private CA's).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Speak HTTP/1.1 only, even where TLS would let the client choose HTTP/2.
+    pub http1_only: bool,
 }
 
 impl Default for HttpLoadOptions {
@@ -62,6 +66,8 @@ impl Default for HttpLoadOptions {
             tenant: None,
             quiet: false,
             rate_limit: None,
+            ca_pem: None,
+            http1_only: false,
         }
     }
 }
@@ -108,6 +114,13 @@ async fn run_http_with_pool(
         LoadError::InvalidOptions("token contains characters not allowed in a header".into())
     })?;
 
+    let ca = opts
+        .ca_pem
+        .as_deref()
+        .map(reqwest::Certificate::from_pem)
+        .transpose()
+        .map_err(|e| LoadError::InvalidOptions(format!("ca_pem: {e}")))?;
+
     let generator = EventGenerator::new(opts.seed).with_tenant(opts.tenant.clone());
     let (events, batch, single) = (
         plan.pool_events(pool_cap),
@@ -123,12 +136,17 @@ async fn run_http_with_pool(
         .map(|i| {
             // One client per task, with one kept-alive connection: `concurrency` then means
             // connections, as it would for that many independent application instances.
-            let client = reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .tcp_nodelay(true)
-                .timeout(Duration::from_secs(60))
-                .build()
-                .map_err(LoadError::HttpClient)?;
+                .timeout(Duration::from_secs(60));
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            if opts.http1_only {
+                builder = builder.http1_only();
+            }
+            let client = builder.build().map_err(LoadError::HttpClient)?;
             Ok(HttpWorker {
                 client,
                 endpoint: endpoint.clone(),

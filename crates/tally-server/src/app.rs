@@ -128,6 +128,7 @@ pub struct App {
     witness_task: Option<tokio::task::JoinHandle<()>>,
     anchorer: Option<tally_anchor::uploader::Anchorer>,
     window_task: tokio::task::JoinHandle<()>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl App {
@@ -276,6 +277,13 @@ impl App {
             None => None,
         };
         // Closes the windows of the aggregated server events (refusals, single-record reads).
+        let tls = state
+            .settings
+            .tls
+            .clone()
+            .map(crate::tls::Tls::load)
+            .transpose()
+            .map_err(failed("configuring TLS"))?;
         let window_task = {
             let (denials, reads) = (state.denials.clone(), state.reads.clone());
             let window = state.settings.aggregate.window;
@@ -291,6 +299,7 @@ impl App {
             })
         };
         Ok(App {
+            tls,
             window_task,
             state,
             log,
@@ -316,6 +325,12 @@ impl App {
     /// The API key store.
     pub fn keys(&self) -> &Arc<KeyStore> {
         &self.state.keys
+    }
+
+    /// The listener's TLS configuration, when it serves HTTPS: reload it with
+    /// [`crate::tls::Tls::reload`] (what `tally serve` does on SIGHUP).
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.tls.as_ref()
     }
 
     /// The tenant registry.
@@ -378,14 +393,22 @@ impl App {
                 crate::metrics_router(self.state.clone()),
                 limits.clone(),
                 crate::transport::ConnectionMetrics::default(),
+                None,
                 async {
                     let _ = metrics_stopped.await;
                 },
             ))
         });
         let metrics = self.state.connections.clone();
-        let served =
-            crate::transport::serve(listener, self.router(), limits, metrics, shutdown).await;
+        let served = crate::transport::serve(
+            listener,
+            self.router(),
+            limits,
+            metrics,
+            self.tls.clone(),
+            shutdown,
+        )
+        .await;
         let _ = stop_metrics.send(());
         if let Some(task) = metrics_task {
             let _ = task.await;
@@ -408,8 +431,9 @@ impl App {
             None => None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let running = Running {
-            url: format!("http://{local}"),
+            url: format!("{scheme}://{local}"),
             metrics_url,
             log: self.log.clone(),
             keys: self.state.keys.clone(),

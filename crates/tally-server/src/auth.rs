@@ -423,6 +423,24 @@ impl KeyStore {
         })
     }
 
+    /// The principal a verified TLS client certificate stands for: the key whose id is the
+    /// certificate's subject common name, if it exists, is neither revoked nor expired, and
+    /// may ingest — with the ingest scope only (a certificate stands in for a secret on the
+    /// ingest path, never for reading or administration).
+    pub fn certificate_principal(&self, key_id: &str) -> Option<Principal> {
+        let keys = self.keys.read();
+        let key = &keys.get(key_id)?.key;
+        let usable = key.revoked_at.is_none()
+            && !key.expires_at.as_deref().is_some_and(is_past)
+            && key.scopes.iter().any(|s| s.implies(Scope::Ingest));
+        usable.then(|| Principal {
+            key_id: key.id.clone(),
+            scopes: vec![Scope::Ingest],
+            tenant: key.tenant.clone(),
+            requests_per_second: key.requests_per_second,
+        })
+    }
+
     fn save(&self, keys: &BTreeMap<String, StoredKey>) -> Result<(), KeyError> {
         let list: Vec<&StoredKey> = keys.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).expect("keys serialise");

@@ -23,21 +23,33 @@ impl FromRequestParts<AppState> for Auth {
                 message.to_string(),
             )
         };
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("send an API key: Authorization: Bearer tly_…"))?;
-        let value = value
-            .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| unauthorized("the Authorization header must read: Bearer tly_…"))?;
-        let principal = state
-            .keys
-            .authenticate(token.trim())
-            .ok_or_else(|| unauthorized("unknown, expired or revoked API key"))?;
+        let principal = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => {
+                let value = value
+                    .to_str()
+                    .map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
+                let token = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .ok_or_else(|| {
+                        unauthorized("the Authorization header must read: Bearer tly_…")
+                    })?;
+                state
+                    .keys
+                    .authenticate(token.trim())
+                    .ok_or_else(|| unauthorized("unknown, expired or revoked API key"))?
+            }
+            // A verified client certificate (TLS with a client CA) naming a key: ingest only.
+            None => match parts.extensions.get::<crate::tls::ClientCertName>() {
+                Some(name) => state.keys.certificate_principal(&name.0).ok_or_else(|| {
+                    unauthorized(
+                        "the client certificate's common name is not the id of a valid API key \
+                         that may ingest; send an API key: Authorization: Bearer tly_…",
+                    )
+                })?,
+                None => return Err(unauthorized("send an API key: Authorization: Bearer tly_…")),
+            },
+        };
         if let Some(rate) = principal.requests_per_second {
             state
                 .key_rates

@@ -39,6 +39,7 @@ mod rate;
 pub mod reads;
 mod routes;
 pub mod tenants;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 pub mod witness;
@@ -87,6 +88,9 @@ pub struct ServerSettings {
     /// How refused requests (401, 403) and reads of single records are aggregated into
     /// audit events.
     pub aggregate: aggregate::AggregateSettings,
+    /// Serve HTTPS with this certificate and key (and check client certificates against this
+    /// CA); none: plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
     /// Record reads of single records by API keys (events by id or index, entry bundles,
     /// proofs by event id), aggregated ([`reads`]). Off by default: keys are services, which
     /// read in volume, and a verifier fetching entry bundles would grow the very log it
@@ -118,6 +122,7 @@ impl Default for ServerSettings {
             unknown_tenants: UnknownTenants::default(),
             aggregate: aggregate::AggregateSettings::default(),
             record_key_reads: false,
+            tls: None,
         }
     }
 }

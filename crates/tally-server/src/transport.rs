@@ -13,6 +13,14 @@
 //!   connection is inside a request is the newcomer answered 503 at once;
 //! - request bodies have their own timeouts and memory budget ([`crate::body`]).
 //!
+//! With TLS ([`crate::tls`]) the handshake must also finish within the header timeout; each
+//! connection uses the configuration current when it was accepted, and speaks HTTP/2 when the
+//! client chose it by ALPN, else HTTP/1.1. Plain-text connections speak HTTP/1.1 only: telling
+//! HTTP/2's preface from a request line means waiting for bytes with no timeout of hyper's
+//! own, which would let silent clients hold sockets again. An HTTP/2 connection must answer
+//! pings within the header timeout, and like any connection it gives its place to a newcomer
+//! at the limit when it has no request in progress.
+//!
 //! On shutdown the listener stops accepting, asks every connection to finish its request and
 //! close, and drops those still open after [`ConnectionLimits::drain_timeout`] (a live stream,
 //! a stalled client).
@@ -27,10 +35,11 @@ use axum::body::Body;
 use axum::Router;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -181,12 +190,14 @@ const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: ap
 Retry-After: 1\r\nConnection: close\r\nContent-Length: 140\r\n\r\n\
 {\"error\":{\"status\":503,\"code\":\"too_many_connections\",\"message\":\"every connection the server allows is inside a request; retry in a second\"}}";
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` resolves,
+/// then drains (see the module docs).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     metrics: ConnectionMetrics,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max = limits.effective_max_connections();
@@ -201,11 +212,20 @@ pub async fn serve(
         conns: Mutex::new(BTreeMap::new()),
         metrics,
     });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    let http = Arc::new(http);
+    // An HTTP/2 connection answers pings or goes: a silent peer is closed within twice the
+    // header timeout.
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout)
+        .max_concurrent_streams(256);
+    let http = Arc::new(Builders { http1, http2 });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
@@ -228,7 +248,15 @@ pub async fn serve(
         };
         if !registry.make_room(max) {
             registry.metrics.refused.inc();
-            refuse(stream);
+            if tls.is_none() {
+                refuse(stream);
+            } else {
+                // No plain-text answer on a TLS port: the client sees the connection close.
+                tally_store::throttled_error!(
+                    "too_many_connections",
+                    "a connection was refused: every connection the server allows is inside a request"
+                );
+            }
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -240,16 +268,40 @@ pub async fn serve(
         });
         registry.conns.lock().insert(next_id, conn.clone());
         registry.metrics.open.inc();
-        tasks.spawn(run_connection(
-            next_id,
-            stream,
+        let connection = Connection {
+            id: next_id,
             peer,
             conn,
-            registry.clone(),
-            http.clone(),
-            router.clone(),
-            stop_rx.clone(),
-        ));
+            registry: registry.clone(),
+            http: http.clone(),
+            router: router.clone(),
+            stop: stop_rx.clone(),
+        };
+        match &tls {
+            None => {
+                tasks.spawn(connection.run(stream, false, None));
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                let handshake_timeout = limits.header_timeout;
+                tasks.spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let session = stream.get_ref().1;
+                            let name = session
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(crate::tls::common_name)
+                                .map(crate::tls::ClientCertName);
+                            let h2 = session.alpn_protocol() == Some(b"h2");
+                            connection.run(stream, h2, name).await;
+                        }
+                        // A failed or slow handshake: rustls said why to the client.
+                        Ok(Err(_)) | Err(_) => connection.forget(),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -277,60 +329,121 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(OVERLOADED);
 }
 
-#[allow(clippy::too_many_arguments)] // one connection's whole context, passed once
-async fn run_connection(
+/// The protocol engines, configured once per listener.
+struct Builders {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
     id: u64,
-    stream: TcpStream,
     peer: std::net::SocketAddr,
     conn: Arc<Conn>,
     registry: Arc<Registry>,
-    http: Arc<hyper::server::conn::http1::Builder>,
+    http: Arc<Builders>,
     router: Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let service = {
-        let (conn, registry) = (conn.clone(), registry.clone());
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let marker = InRequest::begin(&conn, &registry);
-            let router = router.clone();
-            async move {
-                let mut request = request.map(Body::new);
-                // Who is asking, for the handlers and the record of refused requests.
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                let response = router.oneshot(request).await?;
-                // The request lasts until its response's last byte is sent (exports and
-                // streams outlive the handler).
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    Body::new(body.map_frame(move |frame| {
-                        marker.hold();
-                        frame
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Takes a connection that never got to HTTP (a failed TLS handshake) off the books.
+    fn forget(self) {
+        self.registry.conns.lock().remove(&self.id);
+        self.registry.metrics.open.dec();
+    }
+
+    async fn run<S>(self, stream: S, h2: bool, client_cert: Option<crate::tls::ClientCertName>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            id,
+            peer,
+            conn,
+            registry,
+            http,
+            router,
+            mut stop,
+        } = self;
+        let service = {
+            let (conn, registry) = (conn.clone(), registry.clone());
+            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let marker = InRequest::begin(&conn, &registry);
+                let router = router.clone();
+                let client_cert = client_cert.clone();
+                async move {
+                    let mut request = request.map(Body::new);
+                    // Who is asking, for the handlers and the record of refused requests.
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    if let Some(name) = client_cert {
+                        request.extensions_mut().insert(name);
+                    }
+                    let response = router.oneshot(request).await?;
+                    // The request lasts until its response's last byte is sent (exports and
+                    // streams outlive the handler).
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        Body::new(body.map_frame(move |frame| {
+                            marker.hold();
+                            frame
+                        }))
                     }))
-                }))
-            }
-        })
-    };
-    let connection = http.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+                }
+            })
+        };
+        let io = TokioIo::new(stream);
+        if h2 {
+            let connection = http.http2.serve_connection(io, service);
+            tokio::pin!(connection);
+            drive(
+                connection,
+                |c| c.graceful_shutdown(),
+                &conn.evict,
+                &mut stop,
+            )
+            .await;
+        } else {
+            let connection = http.http1.serve_connection(io, service);
+            tokio::pin!(connection);
+            drive(
+                connection,
+                |c| c.graceful_shutdown(),
+                &conn.evict,
+                &mut stop,
+            )
+            .await;
+        }
+        registry.conns.lock().remove(&id);
+        registry.metrics.open.dec();
+    }
+}
+
+/// Runs a connection until it ends or is evicted; asks it to finish its request and close
+/// when the listener stops.
+async fn drive<F: Future>(
+    mut connection: std::pin::Pin<&mut F>,
+    graceful_shutdown: impl Fn(std::pin::Pin<&mut F>),
+    evict: &Notify,
+    stop: &mut watch::Receiver<bool>,
+) {
     let mut stopping = *stop.borrow();
     if stopping {
-        connection.as_mut().graceful_shutdown();
+        graceful_shutdown(connection.as_mut());
     }
     loop {
         tokio::select! {
             _ = connection.as_mut() => break,
-            () = conn.evict.notified() => break,
+            () = evict.notified() => break,
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {
-                    connection.as_mut().graceful_shutdown();
+                    graceful_shutdown(connection.as_mut());
                 }
             }
         }
     }
-    registry.conns.lock().remove(&id);
-    registry.metrics.open.dec();
 }
 
 #[cfg(test)]

@@ -131,6 +131,7 @@ pub async fn measure(
         tenant: None,
         quiet,
         rate_limit: Some(opts.rate),
+        ..HttpLoadOptions::default()
     })
     .await;
     let ingest_end = Instant::now();
