@@ -392,6 +392,7 @@ mod tests {
             tenant: None,
             quiet: true,
             rate_limit: None,
+            ..HttpLoadOptions::default()
         }
     }
 
