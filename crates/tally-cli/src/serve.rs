@@ -75,6 +75,63 @@ pub struct ServeArgs {
         help_heading = "TLS"
     )]
     tls_client_ca: Option<PathBuf>,
+    /// Sign people in with bearer JWTs of this OpenID Connect issuer (its `iss`); needs
+    /// --oidc-audience and --oidc-jwks. Tokens signed RS256, ES256 or EdDSA by a key of the
+    /// issuer's JWKS, for this audience, unexpired, map to a tenant and scopes by their claims
+    /// (--oidc-tenant-claim, --oidc-scopes-claim); the person (--oidc-person-claim) is the
+    /// actor recorded for what they do, and every read of theirs is recorded.
+    /// Example: --oidc-issuer https://login.example.com --oidc-audience tally
+    ///          --oidc-jwks https://login.example.com/.well-known/jwks.json
+    #[arg(long, value_name = "URL", requires_all = ["oidc_audience", "oidc_jwks"],
+          help_heading = "Single sign-on (OIDC)")]
+    oidc_issuer: Option<String>,
+    /// The audience tokens must be issued for (Tally's client id at the issuer).
+    #[arg(
+        long,
+        value_name = "AUD",
+        requires = "oidc_issuer",
+        help_heading = "Single sign-on (OIDC)"
+    )]
+    oidc_audience: Option<String>,
+    /// The issuer's keys: a JWKS file, or its https:// URL (fetched again when a token names
+    /// a key it does not hold, at most once a minute).
+    #[arg(
+        long,
+        value_name = "FILE|URL",
+        requires = "oidc_issuer",
+        help_heading = "Single sign-on (OIDC)"
+    )]
+    oidc_jwks: Option<String>,
+    /// The claim naming the person's tenant (a tenant name, or * for every tenant).
+    #[arg(
+        long,
+        value_name = "CLAIM",
+        default_value = "tally_tenant",
+        help_heading = "Single sign-on (OIDC)"
+    )]
+    oidc_tenant_claim: String,
+    /// The claim listing the person's Tally scopes (an array, or a space-separated string;
+    /// other names are ignored).
+    #[arg(
+        long,
+        value_name = "CLAIM",
+        default_value = "tally_scopes",
+        help_heading = "Single sign-on (OIDC)"
+    )]
+    oidc_scopes_claim: String,
+    /// The claim naming the person in the log (falls back to sub).
+    #[arg(
+        long,
+        value_name = "CLAIM",
+        default_value = "email",
+        help_heading = "Single sign-on (OIDC)"
+    )]
+    oidc_person_claim: String,
+    /// Clock skew tolerated on a token's exp and nbf, in seconds (at most 300).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=300),
+          help_heading = "Single sign-on (OIDC)")]
+    oidc_leeway_secs: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -270,6 +327,24 @@ impl ServeArgs {
                 max_batch_events: self.max_batch_events,
                 max_future_skew: Duration::from_secs(self.max_future_skew_secs),
                 public_tree: self.public_tree,
+                oidc: match (&self.oidc_issuer, &self.oidc_audience, &self.oidc_jwks) {
+                    (Some(issuer), Some(audience), Some(jwks)) => {
+                        let source = if jwks.starts_with("https://") || jwks.starts_with("http://")
+                        {
+                            tally_server::oidc::JwksSource::Url(jwks.clone())
+                        } else {
+                            tally_server::oidc::JwksSource::File(jwks.into())
+                        };
+                        let mut oidc =
+                            tally_server::oidc::OidcSettings::new(issuer, audience, source);
+                        oidc.tenant_claim = self.oidc_tenant_claim.clone();
+                        oidc.scopes_claim = self.oidc_scopes_claim.clone();
+                        oidc.person_claim = self.oidc_person_claim.clone();
+                        oidc.leeway = Duration::from_secs(self.oidc_leeway_secs);
+                        Some(oidc)
+                    }
+                    _ => None,
+                },
                 tls: match (&self.tls_cert, &self.tls_key) {
                     (Some(cert), Some(key)) => Some(tally_server::tls::TlsFiles {
                         cert: cert.clone(),

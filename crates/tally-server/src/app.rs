@@ -227,7 +227,18 @@ impl App {
                     "adding tenant {name} to the tenant registry"
                 )))?;
         }
+        let oidc = match settings.http.oidc.clone() {
+            Some(oidc) => Some(
+                crate::oidc::Oidc::load(oidc)
+                    .await
+                    .map_err(failed("configuring single sign-on (OIDC)"))?,
+            ),
+            None => None,
+        };
         let mut state = AppState::new(log.clone(), keys, tenants, settings.http);
+        if let Some(oidc) = oidc {
+            state = state.with_oidc(oidc);
+        }
 
         // Witnesses: their own task asks them to cosign; nothing on the ingest path waits.
         let witnessing = if settings.witnesses.is_empty() {

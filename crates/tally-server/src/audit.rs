@@ -28,10 +28,14 @@ pub enum Actor<'a> {
 impl Actor<'_> {
     fn json(&self) -> serde_json::Value {
         match self {
-            Actor::Key(p) => json!({
-                "id": format!("{}{}", tally_event::KEY_ACTOR_PREFIX, p.key_id),
-                "type": "service",
-            }),
+            Actor::Key(p) => match &p.person {
+                // A person signed in through the OIDC issuer: the person, not a key.
+                Some(person) => json!({"id": person, "type": "user"}),
+                None => json!({
+                    "id": format!("{}{}", tally_event::KEY_ACTOR_PREFIX, p.key_id),
+                    "type": "service",
+                }),
+            },
             Actor::Server => json!({"id": tally_event::SERVER_ACTOR_ID, "type": "system"}),
         }
     }

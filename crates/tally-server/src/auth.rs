@@ -143,6 +143,9 @@ pub struct Principal {
     pub tenant: String,
     /// Its own rate limit, if it has one.
     pub requests_per_second: Option<u32>,
+    /// The person, when the caller signed in through the OIDC issuer (then `key_id` is
+    /// `oidc:<sub>`): recorded as the actor of what they do.
+    pub person: Option<String>,
 }
 
 impl Principal {
@@ -420,6 +423,7 @@ impl KeyStore {
             scopes: stored.key.scopes.clone(),
             tenant: stored.key.tenant.clone(),
             requests_per_second: stored.key.requests_per_second,
+            person: None,
         })
     }
 
@@ -438,6 +442,7 @@ impl KeyStore {
             scopes: vec![Scope::Ingest],
             tenant: key.tenant.clone(),
             requests_per_second: key.requests_per_second,
+            person: None,
         })
     }
 

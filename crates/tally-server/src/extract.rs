@@ -34,10 +34,19 @@ impl FromRequestParts<AppState> for Auth {
                     .ok_or_else(|| {
                         unauthorized("the Authorization header must read: Bearer tly_…")
                     })?;
-                state
-                    .keys
-                    .authenticate(token.trim())
-                    .ok_or_else(|| unauthorized("unknown, expired or revoked API key"))?
+                let token = token.trim();
+                match &state.oidc {
+                    // A person's token from the single sign-on issuer.
+                    Some(oidc) if !token.starts_with("tly_") => {
+                        oidc.authenticate(token).await.map_err(|why| {
+                            unauthorized(&format!("the sign-on token is refused: {why}"))
+                        })?
+                    }
+                    _ => state
+                        .keys
+                        .authenticate(token)
+                        .ok_or_else(|| unauthorized("unknown, expired or revoked API key"))?,
+                }
             }
             // A verified client certificate (TLS with a client CA) naming a key: ingest only.
             None => match parts.extensions.get::<crate::tls::ClientCertName>() {

@@ -33,6 +33,7 @@ pub mod body;
 pub mod denials;
 pub mod error;
 mod extract;
+pub mod oidc;
 pub mod openapi;
 pub mod process;
 mod rate;
@@ -91,6 +92,8 @@ pub struct ServerSettings {
     /// Serve HTTPS with this certificate and key (and check client certificates against this
     /// CA); none: plain HTTP.
     pub tls: Option<tls::TlsFiles>,
+    /// Accept bearer JWTs of this OpenID Connect issuer for people (single sign-on).
+    pub oidc: Option<oidc::OidcSettings>,
     /// Record reads of single records by API keys (events by id or index, entry bundles,
     /// proofs by event id), aggregated ([`reads`]). Off by default: keys are services, which
     /// read in volume, and a verifier fetching entry bundles would grow the very log it
@@ -123,6 +126,7 @@ impl Default for ServerSettings {
             aggregate: aggregate::AggregateSettings::default(),
             record_key_reads: false,
             tls: None,
+            oidc: None,
         }
     }
 }
@@ -183,6 +187,8 @@ pub struct AppState {
     pub(crate) reads: Arc<reads::ReadRecorder>,
     /// The request allowance of each key that has a rate limit.
     pub(crate) key_rates: Arc<rate::Buckets>,
+    /// The OIDC issuer whose tokens sign people in, when configured.
+    pub(crate) oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl AppState {
@@ -244,6 +250,7 @@ impl AppState {
             denials,
             reads,
             key_rates: Arc::default(),
+            oidc: None,
             bodies,
             connections,
             settings: Arc::new(settings),
@@ -280,6 +287,12 @@ impl AppState {
             ),
         }
         self.components.push((name, component));
+        self
+    }
+
+    /// Accepts people's tokens from this issuer ([`oidc`]).
+    pub fn with_oidc(mut self, oidc: Arc<oidc::Oidc>) -> Self {
+        self.oidc = Some(oidc);
         self
     }
 

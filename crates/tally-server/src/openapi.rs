@@ -73,6 +73,11 @@ impl Modify for Additions {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("tly_<id>_<secret>")
+                    .description(Some(
+                        "An API key (tly_<id>_<secret>), or, on a server configured for single \
+                         sign-on, a JWT of its OpenID Connect issuer. A key with its own rate \
+                         limit is answered 429 with Retry-After beyond it.",
+                    ))
                     .build(),
             ),
         );

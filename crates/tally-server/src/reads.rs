@@ -1,5 +1,7 @@
 //! Reads of records one at a time — an event by id or index, an entry bundle (up to 256 full
-//! records), an inclusion proof by event id (which says whether an id exists) — recorded as
+//! records), an inclusion proof by event id (which says whether an id exists) — by people
+//! (signed in through the OIDC issuer) always, and by API keys when the server is told to
+//! (`ServerSettings::record_key_reads`), recorded as
 //! `tally.events.get`, `tally.tiles.entries` and `tally.proofs.inclusion_by_id` in the tenant's
 //! log, aggregated per (tenant, key, action, client IP) and window like refused requests
 //! ([`crate::aggregate`]): the first read of a group in a window at once, the rest as one event
@@ -48,6 +50,7 @@ impl ReadKind {
 struct Group {
     tenant: String,
     key_id: String,
+    person: Option<String>,
     kind: ReadKind,
     ip: Option<IpAddr>,
 }
@@ -107,12 +110,14 @@ impl ReadRecorder {
         kind: ReadKind,
         index: u64,
     ) {
-        if !self.enabled {
+        // People's reads always; keys' when the server records them.
+        if !self.enabled && who.person.is_none() {
             return;
         }
         let group = Group {
             tenant: tenant.to_string(),
             key_id: who.key_id.clone(),
+            person: who.person.clone(),
             kind,
             ip,
         };
@@ -151,10 +156,13 @@ impl ReadRecorder {
         first_at: time::OffsetDateTime,
         last_at: time::OffsetDateTime,
     ) {
-        let mut actor = json!({
-            "id": format!("{}{}", tally_event::KEY_ACTOR_PREFIX, group.key_id),
-            "type": "service",
-        });
+        let mut actor = match &group.person {
+            Some(person) => json!({"id": person, "type": "user"}),
+            None => json!({
+                "id": format!("{}{}", tally_event::KEY_ACTOR_PREFIX, group.key_id),
+                "type": "service",
+            }),
+        };
         if let Some(ip) = group.ip {
             actor["ip"] = ip.to_string().into();
         }
