@@ -335,15 +335,31 @@ pub async fn set_tenant_status(
     reason: Option<&str>,
 ) -> Result<Change, AdminError> {
     let change = tenants.set_status(name, status, reason)?;
+    let action = match status {
+        TenantStatus::Disabled => "tally.tenants.disable",
+        TenantStatus::Enabled => "tally.tenants.enable",
+    };
+    record_change(log, change, action, by, via, || {
+        format!("tenant {name} is {status:?}").to_lowercase()
+    })
+    .await
+}
+
+/// Records a change made to a tenant (nothing for [`Change::Unchanged`] or
+/// [`Change::NotFound`]); `done` says what stands when it cannot be recorded.
+async fn record_change(
+    log: &tally_store::Log,
+    change: Change,
+    action: &str,
+    by: Actor<'_>,
+    via: &str,
+    done: impl FnOnce() -> String,
+) -> Result<Change, AdminError> {
     if let Change::Done(tenant) = &change {
-        let action = match status {
-            TenantStatus::Disabled => "tally.tenants.disable",
-            TenantStatus::Enabled => "tally.tenants.enable",
-        };
         record(log, tenant_event(action, tenant, by, via))
             .await
             .map_err(|source| AdminError::NotRecorded {
-                done: format!("tenant {name} is {status:?}").to_lowercase(),
+                done: done(),
                 source,
             })?;
     }
@@ -361,13 +377,8 @@ pub async fn set_tenant_quotas(
     quotas: Quotas,
 ) -> Result<Change, AdminError> {
     let change = tenants.set_quotas(name, quotas)?;
-    if let Change::Done(tenant) = &change {
-        record(log, tenant_event("tally.tenants.quotas", tenant, by, via))
-            .await
-            .map_err(|source| AdminError::NotRecorded {
-                done: format!("tenant {name}'s quotas are changed"),
-                source,
-            })?;
-    }
-    Ok(change)
+    record_change(log, change, "tally.tenants.quotas", by, via, || {
+        format!("tenant {name}'s quotas are changed")
+    })
+    .await
 }
