@@ -244,34 +244,33 @@ pub(crate) async fn record_refusals(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    // Taken before the request moves on; nothing borrowing it may live across an await
-    // (its body is not Sync).
+    // Taken before the request moves on (nothing borrowing it may live across an await: its
+    // body is not Sync). Cheap reference-counted copies: the strings are made only for the
+    // refused requests, never on the path of the others.
     let (user_agent, authorization) = {
-        let header = |name| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name| request.headers().get(name).cloned();
         (
-            header(axum::http::header::USER_AGENT)
-                .map(|ua| ua.chars().take(MAX_USER_AGENT).collect::<String>()),
+            header(axum::http::header::USER_AGENT),
             header(axum::http::header::AUTHORIZATION),
         )
     };
-    let target = format!("{} {}", request.method(), request.uri().path())
-        .chars()
-        .take(MAX_REQUEST)
-        .collect::<String>();
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let response = next.run(request).await;
     let status = response.status().as_u16();
     if status != 401 && status != 403 {
         return response;
     }
+    let user_agent = user_agent
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect::<String>());
+    let authorization = authorization.as_ref().and_then(|v| v.to_str().ok());
+    let target = format!("{method} {}", uri.path())
+        .chars()
+        .take(MAX_REQUEST)
+        .collect::<String>();
     // Only a key that exists chooses the log; a made-up id is anyone's.
     let key = authorization
-        .as_deref()
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
