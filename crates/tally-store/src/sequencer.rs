@@ -84,11 +84,16 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
         .expect("spawning the syncer thread");
     // Checkpoints are signed on a third thread: making a second of leaf entries durable
     // before signing must never hold up acknowledgements.
+    // The start checkpoint covers exactly what recovery found: it is signed before the first
+    // group is written (appends wait in the channel meanwhile), not whenever the new thread
+    // happens to run.
+    let mut last = LastWritten::default();
+    sign_due(&inner, &mut last, true);
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let checkpointer_inner = inner.clone();
     let checkpointer = std::thread::Builder::new()
         .name("tally-checkpointer".into())
-        .spawn(move || checkpoint_loop(checkpointer_inner, stop_rx))
+        .spawn(move || checkpoint_loop(checkpointer_inner, last, stop_rx))
         .expect("spawning the checkpointer thread");
     let mut number = 0u64;
     while let Ok(job) = rx.recv() {
@@ -121,11 +126,9 @@ pub(crate) fn run(inner: Arc<Inner>, rx: Receiver<Job>) {
     let _ = checkpointer.join();
 }
 
-/// The checkpointer thread: signs each growing tenant's tree once per interval, once at
-/// start (covering what recovery found) and once at stop.
-fn checkpoint_loop(inner: Arc<Inner>, stop: Receiver<()>) {
-    let mut last = LastWritten::default();
-    sign_due(&inner, &mut last, true);
+/// The checkpointer thread: signs each growing tenant's tree once per interval and once at
+/// stop (the start checkpoint is signed by [`run`] before it writes anything).
+fn checkpoint_loop(inner: Arc<Inner>, mut last: LastWritten, stop: Receiver<()>) {
     while let Err(RecvTimeoutError::Timeout) =
         stop.recv_timeout(inner.config.checkpoint_interval / 4)
     {
