@@ -17,6 +17,8 @@ use crate::{scan, timestamp};
 
 /// Borrowed, already-validated fields of one record, in canonical member order.
 pub(crate) struct RecordView<'a> {
+    /// 1, or 2 for an opened sealed record.
+    pub schema_version: u32,
     pub id: Uuid,
     pub tenant: &'a str,
     /// Unix milliseconds, within [`timestamp::in_range`].
@@ -95,7 +97,11 @@ impl RecordView<'_> {
 
     fn encode_into(&self, out: &mut Vec<u8>) {
         // `schema_version` always comes first, so every later member starts with a comma.
-        out.extend_from_slice(b"{\"schema_version\":1,\"id\":\"");
+        out.extend_from_slice(if self.schema_version == crate::SEALED_SCHEMA_VERSION {
+            b"{\"schema_version\":2,\"id\":\""
+        } else {
+            b"{\"schema_version\":1,\"id\":\""
+        });
         let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];
         out.extend_from_slice(self.id.hyphenated().encode_lower(&mut uuid).as_bytes());
         out.extend_from_slice(b"\",\"tenant\":");

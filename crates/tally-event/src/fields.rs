@@ -23,18 +23,22 @@
 //!
 //! # Personal data
 //!
-//! A field is [`personal`](FieldSpec::personal) when, in some events, its value identifies a
-//! person, directly or through an online identifier (an account, an address, a device, a
-//! session), or is free-form content that can hold anything, personal data included. The schema
-//! cannot tell a person from a service by looking at one value, so a field is decided as a
-//! whole: `actor.id` is personal although many actors are services. Masking (for readers
-//! without the right scope) and erasure, still to be built, are to act on exactly these fields.
+//! A field is [`personal`](FieldSpec::personal) when its value identifies a person, directly or
+//! through an online identifier (an account, an address, a device, a session). The schema cannot
+//! tell a person from a service by looking at one value, so a field is decided as a whole:
+//! `actor.id` is personal although many actors are services. These are the personal paths every
+//! tenant has (`tally-privacy` seals each such value under its subject's key, masks it for
+//! readers without the `read:pii` scope and erases it with the subject's key); a tenant adds
+//! paths inside the free-form members.
 //!
 //! - Personal: `actor.id`, `actor.ip`, `actor.user_agent`, `actor.session_id` (who acted, from
 //!   where, on what device, in which session); `resource.id` and `resource.name` (the resource
 //!   acted on is often a person: a `USER`'s id is someone's account id, its name their name;
-//!   masking `actor.id` but not `resource.id` would leak the same value); `reason`, `before`,
-//!   `after`, `metadata` (free-form: e-mail addresses, phone numbers, profile snapshots).
+//!   masking `actor.id` but not `resource.id` would leak the same value).
+//! - Free-form, personal where the tenant's policy says so: `before`, `after` and `metadata`
+//!   (e-mail addresses, phone numbers, profile snapshots: a tenant names the paths, such as
+//!   `after.email` or `metadata.patient.*`). `reason` is the application's explanation of an
+//!   outcome and is not treated as personal.
 //! - Not personal: the event's own identity and time (`schema_version`, `id`, `time`,
 //!   `received_at`), the tenant, the ingesting key (`key_id` names a credential, not its
 //!   holder), what kind of thing happened (`actor.type`, `action`, `category`,
@@ -527,7 +531,6 @@ pub const REASON: FieldSpec = FieldSpec {
                   characters allowed",
     full_text: true,
     column: Some(16),
-    personal: true,
     read: |r| r.reason.as_deref().map(FieldValue::Text),
     ..BASE
 };
@@ -575,7 +578,6 @@ pub const BEFORE: FieldSpec = FieldSpec {
     description: "Snapshot of the resource before the change (any JSON; null is the same as \
                   absent)",
     full_text: true,
-    personal: true,
     read: |r| r.before.as_ref().map(FieldValue::Json),
     ..BASE
 };
@@ -587,7 +589,6 @@ pub const AFTER: FieldSpec = FieldSpec {
     description: "Snapshot of the resource after the change (any JSON; null is the same as \
                   absent)",
     full_text: true,
-    personal: true,
     read: |r| r.after.as_ref().map(FieldValue::Json),
     ..BASE
 };
@@ -598,7 +599,6 @@ pub const METADATA: FieldSpec = FieldSpec {
     ty: FieldType::JsonObject,
     description: "Anything else (a JSON object; null is the same as absent)",
     full_text: true,
-    personal: true,
     read: |r| r.metadata.as_ref().map(FieldValue::Object),
     ..BASE
 };
@@ -918,10 +918,6 @@ mod tests {
                 "actor.session_id",
                 "resource.id",
                 "resource.name",
-                "reason",
-                "before",
-                "after",
-                "metadata",
             ]
         );
     }

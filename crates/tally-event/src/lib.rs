@@ -179,6 +179,20 @@ pub use validate::{validate, FieldError, IngestContext, ValidEvent};
 /// The schema version this crate parses, validates and writes into every record.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The schema version of a record whose personal values are sealed (`tally-privacy`): the
+/// schema-1 members with each personal value replaced by a sealed string. [`Record::parse`]
+/// reads such a record once it is opened (its values clear, masked or erased).
+pub const SEALED_SCHEMA_VERSION: u32 = 2;
+
+/// Strings no client may send anywhere in an event: they are what Tally shows in place of
+/// personal values (sealed, masked, erased, unavailable), and a forged one would mislead.
+pub const RESERVED_STRING_PREFIXES: [&str; 4] = [
+    "tally:sealed:",
+    "tally:pii:",
+    "tally:erased",
+    "tally:unavailable",
+];
+
 /// The largest canonical record, in bytes: the length must fit the 16-bit length prefix of a
 /// C2SP tlog-tiles entry bundle.
 pub const MAX_RECORD_BYTES: usize = 65_535;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::canonical::{ActorView, RecordView, ResourceView};
 use crate::object;
 use crate::schema::{ActorType, Outcome};
-use crate::{timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION};
+use crate::{timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION, SEALED_SCHEMA_VERSION};
 
 /// A stored event, read back from its canonical record bytes.
 ///
@@ -20,7 +20,7 @@ use crate::{timestamp, MAX_RECORD_BYTES, SCHEMA_VERSION};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an audit record object")]
 pub struct Record {
-    /// Always [`SCHEMA_VERSION`] for records this crate accepts.
+    /// [`SCHEMA_VERSION`], or [`SEALED_SCHEMA_VERSION`] for an opened sealed record.
     pub schema_version: u32,
     /// The event id.
     pub id: Uuid,
@@ -71,7 +71,9 @@ pub struct Actor {
     /// Kind of principal (`type` in JSON).
     #[serde(rename = "type")]
     pub kind: Option<ActorType>,
-    /// Client IP address.
+    /// Client IP address. In an opened sealed record a masked, erased or unavailable address
+    /// (a reserved `tally:` string) reads as absent.
+    #[serde(default, deserialize_with = "ip_or_withheld")]
     pub ip: Option<IpAddr>,
     /// The client's User-Agent.
     pub user_agent: Option<String>,
@@ -93,6 +95,21 @@ pub struct Resource {
 }
 
 const RECORD_EXPECTING: &str = "an audit record object";
+
+fn ip_or_withheld<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let text: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+    match text {
+        None => Ok(None),
+        Some(t)
+            if crate::RESERVED_STRING_PREFIXES
+                .iter()
+                .any(|p| t.starts_with(p)) =>
+        {
+            Ok(None)
+        }
+        Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
 
 fn actor<'de, D: Deserializer<'de>>(d: D) -> Result<Actor, D::Error> {
     object::required(d, "an actor object")
@@ -152,7 +169,8 @@ impl Record {
                 return Err(RecordError::Malformed { path, source });
             }
         };
-        if record.schema_version != SCHEMA_VERSION {
+        if record.schema_version != SCHEMA_VERSION && record.schema_version != SEALED_SCHEMA_VERSION
+        {
             return Err(RecordError::UnsupportedVersion(record.schema_version));
         }
         Ok(record)
@@ -162,6 +180,7 @@ impl Record {
     /// the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         RecordView {
+            schema_version: self.schema_version,
             id: self.id,
             tenant: &self.tenant,
             time_ms: timestamp::unix_ms(self.time),
@@ -209,8 +228,10 @@ pub fn is_canonical(bytes: &[u8]) -> bool {
     Record::parse(bytes).is_ok_and(|record| record.to_bytes() == bytes)
 }
 
-/// The start of every canonical schema-1 record: the event id follows at a fixed position.
+/// The start of every canonical schema-1 record, and of every sealed (schema-2) one: the event
+/// id follows at a fixed position.
 const ID_PREFIX: &[u8] = br#"{"schema_version":1,"id":""#;
+const SEALED_ID_PREFIX: &[u8] = br#"{"schema_version":2,"id":""#;
 
 /// The event id of a stored record, read without parsing the record: in canonical schema-1
 /// bytes the id is always the 36 characters after [`ID_PREFIX`]. Falls back to a full parse for
@@ -219,7 +240,10 @@ const ID_PREFIX: &[u8] = br#"{"schema_version":1,"id":""#;
 /// Verifiers call this for every record, so it must cost next to nothing; it is only as good
 /// as the record's integrity, which the caller checks against its leaf hash.
 pub fn record_id(bytes: &[u8]) -> Option<uuid::Uuid> {
-    if let Some(rest) = bytes.strip_prefix(ID_PREFIX) {
+    if let Some(rest) = bytes
+        .strip_prefix(ID_PREFIX)
+        .or_else(|| bytes.strip_prefix(SEALED_ID_PREFIX))
+    {
         let text = rest.get(..36)?;
         if rest.get(36) != Some(&b'"') {
             return None;
@@ -238,6 +262,14 @@ pub fn record_id(bytes: &[u8]) -> Option<uuid::Uuid> {
 /// digits, or free-form objects with their members in another order, count as the same.
 /// Returns false if either side is not a record.
 pub fn same_submission(a: &[u8], b: &[u8]) -> bool {
+    // A sealed record cannot be decoded without its keys, but sealing is deterministic and the
+    // bytes are canonical: the same content seals to the same bytes.
+    if a.starts_with(SEALED_ID_PREFIX) || b.starts_with(SEALED_ID_PREFIX) {
+        return match (without_server_fields(a), without_server_fields(b)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+    }
     let (Ok(mut a), Ok(b)) = (Record::parse(a), Record::parse(b)) else {
         return false;
     };
@@ -246,4 +278,26 @@ pub fn same_submission(a: &[u8], b: &[u8]) -> bool {
     // Compared as canonical bytes rather than with `==`: bytes are what the log hashes, and
     // `==` on JSON numbers treats 0.0 and -0.0 as equal although they encode differently.
     a.to_bytes() == b.to_bytes()
+}
+
+/// A canonical record's bytes around its `received_at` and `key_id` members (which follow
+/// `time` at the top level, before any member a client writes).
+fn without_server_fields(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    const RECEIVED: &[u8] = b",\"received_at\":\"";
+    const KEY: &[u8] = b",\"key_id\":\"";
+    let start = bytes.windows(RECEIVED.len()).position(|w| w == RECEIVED)?;
+    let after_received = start + RECEIVED.len();
+    let received_end =
+        after_received + bytes[after_received..].iter().position(|&b| b == b'"')? + 1;
+    let rest = bytes[received_end..].strip_prefix(KEY)?;
+    // The key id is a JSON string: skip escapes up to its closing quote.
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((&bytes[..start], &rest[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
 }

@@ -159,6 +159,7 @@ pub fn validate(input: EventInput, ctx: &IngestContext<'_>) -> Result<ValidEvent
     // Deferred until the event is known to be valid: generating a v7 UUID reads the clock.
     let id = supplied_id.unwrap_or_else(Uuid::now_v7);
     let record = RecordView {
+        schema_version: SCHEMA_VERSION,
         id,
         tenant,
         time_ms,
@@ -179,6 +180,19 @@ pub fn validate(input: EventInput, ctx: &IngestContext<'_>) -> Result<ValidEvent
     }
     .encode();
 
+    // Every string is written with its opening quote: one scan of the record rules out the
+    // reserved prefixes on the common path, and only a hit pays for finding the field.
+    if memfind(&record, b"\"tally:") {
+        if let Some(field) = reserved_string_field(&input) {
+            return Err(vec![FieldError {
+                field,
+                rule: "must not start with tally:sealed:, tally:pii:, tally:erased or \
+                       tally:unavailable (reserved for what Tally shows in place of personal data)"
+                    .into(),
+            }]);
+        }
+    }
+
     if record.len() > MAX_RECORD_BYTES {
         return Err(vec![FieldError {
             field: String::new(),
@@ -195,6 +209,66 @@ pub fn validate(input: EventInput, ctx: &IngestContext<'_>) -> Result<ValidEvent
         tenant: tenant.to_owned(),
         record,
     })
+}
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn is_reserved(s: &str) -> bool {
+    crate::RESERVED_STRING_PREFIXES
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+/// The dotted path of the first string value that starts with a reserved prefix.
+fn reserved_string_field(input: &EventInput) -> Option<String> {
+    let actor = input.actor.as_ref();
+    let resource = input.resource.as_ref();
+    let typed = [
+        ("tenant", input.tenant.as_deref()),
+        ("actor.id", actor.and_then(|a| a.id.as_deref())),
+        (
+            "actor.user_agent",
+            actor.and_then(|a| a.user_agent.as_deref()),
+        ),
+        (
+            "actor.session_id",
+            actor.and_then(|a| a.session_id.as_deref()),
+        ),
+        ("resource.type", resource.and_then(|r| r.kind.as_deref())),
+        ("resource.id", resource.and_then(|r| r.id.as_deref())),
+        ("resource.name", resource.and_then(|r| r.name.as_deref())),
+        ("reason", input.reason.as_deref()),
+        ("request_id", input.request_id.as_deref()),
+        ("trace_id", input.trace_id.as_deref()),
+        ("correlation_id", input.correlation_id.as_deref()),
+    ];
+    if let Some((name, _)) = typed.iter().find(|(_, v)| v.is_some_and(is_reserved)) {
+        return Some((*name).to_string());
+    }
+    fn within(path: String, value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::String(s) if is_reserved(s) => Some(path),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| within(format!("{path}[{i}]"), v)),
+            serde_json::Value::Object(members) => members
+                .iter()
+                .find_map(|(k, v)| within(format!("{path}.{k}"), v)),
+            _ => None,
+        }
+    }
+    let metadata = input.metadata.clone().map(serde_json::Value::Object);
+    let found = [
+        ("before", input.before.as_ref()),
+        ("after", input.after.as_ref()),
+        ("metadata", metadata.as_ref()),
+    ]
+    .into_iter()
+    .find_map(|(name, v)| v.and_then(|v| within(name.to_string(), v)));
+    found
 }
 
 /// Errors collected so far. `Vec::new` does not allocate, so the valid path pays nothing.

@@ -266,11 +266,28 @@ fn record_errors() {
     let lower_outcome = FULL_RECORD.replacen("DENIED", "denied", 1);
     assert!(Record::parse(lower_outcome.as_bytes()).is_err());
 
+    // Version 2 is an opened sealed record: the same members, and it re-encodes as itself.
     let v2 = FULL_RECORD.replacen(r#""schema_version":1"#, r#""schema_version":2"#, 1);
+    assert_eq!(
+        Record::parse(v2.as_bytes()).unwrap().to_bytes(),
+        v2.as_bytes()
+    );
+    let v3 = FULL_RECORD.replacen(r#""schema_version":1"#, r#""schema_version":3"#, 1);
     assert!(matches!(
-        Record::parse(v2.as_bytes()),
-        Err(RecordError::UnsupportedVersion(2))
+        Record::parse(v3.as_bytes()),
+        Err(RecordError::UnsupportedVersion(3))
     ));
+    // A withheld address (masked or erased) reads as absent; any other non-address is an error.
+    let ip = Record::parse(FULL_RECORD.as_bytes())
+        .unwrap()
+        .actor
+        .ip
+        .unwrap()
+        .to_string();
+    let masked = v2.replacen(&ip, "tally:pii:abc", 1);
+    assert_eq!(Record::parse(masked.as_bytes()).unwrap().actor.ip, None);
+    let wrong = v2.replacen(&ip, "tally-pii-abc", 1);
+    assert!(Record::parse(wrong.as_bytes()).is_err());
 }
 
 #[test]

@@ -1,0 +1,352 @@
+//! Sealing a record's personal values at ingest, and opening a stored record for a reader.
+//!
+//! A sealed record (schema version 2) is the canonical schema-1 record with
+//! `"schema_version":2` and every personal value replaced, in place, by the JSON string of its
+//! sealed form (see [`crate::seal`]). Everything else is byte-for-byte the schema-1 encoding, so
+//! opening every value in the clear gives back exactly the schema-1 bytes, with version 2.
+//! The log hashes the sealed bytes: a proof never needs a personal value, and destroying a
+//! subject's key erases its values without touching a hashed byte.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::json::{self, MalformedJson, Span, Step};
+use crate::keystore::{KeyState, SubjectKeys};
+use crate::policy::{Pattern, Policy, SubjectRule};
+use crate::seal::{self, KeyId, OpenError, Sealed, ERASED, SEALED_PREFIX, UNAVAILABLE};
+
+const V1_PREFIX: &[u8] = br#"{"schema_version":1,"#;
+const V2_PREFIX: &[u8] = br#"{"schema_version":2,"#;
+
+/// The schema version of sealed records.
+pub const SEALED_SCHEMA_VERSION: u32 = 2;
+
+/// Why a record could not be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not a record of the expected version, or not JSON.
+    #[error("not a {expected} record: {detail}")]
+    Malformed {
+        /// Which form was expected.
+        expected: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A subject has no key: [`SubjectKeys::ensure`] was not called for it.
+    #[error("no key for a subject of this record (ensure its subjects first)")]
+    MissingKey,
+    /// A sealed value is damaged or does not open under its key.
+    #[error("the personal value at `{path}` does not open: {source}")]
+    Damaged {
+        /// Where the value is.
+        path: String,
+        /// Why.
+        #[source]
+        source: OpenError,
+    },
+}
+
+fn malformed(expected: &'static str, detail: impl ToString) -> RecordError {
+    RecordError::Malformed {
+        expected,
+        detail: detail.to_string(),
+    }
+}
+
+impl From<MalformedJson> for RecordError {
+    fn from(e: MalformedJson) -> Self {
+        malformed("JSON", e)
+    }
+}
+
+struct Planned {
+    path: Vec<String>,
+    span: Span,
+    subject: SubjectRule,
+}
+
+/// The personal values of a schema-1 record and the values that name their subjects.
+struct Plan {
+    values: Vec<Planned>,
+    actor: Option<String>,
+    resource: Option<String>,
+    resource_name: Option<String>,
+    at_subject_paths: HashMap<String, String>,
+}
+
+/// The text of a value as a subject identifier: a string's content, or another value's JSON.
+fn subject_text(bytes: &[u8], span: Span) -> String {
+    json::string_at(bytes, span.clone())
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[span]).into_owned())
+}
+
+fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
+    let subject_paths: Vec<&Pattern> = policy
+        .rules()
+        .iter()
+        .filter_map(|r| match &r.subject {
+            SubjectRule::Path(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let mut plan = Plan {
+        values: Vec::new(),
+        actor: None,
+        resource: None,
+        resource_name: None,
+        at_subject_paths: HashMap::new(),
+    };
+    // Depth of the personal value being walked through (only to find subject values in it).
+    let mut inside_taken: Option<usize> = None;
+    json::walk(record, &mut |path, span| {
+        if inside_taken.is_some_and(|d| path.len() <= d) {
+            inside_taken = None;
+        }
+        match path {
+            [a, b] if a == "actor" && b == "id" => {
+                plan.actor = Some(subject_text(record, span.clone()))
+            }
+            [a, b] if a == "resource" && b == "id" => {
+                plan.resource = Some(subject_text(record, span.clone()))
+            }
+            [a, b] if a == "resource" && b == "name" => {
+                plan.resource_name = Some(subject_text(record, span.clone()))
+            }
+            _ => {}
+        }
+        if let Some(p) = subject_paths.iter().find(|p| p.matches(path)) {
+            plan.at_subject_paths
+                .entry(p.to_string())
+                .or_insert_with(|| subject_text(record, span.clone()));
+        }
+        let to_subject = subject_paths
+            .iter()
+            .any(|p| p.segments().len() > path.len() && p.prefix_matches(path));
+        if inside_taken.is_none() {
+            if let Some(rule) = policy.rule_for(path) {
+                plan.values.push(Planned {
+                    path: path.to_vec(),
+                    span,
+                    subject: rule.subject.clone(),
+                });
+                if to_subject {
+                    inside_taken = Some(path.len());
+                    return Step::Enter;
+                }
+                return Step::Skip;
+            }
+        }
+        if to_subject || (inside_taken.is_none() && policy.leads_below(path)) {
+            Step::Enter
+        } else {
+            Step::Skip
+        }
+    })?;
+    Ok(plan)
+}
+
+impl Plan {
+    fn subject_of(&self, value: &Planned, record: &[u8]) -> Option<String> {
+        let actor = self.actor.clone();
+        match &value.subject {
+            SubjectRule::Actor => actor,
+            SubjectRule::Resource => self
+                .resource
+                .clone()
+                .or_else(|| self.resource_name.clone())
+                .or(actor),
+            SubjectRule::Value => Some(subject_text(record, value.span.clone())),
+            SubjectRule::Path(p) => self.at_subject_paths.get(&p.to_string()).cloned().or(actor),
+        }
+    }
+}
+
+/// The subjects whose keys sealing this schema-1 record needs, without duplicates.
+pub fn subjects(record: &[u8], policy: &Policy) -> Result<Vec<String>, RecordError> {
+    if !record.starts_with(V1_PREFIX) {
+        return Err(malformed(
+            "schema-1",
+            "it does not start with schema_version 1",
+        ));
+    }
+    let plan = plan(record, policy)?;
+    let mut out: Vec<String> = Vec::new();
+    for v in &plan.values {
+        if let Some(s) = plan.subject_of(v, record) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Seals every personal value of a canonical schema-1 record under its subject's key. The
+/// keys must exist ([`SubjectKeys::ensure`] with [`subjects`]).
+pub fn seal_record(
+    record: &[u8],
+    policy: &Policy,
+    keys: &SubjectKeys,
+) -> Result<Vec<u8>, RecordError> {
+    if !record.starts_with(V1_PREFIX) {
+        return Err(malformed(
+            "schema-1",
+            "it does not start with schema_version 1",
+        ));
+    }
+    let id = tally_event::record_id(record).ok_or_else(|| malformed("schema-1", "no event id"))?;
+    let plan = plan(record, policy)?;
+    let mut out = Vec::with_capacity(record.len() + plan.values.len() * 96);
+    out.extend_from_slice(V2_PREFIX);
+    let mut at = V1_PREFIX.len();
+    for value in &plan.values {
+        let subject = plan
+            .subject_of(value, record)
+            .ok_or(RecordError::MissingKey)?;
+        let (kid, key) = keys.key_for(&subject).ok_or(RecordError::MissingKey)?;
+        let vk = seal::value_key(&key, id, &value.path);
+        out.extend_from_slice(&record[at..value.span.start]);
+        out.push(b'"');
+        out.extend_from_slice(seal::seal(&vk, kid, &record[value.span.clone()]).as_bytes());
+        out.push(b'"');
+        at = value.span.end;
+    }
+    out.extend_from_slice(&record[at..]);
+    Ok(out)
+}
+
+/// How a reader sees personal values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// As they were sent (the `read:pii` scope).
+    Clear,
+    /// As masking tokens (`tally:pii:…`): equal values show equal tokens.
+    Masked,
+}
+
+/// A record as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The record's JSON: schema-1 members, the stored `schema_version`, each personal value
+    /// clear, masked, [`ERASED`] or [`UNAVAILABLE`].
+    pub bytes: Vec<u8>,
+    /// Every sealed value: its dotted path and the key it is sealed under.
+    pub sealed: Vec<(String, KeyId)>,
+    /// How many values were erased.
+    pub erased: usize,
+    /// How many values had a key this key file does not know.
+    pub unavailable: usize,
+}
+
+fn quoted(s: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(s.len() + 2);
+    v.push(b'"');
+    v.extend_from_slice(s.as_bytes());
+    v.push(b'"');
+    v
+}
+
+/// Opens a stored record for a reader. A schema-1 record holds its values in the clear: the
+/// clear view is the record itself, and the masked view replaces the values `policy` names.
+pub fn open_record(
+    stored: &[u8],
+    view: View,
+    policy: &Policy,
+    keys: &SubjectKeys,
+) -> Result<Opened, RecordError> {
+    let mut replacements: Vec<(Span, Vec<u8>)> = Vec::new();
+    let mut opened = Opened {
+        bytes: Vec::new(),
+        sealed: Vec::new(),
+        erased: 0,
+        unavailable: 0,
+    };
+    if stored.starts_with(V1_PREFIX) {
+        if view == View::Masked {
+            for value in plan(stored, policy)?.values {
+                let token = keys.tokens().token(&stored[value.span.clone()]);
+                replacements.push((value.span, quoted(&token)));
+            }
+        }
+    } else if stored.starts_with(V2_PREFIX) {
+        let id: Uuid =
+            tally_event::record_id(stored).ok_or_else(|| malformed("sealed", "no event id"))?;
+        let needle = format!("\"{SEALED_PREFIX}");
+        let mut failure = None;
+        json::walk(stored, &mut |path, span| {
+            if failure.is_some() {
+                return Step::Skip;
+            }
+            if !stored[span.clone()].starts_with(needle.as_bytes()) {
+                return Step::Enter;
+            }
+            let text = json::string_at(stored, span.clone()).unwrap_or_default();
+            let dotted = path.join(".");
+            let sealed = match Sealed::parse(&text) {
+                Ok(s) => s,
+                Err(source) => {
+                    failure = Some(RecordError::Damaged {
+                        path: dotted,
+                        source,
+                    });
+                    return Step::Skip;
+                }
+            };
+            opened.sealed.push((dotted.clone(), sealed.kid));
+            let replacement = match keys.key(&sealed.kid) {
+                KeyState::Present(key) => match sealed.open(&seal::value_key(&key, id, path)) {
+                    Ok(plain) => match view {
+                        View::Clear => plain,
+                        View::Masked => quoted(&keys.tokens().token(&plain)),
+                    },
+                    Err(source) => {
+                        failure = Some(RecordError::Damaged {
+                            path: dotted,
+                            source,
+                        });
+                        return Step::Skip;
+                    }
+                },
+                KeyState::Erased => {
+                    opened.erased += 1;
+                    quoted(ERASED)
+                }
+                KeyState::Unknown => {
+                    opened.unavailable += 1;
+                    quoted(UNAVAILABLE)
+                }
+            };
+            replacements.push((span, replacement));
+            Step::Skip
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    } else {
+        return Err(malformed("stored", "unknown schema_version"));
+    }
+    let mut out = Vec::with_capacity(stored.len());
+    let mut at = 0;
+    for (span, with) in replacements {
+        out.extend_from_slice(&stored[at..span.start]);
+        out.extend_from_slice(&with);
+        at = span.end;
+    }
+    out.extend_from_slice(&stored[at..]);
+    opened.bytes = out;
+    Ok(opened)
+}
+
+/// Whether a stored record is sealed (schema version 2).
+pub fn is_sealed(stored: &[u8]) -> bool {
+    stored.starts_with(V2_PREFIX)
+}
+
+/// The schema-1 form of a clear-opened sealed record: what was sealed, byte for byte.
+pub fn as_schema_1(opened_clear: &[u8]) -> Option<Vec<u8>> {
+    let rest = opened_clear.strip_prefix(V2_PREFIX)?;
+    let mut out = V1_PREFIX.to_vec();
+    out.extend_from_slice(rest);
+    Some(out)
+}
