@@ -186,10 +186,18 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
                 .expect("valid template"),
         )
     };
+    // Sealed records are indexed with their personal values opened, as the server does.
+    let registry =
+        tally_server::tenants::TenantRegistry::open(reader.data_dir().tenant_registry_path())?;
+    let privacy = tally_server::privacy::Privacy::new(
+        reader.data_dir().clone(),
+        std::sync::Arc::new(registry),
+    );
     for tlog in &logs {
         let tenant = tlog.name().to_string();
         bar.set_message(tenant.clone());
-        let indexed = tally_consumers::index::rebuild(tlog, &*index, None, &mut |n| bar.inc(n))?;
+        let indexed =
+            tally_consumers::index::rebuild(tlog, &*index, &privacy, None, &mut |n| bar.inc(n))?;
         // The index's consumer resumes from the index itself; its cursor follows, so that
         // `tally consumers` shows where it stands.
         let name = tally_consumers::index::NAME;

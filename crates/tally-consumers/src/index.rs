@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use tally_index::{EventIndex, IndexError, IndexedEvent};
+use tally_index::{EventIndex, IndexError, IndexedEvent, PersonalValue};
+use tally_privacy::record::Opened;
 use tally_store::TenantRecords;
 
 use crate::{Batch, Consumer, ConsumerError, ConsumerSettings};
@@ -14,19 +15,42 @@ use crate::{Batch, Consumer, ConsumerError, ConsumerSettings};
 /// The consumer name of the search index (its cursor is `consumers/search-index.json`).
 pub const NAME: &str = "search-index";
 
+/// Opens sealed records for the index: personal values in the clear, each with its masking
+/// token (`tally_privacy::record::View::Index`). The server's privacy layer is one.
+pub trait RecordOpener: Send + Sync + 'static {
+    /// Opens one stored record of `tenant`.
+    fn open_for_index(&self, tenant: &str, stored: &[u8]) -> Result<Opened, String>;
+}
+
+/// An opener for logs without sealed records (benchmarks filling a log through the store,
+/// without the server's privacy layer): a sealed record is an error.
+pub struct UnsealedOnly;
+
+impl RecordOpener for UnsealedOnly {
+    fn open_for_index(&self, _tenant: &str, _stored: &[u8]) -> Result<Opened, String> {
+        Err("a sealed record, and no keys to open it with".into())
+    }
+}
+
 /// Feeds an [`EventIndex`]; `on_commit` runs after each commit (the server wakes live
 /// streams and exports waiting for the index with it).
 pub struct IndexConsumer {
     index: Arc<dyn EventIndex>,
+    opener: Arc<dyn RecordOpener>,
     on_commit: Box<dyn Fn() + Send>,
     uncommitted: bool,
 }
 
 impl IndexConsumer {
-    /// A consumer feeding `index`.
-    pub fn new(index: Arc<dyn EventIndex>, on_commit: impl Fn() + Send + 'static) -> Self {
+    /// A consumer feeding `index`, opening sealed records with `opener`.
+    pub fn new(
+        index: Arc<dyn EventIndex>,
+        opener: Arc<dyn RecordOpener>,
+        on_commit: impl Fn() + Send + 'static,
+    ) -> Self {
         IndexConsumer {
             index,
+            opener,
             on_commit: Box::new(on_commit),
             uncommitted: false,
         }
@@ -61,7 +85,7 @@ impl Consumer for IndexConsumer {
     }
 
     fn deliver(&mut self, batch: Batch<'_>) -> Result<(), ConsumerError> {
-        add(&*self.index, batch)?;
+        add(&*self.index, &*self.opener, batch)?;
         self.uncommitted = true;
         Ok(())
     }
@@ -76,11 +100,53 @@ impl Consumer for IndexConsumer {
     }
 }
 
-/// Adds a batch to the index (not committed).
-fn add(index: &dyn EventIndex, batch: Batch<'_>) -> Result<(), IndexError> {
+/// Adds a batch to the index (not committed), opening its sealed records.
+fn add(
+    index: &dyn EventIndex,
+    opener: &dyn RecordOpener,
+    batch: Batch<'_>,
+) -> Result<(), IndexError> {
+    // Schema-1 records are indexed as stored; sealed ones opened, with their personal values.
+    let mut opened: Vec<Option<(Vec<u8>, Vec<PersonalValue>)>> =
+        Vec::with_capacity(batch.records.len());
+    for (i, record) in batch.iter() {
+        if !tally_privacy::record::is_sealed(record) {
+            opened.push(None);
+            continue;
+        }
+        let o = opener
+            .open_for_index(batch.tenant, record)
+            .map_err(|detail| IndexError::BadRecord { index: i, detail })?;
+        let personal = o
+            .sealed
+            .iter()
+            .map(|(path, key)| PersonalValue {
+                path: path.clone(),
+                token: o
+                    .tokens
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map(|(_, t)| t.clone()),
+                key: key.to_string(),
+            })
+            .collect();
+        opened.push(Some((o.bytes, personal)));
+    }
     let events: Vec<IndexedEvent<'_>> = batch
         .iter()
-        .map(|(index, record)| IndexedEvent { index, record })
+        .zip(&opened)
+        .map(|((index, record), opened)| match opened {
+            Some((bytes, personal)) => IndexedEvent {
+                index,
+                record: bytes,
+                personal,
+            },
+            None => IndexedEvent {
+                index,
+                record,
+                personal: &[],
+            },
+        })
         .collect();
     index.add(batch.tenant, &events)
 }
@@ -93,6 +159,7 @@ fn add(index: &dyn EventIndex, batch: Batch<'_>) -> Result<(), IndexError> {
 pub fn rebuild(
     tlog: &dyn TenantRecords,
     index: &dyn EventIndex,
+    opener: &dyn RecordOpener,
     upto: Option<u64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, IndexError> {
@@ -108,6 +175,7 @@ pub fn rebuild(
             .map_err(|e| IndexError::Engine(format!("reading the log of {}: {e}", tlog.name())))?;
         add(
             index,
+            opener,
             Batch {
                 tenant: tlog.name(),
                 first: pos,

@@ -184,6 +184,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// reads such a record once it is opened (its values clear, masked or erased).
 pub const SEALED_SCHEMA_VERSION: u32 = 2;
 
+/// The start of a masking token: what a reader without the `read:pii` scope sees, and may
+/// search with, in place of a personal value.
+pub const MASKING_TOKEN_PREFIX: &str = "tally:pii:";
+
 /// Strings no client may send anywhere in an event: they are what Tally shows in place of
 /// personal values (sealed, masked, erased, unavailable), and a forged one would mislead.
 pub const RESERVED_STRING_PREFIXES: [&str; 4] = [

@@ -72,6 +72,7 @@ fn index_all(ix: &TantivyIndex, records: &[Vec<u8>]) {
             .map(|(i, record)| IndexedEvent {
                 index: start + i as u64,
                 record,
+                personal: &[],
             })
             .collect();
         ix.add("acme", &events).expect("add");

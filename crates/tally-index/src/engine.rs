@@ -10,8 +10,23 @@ use tally_query::{Field, Query};
 pub struct IndexedEvent<'a> {
     /// The record's leaf index in its tenant's tree.
     pub index: u64,
-    /// The canonical record bytes (see `tally_event`).
+    /// The record with its personal values in the clear (a sealed record opened by the
+    /// privacy layer, or a schema-1 record as stored).
     pub record: &'a [u8],
+    /// The record's sealed personal values: what a masked reader searches by, and what
+    /// erasure finds the records of a subject by.
+    pub personal: &'a [PersonalValue],
+}
+
+/// One sealed personal value of an [`IndexedEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalValue {
+    /// Its dotted path in the record (`actor.id`, `after.email`).
+    pub path: String,
+    /// Its masking token (`tally:pii:…`), if its key still exists.
+    pub token: Option<String>,
+    /// The id of the subject key it is sealed under.
+    pub key: String,
 }
 
 /// Order of a result page, by leaf index (= order of receipt).

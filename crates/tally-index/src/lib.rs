@@ -19,7 +19,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let index = TantivyIndex::open(dir.path())?;
 //! # let record = br#"{"schema_version":1,"id":"0190c7a8-5f1e-7c3a-9d2b-3e4f5a6b7c8d","tenant":"acme","time":"2024-05-01T10:00:00.000Z","received_at":"2024-05-01T10:00:01.000Z","key_id":"k1","actor":{"id":"alice"},"action":"user.login","outcome":"SUCCESS"}"#;
-//! index.add("acme", &[IndexedEvent { index: 0, record }])?;
+//! index.add("acme", &[IndexedEvent { index: 0, record, personal: &[] }])?;
 //! index.commit()?;
 //! assert_eq!(index.indexed("acme")?, 1);
 //!
@@ -42,7 +42,7 @@ pub mod engine;
 mod tantivy_index;
 
 pub use engine::{
-    EventIndex, IndexError, IndexedEvent, Order, SearchOptions, SearchPage, StatsBucket,
-    StatsRequest, StatsResult, MAX_PAGE,
+    EventIndex, IndexError, IndexedEvent, Order, PersonalValue, SearchOptions, SearchPage,
+    StatsBucket, StatsRequest, StatsResult, MAX_PAGE,
 };
 pub use tantivy_index::{TantivyIndex, TantivyOptions};

@@ -144,6 +144,7 @@ fn indexed_survives_reopen_and_uncommitted_adds_are_dropped() {
             &[IndexedEvent {
                 index: 170,
                 record: &synthetic(170),
+                personal: &[],
             }],
         )
         .unwrap_err();
@@ -178,6 +179,7 @@ fn out_of_order_and_bad_records_are_refused_whole() {
             &[IndexedEvent {
                 index: 1,
                 record: &r[1],
+                personal: &[],
             }],
         )
         .unwrap_err();
@@ -193,10 +195,12 @@ fn out_of_order_and_bad_records_are_refused_whole() {
                 IndexedEvent {
                     index: 0,
                     record: &r[0],
+                    personal: &[],
                 },
                 IndexedEvent {
                     index: 2,
                     record: &r[2],
+                    personal: &[],
                 },
             ],
         )
@@ -220,10 +224,12 @@ fn out_of_order_and_bad_records_are_refused_whole() {
                 IndexedEvent {
                     index: 0,
                     record: &r[0],
+                    personal: &[],
                 },
                 IndexedEvent {
                     index: 1,
                     record: b"{\"not\":\"a record\"}",
+                    personal: &[],
                 },
             ],
         )
@@ -245,6 +251,7 @@ fn out_of_order_and_bad_records_are_refused_whole() {
             &[IndexedEvent {
                 index: 0,
                 record: &other,
+                personal: &[],
             }],
         )
         .unwrap_err();
@@ -260,6 +267,7 @@ fn out_of_order_and_bad_records_are_refused_whole() {
             &[IndexedEvent {
                 index: 1,
                 record: &r[1],
+                personal: &[],
             }],
         )
         .unwrap_err();

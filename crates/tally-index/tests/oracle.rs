@@ -91,6 +91,8 @@ fn matches(r: &Record, q: &Query, now_ms: i64) -> bool {
                         .is_some_and(|ip| v6(ip) & mask == v6(*network) & mask)
                 }
                 (Field::ActorIp, _) | (_, Value::Cidr { .. }) => false,
+                // The oracle's records are schema 1: nothing is sealed, so no token matches.
+                (_, Value::Token(_)) => false,
                 (f, Value::Exact(s)) => value_of(r, *f).as_deref() == Some(s),
                 (f, Value::Prefix(p)) => value_of(r, *f).is_some_and(|v| v.starts_with(p.as_str())),
             }),

@@ -16,6 +16,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The member of `metadata` in which the server records the personal values of a read's
+/// query (`metadata.query_values.<n>`): personal in every tenant's policy, each value its own
+/// subject, so that erasing a person erases the searches for them too.
+pub const QUERY_VALUES_MEMBER: &str = "query_values";
+
 /// The roots a tenant's rules may start with: free-form members whose shape only the tenant
 /// knows. The typed fields' rules are the registry's.
 pub const TENANT_ROOTS: [&str; 3] = ["before", "after", "metadata"];
@@ -213,7 +218,7 @@ impl Default for Policy {
 }
 
 fn default_rules() -> Vec<Rule> {
-    tally_event::fields::FIELDS
+    let mut rules: Vec<Rule> = tally_event::fields::FIELDS
         .iter()
         .filter(|f| f.personal)
         .map(|f| Rule {
@@ -224,7 +229,13 @@ fn default_rules() -> Vec<Rule> {
                 SubjectRule::Resource
             },
         })
-        .collect()
+        .collect();
+    rules.push(Rule {
+        pattern: Pattern::parse(&format!("metadata.{QUERY_VALUES_MEMBER}.*"), true)
+            .expect("a valid pattern"),
+        subject: SubjectRule::Value,
+    });
+    rules
 }
 
 impl Policy {
@@ -334,7 +345,8 @@ mod tests {
                 "actor.user_agent",
                 "actor.session_id",
                 "resource.id",
-                "resource.name"
+                "resource.name",
+                "metadata.query_values.*"
             ]
         );
         assert_eq!(

@@ -223,6 +223,9 @@ pub enum View {
     Clear,
     /// As masking tokens (`tally:pii:…`): equal values show equal tokens.
     Masked,
+    /// In the clear, with each sealed value's token in [`Opened::tokens`] (for the search
+    /// index, which answers masked readers' searches by token).
+    Index,
 }
 
 /// A record as a reader sees it.
@@ -233,6 +236,9 @@ pub struct Opened {
     pub bytes: Vec<u8>,
     /// Every sealed value: its dotted path and the key it is sealed under.
     pub sealed: Vec<(String, KeyId)>,
+    /// With [`View::Index`]: the dotted path and masking token of every sealed value that
+    /// opened.
+    pub tokens: Vec<(String, String)>,
     /// How many values were erased.
     pub erased: usize,
     /// How many values had a key this key file does not know.
@@ -259,6 +265,7 @@ pub fn open_record(
     let mut opened = Opened {
         bytes: Vec::new(),
         sealed: Vec::new(),
+        tokens: Vec::new(),
         erased: 0,
         unavailable: 0,
     };
@@ -299,6 +306,10 @@ pub fn open_record(
                     Ok(plain) => match view {
                         View::Clear => plain,
                         View::Masked => quoted(&keys.tokens().token(&plain)),
+                        View::Index => {
+                            opened.tokens.push((dotted, keys.tokens().token(&plain)));
+                            plain
+                        }
                     },
                     Err(source) => {
                         failure = Some(RecordError::Damaged {

@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 /// Every sealed value starts with this.
 pub const SEALED_PREFIX: &str = "tally:sealed:";
 /// Every masking token starts with this.
-pub const TOKEN_PREFIX: &str = "tally:pii:";
+pub const TOKEN_PREFIX: &str = tally_event::MASKING_TOKEN_PREFIX;
 /// What an erased value reads as.
 pub const ERASED: &str = "tally:erased";
 /// What a value reads as when its key is neither present nor erased (a lost key file).

@@ -193,6 +193,9 @@ pub enum Value {
         /// Prefix length.
         prefix_len: u8,
     },
+    /// A masking token (`actor:tally:pii:…`) of a personal field: the value it stands for,
+    /// as readers without the `read:pii` scope see and search it.
+    Token(String),
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ impl Display for Value {
     /// length is left out for a single address).
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Exact(text) => write_value(f, text),
+            Value::Exact(text) | Value::Token(text) => write_value(f, text),
             Value::Prefix(text) => {
                 write_value(f, text)?;
                 f.write_char('*')

@@ -635,6 +635,19 @@ fn normalise(field: Field, name: &str, raw: &RawValue) -> Result<Value, String> 
     } else {
         raw.text.clone()
     };
+    if raw.text.starts_with(tally_event::MASKING_TOKEN_PREFIX) {
+        return if !field.spec().personal {
+            Err(format!(
+                "`{name}` holds no personal data, so it has no masking tokens (found `{shown}`)"
+            ))
+        } else if raw.prefix {
+            Err(format!(
+                "a masking token is matched whole: no `*` (found `{shown}`)"
+            ))
+        } else {
+            Ok(Value::Token(raw.text.clone()))
+        };
+    }
     match field {
         Field::ActorIp => {
             if raw.prefix {

@@ -261,7 +261,11 @@ impl App {
             consumers
                 .spawn(
                     tally_consumers::index::NAME,
-                    IndexConsumer::new(engine.clone(), state.index_commit_notifier()),
+                    IndexConsumer::new(
+                        engine.clone(),
+                        state.privacy.clone(),
+                        state.index_commit_notifier(),
+                    ),
                     IndexConsumer::settings(index.commit_interval),
                 )
                 .map_err(failed("starting the search index's consumer"))?;

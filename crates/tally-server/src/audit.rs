@@ -9,7 +9,6 @@
 use axum::http::StatusCode;
 use serde_json::json;
 use tally_event::{EventInput, IngestContext};
-use tally_store::PreparedEvent;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -129,7 +128,11 @@ async fn append(
                 .join("; "),
         )
     })?;
-    log.append(vec![PreparedEvent::new(valid)])
+    let prepared = log
+        .prepare(vec![valid])
+        .await
+        .map_err(|e| RecordError::Unavailable(e.to_string()))?;
+    log.append(prepared)
         .await
         .map(|_| ())
         .map_err(|e| RecordError::Unavailable(e.to_string()))

@@ -35,6 +35,7 @@ pub mod error;
 mod extract;
 pub mod oidc;
 pub mod openapi;
+pub mod privacy;
 pub mod process;
 mod rate;
 pub mod reads;
@@ -189,6 +190,8 @@ pub struct AppState {
     pub(crate) key_rates: Arc<rate::Buckets>,
     /// The OIDC issuer whose tokens sign people in, when configured.
     pub(crate) oidc: Option<Arc<oidc::Oidc>>,
+    /// Seals personal values at ingest and opens records for each reader.
+    pub(crate) privacy: Arc<privacy::Privacy>,
 }
 
 impl AppState {
@@ -201,6 +204,7 @@ impl AppState {
     ) -> Self {
         let mut registry = Registry::default();
         log.metrics().register(&mut registry);
+        let privacy = privacy::Privacy::of_log(&log, tenants.clone());
         let bodies = body::BodyBudget::new(settings.bodies.clone());
         let connections = transport::ConnectionMetrics::default();
         let denials = denials::DenialRecorder::new(log.clone(), &settings.aggregate);
@@ -251,6 +255,7 @@ impl AppState {
             reads,
             key_rates: Arc::default(),
             oidc: None,
+            privacy,
             bodies,
             connections,
             settings: Arc::new(settings),

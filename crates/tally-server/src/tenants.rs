@@ -67,6 +67,38 @@ pub struct Tenant {
     /// Its limits.
     #[serde(default)]
     pub quotas: Quotas,
+    /// Paths inside `before`, `after` and `metadata` that hold personal data in this tenant's
+    /// events, besides the schema's personal fields (which every tenant has). They apply to
+    /// events received after they are set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personal_paths: Vec<PersonalPath>,
+}
+
+/// A path that holds personal data, and whose data it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalPath {
+    /// Dotted path inside `before`, `after` or `metadata`; `*` stands for any one member name
+    /// (`metadata.patient.*`). The value there is sealed whole, whatever its type.
+    #[schema(example = "after.email")]
+    pub path: String,
+    /// Whose it is, the identifier erasure is asked for: `actor` (the event's `actor.id`),
+    /// `resource` (`resource.id`, else `resource.name`), `value` (the value itself, such as an
+    /// e-mail address) or the path of another value of the event (`metadata.patient.id`).
+    /// Default: `resource` under `before`/`after`, `actor` under `metadata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "value")]
+    pub subject: Option<String>,
+}
+
+impl PersonalPath {
+    /// As the privacy layer's rule.
+    pub fn rule(&self) -> tally_privacy::policy::RuleSpec {
+        tally_privacy::policy::RuleSpec {
+            path: self.path.clone(),
+            subject: self.subject.clone(),
+        }
+    }
 }
 
 impl Tenant {
@@ -78,6 +110,7 @@ impl Tenant {
             disabled_at: None,
             disabled_reason: None,
             quotas: Quotas::default(),
+            personal_paths: Vec::new(),
         }
     }
 }
@@ -233,6 +266,21 @@ impl TenantRegistry {
                     t.disabled_reason = None;
                 }
             }
+            true
+        })
+    }
+
+    /// Replaces a tenant's personal paths (already checked by the caller).
+    pub fn set_personal_paths(
+        &self,
+        name: &str,
+        paths: Vec<PersonalPath>,
+    ) -> Result<Change, RegistryError> {
+        self.update(name, |t| {
+            if t.personal_paths == paths {
+                return false;
+            }
+            t.personal_paths = paths;
             true
         })
     }

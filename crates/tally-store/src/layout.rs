@@ -139,6 +139,19 @@ impl DataDir {
         self.root.join("ids")
     }
 
+    /// The directory of the personal-data keys: one subdirectory per tenant holding its
+    /// `subject-keys` (see `tally-privacy`). Not derived data: without it the personal values
+    /// of sealed records cannot be read (back it up with the logs), and erasure deletes from it.
+    pub fn privacy_path(&self) -> PathBuf {
+        self.root.join("privacy")
+    }
+
+    /// One tenant's subject-key file.
+    pub fn subject_keys_path(&self, tenant: &str) -> PathBuf {
+        debug_assert!(tally_event::is_valid_tenant(tenant));
+        self.privacy_path().join(tenant).join("subject-keys")
+    }
+
     /// The directory holding one directory per tenant.
     pub fn tenants_path(&self) -> PathBuf {
         self.root.join("tenants")

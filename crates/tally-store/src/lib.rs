@@ -54,6 +54,7 @@ pub use growth::Growth;
 pub use layout::{DataDir, TenantDir};
 pub use log::{
     tenant_origin, Appended, CheckpointEvent, Log, LogConfig, OpenReport, PreparedEvent,
+    RecordSealer,
 };
 pub use reader::{LogReader, TenantReader, TenantRecords};
 pub use signer::{CheckpointSigner, KeySource};

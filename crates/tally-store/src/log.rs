@@ -79,6 +79,20 @@ impl Default for LogConfig {
     }
 }
 
+/// Turns validated events into the records the log stores, before they are hashed: the
+/// server's privacy layer seals personal values here. The log itself never looks inside a
+/// record, so it knows nothing of what sealing means.
+pub trait RecordSealer: Send + Sync + 'static {
+    /// Replaces the `record` of every event by its stored form. Runs on a blocking thread and
+    /// may write durably (new keys) before returning. All or nothing: an error refuses the
+    /// whole request, and the reason is shown to the client (say what failed, not where).
+    fn seal(&self, events: &mut [tally_event::ValidEvent]) -> Result<(), String>;
+
+    /// The sealer as `Any`, so that its owner can find its own type again through
+    /// [`Log::sealer`] (one sealer per log: its key caches must not be duplicated).
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
 /// An event ready for the log: validated, encoded, hashed.
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
@@ -161,6 +175,8 @@ pub(crate) struct Inner {
     pub(crate) checkpoint_events: tokio::sync::broadcast::Sender<CheckpointEvent>,
     /// Wakes followers (consumers) after each publish.
     pub(crate) growth: Arc<crate::growth::GrowthSignal>,
+    /// What turns validated events into stored records, if anything does ([`Log::prepare`]).
+    sealer: std::sync::OnceLock<Arc<dyn RecordSealer>>,
 }
 
 impl Inner {
@@ -334,6 +350,7 @@ impl Log {
             published_group: Default::default(),
             checkpoint_events: tokio::sync::broadcast::Sender::new(CHECKPOINT_EVENTS_BUFFER),
             growth: Default::default(),
+            sealer: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
         let thread_inner = inner.clone();
@@ -378,6 +395,32 @@ impl Log {
 
     /// Appends a request's events, all or nothing. Resolves once they are durable and part of
     /// their tenants' trees, with each event's leaf index.
+    /// Makes `sealer` turn every event [`prepare`](Self::prepare)d from now on into its stored
+    /// form. Set once, before the first append; a second call is ignored (returns false).
+    pub fn set_sealer(&self, sealer: Arc<dyn RecordSealer>) -> bool {
+        self.inner.sealer.set(sealer).is_ok()
+    }
+
+    /// The sealer set by [`set_sealer`](Self::set_sealer), if any.
+    pub fn sealer(&self) -> Option<Arc<dyn RecordSealer>> {
+        self.inner.sealer.get().cloned()
+    }
+
+    /// Seals (if a [`RecordSealer`] is set) and hashes validated events, ready for
+    /// [`append`](Self::append). Sealing runs on a blocking thread.
+    pub async fn prepare(
+        &self,
+        mut events: Vec<tally_event::ValidEvent>,
+    ) -> Result<Vec<PreparedEvent>, AppendError> {
+        if let Some(sealer) = self.inner.sealer.get().cloned() {
+            events = tokio::task::spawn_blocking(move || sealer.seal(&mut events).map(|()| events))
+                .await
+                .map_err(|e| AppendError::Unavailable(format!("sealing stopped: {e}")))?
+                .map_err(AppendError::Unavailable)?;
+        }
+        Ok(events.into_iter().map(PreparedEvent::new).collect())
+    }
+
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, AppendError> {
         let (reply, rx) = oneshot::channel();
         {

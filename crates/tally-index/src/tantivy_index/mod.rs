@@ -473,7 +473,10 @@ impl EventIndex for TantivyIndex {
                 index: e.index,
                 detail,
             };
-            let (doc, record_tenant) = self.fields.document(e.index, e.record).map_err(bad)?;
+            let (doc, record_tenant) = self
+                .fields
+                .document(e.index, e.record, e.personal)
+                .map_err(bad)?;
             if record_tenant != tenant {
                 return Err(bad(format!("record of tenant {record_tenant:?}")));
             }

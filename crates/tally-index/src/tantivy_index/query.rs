@@ -98,6 +98,15 @@ fn term_query(
 }
 
 fn value_query(fields: &Fields, field: QField, value: &Value) -> Box<dyn TQuery> {
+    if let Value::Token(token) = value {
+        return Box::new(TermQuery::new(
+            Term::from_field_text(
+                fields.personal,
+                &super::schema::token_term(field.spec().name, token),
+            ),
+            IndexRecordOption::Basic,
+        ));
+    }
     if !field.is_string() {
         return match value {
             Value::Exact(s) => match s.parse::<IpAddr>() {
@@ -119,7 +128,7 @@ fn value_query(fields: &Fields, field: QField, value: &Value) -> Box<dyn TQuery>
                     true,
                 ))
             }
-            Value::Prefix(_) => Box::new(EmptyQuery),
+            Value::Prefix(_) | Value::Token(_) => Box::new(EmptyQuery),
         };
     }
     let Some(f) = fields.string(field) else {
@@ -147,7 +156,7 @@ fn value_query(fields: &Fields, field: QField, value: &Value) -> Box<dyn TQuery>
                 !NOT_FAST.contains(&field),
             ))
         }
-        Value::Cidr { .. } => Box::new(EmptyQuery),
+        Value::Cidr { .. } | Value::Token(_) => Box::new(EmptyQuery),
     }
 }
 

@@ -32,7 +32,22 @@ pub(crate) const TEXT: &str = "text";
 pub(crate) const TEXT_TOKENIZER: &str = "default";
 
 /// Schema version written into each commit; an index written with another is rebuilt.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// 2: the `personal` field (masking tokens and subject key ids of sealed values).
+pub(crate) const SCHEMA_VERSION: u32 = 2;
+
+/// Name of the field of sealed personal values: `token:<path>=<token>` (what a masked reader
+/// searches by) and `key:<key id>` (how erasure finds a subject's records).
+pub(crate) const PERSONAL: &str = "personal";
+
+/// The `personal` term of a masking token at a path.
+pub(crate) fn token_term(path: &str, token: &str) -> String {
+    format!("token:{path}={token}")
+}
+
+/// The `personal` term of a subject key id.
+pub(crate) fn key_term(key: &str) -> String {
+    format!("key:{key}")
+}
 
 /// The fields of the schema, resolved once.
 #[derive(Clone)]
@@ -44,6 +59,8 @@ pub(crate) struct Fields {
     pub actor_ip: Field,
     /// One raw string field per string [`QField`], in [`QField::ALL`] order.
     strings: Vec<(QField, Field)>,
+    /// See [`PERSONAL`].
+    pub personal: Field,
 }
 
 /// The tantivy name of a schema field: its dotted name with `_` for `.`.
@@ -107,6 +124,7 @@ impl Fields {
                 Some((f, b.add_text_field(&name, options)))
             })
             .collect();
+        let personal = b.add_text_field(PERSONAL, raw.clone());
         Fields {
             schema: b.build(),
             index,
@@ -114,6 +132,7 @@ impl Fields {
             text,
             actor_ip,
             strings,
+            personal,
         }
     }
 
@@ -130,6 +149,7 @@ impl Fields {
         &self,
         index: u64,
         bytes: &[u8],
+        personal: &[crate::PersonalValue],
     ) -> Result<(TantivyDocument, String), String> {
         let r = Record::parse(bytes).map_err(|e| e.to_string())?;
         // Values are added in field order (index, time, text, actor_ip, strings), which spares
@@ -175,6 +195,12 @@ impl Fields {
             if let (Some(value), Some(f)) = (value, self.string(qf)) {
                 doc.add_text(f, value);
             }
+        }
+        for p in personal {
+            if let Some(token) = &p.token {
+                doc.add_text(self.personal, token_term(&p.path, token));
+            }
+            doc.add_text(self.personal, key_term(&p.key));
         }
         Ok((doc, r.tenant))
     }
@@ -267,7 +293,7 @@ mod tests {
     #[test]
     fn the_schema_is_the_one_existing_indexes_were_written_with() {
         let schema = serde_json::to_string_pretty(&Fields::new().schema).unwrap();
-        matches_fixture("tantivy-schema-v1.json", &schema);
+        matches_fixture("tantivy-schema-v2.json", &schema);
     }
 
     /// Which values of a record go to which field, in which order (positions in the text field
@@ -300,8 +326,13 @@ mod tests {
         };
         let record = tally_event::validate(input, &ctx).unwrap().record;
         let fields = Fields::new();
-        let (doc, tenant) = fields.document(7, &record).unwrap();
+        let personal = [crate::PersonalValue {
+            path: "actor.id".into(),
+            token: Some("tally:pii:abc".into()),
+            key: "k1".into(),
+        }];
+        let (doc, tenant) = fields.document(7, &record, &personal).unwrap();
         assert_eq!(tenant, "acme");
-        matches_fixture("tantivy-document-v1.json", &doc.to_json(&fields.schema));
+        matches_fixture("tantivy-document-v2.json", &doc.to_json(&fields.schema));
     }
 }

@@ -101,6 +101,7 @@ pub fn add_from(index: &dyn EventIndex, tenant: &str, start: u64, records: &[Vec
         .map(|(i, r)| IndexedEvent {
             index: start + i as u64,
             record: r,
+            personal: &[],
         })
         .collect();
     index.add(tenant, &events).expect("add");

@@ -62,9 +62,14 @@ pub fn rebuild(
         .ok_or_else(|| InvestigateError::Data(format!("tenant {tenant} has no log")))?;
     observer.start("rebuild index", Some(events));
     let started = Instant::now();
-    let indexed =
-        tally_consumers::index::rebuild(&*tlog, index, Some(events), &mut |n| observer.advance(n))
-            .map_err(|e| InvestigateError::Index(e.to_string()))?;
+    let indexed = tally_consumers::index::rebuild(
+        &*tlog,
+        index,
+        &tally_consumers::index::UnsealedOnly,
+        Some(events),
+        &mut |n| observer.advance(n),
+    )
+    .map_err(|e| InvestigateError::Index(e.to_string()))?;
     let elapsed = started.elapsed();
     observer.finish();
     let dir = log.data_dir().index_path();

@@ -53,13 +53,39 @@ pub(crate) fn lookup_id(log: &TenantLog, id: uuid::Uuid) -> Result<u64, ApiError
     })
 }
 
-/// Returns the stored record exactly as hashed into the tree; its leaf index and hash are in
-/// the `Tally-Leaf-Index` and `Tally-Leaf-Hash` (base64) headers.
+/// Which form of a record to return.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RecordForm {
+    /// The event as this key may see it: personal values in the clear with the `read:pii`
+    /// scope, as masking tokens (`tally:pii:…`) otherwise, `tally:erased` once erased.
+    #[default]
+    Event,
+    /// The record exactly as hashed into the tree (the Merkle leaf): personal values sealed.
+    Leaf,
+}
+
+/// The tenant a read addresses and the form wanted.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GetEventParams {
+    /// Tenant (default: the key's tenant, or `default`).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub(crate) tenant: Option<String>,
+    /// `event` (default): the event as this key may see it; `leaf`: the bytes hashed into the
+    /// tree, to check a proof against (personal values sealed, never in the clear).
+    #[param(inline)]
+    pub(crate) form: Option<RecordForm>,
+}
+
+/// Returns a stored event: as this key may see it (personal values clear with `read:pii`,
+/// masked otherwise), or with `form=leaf` exactly as hashed into the tree. Its leaf index and
+/// the leaf's hash are in the `Tally-Leaf-Index` and `Tally-Leaf-Hash` (base64) headers.
 #[utoipa::path(
     get, path = "/v1/events/{key}", tag = "events",
-    params(("key" = EventKey, Path, description = "Decimal leaf index or event UUID (8-4-4-4-12 form)"), TenantParam),
+    params(("key" = EventKey, Path, description = "Decimal leaf index or event UUID (8-4-4-4-12 form)"), GetEventParams),
     responses(
-        (status = 200, description = "The canonical record bytes (the Merkle leaf)", content_type = "application/json", body = Object,
+        (status = 200, description = "The event (form=event) or the canonical record bytes, the Merkle leaf (form=leaf)", content_type = "application/json", body = Object,
             headers(
                 ("Tally-Leaf-Index" = u64, description = "Leaf index of the record in the tenant's tree"),
                 ("Tally-Leaf-Hash" = String, description = "RFC 6962 leaf hash of the record, standard base64"),
@@ -77,7 +103,7 @@ pub(crate) async fn get_event(
     auth: Auth,
     ClientIp(ip): ClientIp,
     Path(key): Path<String>,
-    Query(params): Query<TenantParam>,
+    Query(params): Query<GetEventParams>,
 ) -> Result<Response, ApiError> {
     let who = auth.require(Scope::Read)?;
     let tenant = auth.tenant(params.tenant.as_deref())?;
@@ -89,7 +115,16 @@ pub(crate) async fn get_event(
         .note(who, ip, &tenant, ReadKind::Event, index)
         .await;
     let hash = tally_tlog::leaf_hash(&record);
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], record).into_response();
+    let body = match params.form.unwrap_or_default() {
+        RecordForm::Leaf => record,
+        RecordForm::Event => {
+            state
+                .privacy
+                .open(&tenant, &record, crate::privacy::view_for(who))?
+                .bytes
+        }
+    };
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     let headers = response.headers_mut();
     headers.insert("tally-leaf-index", HeaderValue::from(index));
     headers.insert(

@@ -86,6 +86,7 @@ pub(crate) async fn export(
         &["tenant", "q", "from", "to", "format"],
     )?;
     let query = parse_query(&params)?;
+    crate::privacy::check_query(&query, crate::privacy::view_for(&principal))?;
     let format = match param(&params, "format") {
         None => None,
         Some(f @ ("jsonl" | "csv" | "parquet")) => Some(f.to_string()),
@@ -250,15 +251,17 @@ impl Job {
             ReadAudit {
                 tenant: &self.header.tenant,
                 action: "tally.events.export",
-                metadata: serde_json::json!({
-                    "query": self.header.query,
-                    "from": self.header.range.from,
-                    "to": self.header.range.to,
-                    "checkpoint_size": self.size,
-                    "format": self.format,
-                    "rows": rows,
-                    "finished": finished,
-                }),
+                metadata: crate::privacy::with_query(
+                    &self.query,
+                    serde_json::json!({
+                        "from": self.header.range.from,
+                        "to": self.header.range.to,
+                        "checkpoint_size": self.size,
+                        "format": self.format,
+                        "rows": rows,
+                        "finished": finished,
+                    }),
+                ),
             },
         )
         .await;

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use tally_event::{BodyError, BodyFormat, FieldError, IngestContext};
-use tally_store::{AppendError, PreparedEvent};
+use tally_event::{BodyError, BodyFormat, FieldError, IngestContext, ValidEvent};
+use tally_store::AppendError;
 
 use crate::audit::Actor;
 use crate::auth::Scope;
@@ -184,38 +184,17 @@ async fn ingest_inner(
             continue;
         }
         if rejected.count == 0 {
-            prepared.push(PreparedEvent::new(valid));
+            prepared.push(valid);
         }
     }
     if let Some(error) = rejected.into_error() {
         return Err(error);
     }
     let new_tenants = admit(state, &prepared).await?;
+    // Personal values are sealed here, before hashing (see `privacy`).
+    let prepared = state.log.prepare(prepared).await.map_err(append_error)?;
 
-    let appended = state.log.append(prepared).await.map_err(|e| match e {
-        AppendError::Conflict {
-            position,
-            id,
-            index,
-        } => ApiError::new(
-            StatusCode::CONFLICT,
-            "id_conflict",
-            format!(
-                "event {position} reuses id {id}, stored at index {index} with different content; \
-                 nothing of this request was stored. Use a new id for a new event."
-            ),
-        )
-        .with_details(vec![ErrorDetail {
-            event: Some(position),
-            field: Some("id".into()),
-            rule: "an id identifies one event: a retry must carry the same content".into(),
-            line: None,
-            column: None,
-        }]),
-        AppendError::Unavailable(reason) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason).retry_after(5)
-        }
-    })?;
+    let appended = state.log.append(prepared).await.map_err(append_error)?;
     // A tenant made by its first events joins the registry once they are stored, so that a
     // refused request (an id conflict, a full disk) leaves no tenant behind.
     for name in new_tenants {
@@ -254,11 +233,38 @@ async fn ingest_inner(
     }))
 }
 
+fn append_error(e: AppendError) -> ApiError {
+    match e {
+        AppendError::Conflict {
+            position,
+            id,
+            index,
+        } => ApiError::new(
+            StatusCode::CONFLICT,
+            "id_conflict",
+            format!(
+                "event {position} reuses id {id}, stored at index {index} with different content; \
+                 nothing of this request was stored. Use a new id for a new event."
+            ),
+        )
+        .with_details(vec![ErrorDetail {
+            event: Some(position),
+            field: Some("id".into()),
+            rule: "an id identifies one event: a retry must carry the same content".into(),
+            line: None,
+            column: None,
+        }]),
+        AppendError::Unavailable(reason) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason).retry_after(5)
+        }
+    }
+}
+
 /// Checks that every tenant of a request takes its events now: it exists (or may be created,
 /// as the server's setting says), is enabled and within its quotas. All or nothing, like the
 /// append. Returns the tenants that do not exist yet, to be created once the events are
 /// stored.
-async fn admit(state: &AppState, prepared: &[PreparedEvent]) -> Result<Vec<String>, ApiError> {
+async fn admit(state: &AppState, prepared: &[ValidEvent]) -> Result<Vec<String>, ApiError> {
     let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
     for event in prepared {
         *counts.entry(event.tenant.as_str()).or_default() += 1;

@@ -125,6 +125,8 @@ pub(super) struct Prepared {
     pub(super) tenant: String,
     pub(super) index: Arc<dyn EventIndex>,
     pub(super) query: SearchQuery,
+    /// How the principal sees personal values.
+    pub(super) view: tally_privacy::record::View,
 }
 
 pub(super) fn prepare(
@@ -132,11 +134,16 @@ pub(super) fn prepare(
     auth: &Auth,
     params: &[(String, String)],
 ) -> Result<Prepared, ApiError> {
+    let principal = auth.require(Scope::Read)?.clone();
+    let query = parse_query(params)?;
+    let view = crate::privacy::view_for(&principal);
+    crate::privacy::check_query(&query, view)?;
     Ok(Prepared {
-        principal: auth.require(Scope::Read)?.clone(),
+        principal,
         tenant: auth.tenant(param(params, "tenant"))?,
         index: index(state)?.clone(),
-        query: parse_query(params)?,
+        query,
+        view,
     })
 }
 
@@ -213,13 +220,19 @@ impl utoipa::ToSchema for StatsField {}
 pub(crate) struct Hit {
     /// Leaf index in the tenant's tree.
     index: u64,
-    /// The stored record, exactly as hashed.
+    /// The event as this key may see it: personal values in the clear with the `read:pii`
+    /// scope, masking tokens (`tally:pii:…`) otherwise.
     #[schema(value_type = Object)]
     record: Box<RawValue>,
     /// Inclusion proof against `checkpoint` (base64 hashes), when `proofs=true` and the index
     /// is covered by the latest checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     proof: Option<Vec<String>>,
+    /// With `proofs=true`: the record exactly as hashed into the tree (personal values
+    /// sealed), which the proof is of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    leaf: Option<Box<RawValue>>,
 }
 
 /// A page of search results.
@@ -273,6 +286,7 @@ pub(crate) async fn search(
         tenant,
         index,
         query,
+        view,
     } = prepare(&state, &auth, &params)?;
     refuse_params(
         &params,
@@ -332,24 +346,17 @@ pub(crate) async fn search(
             ),
             _ => None,
         };
-        let record = RawValue::from_string(String::from_utf8(record).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                format!("record {i} is not UTF-8"),
-            )
-        })?)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                e.to_string(),
-            )
-        })?;
+        let leaf = if proofs {
+            Some(crate::privacy::raw_json(record.clone())?)
+        } else {
+            None
+        };
+        let record = state.privacy.event_json(&tenant, &record, view)?;
         events.push(Hit {
             index: i,
             record,
             proof,
+            leaf,
         });
     }
     record_read(
@@ -358,7 +365,7 @@ pub(crate) async fn search(
         ReadAudit {
             tenant: &tenant,
             action: "tally.events.search",
-            metadata: serde_json::json!({"query": query.to_string(), "rows": events.len(), "order": if matches!(order, Order::NewestFirst) {"newest"} else {"oldest"}}),
+            metadata: crate::privacy::with_query(&query, serde_json::json!({"rows": events.len(), "order": if matches!(order, Order::NewestFirst) {"newest"} else {"oldest"}})),
         },
     )
     .await?;
@@ -448,6 +455,7 @@ pub(crate) async fn stats(
         tenant,
         index,
         query,
+        view,
     } = prepare(&state, &auth, &params)?;
     refuse_params(
         &params,
@@ -487,29 +495,33 @@ pub(crate) async fn stats(
         ReadAudit {
             tenant: &tenant,
             action: "tally.events.stats",
-            metadata: serde_json::json!({"query": query.to_string(), "by": by.map(|f| f.name()), "interval_ms": interval_ms, "rows": result.buckets.len()}),
+            metadata: crate::privacy::with_query(&query, serde_json::json!({"by": by.map(|f| f.name()), "interval_ms": interval_ms, "rows": result.buckets.len()})),
         },
     )
     .await?;
+    let mut buckets = Vec::with_capacity(result.buckets.len());
+    for b in result.buckets {
+        let key = match (b.key, by) {
+            (Some(key), Some(field)) => Some(state.privacy.shown_value(&tenant, field, key, view)?),
+            (key, _) => key,
+        };
+        buckets.push(StatsBucketJson {
+            key,
+            start: b.start_ms.map(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default()
+            }),
+            count: b.count,
+        });
+    }
     Ok(Json(StatsResponse {
         tenant,
         total: result.total,
-        buckets: result
-            .buckets
-            .into_iter()
-            .map(|b| StatsBucketJson {
-                key: b.key,
-                start: b.start_ms.map(|ms| {
-                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                        .ok()
-                        .and_then(|t| {
-                            t.format(&time::format_description::well_known::Rfc3339)
-                                .ok()
-                        })
-                        .unwrap_or_default()
-                }),
-                count: b.count,
-            })
-            .collect(),
+        buckets,
     }))
 }

@@ -25,7 +25,7 @@ impl utoipa::PartialSchema for StreamEvent {
             "description": "One server-sent event; the stream carries one per matching record",
             "properties": {
                 "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The record's leaf index (send it back as Last-Event-ID to resume)"},
-                "data": {"type": "string", "contentMediaType": "application/json", "description": "The stored record, exactly as hashed"},
+                "data": {"type": "string", "contentMediaType": "application/json", "description": "The event as this key may see it (personal values clear with read:pii, masked otherwise)"},
                 "event": {"type": "string", "enum": ["message"]},
             }
         }))
@@ -74,6 +74,7 @@ pub(crate) async fn stream(
         tenant,
         index,
         query,
+        view,
     } = prepare(&state, &auth, &params)?;
     refuse_params(&params, "/v1/events/stream", &["tenant", "q", "from"])?;
     let log = tenant_log(&state, &tenant)?;
@@ -110,7 +111,7 @@ pub(crate) async fn stream(
         ReadAudit {
             tenant: &tenant,
             action: "tally.events.tail",
-            metadata: serde_json::json!({"query": query.to_string(), "from": from}),
+            metadata: crate::privacy::with_query(&query, serde_json::json!({"from": from})),
         },
     )
     .await?;
@@ -118,8 +119,13 @@ pub(crate) async fn stream(
     let stream = futures_util::stream::unfold(
         (commits, from, std::collections::VecDeque::<Event>::new()),
         move |(mut commits, mut next, mut pending)| {
-            let (index, log, tenant, query) =
-                (index.clone(), log.clone(), tenant.clone(), query.clone());
+            let (index, log, tenant, query, privacy) = (
+                index.clone(),
+                log.clone(),
+                tenant.clone(),
+                query.clone(),
+                state.privacy.clone(),
+            );
             async move {
                 loop {
                     if let Some(event) = pending.pop_front() {
@@ -140,11 +146,14 @@ pub(crate) async fn stream(
                                 let Ok(record) = log.record(i) else {
                                     return None;
                                 };
+                                let Ok(opened) = privacy.open(&tenant, &record, view) else {
+                                    return None;
+                                };
                                 next = i + 1;
                                 pending.push_back(
                                     Event::default()
                                         .id(i.to_string())
-                                        .data(String::from_utf8_lossy(&record)),
+                                        .data(String::from_utf8_lossy(&opened.bytes)),
                                 );
                             }
                         }

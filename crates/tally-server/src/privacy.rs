@@ -1,0 +1,350 @@
+//! The privacy layer between the API and the log: personal values are sealed under their
+//! subjects' keys before the log hashes a record ([`Privacy`] is the log's
+//! [`RecordSealer`]), and every record a reader gets is opened for that reader: in the clear
+//! with the `read:pii` scope, masked otherwise (`tally-privacy` holds the formats and keys).
+//!
+//! Which values are personal is the tenant's policy: the schema's personal fields and the
+//! tenant's [`PersonalPath`]s (from the registry). A policy applies to the events sealed after
+//! it is set; records keep what they were sealed with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use parking_lot::RwLock;
+use tally_event::ValidEvent;
+use tally_privacy::keystore::{KeyStoreError, SubjectKeys};
+use tally_privacy::policy::Policy;
+use tally_privacy::record::{self, Opened, View};
+use tally_store::{DataDir, RecordSealer};
+
+use crate::auth::{Principal, Scope};
+use crate::error::ApiError;
+use crate::tenants::{PersonalPath, TenantRegistry};
+
+/// Seals at ingest and opens for readers; one per server, shared by every request.
+pub struct Privacy {
+    dir: DataDir,
+    tenants: Arc<TenantRegistry>,
+    keys: RwLock<HashMap<String, Arc<SubjectKeys>>>,
+    policies: RwLock<HashMap<String, (Vec<PersonalPath>, Arc<Policy>)>>,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privacy")
+            .field("dir", &self.dir.privacy_path())
+            .finish()
+    }
+}
+
+/// How `who` sees personal values.
+pub fn view_for(who: &Principal) -> View {
+    if who.has(Scope::ReadPii) {
+        View::Clear
+    } else {
+        View::Masked
+    }
+}
+
+impl Privacy {
+    /// The privacy layer of a data directory; key files are opened as tenants need them.
+    pub fn new(dir: DataDir, tenants: Arc<TenantRegistry>) -> Privacy {
+        Privacy {
+            dir,
+            tenants,
+            keys: RwLock::new(HashMap::new()),
+            policies: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A tenant's subject keys, opening (or creating, 0600 in a 0700 directory) its key file.
+    pub fn keys(&self, tenant: &str) -> Result<Arc<SubjectKeys>, KeyStoreError> {
+        if let Some(keys) = self.keys.read().get(tenant) {
+            return Ok(keys.clone());
+        }
+        let mut all = self.keys.write();
+        if let Some(keys) = all.get(tenant) {
+            return Ok(keys.clone());
+        }
+        let path = self.dir.subject_keys_path(tenant);
+        if let Some(parent) = path.parent() {
+            tally_store::layout::create_private_dir_all(parent).map_err(|source| {
+                KeyStoreError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                }
+            })?;
+        }
+        let keys = Arc::new(SubjectKeys::open(&path)?);
+        all.insert(tenant.to_string(), keys.clone());
+        Ok(keys)
+    }
+
+    /// The policy in force for a tenant (the schema's defaults for a tenant the registry
+    /// does not know, such as the server's own).
+    pub fn policy(&self, tenant: &str) -> Arc<Policy> {
+        let paths = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.personal_paths)
+            .unwrap_or_default();
+        if let Some((cached, policy)) = self.policies.read().get(tenant) {
+            if *cached == paths {
+                return policy.clone();
+            }
+        }
+        let rules: Vec<_> = paths.iter().map(PersonalPath::rule).collect();
+        // Checked when set; a registry edited by hand into an invalid state keeps the defaults
+        // rather than refusing every event.
+        let policy = Arc::new(Policy::with_tenant_rules(&rules).unwrap_or_else(|errors| {
+            tracing::error!(
+                tenant,
+                ?errors,
+                "the tenant's personal paths are invalid; using the schema's only"
+            );
+            Policy::default()
+        }));
+        self.policies
+            .write()
+            .insert(tenant.to_string(), (paths, policy.clone()));
+        policy
+    }
+
+    /// A stored record as `view` shows it.
+    pub fn open(&self, tenant: &str, stored: &[u8], view: View) -> Result<Opened, ApiError> {
+        if view == View::Clear && !record::is_sealed(stored) {
+            // A schema-1 record holds its values in the clear already: no key file needed.
+            return Ok(Opened {
+                bytes: stored.to_vec(),
+                sealed: Vec::new(),
+                tokens: Vec::new(),
+                erased: 0,
+                unavailable: 0,
+            });
+        }
+        let keys = self.keys(tenant).map_err(key_store_error)?;
+        record::open_record(stored, view, &self.policy(tenant), &keys).map_err(|e| {
+            tracing::error!(tenant, error = %e, "a stored record does not open");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "damaged_record",
+                format!("a stored record's personal values do not open: {e}; run tally verify"),
+            )
+        })
+    }
+
+    fn seal_tenant(&self, tenant: &str, events: &mut [&mut ValidEvent]) -> Result<(), String> {
+        let policy = self.policy(tenant);
+        let keys = self.keys(tenant).map_err(|e| {
+            tracing::error!(tenant, error = %e, "the subject key file cannot be opened");
+            "the personal-data keys cannot be read or written".to_string()
+        })?;
+        let mut subjects = Vec::new();
+        for event in events.iter() {
+            for s in record::subjects(&event.record, &policy).map_err(|e| e.to_string())? {
+                if !subjects.contains(&s) {
+                    subjects.push(s);
+                }
+            }
+        }
+        keys.ensure(&subjects).map_err(|e| {
+            tracing::error!(tenant, error = %e, "new subject keys cannot be stored");
+            "new personal-data keys could not be stored durably; nothing of this request was \
+             stored"
+                .to_string()
+        })?;
+        for event in events.iter_mut() {
+            event.record =
+                record::seal_record(&event.record, &policy, &keys).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Privacy {
+    /// The log's privacy layer: the one already sealing its records, or a new one, set as its
+    /// sealer. One per log, so that every request sees the same keys (an erased key is gone
+    /// for all).
+    pub fn of_log(log: &tally_store::Log, tenants: Arc<TenantRegistry>) -> Arc<Privacy> {
+        if let Some(existing) = log
+            .sealer()
+            .and_then(|s| s.into_any().downcast::<Privacy>().ok())
+        {
+            return existing;
+        }
+        let privacy = Arc::new(Privacy::new(log.data_dir().clone(), tenants));
+        if !log.set_sealer(privacy.clone()) {
+            // Another thread set one between the two calls.
+            if let Some(existing) = log
+                .sealer()
+                .and_then(|s| s.into_any().downcast::<Privacy>().ok())
+            {
+                return existing;
+            }
+        }
+        privacy
+    }
+}
+
+impl tally_consumers::index::RecordOpener for Privacy {
+    fn open_for_index(&self, tenant: &str, stored: &[u8]) -> Result<Opened, String> {
+        let keys = self.keys(tenant).map_err(|e| e.to_string())?;
+        record::open_record(stored, View::Index, &self.policy(tenant), &keys)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl RecordSealer for Privacy {
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    fn seal(&self, events: &mut [ValidEvent]) -> Result<(), String> {
+        let mut by_tenant: HashMap<String, Vec<&mut ValidEvent>> = HashMap::new();
+        for event in events.iter_mut() {
+            by_tenant
+                .entry(event.tenant.clone())
+                .or_default()
+                .push(event);
+        }
+        for (tenant, mut events) in by_tenant {
+            self.seal_tenant(&tenant, &mut events)?;
+        }
+        Ok(())
+    }
+}
+
+fn key_store_error(e: KeyStoreError) -> ApiError {
+    tracing::error!(error = %e, "the subject key file cannot be used");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the personal-data keys cannot be read; retry later, or ask the operator to check the \
+         server's log",
+    )
+    .retry_after(5)
+}
+
+impl Privacy {
+    /// A stored record as `view` shows it, as JSON to embed in an answer.
+    pub fn event_json(
+        &self,
+        tenant: &str,
+        stored: &[u8],
+        view: View,
+    ) -> Result<Box<serde_json::value::RawValue>, ApiError> {
+        let opened = self.open(tenant, stored, view)?;
+        raw_json(opened.bytes)
+    }
+
+    /// A value of `field` as `view` shows it: unchanged in the clear or for a field that holds
+    /// no personal data, its masking token otherwise (stats group keys).
+    pub fn shown_value(
+        &self,
+        tenant: &str,
+        field: tally_query::Field,
+        value: String,
+        view: View,
+    ) -> Result<String, ApiError> {
+        if view == View::Clear || !field.spec().personal {
+            return Ok(value);
+        }
+        let keys = self.keys(tenant).map_err(key_store_error)?;
+        Ok(keys.tokens().token_of_str(&value))
+    }
+}
+
+/// Bytes known to be a JSON document, for embedding.
+pub fn raw_json(bytes: Vec<u8>) -> Result<Box<serde_json::value::RawValue>, ApiError> {
+    let damaged = |detail: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            format!("a stored record is not JSON ({detail}); run tally verify"),
+        )
+    };
+    let text = String::from_utf8(bytes).map_err(|_| damaged("not UTF-8".into()))?;
+    serde_json::value::RawValue::from_string(text).map_err(|e| damaged(e.to_string()))
+}
+
+/// Refuses what would let a reader without `read:pii` learn personal values piece by piece:
+/// a prefix or an address block on a personal field (whole values and masking tokens are
+/// fine: they only confirm what the reader already has).
+pub fn check_query(query: &tally_query::Query, view: View) -> Result<(), ApiError> {
+    if view != View::Masked {
+        return Ok(());
+    }
+    for term in &query.terms {
+        if let tally_query::TermKind::Field { field, values } = &term.kind {
+            let partial = values.iter().any(|v| {
+                matches!(
+                    v,
+                    tally_query::Value::Prefix(_) | tally_query::Value::Cidr { .. }
+                ) && !(matches!(v, tally_query::Value::Cidr { prefix_len, network }
+                        if *prefix_len == if network.is_ipv4() { 32 } else { 128 }))
+            });
+            if field.spec().personal && partial {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "personal_data",
+                    format!(
+                        "{} holds personal data: without the read:pii scope it is matched only \
+                         by whole values or masking tokens (tally:pii:…), not by a prefix or an \
+                         address block",
+                        field.name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a read's query is recorded in the log: the query text with every value that may be
+/// personal (values of personal fields, free text) replaced by `$1`, `$2`, …, and those
+/// values under `query_values`, a path every tenant's policy seals with the value as its
+/// subject. So the query is on the record, and erasing a person erases it from there too.
+pub fn recorded_query(query: &tally_query::Query) -> serde_json::Value {
+    use tally_query::{TermKind, Value};
+    let mut shown = query.clone();
+    let mut values = serde_json::Map::new();
+    let next = |text: String, values: &mut serde_json::Map<String, serde_json::Value>| {
+        let n = values.len() + 1;
+        values.insert(n.to_string(), text.into());
+        format!("${n}")
+    };
+    for term in &mut shown.terms {
+        match &mut term.kind {
+            TermKind::Field { field, values: vs } if field.spec().personal => {
+                for v in vs.iter_mut() {
+                    *v = match v {
+                        Value::Exact(t) | Value::Token(t) => {
+                            Value::Exact(next(std::mem::take(t), &mut values))
+                        }
+                        Value::Prefix(t) => Value::Prefix(next(std::mem::take(t), &mut values)),
+                        Value::Cidr { .. } => Value::Exact(next(v.to_string(), &mut values)),
+                    };
+                }
+            }
+            TermKind::Text { text, .. } => {
+                *text = next(std::mem::take(text), &mut values);
+            }
+            _ => {}
+        }
+    }
+    let mut out = serde_json::json!({ "query": shown.to_string() });
+    if !values.is_empty() {
+        out[tally_privacy::policy::QUERY_VALUES_MEMBER] = serde_json::Value::Object(values);
+    }
+    out
+}
+
+/// `metadata` (an object) with the query recorded as [`recorded_query`] says.
+pub fn with_query(query: &tally_query::Query, metadata: serde_json::Value) -> serde_json::Value {
+    let mut out = recorded_query(query);
+    if let (Some(out), serde_json::Value::Object(members)) = (out.as_object_mut(), metadata) {
+        out.extend(members);
+    }
+    out
+}
