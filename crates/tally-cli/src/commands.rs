@@ -241,8 +241,11 @@ pub async fn prove(args: ProveArgs) -> Result<()> {
                 .ok_or_else(|| anyhow!("server answer lacks the checkpoint"))?;
             let cp = open_checkpoint(note, &verifier)?;
             let proof = hashes(&v.proof)?;
+            // The leaf form: the bytes hashed into the tree (personal values sealed).
+            let mut query = tenant_query(&args.tenant);
+            query.push(("form", "leaf".to_string()));
             let record = client
-                .get(&format!("/v1/events/{index}"), &tenant_query(&args.tenant))
+                .get(&format!("/v1/events/{index}"), &query)
                 .await?
                 .bytes()
                 .await?;

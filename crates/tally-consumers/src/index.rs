@@ -100,6 +100,30 @@ impl Consumer for IndexConsumer {
     }
 }
 
+/// A sealed record opened for the index: its bytes with personal values clear, and each
+/// sealed value's path, token and key (what [`EventIndex::erase_key`] re-adds, too).
+pub fn opened_with_personal(
+    opener: &dyn RecordOpener,
+    tenant: &str,
+    stored: &[u8],
+) -> Result<(Vec<u8>, Vec<PersonalValue>), String> {
+    let o = opener.open_for_index(tenant, stored)?;
+    let personal = o
+        .sealed
+        .iter()
+        .map(|(path, key)| PersonalValue {
+            path: path.clone(),
+            token: o
+                .tokens
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, t)| t.clone()),
+            key: key.to_string(),
+        })
+        .collect();
+    Ok((o.bytes, personal))
+}
+
 /// Adds a batch to the index (not committed), opening its sealed records.
 fn add(
     index: &dyn EventIndex,
@@ -114,23 +138,9 @@ fn add(
             opened.push(None);
             continue;
         }
-        let o = opener
-            .open_for_index(batch.tenant, record)
+        let (bytes, personal) = opened_with_personal(opener, batch.tenant, record)
             .map_err(|detail| IndexError::BadRecord { index: i, detail })?;
-        let personal = o
-            .sealed
-            .iter()
-            .map(|(path, key)| PersonalValue {
-                path: path.clone(),
-                token: o
-                    .tokens
-                    .iter()
-                    .find(|(p, _)| p == path)
-                    .map(|(_, t)| t.clone()),
-                key: key.to_string(),
-            })
-            .collect();
-        opened.push(Some((o.bytes, personal)));
+        opened.push(Some((bytes, personal)));
     }
     let events: Vec<IndexedEvent<'_>> = batch
         .iter()

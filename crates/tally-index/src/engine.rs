@@ -212,4 +212,16 @@ pub trait EventIndex: Send + Sync {
 
     /// Forgets a tenant's index entirely (for a rebuild); `indexed` is 0 afterwards.
     fn clear(&self, tenant: &str) -> Result<(), IndexError>;
+
+    /// After a subject key was erased: replaces the document of every indexed record holding a
+    /// value sealed under `key` (its id, as in [`PersonalValue::key`]) with the one `reopen`
+    /// gives for its leaf index (the record opened again: those values now erased), commits,
+    /// and rewrites the index's files so that none keeps a term of the old documents. Returns
+    /// the leaf indexes replaced. Everything added before it is committed with it.
+    fn erase_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        reopen: &mut dyn FnMut(u64) -> Result<(Vec<u8>, Vec<PersonalValue>), String>,
+    ) -> Result<Vec<u64>, IndexError>;
 }

@@ -213,7 +213,9 @@ impl SubjectKeys {
         &self.tokens
     }
 
-    fn lookup(&self, subject: &str) -> [u8; 32] {
+    /// The subject's keyed hash (HMAC-SHA256 under the tenant's lookup secret): how the key
+    /// file, and anything else that must name a subject without holding its name, names it.
+    pub fn lookup(&self, subject: &str) -> [u8; 32] {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(self.lookup_secret.as_ref()).expect("any key");
         mac.update(subject.as_bytes());

@@ -253,6 +253,9 @@ fn tenant_event<'a>(
             "status": tenant.status,
             "disabled_reason": tenant.disabled_reason,
             "quotas": tenant.quotas,
+            "personal_paths": tenant.personal_paths,
+            "legal_hold": tenant.legal_hold,
+            "subject_holds": tenant.subject_holds.len(),
             "via": via,
         }),
     }
@@ -364,6 +367,47 @@ async fn record_change(
             })?;
     }
     Ok(change)
+}
+
+/// Replaces a tenant's personal paths and records `tally.tenants.policy`. The change stands
+/// even when it cannot be recorded; the error says so.
+pub async fn set_tenant_policy(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    by: Actor<'_>,
+    name: &str,
+    paths: Vec<crate::tenants::PersonalPath>,
+) -> Result<Change, AdminError> {
+    let change = tenants.set_personal_paths(name, paths)?;
+    record_change(log, change, "tally.tenants.policy", by, "api", || {
+        format!("tenant {name}'s personal paths are changed")
+    })
+    .await
+}
+
+/// Places or releases a legal hold (on the tenant, or on one subject by keyed hash) and
+/// records `tally.tenants.hold` / `tally.tenants.release`.
+pub async fn set_tenant_hold(
+    log: &tally_store::Log,
+    tenants: &TenantRegistry,
+    by: Actor<'_>,
+    name: &str,
+    subject: Option<&str>,
+    hold: Option<crate::tenants::LegalHold>,
+) -> Result<Change, AdminError> {
+    let action = if hold.is_some() {
+        "tally.tenants.hold"
+    } else {
+        "tally.tenants.release"
+    };
+    let change = match subject {
+        None => tenants.set_legal_hold(name, hold)?,
+        Some(s) => tenants.set_subject_hold(name, s, hold)?,
+    };
+    record_change(log, change, action, by, "api", || {
+        format!("tenant {name}'s legal holds are changed")
+    })
+    .await
 }
 
 /// Replaces a tenant's quotas and records `tally.tenants.quotas`. The change stands even when

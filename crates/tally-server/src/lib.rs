@@ -356,6 +356,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/disable", post(tenants::disable))
         .route("/v1/tenants/{tenant}/enable", post(tenants::enable))
         .route("/v1/tenants/{tenant}/quotas", put(tenants::set_quotas))
+        .route(
+            "/v1/tenants/{tenant}/policy",
+            get(privacy::get_policy).put(privacy::set_policy),
+        )
+        .route("/v1/tenants/{tenant}/holds", post(privacy::place_hold))
+        .route(
+            "/v1/tenants/{tenant}/holds/release",
+            post(privacy::release_hold),
+        )
+        .route("/v1/tenants/{tenant}/erasures", post(privacy::erase))
         .route("/v1/checkpoint", get(proofs::checkpoint))
         .route("/v1/log-key", get(proofs::log_key))
         .route("/v1/proof/inclusion", get(proofs::inclusion))

@@ -30,6 +30,11 @@ use crate::routes;
         routes::tenants::disable,
         routes::tenants::enable,
         routes::tenants::set_quotas,
+        routes::privacy::get_policy,
+        routes::privacy::set_policy,
+        routes::privacy::place_hold,
+        routes::privacy::release_hold,
+        routes::privacy::erase,
         routes::proofs::checkpoint,
         routes::proofs::log_key,
         routes::proofs::inclusion,
@@ -57,6 +62,7 @@ use crate::routes;
         (name = "tiles", description = "The tree as C2SP tlog-tiles: checkpoints, hash tiles, entry bundles"),
         (name = "keys", description = "API keys (admin)"),
         (name = "tenants", description = "Tenants: list and describe (read); create, disable, enable and limit (admin of every tenant)"),
+        (name = "privacy", description = "Personal data: which values are personal, legal holds, erasure of subjects (admin of the tenant)"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]

@@ -319,9 +319,10 @@ pub fn recorded_query(query: &tally_query::Query) -> serde_json::Value {
             TermKind::Field { field, values: vs } if field.spec().personal => {
                 for v in vs.iter_mut() {
                     *v = match v {
-                        Value::Exact(t) | Value::Token(t) => {
-                            Value::Exact(next(std::mem::take(t), &mut values))
-                        }
+                        // A token is already a pseudonym, and a reserved string no event may
+                        // carry inside `query_values`: it stays in the text.
+                        Value::Token(t) => Value::Token(std::mem::take(t)),
+                        Value::Exact(t) => Value::Exact(next(std::mem::take(t), &mut values)),
                         Value::Prefix(t) => Value::Prefix(next(std::mem::take(t), &mut values)),
                         Value::Cidr { .. } => Value::Exact(next(v.to_string(), &mut values)),
                     };
@@ -345,6 +346,156 @@ pub fn with_query(query: &tally_query::Query, metadata: serde_json::Value) -> se
     let mut out = recorded_query(query);
     if let (Some(out), serde_json::Value::Object(members)) = (out.as_object_mut(), metadata) {
         out.extend(members);
+    }
+    out
+}
+
+/// What an erasure did.
+#[derive(Debug, Default)]
+pub struct Erased {
+    /// The ids of the destroyed subject keys.
+    pub erased_keys: Vec<String>,
+    /// Records holding a value under one of them.
+    pub records: u64,
+}
+
+/// Destroys the keys of `subjects` in `tenant` and makes the search index forget their values
+/// (blocking: run off the async workers). Subjects without a key are skipped.
+pub fn erase(
+    state: &crate::AppState,
+    tenant: &str,
+    subjects: &[String],
+) -> Result<Erased, ApiError> {
+    let privacy = &state.privacy;
+    let keys = privacy.keys(tenant).map_err(key_store_error)?;
+    let tlog = state.log.tenant(tenant);
+    let mut out = Erased::default();
+    for subject in subjects {
+        let kid = keys.erase(subject).map_err(|e| {
+            tracing::error!(tenant, error = %e, "a subject key could not be erased");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the personal-data keys could not be rewritten; nothing more was erased. Retry",
+            )
+            .retry_after(5)
+        })?;
+        let Some(kid) = kid else { continue };
+        let kid = kid.to_string();
+        let Some(tlog) = &tlog else {
+            out.erased_keys.push(kid);
+            continue;
+        };
+        // Records the index holds are found (and rewritten) through it; the ones it has not
+        // reached yet are counted by reading them (the index will take them erased).
+        let mut scan_from = 0;
+        if let Some(index) = &state.index {
+            let replaced = index
+                .erase_key(tenant, &kid, &mut |i| {
+                    let stored = tlog.record(i).map_err(|e| e.to_string())?;
+                    tally_consumers::index::opened_with_personal(&**privacy, tenant, &stored)
+                })
+                .map_err(|e| {
+                    tracing::error!(tenant, error = %e, "the search index could not forget an erased subject");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "index_error",
+                        format!(
+                            "the subject's key is destroyed, but the search index still holds its \
+                             values ({e}); stop the server and run tally reindex"
+                        ),
+                    )
+                })?;
+            out.records += replaced.len() as u64;
+            scan_from = index.indexed(tenant).unwrap_or(0);
+        }
+        out.records += count_sealed_under(tlog, &kid, scan_from)?;
+        out.erased_keys.push(kid);
+    }
+    Ok(out)
+}
+
+/// How many records from `from` on hold a value sealed under key id `kid`.
+fn count_sealed_under(
+    tlog: &tally_store::TenantLog,
+    kid: &str,
+    from: u64,
+) -> Result<u64, ApiError> {
+    const CHUNK: u64 = 4096;
+    let needle = format!(".{kid}.");
+    let size = tlog.size();
+    let mut count = 0;
+    let mut pos = from;
+    while pos < size {
+        let n = (size - pos).min(CHUNK);
+        for record in tlog.records(pos, n)? {
+            if record.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                count += 1;
+            }
+        }
+        pos += n;
+    }
+    Ok(count)
+}
+
+/// The query as it is recorded: each masking token replaced by the value it stands for (found
+/// through a record it matches), so that the recorded search is sealed under that value's
+/// subject and erased with it, and no token outlives an erasure in the log. A token matching
+/// nothing is recorded as such.
+pub async fn query_for_record(
+    state: &crate::AppState,
+    tenant: &str,
+    query: &tally_query::Query,
+) -> tally_query::Query {
+    use tally_query::{Term, TermKind, Value};
+    let mut out = query.clone();
+    let (Some(index), Some(tlog)) = (state.index.clone(), state.log.tenant(tenant)) else {
+        return out;
+    };
+    for term in &mut out.terms {
+        let TermKind::Field { field, values } = &mut term.kind else {
+            continue;
+        };
+        for v in values.iter_mut() {
+            let Value::Token(token) = v else { continue };
+            let single = tally_query::Query {
+                terms: vec![Term {
+                    negated: false,
+                    kind: TermKind::Field {
+                        field: *field,
+                        values: vec![Value::Token(token.clone())],
+                    },
+                    span: tally_query::Span { start: 0, end: 0 },
+                }],
+            };
+            let (index, tenant_name, field) = (index.clone(), tenant.to_string(), *field);
+            let found = tokio::task::spawn_blocking(move || {
+                let opts = tally_index::SearchOptions {
+                    now_ms: 0,
+                    order: tally_index::Order::NewestFirst,
+                    cursor: None,
+                    limit: 1,
+                    upto: None,
+                };
+                index.search(&tenant_name, &single, &opts).ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .and_then(|page| page.indexes.first().copied());
+            let clear = found
+                .and_then(|i| tlog.record(i).ok())
+                .and_then(|stored| state.privacy.open(tenant, &stored, View::Clear).ok())
+                .and_then(|opened| tally_event::Record::parse(&opened.bytes).ok())
+                .and_then(|record| {
+                    field
+                        .spec()
+                        .value(&record)
+                        .and_then(|v| v.as_text().map(|t| t.into_owned()))
+                });
+            *v =
+                Value::Exact(clear.unwrap_or_else(|| "(a masking token matching no event)".into()));
+        }
     }
     out
 }

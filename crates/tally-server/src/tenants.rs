@@ -72,6 +72,34 @@ pub struct Tenant {
     /// events received after they are set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub personal_paths: Vec<PersonalPath>,
+    /// A legal hold on the whole tenant: no personal data of it may be erased while it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_hold: Option<LegalHold>,
+    /// Legal holds on single subjects (each named by a keyed hash, never by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_holds: Vec<SubjectHold>,
+}
+
+/// Why erasure is blocked, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegalHold {
+    /// Why (a case or matter reference).
+    pub reason: String,
+    /// When it was placed (RFC 3339).
+    pub since: String,
+}
+
+/// A legal hold on one subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectHold {
+    /// The subject's keyed hash (HMAC-SHA256 under the tenant's lookup secret, hex): the
+    /// registry never holds a subject's name.
+    pub subject: String,
+    /// Why, and since when.
+    #[serde(flatten)]
+    pub hold: LegalHold,
 }
 
 /// A path that holds personal data, and whose data it is.
@@ -111,6 +139,8 @@ impl Tenant {
             disabled_reason: None,
             quotas: Quotas::default(),
             personal_paths: Vec::new(),
+            legal_hold: None,
+            subject_holds: Vec::new(),
         }
     }
 }
@@ -282,6 +312,47 @@ impl TenantRegistry {
             }
             t.personal_paths = paths;
             true
+        })
+    }
+
+    /// Places (`Some`) or releases (`None`) the tenant-wide legal hold.
+    pub fn set_legal_hold(
+        &self,
+        name: &str,
+        hold: Option<LegalHold>,
+    ) -> Result<Change, RegistryError> {
+        self.update(name, |t| {
+            if t.legal_hold.is_some() == hold.is_some() {
+                return false;
+            }
+            t.legal_hold = hold;
+            true
+        })
+    }
+
+    /// Places a hold on a subject (by keyed hash), or releases it (`hold` `None`).
+    pub fn set_subject_hold(
+        &self,
+        name: &str,
+        subject: &str,
+        hold: Option<LegalHold>,
+    ) -> Result<Change, RegistryError> {
+        self.update(name, |t| {
+            let at = t.subject_holds.iter().position(|h| h.subject == subject);
+            match (at, hold) {
+                (Some(_), Some(_)) | (None, None) => false,
+                (Some(i), None) => {
+                    t.subject_holds.remove(i);
+                    true
+                }
+                (None, Some(hold)) => {
+                    t.subject_holds.push(SubjectHold {
+                        subject: subject.to_string(),
+                        hold,
+                    });
+                    true
+                }
+            }
         })
     }
 

@@ -193,9 +193,10 @@ impl Server {
             .map_or(0, |t| t["size"].as_u64().expect("size"))
     }
 
-    /// `GET /v1/events/{key}?tenant=`, expecting 200; returns the record bytes.
+    /// `GET /v1/events/{key}?tenant=&form=leaf`, expecting 200; returns the record bytes as
+    /// hashed into the tree.
     async fn record(&self, tenant: &str, key: &str) -> Vec<u8> {
-        self.get(&format!("/v1/events/{key}?tenant={tenant}"))
+        self.get(&format!("/v1/events/{key}?tenant={tenant}&form=leaf"))
             .await
             .ok()
             .body
@@ -557,14 +558,21 @@ async fn ingest_object_array_and_ndjson_store_canonical_records() {
             .await
             .ok();
         assert_eq!(by_upper.body, by_id.body);
-        for r in [&by_id, &by_index] {
+        let as_hashed = srv
+            .get(&format!("/v1/events/{}?tenant=t1&form=leaf", s.id))
+            .await
+            .ok();
+        for r in [&by_id, &by_index, &as_hashed] {
             assert!(r.header("content-type").starts_with(JSON));
             assert_eq!(r.header("tally-leaf-index"), s.index.to_string());
-            assert_eq!(r.header("tally-leaf-hash"), b64(&leaf(&r.body)));
+            assert_eq!(r.header("tally-leaf-hash"), b64(&leaf(&as_hashed.body)));
         }
+        // Personal values are sealed in the hashed form, clear for this admin key.
+        let hashed = String::from_utf8(as_hashed.body.clone()).unwrap();
+        assert!(hashed.contains("tally:sealed:"), "{hashed}");
         assert!(!by_id.body.ends_with(b"\n"), "no trailing newline");
         let rec = by_id.json();
-        assert_eq!(rec["schema_version"], 1);
+        assert_eq!(rec["schema_version"], 2, "sealed, shown opened");
         assert_eq!(rec["id"], s.id.as_str());
         assert_eq!(rec["tenant"], "t1");
         assert_eq!(rec["key_id"], admin_key_id.as_str());
@@ -596,7 +604,7 @@ async fn ingest_object_array_and_ndjson_store_canonical_records() {
     let text = String::from_utf8(records[0].0.clone()).unwrap();
     assert!(
         text.starts_with(&format!(
-            "{{\"schema_version\":1,\"id\":\"{}\",\"tenant\":\"t1\",\"time\":\"2026-01-02T01:04:05.678Z\",\"received_at\":\"",
+            "{{\"schema_version\":2,\"id\":\"{}\",\"tenant\":\"t1\",\"time\":\"2026-01-02T01:04:05.678Z\",\"received_at\":\"",
             client_id.to_lowercase()
         )),
         "{text}"

@@ -353,7 +353,8 @@ async fn search_syntax_filters_pagination_stats_and_audit() {
     // The record as sent, byte for byte (a serde_json::Value would reorder its keys).
     #[derive(serde::Deserialize)]
     struct RawHit {
-        record: Box<serde_json::value::RawValue>,
+        /// The record as hashed (personal values sealed); `record` is the event as shown.
+        leaf: Box<serde_json::value::RawValue>,
     }
     #[derive(serde::Deserialize)]
     struct RawPage {
@@ -371,7 +372,7 @@ async fn search_syntax_filters_pagination_stats_and_audit() {
         .await
         .unwrap();
     let page: RawPage = serde_json::from_str(&text).unwrap();
-    let record = page.events[0].record.get().to_string();
+    let record = page.events[0].leaf.get().to_string();
     let proof: Vec<tally_tlog::Hash> = hit["proof"]
         .as_array()
         .unwrap()
@@ -521,7 +522,9 @@ async fn exports_verify_offline_and_are_audited() {
     assert_eq!(first["category"], "EXPORT");
     assert_eq!(first["metadata"]["rows"], 3);
     assert_eq!(first["metadata"]["format"], "csv");
-    assert_eq!(first["metadata"]["query"], "actor.id:alice");
+    // The query is recorded with its personal values apart, where erasure can reach them.
+    assert_eq!(first["metadata"]["query"], "actor.id:$1");
+    assert_eq!(first["metadata"]["query_values"], json!({"1": "alice"}));
     assert_eq!(first["metadata"]["finished"], true);
 
     // Bad parameters: 400 naming the parameter, nothing exported.

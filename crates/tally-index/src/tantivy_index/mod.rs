@@ -405,6 +405,10 @@ impl TantivyIndex {
 
     fn commit_tenant(&self, t: &Tenant) -> Result<(), IndexError> {
         let mut state = t.writer.lock();
+        Self::commit_locked(t, &mut state)
+    }
+
+    fn commit_locked(t: &Tenant, state: &mut WriterState) -> Result<(), IndexError> {
         if !state.pending {
             return Ok(());
         }
@@ -610,6 +614,84 @@ impl EventIndex for TantivyIndex {
             let time = query::time_window(query, req.now_ms);
             stats::stats(&searcher, weight.as_ref(), time, req, &t.segments).map_err(engine)
         })
+    }
+
+    fn erase_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        reopen: &mut dyn FnMut(u64) -> Result<(Vec<u8>, Vec<crate::PersonalValue>), String>,
+    ) -> Result<Vec<u64>, IndexError> {
+        use tantivy::collector::DocSetCollector;
+        use tantivy::query::TermQuery;
+        use tantivy::schema::IndexRecordOption;
+        use tantivy::Term;
+
+        let Some(t) = self.tenant(tenant, false)? else {
+            return Ok(Vec::new());
+        };
+        let term = Term::from_field_text(self.fields.personal, &schema::key_term(key));
+        let mut state = t.writer.lock();
+        // What the consumer added is committed first, so that the search below sees every
+        // record under the key and the delete below removes nothing it does not put back.
+        Self::commit_locked(&t, &mut state)?;
+        let searcher = t.reader.searcher();
+        let docs = searcher
+            .search(
+                &TermQuery::new(term.clone(), IndexRecordOption::Basic),
+                &DocSetCollector,
+            )
+            .map_err(engine)?;
+        let mut leaves = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let column = searcher
+                .segment_reader(doc.segment_ord)
+                .fast_fields()
+                .u64(INDEX)
+                .map_err(engine)?;
+            if let Some(i) = column.first(doc.doc_id) {
+                leaves.push(i);
+            }
+        }
+        leaves.sort_unstable();
+        let mut ops = vec![UserOperation::Delete(term)];
+        for &i in &leaves {
+            let (record, personal) =
+                reopen(i).map_err(|detail| IndexError::BadRecord { index: i, detail })?;
+            let (doc, _) = self
+                .fields
+                .document(i, &record, &personal)
+                .map_err(|detail| IndexError::BadRecord { index: i, detail })?;
+            ops.push(UserOperation::Add(doc));
+        }
+        if state.writer.is_none() {
+            state.writer = Some(
+                t.index
+                    .writer_with_options(self.writer_options())
+                    .map_err(engine)?,
+            );
+        }
+        let writer = state.writer.as_mut().expect("just set");
+        if let Err(e) = writer.run(ops) {
+            if let Some(mut w) = state.writer.take() {
+                let _ = w.rollback();
+            }
+            return Err(engine(e));
+        }
+        // Nothing is added (the count stays), but the commit must happen.
+        state.pending = true;
+        Self::commit_locked(&t, &mut state)?;
+        // The deleted documents' terms stay in their segments' files until those are merged
+        // away: merge every segment into one and delete the files no longer used.
+        let writer = state.writer.as_mut().expect("a writer after a commit");
+        let segments: Vec<SegmentId> = t.index.searchable_segment_ids().map_err(engine)?;
+        if !segments.is_empty() {
+            writer.merge(&segments).wait().map_err(engine)?;
+        }
+        writer.garbage_collect_files().wait().map_err(engine)?;
+        t.reader.reload().map_err(engine)?;
+        t.prepare_segments()?;
+        Ok(leaves)
     }
 
     fn clear(&self, tenant: &str) -> Result<(), IndexError> {

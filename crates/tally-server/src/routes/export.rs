@@ -252,7 +252,12 @@ impl Job {
                 tenant: &self.header.tenant,
                 action: "tally.events.export",
                 metadata: crate::privacy::with_query(
-                    &self.query,
+                    &crate::privacy::query_for_record(
+                        &self.state,
+                        &self.header.tenant,
+                        &self.query,
+                    )
+                    .await,
                     serde_json::json!({
                         "from": self.header.range.from,
                         "to": self.header.range.to,

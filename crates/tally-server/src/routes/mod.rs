@@ -5,6 +5,7 @@ pub(crate) mod export;
 pub(crate) mod ingest;
 pub(crate) mod keys;
 pub(crate) mod ops;
+pub(crate) mod privacy;
 pub(crate) mod proofs;
 pub(crate) mod search;
 pub(crate) mod stream;

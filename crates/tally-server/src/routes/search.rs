@@ -365,7 +365,7 @@ pub(crate) async fn search(
         ReadAudit {
             tenant: &tenant,
             action: "tally.events.search",
-            metadata: crate::privacy::with_query(&query, serde_json::json!({"rows": events.len(), "order": if matches!(order, Order::NewestFirst) {"newest"} else {"oldest"}})),
+            metadata: crate::privacy::with_query(&crate::privacy::query_for_record(&state, &tenant, &query).await, serde_json::json!({"rows": events.len(), "order": if matches!(order, Order::NewestFirst) {"newest"} else {"oldest"}})),
         },
     )
     .await?;
@@ -495,7 +495,7 @@ pub(crate) async fn stats(
         ReadAudit {
             tenant: &tenant,
             action: "tally.events.stats",
-            metadata: crate::privacy::with_query(&query, serde_json::json!({"by": by.map(|f| f.name()), "interval_ms": interval_ms, "rows": result.buckets.len()})),
+            metadata: crate::privacy::with_query(&crate::privacy::query_for_record(&state, &tenant, &query).await, serde_json::json!({"by": by.map(|f| f.name()), "interval_ms": interval_ms, "rows": result.buckets.len()})),
         },
     )
     .await?;

@@ -111,7 +111,10 @@ pub(crate) async fn stream(
         ReadAudit {
             tenant: &tenant,
             action: "tally.events.tail",
-            metadata: crate::privacy::with_query(&query, serde_json::json!({"from": from})),
+            metadata: crate::privacy::with_query(
+                &crate::privacy::query_for_record(&state, &tenant, &query).await,
+                serde_json::json!({"from": from}),
+            ),
         },
     )
     .await?;

@@ -86,7 +86,7 @@ fn require_operator(auth: &Auth) -> Result<&Principal, ApiError> {
 const TENANT_RULE: &str =
     "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit";
 
-fn tenant_name(name: &str) -> Result<&str, ApiError> {
+pub(super) fn tenant_name(name: &str) -> Result<&str, ApiError> {
     if !tally_event::is_valid_tenant(name) {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
@@ -98,7 +98,7 @@ fn tenant_name(name: &str) -> Result<&str, ApiError> {
     Ok(name)
 }
 
-fn no_tenant(name: &str) -> ApiError {
+pub(super) fn no_tenant(name: &str) -> ApiError {
     ApiError::not_found(format!(
         "no tenant {name} (see GET /v1/tenants; create it with POST /v1/tenants)"
     ))

@@ -653,7 +653,7 @@ func checkInclusion(c *client, i, s int64, r tlog.Hash, latest bool, hr tlog.Has
 	}
 
 	// The record bytes hash to the leaf.
-	evPath := fmt.Sprintf("/v1/events/%d?%s", i, c.q())
+	evPath := fmt.Sprintf("/v1/events/%d?form=leaf&%s", i, c.q())
 	record, hdr, err := c.get(evPath)
 	if ck.check(err, "GET %s", evPath) {
 		if got := tlog.RecordHash(record); got != leaf {

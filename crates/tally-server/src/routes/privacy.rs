@@ -1,0 +1,473 @@
+//! A tenant's personal data: its policy (`/v1/tenants/{t}/policy`), legal holds
+//! (`/v1/tenants/{t}/holds`) and erasure of subjects (`/v1/tenants/{t}/erasures`). Each is
+//! a tenant admin's call and each change is recorded in the log.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::tenants::{known, no_tenant, tenant_name};
+use crate::admin;
+use crate::audit::{Actor, ServerEvent};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ErrorDetail};
+use crate::extract::Auth;
+use crate::tenants::{LegalHold, PersonalPath, Tenant};
+use crate::AppState;
+
+/// Most subjects one erasure request names.
+const MAX_SUBJECTS: usize = 100;
+/// Longest subject identifier and reason, in characters.
+const MAX_SUBJECT_CHARS: usize = 256;
+const MAX_REASON_CHARS: usize = 1024;
+
+/// A tenant's admin (or a global one).
+fn require_tenant_admin<'a>(auth: &'a Auth, tenant: &str) -> Result<&'a Principal, ApiError> {
+    let caller = auth.require(Scope::Admin)?;
+    if !caller.may_manage(tenant) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this API key administers tenant {} only", caller.tenant),
+        ));
+    }
+    Ok(caller)
+}
+
+async fn existing(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
+    known(state, name).await?.ok_or_else(|| no_tenant(name))
+}
+
+/// The personal paths in force for a tenant.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyInfo {
+    /// The schema's personal fields and the server's own, in force for every tenant.
+    pub defaults: Vec<String>,
+    /// The tenant's own paths inside `before`, `after` and `metadata`.
+    pub personal_paths: Vec<PersonalPath>,
+}
+
+/// A new set of personal paths.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// Replaces the tenant's paths (an empty list leaves only the defaults).
+    #[serde(default)]
+    pub personal_paths: Vec<PersonalPath>,
+}
+
+fn policy_info(tenant: &Tenant) -> PolicyInfo {
+    PolicyInfo {
+        defaults: tally_privacy::policy::Policy::default()
+            .rules()
+            .iter()
+            .map(|r| r.pattern.to_string())
+            .collect(),
+        personal_paths: tenant.personal_paths.clone(),
+    }
+}
+
+/// Which values of a tenant's events are personal data.
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/policy", tag = "privacy", operation_id = "get_tenant_policy",
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The paths in force", body = PolicyInfo),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn get_policy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<PolicyInfo>, ApiError> {
+    let name = tenant_name(&name)?;
+    require_tenant_admin(&auth, name)?;
+    Ok(Json(policy_info(&existing(&state, name).await?)))
+}
+
+/// Replaces a tenant's personal paths, recorded as `tally.tenants.policy`. They apply to the
+/// events received from now on: what is stored keeps the form it was sealed in.
+#[utoipa::path(
+    put, path = "/v1/tenants/{tenant}/policy", tag = "privacy", operation_id = "set_tenant_policy",
+    request_body = PolicyRequest,
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The paths now in force", body = PolicyInfo),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 422, description = "A path or subject breaks a rule (invalid_policy; each in the details)", body = crate::error::ErrorBody),
+        (status = 503, description = "Changed, but the change could not be recorded in the audit log", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn set_policy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<PolicyInfo>, ApiError> {
+    let name = tenant_name(&name)?;
+    let caller = require_tenant_admin(&auth, name)?;
+    let request: PolicyRequest = crate::extract::json_object(
+        &body,
+        false,
+        "invalid_policy",
+        r#"{"personal_paths": [{"path": "after.email", "subject": "value"}]}"#,
+    )?;
+    let rules: Vec<_> = request
+        .personal_paths
+        .iter()
+        .map(PersonalPath::rule)
+        .collect();
+    if let Err(errors) = tally_privacy::policy::Policy::with_tenant_rules(&rules) {
+        let details = errors
+            .iter()
+            .map(|e| ErrorDetail {
+                event: None,
+                field: Some(format!("personal_paths: {}", e.path)),
+                rule: e.rule.clone(),
+                line: None,
+                column: None,
+            })
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policy",
+            format!(
+                "{} personal path(s) break a rule; nothing was changed: {}",
+                errors.len(),
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+        .with_details(details));
+    }
+    existing(&state, name).await?;
+    let change = admin::set_tenant_policy(
+        &state.log,
+        &state.tenants,
+        Actor::Key(caller),
+        name,
+        request.personal_paths,
+    )
+    .await
+    .map_err(ApiError::from)?;
+    match change {
+        crate::tenants::Change::Done(t) | crate::tenants::Change::Unchanged(t) => {
+            Ok(Json(policy_info(&t)))
+        }
+        crate::tenants::Change::NotFound => Err(no_tenant(name)),
+    }
+}
+
+/// A legal hold to place or release.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// The subject held (an identifier erasure would be asked for); absent: the whole tenant.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Why (required to place a hold).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The tenant's legal holds.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HoldsInfo {
+    /// On the whole tenant.
+    pub legal_hold: Option<LegalHold>,
+    /// How many subjects are held.
+    pub subject_holds: usize,
+}
+
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > max || text.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            field,
+            format!("must be 1 to {max} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Places a legal hold on the tenant or one subject (`tally.tenants.hold`): erasure of what it
+/// covers is refused (409 `legal_hold`) until it is released.
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/holds", tag = "privacy", operation_id = "place_hold",
+    request_body = HoldRequest,
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The holds now", body = HoldsInfo),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 422, description = "No reason, or a malformed subject or reason", body = crate::error::ErrorBody),
+        (status = 503, description = "Changed, but the change could not be recorded in the audit log", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn place_hold(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<HoldsInfo>, ApiError> {
+    set_hold(state, auth, name, body, true).await
+}
+
+/// Releases a legal hold on the tenant or one subject (`tally.tenants.release`).
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/holds/release", tag = "privacy", operation_id = "release_hold",
+    request_body = HoldRequest,
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The holds now", body = HoldsInfo),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 422, description = "A malformed subject", body = crate::error::ErrorBody),
+        (status = 503, description = "Changed, but the change could not be recorded in the audit log", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn release_hold(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<HoldsInfo>, ApiError> {
+    set_hold(state, auth, name, body, false).await
+}
+
+async fn set_hold(
+    state: AppState,
+    auth: Auth,
+    name: String,
+    body: axum::body::Bytes,
+    place: bool,
+) -> Result<Json<HoldsInfo>, ApiError> {
+    let name = tenant_name(&name)?;
+    let caller = require_tenant_admin(&auth, name)?;
+    let request: HoldRequest = crate::extract::json_object(
+        &body,
+        !place,
+        "invalid_request",
+        r#"{"subject": "alice@example.com", "reason": "matter 2026-17"}"#,
+    )?;
+    if let Some(subject) = &request.subject {
+        check_text("subject", subject, MAX_SUBJECT_CHARS)?;
+    }
+    let hold = if place {
+        let reason = request.reason.as_deref().ok_or_else(|| {
+            ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "reason",
+                "is required: say why (a case or matter reference)",
+            )
+        })?;
+        check_text("reason", reason, MAX_REASON_CHARS)?;
+        Some(LegalHold {
+            reason: reason.to_string(),
+            since: crate::auth::now_rfc3339(),
+        })
+    } else {
+        None
+    };
+    existing(&state, name).await?;
+    let lookup = match &request.subject {
+        Some(subject) => {
+            let keys = state.privacy.keys(name).map_err(|_| unavailable_keys())?;
+            Some(hex::encode(keys.lookup(subject)))
+        }
+        None => None,
+    };
+    let change = admin::set_tenant_hold(
+        &state.log,
+        &state.tenants,
+        Actor::Key(caller),
+        name,
+        lookup.as_deref(),
+        hold,
+    )
+    .await
+    .map_err(ApiError::from)?;
+    match change {
+        crate::tenants::Change::Done(t) | crate::tenants::Change::Unchanged(t) => {
+            Ok(Json(HoldsInfo {
+                legal_hold: t.legal_hold,
+                subject_holds: t.subject_holds.len(),
+            }))
+        }
+        crate::tenants::Change::NotFound => Err(no_tenant(name)),
+    }
+}
+
+fn unavailable_keys() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the personal-data keys cannot be read; retry later, or ask the operator to check the \
+         server's log",
+    )
+    .retry_after(5)
+}
+
+/// Subjects to erase.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The identifiers to erase (an actor id, a resource id, an e-mail address named by a
+    /// `value` path): 1 to 100.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Why (a request reference): recorded with the erasure.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErasureResult {
+    /// Subjects that had personal data here (their keys are destroyed).
+    pub erased_subjects: usize,
+    /// Subjects with nothing here.
+    pub unknown_subjects: usize,
+    /// Records whose personal values were erased (they stay, showing `tally:erased`).
+    pub records: u64,
+}
+
+/// Erases subjects' personal data (`tally.subjects.erase`): each subject's key is destroyed,
+/// so every value sealed under it, in every record, reads `tally:erased` from now on; the
+/// search index forgets them; records, proofs and checkpoints are unchanged. Refused with 409
+/// `legal_hold` while a hold covers the tenant or a subject.
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/erasures", tag = "privacy", operation_id = "erase_subjects",
+    request_body = ErasureRequest,
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "Erased", body = ErasureResult),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "A legal hold covers the tenant or a subject (legal_hold); nothing was erased", body = crate::error::ErrorBody),
+        (status = 422, description = "No subjects, too many, or a malformed subject or reason", body = crate::error::ErrorBody),
+        (status = 500, description = "The keys are destroyed but the search index could not be updated (run tally reindex)", body = crate::error::ErrorBody),
+        (status = 503, description = "The keys could not be read, or the erasure could not be recorded", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ErasureResult>, ApiError> {
+    let name = tenant_name(&name)?.to_string();
+    let caller = require_tenant_admin(&auth, &name)?.clone();
+    let request: ErasureRequest = crate::extract::json_object(
+        &body,
+        false,
+        "invalid_request",
+        r#"{"subjects": ["alice@example.com"], "reason": "request 2026-0042"}"#,
+    )?;
+    if request.subjects.is_empty() || request.subjects.len() > MAX_SUBJECTS {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "subjects",
+            format!("must name 1 to {MAX_SUBJECTS} subjects"),
+        ));
+    }
+    for (i, s) in request.subjects.iter().enumerate() {
+        check_text(&format!("subjects[{i}]"), s, MAX_SUBJECT_CHARS)?;
+    }
+    let reason = request.reason.clone().ok_or_else(|| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "reason",
+            "is required: say why (the request's reference)",
+        )
+    })?;
+    check_text("reason", &reason, MAX_REASON_CHARS)?;
+    let tenant = existing(&state, &name).await?;
+    let keys = state.privacy.keys(&name).map_err(|_| unavailable_keys())?;
+    if let Some(hold) = &tenant.legal_hold {
+        return Err(legal_hold(format!(
+            "tenant {name} is under a legal hold since {} ({}); release it first",
+            hold.since, hold.reason
+        )));
+    }
+    for (i, s) in request.subjects.iter().enumerate() {
+        let lookup = hex::encode(keys.lookup(s));
+        if let Some(h) = tenant.subject_holds.iter().find(|h| h.subject == lookup) {
+            return Err(legal_hold(format!(
+                "subjects[{i}] is under a legal hold since {} ({}); release it first",
+                h.hold.since, h.hold.reason
+            )));
+        }
+    }
+    let done = {
+        let state = state.clone();
+        let name = name.clone();
+        let subjects = request.subjects.clone();
+        tokio::task::spawn_blocking(move || crate::privacy::erase(&state, &name, &subjects))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??
+    };
+    crate::audit::record(
+        &state.log,
+        ServerEvent {
+            tenant: &name,
+            actor: Actor::Key(&caller),
+            action: "tally.subjects.erase",
+            category: "ADMIN",
+            resource: ("PERSONAL_DATA", &name),
+            metadata: serde_json::json!({
+                "reason": reason,
+                "subjects": request.subjects.len(),
+                "erased_subjects": done.erased_keys.len(),
+                "erased_keys": done.erased_keys,
+                "records": done.records,
+            }),
+        },
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_recorded",
+            format!("the subjects are erased, but the erasure could not be recorded: {e}"),
+        )
+    })?;
+    Ok(Json(ErasureResult {
+        erased_subjects: done.erased_keys.len(),
+        unknown_subjects: request.subjects.len() - done.erased_keys.len(),
+        records: done.records,
+    }))
+}
+
+fn legal_hold(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "legal_hold", message)
+}
