@@ -14,6 +14,7 @@ mod consumers;
 mod export;
 mod ingest;
 mod investigate;
+mod privacy;
 mod serve;
 mod signing;
 mod tenants;
@@ -69,6 +70,8 @@ enum Command {
     Prove(commands::ProveArgs),
     Keys(commands::KeysArgs),
     Tenants(tenants::TenantsArgs),
+    Erase(privacy::EraseArgs),
+    Holds(privacy::HoldsArgs),
     Keygen(signing::KeygenArgs),
     Query(investigate::QueryArgs),
     Export(export::ExportArgs),
@@ -163,6 +166,8 @@ fn main() -> ExitCode {
             Command::Prove(args) => commands::prove(args).await,
             Command::Keys(args) => commands::keys(args).await,
             Command::Tenants(args) => tenants::run(args).await,
+            Command::Erase(args) => privacy::erase(args).await,
+            Command::Holds(args) => privacy::holds(args).await,
             Command::Keygen(args) => signing::keygen(args).await,
             Command::Query(args) => investigate::query(args).await,
             Command::Export(args) => export::export(args).await,

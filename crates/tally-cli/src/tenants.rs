@@ -76,6 +76,24 @@ enum TenantsAction {
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_stored_bytes: Option<u64>,
     },
+    /// Show or set which values of the tenant's events are personal data (sealed, masked for
+    /// readers without read:pii, erasable). The schema's personal fields always are; add
+    /// paths inside before, after and metadata. Applies to events received from then on.
+    ///
+    /// Examples: tally tenants policy acme
+    ///           tally tenants policy acme --path after.email=value --path 'metadata.patient.*=metadata.patient.id'
+    ///           tally tenants policy acme --clear
+    Policy {
+        /// Tenant name.
+        name: String,
+        /// PATH or PATH=SUBJECT (replaces the tenant's paths; repeat). SUBJECT is actor,
+        /// resource, value, or the path of the value naming the subject.
+        #[arg(long = "path", value_name = "PATH[=SUBJECT]")]
+        paths: Vec<String>,
+        /// Remove the tenant's own paths (the schema's stay).
+        #[arg(long, conflicts_with = "paths")]
+        clear: bool,
+    },
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -91,6 +109,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 /// Runs `tally tenants …`.
 pub async fn run(args: TenantsArgs) -> Result<()> {
     let client = ApiClient::new(&args.server)?;
+    let url = args.server.url.clone();
     let send = |request: reqwest::RequestBuilder| async move {
         let response = request.send().await.with_context(|| {
             format!(
@@ -140,6 +159,32 @@ pub async fn run(args: TenantsArgs) -> Result<()> {
             let info = send(client.request(reqwest::Method::POST, &path)?).await?;
             eprintln!("tenant {} enabled", info.tenant.name);
         }
+        TenantsAction::Policy { name, paths, clear } => {
+            let path = format!("/v1/tenants/{}/policy", segment(&name));
+            let response =
+                if paths.is_empty() && !clear {
+                    client.get(&path, &[]).await?
+                } else {
+                    let personal_paths: Vec<serde_json::Value> = paths
+                        .iter()
+                        .map(|p| match p.split_once('=') {
+                            Some((path, subject)) => {
+                                serde_json::json!({"path": path, "subject": subject})
+                            }
+                            None => serde_json::json!({"path": p}),
+                        })
+                        .collect();
+                    let request = client
+                        .request(reqwest::Method::PUT, &path)?
+                        .json(&serde_json::json!({ "personal_paths": personal_paths }));
+                    check(request.send().await.with_context(|| {
+                        format!("cannot reach {url} (is `tally serve` running?)")
+                    })?)
+                    .await?
+                };
+            let policy: tally_server::wire::PolicyInfo = response.json().await?;
+            println!("{}", serde_json::to_string_pretty(&policy)?);
+        }
         TenantsAction::Quotas {
             name,
             events_per_second,
@@ -164,7 +209,7 @@ pub async fn run(args: TenantsArgs) -> Result<()> {
 
 /// A tenant name as one URL path segment: names are `[a-z0-9_-]`, so anything else is a
 /// typo the server will name; encode it so that it cannot change the path.
-fn segment(name: &str) -> String {
+pub(crate) fn segment(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {

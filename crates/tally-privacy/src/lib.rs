@@ -35,3 +35,4 @@ pub mod keystore;
 pub mod policy;
 pub mod record;
 pub mod seal;
+pub mod secrets;

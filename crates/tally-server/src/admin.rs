@@ -254,6 +254,7 @@ fn tenant_event<'a>(
             "disabled_reason": tenant.disabled_reason,
             "quotas": tenant.quotas,
             "personal_paths": tenant.personal_paths,
+            "secrets": tenant.secrets,
             "legal_hold": tenant.legal_hold,
             "subject_holds": tenant.subject_holds.len(),
             "via": via,
@@ -377,8 +378,9 @@ pub async fn set_tenant_policy(
     by: Actor<'_>,
     name: &str,
     paths: Vec<crate::tenants::PersonalPath>,
+    secrets: crate::tenants::SecretHandling,
 ) -> Result<Change, AdminError> {
-    let change = tenants.set_personal_paths(name, paths)?;
+    let change = tenants.set_personal_paths(name, paths, secrets)?;
     record_change(log, change, "tally.tenants.policy", by, "api", || {
         format!("tenant {name}'s personal paths are changed")
     })

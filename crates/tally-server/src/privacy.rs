@@ -499,3 +499,61 @@ pub async fn query_for_record(
     }
     out
 }
+
+/// Applies a tenant's handling of secrets (credentials by name, card numbers) to a validated
+/// event: unchanged when it holds none; refused with one error per secret; or redacted, each
+/// secret replaced by `[redacted]` and the paths listed in `metadata.redacted`.
+pub fn screen_secrets(
+    handling: crate::tenants::SecretHandling,
+    mut event: ValidEvent,
+) -> Result<ValidEvent, Vec<tally_event::FieldError>> {
+    use tally_privacy::secrets;
+    if !secrets::may_hold_secrets(&event.record) {
+        return Ok(event);
+    }
+    let Ok(mut record) = tally_event::Record::parse(&event.record) else {
+        return Ok(event);
+    };
+    let mut metadata = record.metadata.take().map(serde_json::Value::Object);
+    let members = [
+        ("before", &mut record.before),
+        ("after", &mut record.after),
+        ("metadata", &mut metadata),
+    ];
+    let mut found = Vec::new();
+    for (root, value) in &members {
+        if let Some(v) = value.as_ref() {
+            found.extend(secrets::find(root, v));
+        }
+    }
+    if found.is_empty() {
+        return Ok(event);
+    }
+    if handling == crate::tenants::SecretHandling::Refuse {
+        return Err(found
+            .into_iter()
+            .map(|s| tally_event::FieldError {
+                field: s.path,
+                rule: format!(
+                    "{}: secrets are never stored; remove it (or an administrator sets the \
+                     tenant's secrets handling to redact)",
+                    s.why
+                ),
+            })
+            .collect());
+    }
+    let mut redacted = Vec::new();
+    for (root, value) in members {
+        if let Some(v) = value.as_mut() {
+            redacted.extend(secrets::redact(root, v));
+        }
+    }
+    let mut metadata = match metadata {
+        Some(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    metadata.insert("redacted".into(), redacted.into());
+    record.metadata = Some(metadata);
+    event.record = record.to_bytes();
+    Ok(event)
+}

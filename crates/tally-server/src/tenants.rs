@@ -72,12 +72,33 @@ pub struct Tenant {
     /// events received after they are set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub personal_paths: Vec<PersonalPath>,
+    /// What happens to an event carrying a secret (a credential by name, a card number).
+    #[serde(default, skip_serializing_if = "SecretHandling::is_default")]
+    pub secrets: SecretHandling,
     /// A legal hold on the whole tenant: no personal data of it may be erased while it stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legal_hold: Option<LegalHold>,
     /// Legal holds on single subjects (each named by a keyed hash, never by name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_holds: Vec<SubjectHold>,
+}
+
+/// What happens to an event that carries a secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretHandling {
+    /// Refused whole (422 `invalid_event`, the secret's path in the details).
+    #[default]
+    Refuse,
+    /// Stored with each secret replaced by `[redacted]`, the paths listed in
+    /// `metadata.redacted`.
+    Redact,
+}
+
+impl SecretHandling {
+    fn is_default(&self) -> bool {
+        *self == SecretHandling::Refuse
+    }
 }
 
 /// Why erasure is blocked, and since when.
@@ -139,6 +160,7 @@ impl Tenant {
             disabled_reason: None,
             quotas: Quotas::default(),
             personal_paths: Vec::new(),
+            secrets: SecretHandling::Refuse,
             legal_hold: None,
             subject_holds: Vec::new(),
         }
@@ -300,17 +322,20 @@ impl TenantRegistry {
         })
     }
 
-    /// Replaces a tenant's personal paths (already checked by the caller).
+    /// Replaces a tenant's personal paths (already checked by the caller) and its handling
+    /// of secrets.
     pub fn set_personal_paths(
         &self,
         name: &str,
         paths: Vec<PersonalPath>,
+        secrets: SecretHandling,
     ) -> Result<Change, RegistryError> {
         self.update(name, |t| {
-            if t.personal_paths == paths {
+            if t.personal_paths == paths && t.secrets == secrets {
                 return false;
             }
             t.personal_paths = paths;
+            t.secrets = secrets;
             true
         })
     }

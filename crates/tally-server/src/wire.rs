@@ -92,3 +92,34 @@ pub struct CreatedKey {
     /// The bearer token. Store it now: the server keeps only its hash.
     pub token: String,
 }
+
+/// The personal paths in force for a tenant.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyInfo {
+    /// The schema's personal fields and the server's own, in force for every tenant.
+    pub defaults: Vec<String>,
+    /// The tenant's own paths inside `before`, `after` and `metadata`.
+    pub personal_paths: Vec<crate::tenants::PersonalPath>,
+    /// What happens to an event carrying a secret.
+    pub secrets: crate::tenants::SecretHandling,
+}
+
+/// The tenant's legal holds.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HoldsInfo {
+    /// On the whole tenant.
+    pub legal_hold: Option<crate::tenants::LegalHold>,
+    /// How many subjects are held.
+    pub subject_holds: usize,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErasureResult {
+    /// Subjects that had personal data here (their keys are destroyed).
+    pub erased_subjects: usize,
+    /// Subjects with nothing here.
+    pub unknown_subjects: usize,
+    /// Records whose personal values were erased (they stay, showing `tally:erased`).
+    pub records: u64,
+}

@@ -538,3 +538,81 @@ async fn erasing_a_person_keeps_every_proof_and_leaves_no_trace() {
     .unwrap();
     tally_store::verify::verify_tenant(&dir, "acme", &verifier, &[], &mut |_| {}).unwrap();
 }
+
+#[tokio::test]
+async fn secrets_are_refused_or_redacted_as_the_tenant_says() {
+    let server = TestServer::start(ServerSettings::default()).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: server.running.url.clone(),
+    };
+    let admin = server.admin.clone();
+    let (status, v) = c.post(&admin, "/v1/tenants", json!({"name": "acme"})).await;
+    assert_eq!(status, 201, "{v}");
+    let event = json!({
+        "time": "2026-11-30T10:00:00Z", "actor": {"id": "svc-1", "type": "service"},
+        "action": "user.update", "outcome": "SUCCESS",
+        "after": {"password": "hunter2", "plan": "pro"},
+        "metadata": {"note": "paid with 4111 1111 1111 1111"},
+    });
+    let (status, v) = c
+        .json(
+            reqwest::Method::POST,
+            &admin,
+            "/v1/events",
+            &[("tenant", "acme")],
+            Some(event.clone()),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    let fields: Vec<&str> = v["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["after.password", "metadata.note"], "{v}");
+    assert!(v["error"]["details"][0]["rule"]
+        .as_str()
+        .unwrap()
+        .contains("never stored"));
+
+    let (status, v) = c
+        .json(
+            reqwest::Method::PUT,
+            &admin,
+            "/v1/tenants/acme/policy",
+            &[],
+            Some(json!({"secrets": "redact"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["secrets"], "redact");
+    let (status, v) = c
+        .json(
+            reqwest::Method::POST,
+            &admin,
+            "/v1/events",
+            &[("tenant", "acme")],
+            Some(event),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let index = v["events"][0]["index"].as_u64().unwrap();
+    let (_, stored) = c
+        .send(
+            reqwest::Method::GET,
+            &admin,
+            &format!("/v1/events/{index}"),
+            &[("tenant", "acme"), ("form", "leaf")],
+            None,
+        )
+        .await;
+    let text = String::from_utf8(stored).unwrap();
+    assert!(!text.contains("hunter2") && !text.contains("4111"), "{text}");
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(e["after"]["password"], "[redacted]");
+    assert_eq!(e["after"]["plan"], "pro");
+    assert_eq!(e["metadata"]["redacted"], json!(["after.password", "metadata.note"]));
+    server.stop().await;
+}

@@ -183,6 +183,18 @@ async fn ingest_inner(
             );
             continue;
         }
+        let handling = state
+            .tenants
+            .get(&valid.tenant)
+            .map(|t| t.secrets)
+            .unwrap_or_default();
+        let valid = match crate::privacy::screen_secrets(handling, valid) {
+            Ok(valid) => valid,
+            Err(errors) => {
+                rejected.add(position, Rejection::Invalid, errors);
+                continue;
+            }
+        };
         if rejected.count == 0 {
             prepared.push(valid);
         }

@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::tenants::{known, no_tenant, tenant_name};
 use crate::admin;
@@ -14,6 +14,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::Auth;
 use crate::tenants::{LegalHold, PersonalPath, Tenant};
+use crate::wire::{ErasureResult, HoldsInfo, PolicyInfo};
 use crate::AppState;
 
 /// Most subjects one erasure request names.
@@ -39,15 +40,6 @@ async fn existing(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
     known(state, name).await?.ok_or_else(|| no_tenant(name))
 }
 
-/// The personal paths in force for a tenant.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PolicyInfo {
-    /// The schema's personal fields and the server's own, in force for every tenant.
-    pub defaults: Vec<String>,
-    /// The tenant's own paths inside `before`, `after` and `metadata`.
-    pub personal_paths: Vec<PersonalPath>,
-}
-
 /// A new set of personal paths.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +47,9 @@ pub struct PolicyRequest {
     /// Replaces the tenant's paths (an empty list leaves only the defaults).
     #[serde(default)]
     pub personal_paths: Vec<PersonalPath>,
+    /// What happens to an event carrying a secret: `refuse` (default) or `redact`.
+    #[serde(default)]
+    pub secrets: crate::tenants::SecretHandling,
 }
 
 fn policy_info(tenant: &Tenant) -> PolicyInfo {
@@ -65,6 +60,7 @@ fn policy_info(tenant: &Tenant) -> PolicyInfo {
             .map(|r| r.pattern.to_string())
             .collect(),
         personal_paths: tenant.personal_paths.clone(),
+        secrets: tenant.secrets,
     }
 }
 
@@ -160,6 +156,7 @@ pub(crate) async fn set_policy(
         Actor::Key(caller),
         name,
         request.personal_paths,
+        request.secrets,
     )
     .await
     .map_err(ApiError::from)?;
@@ -181,15 +178,6 @@ pub struct HoldRequest {
     /// Why (required to place a hold).
     #[serde(default)]
     pub reason: Option<String>,
-}
-
-/// The tenant's legal holds.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HoldsInfo {
-    /// On the whole tenant.
-    pub legal_hold: Option<LegalHold>,
-    /// How many subjects are held.
-    pub subject_holds: usize,
 }
 
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
@@ -341,17 +329,6 @@ pub struct ErasureRequest {
     /// Why (a request reference): recorded with the erasure.
     #[serde(default)]
     pub reason: Option<String>,
-}
-
-/// What an erasure did.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErasureResult {
-    /// Subjects that had personal data here (their keys are destroyed).
-    pub erased_subjects: usize,
-    /// Subjects with nothing here.
-    pub unknown_subjects: usize,
-    /// Records whose personal values were erased (they stay, showing `tally:erased`).
-    pub records: u64,
 }
 
 /// Erases subjects' personal data (`tally.subjects.erase`): each subject's key is destroyed,
