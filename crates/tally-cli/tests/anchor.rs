@@ -226,7 +226,7 @@ impl Server {
         let mut s = String::new();
         for i in from..to {
             s.push_str(&format!(
-                r#"{{"time":"2026-05-06T07:08:09.010Z","actor":{{"id":"u{i:04}"}},"action":"user.login","outcome":"SUCCESS"}}"#
+                r#"{{"time":"2026-05-06T07:08:09.010Z","actor":{{"id":"u{i:04}"}},"action":"user.login","outcome":"SUCCESS","request_id":"r{i:04}"}}"#
             ));
             s.push('\n');
         }
@@ -542,7 +542,8 @@ fn issue_7_anchored_checkpoints_are_locked_and_catch_a_resigned_fork() {
     // Rewrite record 150 and re-sign every checkpoint with the same key: the copy is
     // self-consistent, so plain verification passes; the anchored checkpoints expose it.
     let forked = tmp.path().join("forked");
-    fork_data_dir(&dir, &forked, b"u0150", b"u9150");
+    // A request id: actor ids are personal data, sealed in the stored record.
+    fork_data_dir(&dir, &forked, b"r0150", b"r9150");
     ok(&verify(&forked, None));
     let err = fails(&verify(&forked, Some(&anchor)));
     let first_anchored_after = objects.iter().map(|o| o.0).find(|s| *s > 150).unwrap();

@@ -98,7 +98,7 @@ async fn an_operator_sets_a_policy_holds_and_erases_a_person_with_the_cli() {
     ok(&server.tally(&["prove", "inclusion", "--index", "0", "--tenant", "acme"]));
     server.stop();
     let verified = std::process::Command::new(common::TALLY)
-        .args(["verify", "--data", data.to_str().unwrap()])
+        .args(["verify", data.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(

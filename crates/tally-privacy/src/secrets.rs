@@ -171,7 +171,8 @@ fn walk(path: String, value: &Value, out: &mut Vec<Secret>) {
         Value::Object(members) => {
             for (k, v) in members {
                 let p = format!("{path}.{k}");
-                if is_secret_name(k) && !v.is_null() {
+                // Null and already-redacted values hold nothing (a retry of a redacted event).
+                if is_secret_name(k) && !v.is_null() && v.as_str() != Some(REDACTED) {
                     out.push(Secret {
                         path: p,
                         why: "is named as a credential",

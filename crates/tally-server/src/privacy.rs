@@ -370,6 +370,8 @@ pub fn erase(
     let keys = privacy.keys(tenant).map_err(key_store_error)?;
     let tlog = state.log.tenant(tenant);
     let mut out = Erased::default();
+    // A record with values of several of the subjects counts once.
+    let mut touched = std::collections::BTreeSet::new();
     for subject in subjects {
         let kid = keys.erase(subject).map_err(|e| {
             tracing::error!(tenant, error = %e, "a subject key could not be erased");
@@ -406,36 +408,33 @@ pub fn erase(
                         ),
                     )
                 })?;
-            out.records += replaced.len() as u64;
+            touched.extend(replaced);
             scan_from = index.indexed(tenant).unwrap_or(0);
         }
-        out.records += count_sealed_under(tlog, &kid, scan_from)?;
+        touched.extend(sealed_under(tlog, &kid, scan_from)?);
         out.erased_keys.push(kid);
     }
+    out.records = touched.len() as u64;
     Ok(out)
 }
 
-/// How many records from `from` on hold a value sealed under key id `kid`.
-fn count_sealed_under(
-    tlog: &tally_store::TenantLog,
-    kid: &str,
-    from: u64,
-) -> Result<u64, ApiError> {
+/// The records from `from` on that hold a value sealed under key id `kid`.
+fn sealed_under(tlog: &tally_store::TenantLog, kid: &str, from: u64) -> Result<Vec<u64>, ApiError> {
     const CHUNK: u64 = 4096;
     let needle = format!(".{kid}.");
     let size = tlog.size();
-    let mut count = 0;
+    let mut out = Vec::new();
     let mut pos = from;
     while pos < size {
         let n = (size - pos).min(CHUNK);
-        for record in tlog.records(pos, n)? {
+        for (i, record) in tlog.records(pos, n)?.into_iter().enumerate() {
             if record.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                count += 1;
+                out.push(pos + i as u64);
             }
         }
         pos += n;
     }
-    Ok(count)
+    Ok(out)
 }
 
 /// The query as it is recorded: each masking token replaced by the value it stands for (found

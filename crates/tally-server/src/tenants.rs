@@ -118,9 +118,10 @@ pub struct SubjectHold {
     /// The subject's keyed hash (HMAC-SHA256 under the tenant's lookup secret, hex): the
     /// registry never holds a subject's name.
     pub subject: String,
-    /// Why, and since when.
-    #[serde(flatten)]
-    pub hold: LegalHold,
+    /// Why (a case or matter reference).
+    pub reason: String,
+    /// When it was placed (RFC 3339).
+    pub since: String,
 }
 
 /// A path that holds personal data, and whose data it is.
@@ -129,14 +130,20 @@ pub struct SubjectHold {
 pub struct PersonalPath {
     /// Dotted path inside `before`, `after` or `metadata`; `*` stands for any one member name
     /// (`metadata.patient.*`). The value there is sealed whole, whatever its type.
-    #[schema(example = "after.email")]
+    #[schema(
+        example = "after.email",
+        pattern = "^(before|after|metadata)(\\.([^.*\\u0000-\\u001f\\u007f-\\u009f]{1,128}|\\*)){1,15}$"
+    )]
     pub path: String,
     /// Whose it is, the identifier erasure is asked for: `actor` (the event's `actor.id`),
     /// `resource` (`resource.id`, else `resource.name`), `value` (the value itself, such as an
     /// e-mail address) or the path of another value of the event (`metadata.patient.id`).
     /// Default: `resource` under `before`/`after`, `actor` under `metadata`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "value")]
+    #[schema(
+        example = "value",
+        pattern = "^[^.*\\u0000-\\u001f\\u007f-\\u009f]{1,128}(\\.[^.*\\u0000-\\u001f\\u007f-\\u009f]{1,128}){0,15}$"
+    )]
     pub subject: Option<String>,
 }
 
@@ -373,7 +380,8 @@ impl TenantRegistry {
                 (None, Some(hold)) => {
                     t.subject_holds.push(SubjectHold {
                         subject: subject.to_string(),
-                        hold,
+                        reason: hold.reason,
+                        since: hold.since,
                     });
                     true
                 }

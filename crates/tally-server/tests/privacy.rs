@@ -609,10 +609,16 @@ async fn secrets_are_refused_or_redacted_as_the_tenant_says() {
         )
         .await;
     let text = String::from_utf8(stored).unwrap();
-    assert!(!text.contains("hunter2") && !text.contains("4111"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("4111"),
+        "{text}"
+    );
     let e: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(e["after"]["password"], "[redacted]");
     assert_eq!(e["after"]["plan"], "pro");
-    assert_eq!(e["metadata"]["redacted"], json!(["after.password", "metadata.note"]));
+    assert_eq!(
+        e["metadata"]["redacted"],
+        json!(["after.password", "metadata.note"])
+    );
     server.stop().await;
 }

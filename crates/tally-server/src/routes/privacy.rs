@@ -46,6 +46,7 @@ async fn existing(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
 pub struct PolicyRequest {
     /// Replaces the tenant's paths (an empty list leaves only the defaults).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub personal_paths: Vec<PersonalPath>,
     /// What happens to an event carrying a secret: `refuse` (default) or `redact`.
     #[serde(default)]
@@ -168,16 +169,39 @@ pub(crate) async fn set_policy(
     }
 }
 
-/// A legal hold to place or release.
+/// A legal hold to place.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HoldRequest {
+pub struct PlaceHold {
     /// The subject held (an identifier erasure would be asked for); absent: the whole tenant.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub subject: Option<String>,
-    /// Why (required to place a hold).
+    /// Why (a case or matter reference).
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
+    pub reason: String,
+}
+
+/// A legal hold to release.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseHold {
+    /// The subject; absent: the tenant's own hold.
     #[serde(default)]
-    pub reason: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
+    pub subject: Option<String>,
 }
 
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
@@ -197,7 +221,7 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
 /// covers is refused (409 `legal_hold`) until it is released.
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant}/holds", tag = "privacy", operation_id = "place_hold",
-    request_body = HoldRequest,
+    request_body = PlaceHold,
     params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
     responses(
         (status = 200, description = "The holds now", body = HoldsInfo),
@@ -222,7 +246,7 @@ pub(crate) async fn place_hold(
 /// Releases a legal hold on the tenant or one subject (`tally.tenants.release`).
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant}/holds/release", tag = "privacy", operation_id = "release_hold",
-    request_body = HoldRequest,
+    request_body = ReleaseHold,
     params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
     responses(
         (status = 200, description = "The holds now", body = HoldsInfo),
@@ -253,34 +277,33 @@ async fn set_hold(
 ) -> Result<Json<HoldsInfo>, ApiError> {
     let name = tenant_name(&name)?;
     let caller = require_tenant_admin(&auth, name)?;
-    let request: HoldRequest = crate::extract::json_object(
-        &body,
-        !place,
-        "invalid_request",
-        r#"{"subject": "alice@example.com", "reason": "matter 2026-17"}"#,
-    )?;
-    if let Some(subject) = &request.subject {
+    let (subject, hold) = if place {
+        let request: PlaceHold = crate::extract::json_object(
+            &body,
+            false,
+            "invalid_request",
+            r#"{"subject": "alice@example.com", "reason": "matter 2026-17"}"#,
+        )?;
+        check_text("reason", &request.reason, MAX_REASON_CHARS)?;
+        let hold = LegalHold {
+            reason: request.reason,
+            since: crate::auth::now_rfc3339(),
+        };
+        (request.subject, Some(hold))
+    } else {
+        let request: ReleaseHold = crate::extract::json_object(
+            &body,
+            false,
+            "invalid_request",
+            r#"{"subject": "alice@example.com"}"#,
+        )?;
+        (request.subject, None)
+    };
+    if let Some(subject) = &subject {
         check_text("subject", subject, MAX_SUBJECT_CHARS)?;
     }
-    let hold = if place {
-        let reason = request.reason.as_deref().ok_or_else(|| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                "reason",
-                "is required: say why (a case or matter reference)",
-            )
-        })?;
-        check_text("reason", reason, MAX_REASON_CHARS)?;
-        Some(LegalHold {
-            reason: reason.to_string(),
-            since: crate::auth::now_rfc3339(),
-        })
-    } else {
-        None
-    };
     existing(&state, name).await?;
-    let lookup = match &request.subject {
+    let lookup = match &subject {
         Some(subject) => {
             let keys = state.privacy.keys(name).map_err(|_| unavailable_keys())?;
             Some(hex::encode(keys.lookup(subject)))
@@ -319,7 +342,7 @@ fn unavailable_keys() -> ApiError {
 }
 
 /// Subjects to erase.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErasureRequest {
     /// The identifiers to erase (an actor id, a resource id, an e-mail address named by a
@@ -330,6 +353,33 @@ pub struct ErasureRequest {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+impl utoipa::PartialSchema for ErasureRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let text = |max: usize| {
+            serde_json::json!({"type": "string", "minLength": 1, "maxLength": max,
+                               "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"})
+        };
+        crate::openapi::schema(serde_json::json!({
+            "type": "object",
+            "required": ["subjects", "reason"],
+            "additionalProperties": false,
+            "properties": {
+                "subjects": {
+                    "type": "array", "minItems": 1, "maxItems": MAX_SUBJECTS,
+                    "items": text(MAX_SUBJECT_CHARS),
+                    "description": "The identifiers to erase: an actor id, a resource id, or a value of a path whose subject is the value (an e-mail address)",
+                },
+                "reason": {
+                    "description": "Why (a request reference): recorded with the erasure",
+                    "allOf": [text(MAX_REASON_CHARS)],
+                },
+            },
+        }))
+    }
+}
+
+impl utoipa::ToSchema for ErasureRequest {}
 
 /// Erases subjects' personal data (`tally.subjects.erase`): each subject's key is destroyed,
 /// so every value sealed under it, in every record, reads `tally:erased` from now on; the
@@ -399,7 +449,7 @@ pub(crate) async fn erase(
         if let Some(h) = tenant.subject_holds.iter().find(|h| h.subject == lookup) {
             return Err(legal_hold(format!(
                 "subjects[{i}] is under a legal hold since {} ({}); release it first",
-                h.hold.since, h.hold.reason
+                h.since, h.reason
             )));
         }
     }
