@@ -108,6 +108,9 @@ pub struct PreparedEvent {
     pub leaf_hash: Hash,
     /// CRC-32C of `record`, for its frame.
     pub record_crc: u32,
+    /// The record before a [`RecordSealer`] changed it, kept only for a client-supplied id:
+    /// a retry of an event stored before sealing began is recognised against it.
+    pub unsealed: Option<Vec<u8>>,
 }
 
 impl PreparedEvent {
@@ -121,6 +124,7 @@ impl PreparedEvent {
             id: event.id,
             id_supplied: event.id_supplied,
             record: event.record,
+            unsealed: None,
         }
     }
 }
@@ -412,13 +416,25 @@ impl Log {
         &self,
         mut events: Vec<tally_event::ValidEvent>,
     ) -> Result<Vec<PreparedEvent>, AppendError> {
-        if let Some(sealer) = self.inner.sealer.get().cloned() {
-            events = tokio::task::spawn_blocking(move || sealer.seal(&mut events).map(|()| events))
-                .await
-                .map_err(|e| AppendError::Unavailable(format!("sealing stopped: {e}")))?
-                .map_err(AppendError::Unavailable)?;
-        }
-        Ok(events.into_iter().map(PreparedEvent::new).collect())
+        let Some(sealer) = self.inner.sealer.get().cloned() else {
+            return Ok(events.into_iter().map(PreparedEvent::new).collect());
+        };
+        let unsealed: Vec<Option<Vec<u8>>> = events
+            .iter()
+            .map(|e| e.id_supplied.then(|| e.record.clone()))
+            .collect();
+        events = tokio::task::spawn_blocking(move || sealer.seal(&mut events).map(|()| events))
+            .await
+            .map_err(|e| AppendError::Unavailable(format!("sealing stopped: {e}")))?
+            .map_err(AppendError::Unavailable)?;
+        Ok(events
+            .into_iter()
+            .zip(unsealed)
+            .map(|(e, unsealed)| PreparedEvent {
+                unsealed,
+                ..PreparedEvent::new(e)
+            })
+            .collect())
     }
 
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, AppendError> {

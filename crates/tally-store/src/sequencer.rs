@@ -500,7 +500,15 @@ fn stage_request(
                     break;
                 }
                 Some(Ok((index, stored))) => {
-                    if !tally_event::same_submission(&stored, &event.record) {
+                    // A record stored before the log's sealer was set is compared with the
+                    // retry as it was before sealing (the client's content either way).
+                    let candidate = match &event.unsealed {
+                        Some(unsealed) if stored.starts_with(br#"{"schema_version":1,"#) => {
+                            unsealed
+                        }
+                        _ => &event.record,
+                    };
+                    if !tally_event::same_submission(&stored, candidate) {
                         refused = Some(AppendError::Conflict {
                             position,
                             id: event.id,
