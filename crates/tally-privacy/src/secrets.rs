@@ -110,7 +110,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A cheap look at canonical record bytes: false means [`find`] would find nothing, so

@@ -27,8 +27,11 @@ pub struct Privacy {
     dir: DataDir,
     tenants: Arc<TenantRegistry>,
     keys: RwLock<HashMap<String, Arc<SubjectKeys>>>,
-    policies: RwLock<HashMap<String, (Vec<PersonalPath>, Arc<Policy>)>>,
+    policies: RwLock<HashMap<String, CachedPolicy>>,
 }
+
+/// A tenant's policy, and the registry's paths it was made from (to notice a change).
+type CachedPolicy = (Vec<PersonalPath>, Arc<Policy>);
 
 impl std::fmt::Debug for Privacy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
