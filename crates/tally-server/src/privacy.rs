@@ -218,7 +218,9 @@ impl RecordSealer for Privacy {
     }
 }
 
-fn key_store_error(e: KeyStoreError) -> ApiError {
+/// The answer when a tenant's subject key file cannot be used (the cause goes to the log, not
+/// to the client: it names local paths).
+pub(crate) fn key_store_error(e: KeyStoreError) -> ApiError {
     tracing::error!(error = %e, "the subject key file cannot be used");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,

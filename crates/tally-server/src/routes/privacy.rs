@@ -305,7 +305,10 @@ async fn set_hold(
     existing(&state, name).await?;
     let lookup = match &subject {
         Some(subject) => {
-            let keys = state.privacy.keys(name).map_err(|_| unavailable_keys())?;
+            let keys = state
+                .privacy
+                .keys(name)
+                .map_err(crate::privacy::key_store_error)?;
             Some(hex::encode(keys.lookup(subject)))
         }
         None => None,
@@ -329,16 +332,6 @@ async fn set_hold(
         }
         crate::tenants::Change::NotFound => Err(no_tenant(name)),
     }
-}
-
-fn unavailable_keys() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the personal-data keys cannot be read; retry later, or ask the operator to check the \
-         server's log",
-    )
-    .retry_after(5)
 }
 
 /// Subjects to erase.
@@ -437,7 +430,10 @@ pub(crate) async fn erase(
     })?;
     check_text("reason", &reason, MAX_REASON_CHARS)?;
     let tenant = existing(&state, &name).await?;
-    let keys = state.privacy.keys(&name).map_err(|_| unavailable_keys())?;
+    let keys = state
+        .privacy
+        .keys(&name)
+        .map_err(crate::privacy::key_store_error)?;
     if let Some(hold) = &tenant.legal_hold {
         return Err(legal_hold(format!(
             "tenant {name} is under a legal hold since {} ({}); release it first",
