@@ -46,6 +46,10 @@ pub enum StoreError {
     /// memory, and a restart rebuilds a damaged index from the `leaves` files.
     #[error("event-id index: {0}")]
     IdIndex(String),
+    /// Encryption at rest failed: the key-encryption key is missing or wrong, a data key
+    /// is missing, or an encrypted record does not decrypt (it was changed).
+    #[error("encryption at rest: {0}")]
+    AtRest(String),
 }
 
 impl StoreError {
@@ -62,6 +66,7 @@ impl StoreError {
             StoreError::Key(_) => "the signing key is unusable".into(),
             StoreError::Signer(_) => "checkpoint signing failed".into(),
             StoreError::IdIndex(_) => "the event-id index failed".into(),
+            StoreError::AtRest(_) => "a record could not be encrypted or decrypted".into(),
         }
     }
 

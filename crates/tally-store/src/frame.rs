@@ -14,6 +14,10 @@
 
 use tally_tlog::Hash;
 
+/// The largest record a frame may hold: a record of the largest size, encrypted at rest.
+pub const MAX_STORED_RECORD_BYTES: usize =
+    tally_event::MAX_RECORD_BYTES + crate::at_rest::RECORD_OVERHEAD;
+
 /// Bytes in a frame header.
 pub const FRAME_HEADER: usize = 16;
 /// Bytes in one leaf entry.
@@ -27,7 +31,7 @@ pub fn encode_frame(out: &mut Vec<u8>, index: u64, record: &[u8]) {
 /// [`encode_frame`] for a caller that already has CRC-32C of the record (computed off the
 /// sequencer's thread); only the 8 index bytes are appended to it here.
 pub fn encode_frame_with_crc(out: &mut Vec<u8>, index: u64, record: &[u8], record_crc: u32) {
-    let len = u32::try_from(record.len()).expect("records are limited to 64 KiB");
+    let len = u32::try_from(record.len()).expect("records are limited to about 64 KiB");
     let crc = crc32c::crc32c_append(record_crc, &index.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
@@ -92,7 +96,7 @@ pub fn decode_frame(buf: &[u8]) -> Decoded<'_> {
         return Decoded::Short;
     }
     let header = FrameHeader::parse(buf[..FRAME_HEADER].try_into().unwrap());
-    if header.len as usize > tally_event::MAX_RECORD_BYTES {
+    if header.len as usize > MAX_STORED_RECORD_BYTES {
         return Decoded::Bad;
     }
     let end = FRAME_HEADER + header.len as usize;

@@ -13,6 +13,8 @@
 //!   log.pub                     the log's verifier key ("name+id+base64"), public
 //!   api-keys.json               hashed API keys (0600)
 //!   index/                      the search index (derived; deleted and rebuilt at will)
+//!   privacy/<tenant>/subject-keys  per-subject keys of sealed personal values (tally-privacy)
+//!   privacy/<tenant>/data-keys  data keys for encryption at rest, wrapped by the KEK
 //!   ids/                        the event-id index, a fjall database with one keyspace per
 //!                               tenant (derived from `leaves`; rebuilt when missing or damaged)
 //!   tenants/<tenant>/
@@ -150,6 +152,14 @@ impl DataDir {
     pub fn subject_keys_path(&self, tenant: &str) -> PathBuf {
         debug_assert!(tally_event::is_valid_tenant(tenant));
         self.privacy_path().join(tenant).join("subject-keys")
+    }
+
+    /// One tenant's data keys for encryption at rest, wrapped by the key-encryption key (see
+    /// [`crate::at_rest`]). Not derived data: without it the tenant's encrypted records cannot
+    /// be read.
+    pub fn data_keys_path(&self, tenant: &str) -> PathBuf {
+        debug_assert!(tally_event::is_valid_tenant(tenant));
+        self.privacy_path().join(tenant).join("data-keys")
     }
 
     /// The directory holding one directory per tenant.

@@ -25,9 +25,11 @@
 //! do not grow with the number of events beyond the tree's tile-boundary levels (1/256 of the
 //! leaf hashes) and the id index's in-memory bloom filter (about 1.25 bytes per event).
 
-// The only unsafe code is one kill(2) call in `signer`, allowed there.
+// The only unsafe code is one kill(2) call in `command`, allowed there.
 #![deny(unsafe_code)]
 
+pub mod at_rest;
+mod command;
 pub mod compare;
 pub mod error;
 pub mod faults;
@@ -48,6 +50,7 @@ pub mod throttle;
 mod treestate;
 pub mod verify;
 
+pub use at_rest::{AtRest, Kek, KekSource};
 pub use error::{AppendError, Damage, ReadError, SigningTrouble, StoreError, WriteHealth};
 pub use frame::read_checkpoint_frames;
 pub use growth::Growth;

@@ -58,6 +58,10 @@ pub struct LogConfig {
     /// How often a growing tenant's tree state is persisted (at a signed checkpoint; also
     /// at start and stop): a start after a crash replays at most this much of the log.
     pub tree_state_interval: Duration,
+    /// Encryption at rest: when set, every record appended is stored encrypted under its
+    /// tenant's data key, and encrypted records are decrypted when read. `None`: records are
+    /// stored as they are hashed (and encrypted records already stored cannot be read).
+    pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
 }
 
 impl Default for LogConfig {
@@ -75,6 +79,7 @@ impl Default for LogConfig {
             faults: None,
             id_index_interval: Duration::from_secs(1),
             tree_state_interval: Duration::from_secs(10),
+            at_rest: None,
         }
     }
 }
@@ -102,12 +107,14 @@ pub struct PreparedEvent {
     pub id: Uuid,
     /// Whether the client chose the id (only then are retries recognised).
     pub id_supplied: bool,
-    /// The canonical record bytes.
+    /// The canonical record bytes (what is hashed).
     pub record: Vec<u8>,
     /// RFC 6962 leaf hash of `record`.
     pub leaf_hash: Hash,
-    /// CRC-32C of `record`, for its frame.
+    /// CRC-32C of the stored bytes ([`stored`](Self::stored)), for their frame.
     pub record_crc: u32,
+    /// `record` encrypted at rest, when the log encrypts (see [`LogConfig::at_rest`]).
+    pub encrypted: Option<Vec<u8>>,
     /// The record before a [`RecordSealer`] changed it, kept only for a client-supplied id:
     /// a retry of an event stored before sealing began is recognised against it.
     pub unsealed: Option<Vec<u8>>,
@@ -125,7 +132,24 @@ impl PreparedEvent {
             id_supplied: event.id_supplied,
             record: event.record,
             unsealed: None,
+            encrypted: None,
         }
+    }
+
+    /// The bytes its frame holds: the encrypted record if it was encrypted, else the record.
+    pub fn stored(&self) -> &[u8] {
+        self.encrypted.as_deref().unwrap_or(&self.record)
+    }
+
+    /// Encrypts the record at rest (once; its leaf hash is unchanged).
+    pub fn encrypt(&mut self, at_rest: &crate::at_rest::AtRest) -> Result<(), StoreError> {
+        if self.encrypted.is_none() {
+            let stored =
+                at_rest.encrypt_record(&self.tenant, &self.leaf_hash, self.id, &self.record)?;
+            self.record_crc = crc32c::crc32c(&stored);
+            self.encrypted = Some(stored);
+        }
+        Ok(())
     }
 }
 
@@ -224,6 +248,7 @@ impl Inner {
                 metrics: &self.metrics,
                 ids: &self.ids,
                 storage: &self.storage,
+                at_rest: self.config.at_rest.as_ref(),
             },
         )?;
         let log = Arc::new(log);
@@ -324,6 +349,7 @@ impl Log {
                     metrics: &metrics,
                     ids: &ids,
                     storage: &storage,
+                    at_rest: config.at_rest.as_ref(),
                 },
             )?;
             tracing::info!(tenant = name, size = report.size, "recovered tenant log");
@@ -410,34 +436,38 @@ impl Log {
         self.inner.sealer.get().cloned()
     }
 
-    /// Seals (if a [`RecordSealer`] is set) and hashes validated events, ready for
-    /// [`append`](Self::append). Sealing runs on a blocking thread.
+    /// Seals (if a [`RecordSealer`] is set), hashes and encrypts at rest (if
+    /// [`LogConfig::at_rest`] is set) validated events, ready for [`append`](Self::append).
+    /// Sealing and encryption run on a blocking thread.
     pub async fn prepare(
         &self,
-        mut events: Vec<tally_event::ValidEvent>,
+        events: Vec<tally_event::ValidEvent>,
     ) -> Result<Vec<PreparedEvent>, AppendError> {
-        let Some(sealer) = self.inner.sealer.get().cloned() else {
+        let sealer = self.inner.sealer.get().cloned();
+        let at_rest = self.inner.config.at_rest.clone();
+        if sealer.is_none() && at_rest.is_none() {
             return Ok(events.into_iter().map(PreparedEvent::new).collect());
-        };
-        let unsealed: Vec<Option<Vec<u8>>> = events
-            .iter()
-            .map(|e| e.id_supplied.then(|| e.record.clone()))
-            .collect();
-        events = tokio::task::spawn_blocking(move || sealer.seal(&mut events).map(|()| events))
-            .await
-            .map_err(|e| AppendError::Unavailable(format!("sealing stopped: {e}")))?
-            .map_err(AppendError::Unavailable)?;
-        Ok(events
-            .into_iter()
-            .zip(unsealed)
-            .map(|(e, unsealed)| PreparedEvent {
-                unsealed,
-                ..PreparedEvent::new(e)
-            })
-            .collect())
+        }
+        tokio::task::spawn_blocking(move || {
+            prepare_events(sealer.as_deref(), at_rest.as_deref(), events)
+        })
+        .await
+        .map_err(|e| AppendError::Unavailable(format!("preparing events stopped: {e}")))?
     }
 
-    pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, AppendError> {
+    pub async fn append(
+        &self,
+        mut events: Vec<PreparedEvent>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        if let Some(at_rest) = &self.inner.config.at_rest {
+            // Events not made by `prepare` (tests, tools) are encrypted here: with a KEK
+            // configured, nothing reaches a segment in the clear.
+            for event in events.iter_mut().filter(|e| e.encrypted.is_none()) {
+                event
+                    .encrypt(at_rest)
+                    .map_err(|e| AppendError::Unavailable(e.summary()))?;
+            }
+        }
         let (reply, rx) = oneshot::channel();
         {
             let tx = self.tx.lock();
@@ -561,4 +591,37 @@ impl Log {
         // Nothing writes any more: another process may now open the directory.
         self.lock.lock().take();
     }
+}
+
+/// [`Log::prepare`]'s work, on a blocking thread.
+fn prepare_events(
+    sealer: Option<&dyn RecordSealer>,
+    at_rest: Option<&crate::at_rest::AtRest>,
+    mut events: Vec<tally_event::ValidEvent>,
+) -> Result<Vec<PreparedEvent>, AppendError> {
+    let mut unsealed: Vec<Option<Vec<u8>>> = Vec::new();
+    if let Some(sealer) = sealer {
+        unsealed = events
+            .iter()
+            .map(|e| e.id_supplied.then(|| e.record.clone()))
+            .collect();
+        sealer.seal(&mut events).map_err(AppendError::Unavailable)?;
+    }
+    let mut unsealed = unsealed.into_iter();
+    events
+        .into_iter()
+        .map(|e| {
+            let mut prepared = PreparedEvent {
+                unsealed: unsealed.next().flatten(),
+                ..PreparedEvent::new(e)
+            };
+            if let Some(at_rest) = at_rest {
+                prepared.encrypt(at_rest).map_err(|e| {
+                    tracing::error!("encrypting a record failed: {e}");
+                    AppendError::Unavailable(e.summary())
+                })?;
+            }
+            Ok(prepared)
+        })
+        .collect()
 }

@@ -10,18 +10,20 @@
 //!
 //! Whether the signed checkpoint is genuine is `tally verify`'s question, not the reader's:
 //! the reader takes the last checkpoint frame's size as the extent, checks every record it
-//! returns against its frame checksum and its leaf hash, and fails on any mismatch.
+//! returns against its frame checksum and its leaf hash, and fails on any mismatch. Records
+//! encrypted at rest are read only through [`LogReader::with_at_rest`] (the KEK).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tally_tlog::checkpoint::Checkpoint;
 
+use crate::at_rest::{stored_leaf, AtRest};
 use crate::error::{ReadError, StoreError};
 use crate::frame::{read_checkpoint_frames, LeafEntry, LEAF_ENTRY};
 use crate::layout::{DataDir, TenantDir};
 use crate::storage::{OpenMode, PosixStorage, Storage, StoredFile};
-use crate::tenant::{read_frame_at, Segment, TenantLog};
+use crate::tenant::{open_stored, read_frame_at, Segment, TenantLog};
 
 /// One tenant's records in leaf order, as both the running log ([`TenantLog`]) and a
 /// read-only [`TenantReader`] serve them: what a projection rebuilt from the log reads.
@@ -53,6 +55,7 @@ impl TenantRecords for TenantLog {
 pub struct LogReader {
     dir: DataDir,
     storage: Arc<dyn Storage>,
+    at_rest: Option<Arc<AtRest>>,
 }
 
 impl LogReader {
@@ -66,7 +69,18 @@ impl LogReader {
 
     /// Reads `dir` through `storage`.
     pub fn with_storage(dir: DataDir, storage: Arc<dyn Storage>) -> LogReader {
-        LogReader { dir, storage }
+        LogReader {
+            dir,
+            storage,
+            at_rest: None,
+        }
+    }
+
+    /// Decrypts records encrypted at rest with `at_rest` (without it, reading one fails with
+    /// a message asking for the key-encryption key).
+    pub fn with_at_rest(mut self, at_rest: Option<Arc<AtRest>>) -> LogReader {
+        self.at_rest = at_rest;
+        self
     }
 
     /// The data directory.
@@ -140,6 +154,7 @@ impl LogReader {
             leaves,
             segments,
             size: signed,
+            at_rest: self.at_rest.clone(),
         }))
     }
 }
@@ -164,6 +179,7 @@ pub struct TenantReader {
     leaves: Option<Arc<dyn StoredFile>>,
     segments: Vec<Segment>,
     size: u64,
+    at_rest: Option<Arc<AtRest>>,
 }
 
 impl TenantReader {
@@ -204,10 +220,15 @@ impl TenantRecords for TenantReader {
         for (i, entry) in self.entries(start, count)?.into_iter().enumerate() {
             let index = start + i as u64;
             match read_frame_at(&self.segments, &self.dir, entry.offset)? {
-                Some((header, record))
-                    if header.index == index && tally_tlog::leaf_hash(&record) == entry.hash =>
+                Some((header, stored))
+                    if header.index == index && stored_leaf(&stored).0 == entry.hash =>
                 {
-                    out.push(record)
+                    out.push(open_stored(
+                        self.at_rest.as_deref(),
+                        &self.name,
+                        index,
+                        stored,
+                    )?)
                 }
                 _ => {
                     return Err(StoreError::Corrupt {

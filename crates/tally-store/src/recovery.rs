@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tally_tlog::{checkpoint::Checkpoint, note::NoteVerifier, Frontier, Hash};
 
+use crate::at_rest::stored_leaf;
 use crate::error::StoreError;
 use crate::frame::{
     self, encode_checkpoint_frame, read_checkpoint_frames, Decoded, LeafEntry, LEAF_ENTRY,
@@ -22,7 +23,7 @@ use crate::layout::TenantDir;
 use crate::storage::{OpenMode, Storage, StoredFile};
 use crate::tenant::{
     for_each_leaf_entry, open_checkpoint, push_leaf, read_file_from, read_frame_at,
-    read_leaf_entry, record_id, Nodes, OpenTenant, RecoveryReport, Segment, SignedCheckpoint,
+    read_leaf_entry, Nodes, OpenTenant, RecoveryReport, Segment, SignedCheckpoint,
 };
 use crate::treestate::TreeState;
 
@@ -121,7 +122,7 @@ pub(crate) fn recover(dir: &TenantDir, how: &OpenTenant<'_>) -> Result<Recovered
         let entry = read_leaf_entry(&*leaves_w, &leaves_path, n - 1)?;
         match read_frame_at(&segments, dir, entry.offset) {
             Ok(Some((header, record)))
-                if header.index == n - 1 && tally_tlog::leaf_hash(&record) == entry.hash =>
+                if header.index == n - 1 && stored_leaf(&record).0 == entry.hash =>
             {
                 end_of_valid = entry.offset + header.frame_len();
                 break;
@@ -150,14 +151,17 @@ pub(crate) fn recover(dir: &TenantDir, how: &OpenTenant<'_>) -> Result<Recovered
         while at < bytes.len() {
             match frame::decode_frame(&bytes[at..]) {
                 Decoded::Frame { index, record, len } if index == n => {
-                    let id = record_id(record).ok_or_else(|| {
+                    // An encrypted record carries its leaf hash and id in the clear: recovery
+                    // needs no key.
+                    let (hash, id) = stored_leaf(record);
+                    let id = id.map(|id| id.as_u128()).ok_or_else(|| {
                         corrupt(
                             n,
                             "a record with an intact checksum has no readable id".into(),
                         )
                     })?;
                     LeafEntry {
-                        hash: tally_tlog::leaf_hash(record),
+                        hash,
                         offset: base + at as u64,
                         id,
                     }

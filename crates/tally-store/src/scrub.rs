@@ -56,6 +56,7 @@ pub(crate) fn scrub_all(inner: &Inner, stopping: &dyn Fn() -> bool) -> bool {
             log.name(),
             &inner.verifier,
             &[],
+            inner.config.at_rest.as_deref(),
             &mut |n| {
                 read += n;
                 since_check += n;

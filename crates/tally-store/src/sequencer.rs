@@ -481,10 +481,9 @@ fn stage_request(
                             Some(s.log.written_record(index, offset).map(|r| (index, r)))
                         }
                         None => s.pending.get(&id).map(|&(index, start, len)| {
-                            Ok((
-                                index,
-                                s.frames[start + crate::frame::FRAME_HEADER..start + len].to_vec(),
-                            ))
+                            let stored =
+                                s.frames[start + crate::frame::FRAME_HEADER..start + len].to_vec();
+                            s.log.open_stored(index, stored).map(|r| (index, r))
                         }),
                     }
                 }
@@ -528,7 +527,7 @@ fn stage_request(
         }
         let index = s.next_index();
         let frame_start = s.frames.len();
-        encode_frame_with_crc(&mut s.frames, index, &event.record, event.record_crc);
+        encode_frame_with_crc(&mut s.frames, index, event.stored(), event.record_crc);
         LeafEntry {
             hash: event.leaf_hash,
             offset: s.first_offset + frame_start as u64,

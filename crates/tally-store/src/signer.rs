@@ -34,17 +34,14 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use parking_lot::Mutex;
 use tally_tlog::note::{NoteSigner, NoteVerifier};
-use wait_timeout::ChildExt;
 
 use crate::error::StoreError;
 use crate::layout::{self, DataDir};
@@ -100,10 +97,6 @@ impl CheckpointSigner for KeySigner {
 
 /// The most standard output read from a signing command: a base64 signature is 88 bytes.
 const MAX_OUTPUT: u64 = 4096;
-/// The most standard error kept for an error report.
-const MAX_STDERR: u64 = 4096;
-/// How much of the command's standard error or output an error message quotes.
-const QUOTE_CHARS: usize = 300;
 
 /// Signs by running a command that holds the key (see the module docs for the protocol), and
 /// checks each signature it returns against the log's public key.
@@ -131,82 +124,8 @@ impl CommandSigner {
 
     /// Runs the command on `input` and returns what it printed on standard output.
     fn run(&self, input: &[u8]) -> Result<Vec<u8>, SignError> {
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&self.command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A group of its own, so that a timeout also kills whatever the command started.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| self.error(format_args!("could not be started: {e}")))?;
-        let group = child.id() as libc::pid_t;
-        let deadline = Instant::now() + self.timeout;
-        // Output is read on threads of its own, so that a command which fills a pipe or
-        // never closes one cannot hold this thread past the deadline.
-        let stdout = read_pipe(child.stdout.take(), MAX_OUTPUT);
-        let stderr = read_pipe(child.stderr.take(), MAX_STDERR);
-        if let Some(mut stdin) = child.stdin.take() {
-            // The text is far smaller than a pipe buffer, so this never blocks; a command that
-            // exits without reading it is judged by what it printed.
-            let _ = stdin.write_all(input);
-        }
-        let status = match child.wait_timeout(self.timeout) {
-            Ok(Some(status)) => status,
-            Ok(None) => {
-                kill_group(group);
-                let _ = child.wait();
-                return Err(self.error(format_args!(
-                    "did not finish within {} ms and was killed",
-                    self.timeout.as_millis()
-                )));
-            }
-            Err(e) => {
-                kill_group(group);
-                let _ = child.wait();
-                return Err(self.error(format_args!("could not be waited for: {e}")));
-            }
-        };
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        let out = match stdout.recv_timeout(left) {
-            Ok(out) => out,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                kill_group(group);
-                return Err(self.error(
-                    "exited but left a process holding its standard output open; it was killed",
-                ));
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(self.error("could not be read: no thread to read its output"))
-            }
-        };
-        let err = match stderr.recv_timeout(Duration::from_millis(100)) {
-            Ok(Ok(err)) => err.bytes,
-            _ => {
-                // Something it started still holds standard error open.
-                kill_group(group);
-                Vec::new()
-            }
-        };
-        if !status.success() {
-            let err = String::from_utf8_lossy(&err);
-            let err = err.trim();
-            return Err(if err.is_empty() {
-                self.error(format_args!("failed ({status})"))
-            } else {
-                self.error(format_args!("failed ({status}): {}", quote(err)))
-            });
-        }
-        let out = out.map_err(|e| self.error(format_args!("output could not be read: {e}")))?;
-        if out.truncated {
-            return Err(self.error(format_args!(
-                "printed more than {MAX_OUTPUT} bytes; it must print one base64 signature"
-            )));
-        }
-        Ok(out.bytes)
+        crate::command::run(&self.command, input, self.timeout, MAX_OUTPUT)
+            .map_err(|e| self.error(e))
     }
 }
 
@@ -229,7 +148,7 @@ impl CheckpointSigner for CommandSigner {
         let signature = STANDARD.decode(printed).map_err(|_| {
             self.error(format_args!(
                 "printed {:?}, which is not base64; it must print the 64-byte Ed25519 signature in base64",
-                quote(printed)
+                crate::command::quote(printed)
             ))
         })?;
         if signature.len() != 64 {
@@ -247,63 +166,6 @@ impl CheckpointSigner for CommandSigner {
                     self.verifier.to_vkey()
                 ))
             })
-    }
-}
-
-#[derive(Debug, Default)]
-struct PipeOutput {
-    bytes: Vec<u8>,
-    truncated: bool,
-}
-
-/// Reads up to `limit` bytes of a pipe on a thread, then discards the rest until end of file.
-fn read_pipe(
-    pipe: Option<impl Read + Send + 'static>,
-    limit: u64,
-) -> mpsc::Receiver<std::io::Result<PipeOutput>> {
-    let (tx, rx) = mpsc::channel();
-    let Some(mut pipe) = pipe else {
-        let _ = tx.send(Ok(PipeOutput::default()));
-        return rx;
-    };
-    // If no thread can be started, `tx` is dropped with the closure and the caller sees a
-    // disconnected channel.
-    let _ = std::thread::Builder::new()
-        .name("tally-sign-io".into())
-        .spawn(move || {
-            let mut bytes = Vec::new();
-            let result = (&mut pipe)
-                .take(limit)
-                .read_to_end(&mut bytes)
-                .and_then(|_| {
-                    // Draining keeps the command from blocking on a full pipe; only whether
-                    // there was more matters.
-                    let rest = std::io::copy(&mut pipe, &mut std::io::sink())?;
-                    Ok(PipeOutput {
-                        bytes,
-                        truncated: rest > 0,
-                    })
-                });
-            let _ = tx.send(result);
-        });
-    rx
-}
-
-#[allow(unsafe_code)]
-fn kill_group(group: libc::pid_t) {
-    // SAFETY: kill(2) only takes integers and touches no memory of this process. The group
-    // is the command's own (`process_group(0)` made its leader's pid the group id), and it
-    // still exists when this is called: either its leader is not yet reaped, or a member is
-    // still holding one of our pipes open.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
-    }
-}
-
-fn quote(text: &str) -> String {
-    match text.char_indices().nth(QUOTE_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
     }
 }
 

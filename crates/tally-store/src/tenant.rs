@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tally_tlog::{checkpoint::Checkpoint, note::NoteVerifier, Frontier, Hash, NodeSource};
 use uuid::Uuid;
 
+use crate::at_rest::AtRest;
 use crate::error::{Damage, ReadError, StoreError};
 use crate::frame::{FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
 use crate::idindex::{IdFilter, IdIndex, TenantIds};
@@ -123,6 +124,8 @@ pub struct TenantLog {
     filter_covers: AtomicU64,
     /// Bytes of published records (the logical end of the last segment), for quotas.
     record_bytes: AtomicU64,
+    /// Decrypts records encrypted at rest (none configured: encrypted records cannot be read).
+    at_rest: Option<Arc<AtRest>>,
 }
 
 /// How [`TenantLog::open`] signs and what it may accept.
@@ -141,6 +144,8 @@ pub(crate) struct OpenTenant<'a> {
     pub(crate) ids: &'a Arc<IdIndex>,
     /// Where the log's bytes are kept.
     pub(crate) storage: &'a Arc<dyn Storage>,
+    /// Encryption at rest, if configured.
+    pub(crate) at_rest: Option<&'a Arc<AtRest>>,
 }
 
 /// What recovery found and did, for the log line and for tests.
@@ -232,6 +237,7 @@ impl TenantLog {
             filter: IdFilter::new(),
             filter_covers: AtomicU64::new(0),
             record_bytes: AtomicU64::new(record_bytes),
+            at_rest: how.at_rest.cloned(),
         };
         report.damage = log.start_check()?;
         if let Some(d) = &report.damage {
@@ -719,7 +725,18 @@ impl TenantLog {
         offset: u64,
     ) -> Result<Vec<u8>, ReadError> {
         match read_frame_at(segments, &self.dir, offset)? {
-            Some((header, record)) if header.index == index => Ok(record),
+            Some((header, stored)) if header.index == index => {
+                open_stored(self.at_rest.as_deref(), &self.name, index, stored).inspect_err(|e| {
+                    if let ReadError::Store(StoreError::Corrupt { detail, .. }) = e {
+                        self.report_damage(Damage {
+                            tenant: self.name.clone(),
+                            index: Some(index),
+                            detail: detail.clone(),
+                            found_by: "a read".into(),
+                        });
+                    }
+                })
+            }
             _ => {
                 let detail = format!("the record frame at offset {offset} is damaged or misplaced");
                 self.report_damage(Damage {
@@ -746,6 +763,11 @@ impl TenantLog {
             upper: &state.upper,
             size: state.size,
         }
+    }
+
+    /// The record `stored` (leaf `index`) holds, decrypted if it is encrypted at rest.
+    pub(crate) fn open_stored(&self, index: u64, stored: Vec<u8>) -> Result<Vec<u8>, ReadError> {
+        open_stored(self.at_rest.as_deref(), &self.name, index, stored)
     }
 
     /// The record of a frame written but perhaps not yet published (retry checks).
@@ -941,7 +963,7 @@ pub(crate) fn read_frame_at(
         Err(e) => return Err(StoreError::io(&dir.segment_path(seg.start), e)),
     }
     let header = FrameHeader::parse(&head);
-    if header.len as usize > tally_event::MAX_RECORD_BYTES {
+    if header.len as usize > crate::frame::MAX_STORED_RECORD_BYTES {
         return Ok(None);
     }
     let mut record = vec![0u8; header.len as usize];
@@ -956,9 +978,24 @@ pub(crate) fn read_frame_at(
     Ok(header.matches(&record).then_some((header, record)))
 }
 
-/// The event id of a stored record (used only when re-indexing after a crash).
-pub(crate) fn record_id(record: &[u8]) -> Option<u128> {
-    tally_event::record_id(record).map(|id| id.as_u128())
+/// The record a stored record holds: decrypted by `at_rest` if it is encrypted. An encrypted
+/// record that does not decrypt is damage; one that cannot be opened for want of a key is not.
+pub(crate) fn open_stored(
+    at_rest: Option<&AtRest>,
+    tenant: &str,
+    index: u64,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>, ReadError> {
+    if !crate::at_rest::is_encrypted(&stored) {
+        return Ok(stored);
+    }
+    let Some(at_rest) = at_rest else {
+        return Err(StoreError::AtRest(format!(
+            "tenant {tenant}'s records are encrypted at rest; give the key-encryption key              (--kek-file, --kek-env or --kek-command) to read them"
+        ))
+        .into());
+    };
+    Ok(at_rest.decrypt_record(tenant, index, stored)?)
 }
 
 /// Why a checkpoint note was not accepted.

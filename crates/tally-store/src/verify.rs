@@ -9,6 +9,11 @@
 //! first bad index. Records with no signed checkpoint history at all are damage: a tenant's
 //! log is signed at size 0 before its first record is written.
 //!
+//! Records encrypted at rest carry their leaf hash and event id in the clear, so the whole
+//! structure is checked without any key; their content (decryption, and the hash of the
+//! plaintext) is checked when the verifier is given the key-encryption key
+//! ([`verify_tenant_with_key`]), and counted in [`TenantVerified::contents_unchecked`] when not.
+//!
 //! A torn write after the last complete record (what a crash or a full disk leaves, and what
 //! the server cuts at its next start) is not damage as long as it lies outside the signed
 //! history: it is reported in [`TenantVerified::torn_tail`], not as a failure.
@@ -19,6 +24,7 @@ use tally_tlog::checkpoint::Checkpoint;
 use tally_tlog::note::NoteVerifier;
 use tally_tlog::{Frontier, Hash};
 
+use crate::at_rest::{AtRest, EncryptedRecord};
 use crate::frame::{read_checkpoint_frames, FrameHeader, LeafEntry, FRAME_HEADER, LEAF_ENTRY};
 use crate::layout::{DataDir, TenantDir};
 use crate::storage::{OpenMode, PosixStorage, SequentialReader, Storage};
@@ -36,6 +42,11 @@ pub struct TenantVerified {
     pub latest: Option<(u64, Hash)>,
     /// Records after the newest checkpoint: checked for integrity, not yet signed.
     pub unsigned_tail: u64,
+    /// Records stored encrypted at rest.
+    pub encrypted: u64,
+    /// Encrypted records whose content was not checked, for want of the key-encryption key
+    /// (their frames, leaf hashes and place in every tree were).
+    pub contents_unchecked: u64,
     /// Torn writes at the end of the records or of the checkpoints file, outside the signed
     /// history (warnings, not failures).
     pub torn_writes: Vec<TornTail>,
@@ -107,19 +118,33 @@ pub fn verify_tenant(
     trusted: &[TrustedCheckpoint],
     progress: &mut dyn FnMut(u64),
 ) -> Result<TenantVerified, VerifyFailure> {
-    verify_tenant_interruptible(dir, tenant, verifier, trusted, &mut |n| {
+    verify_tenant_with_key(dir, tenant, verifier, trusted, None, progress)
+}
+
+/// [`verify_tenant`] that also decrypts every record encrypted at rest with `at_rest` and
+/// checks that it is the record its leaf hash commits to.
+pub fn verify_tenant_with_key(
+    dir: &DataDir,
+    tenant: &str,
+    verifier: &NoteVerifier,
+    trusted: &[TrustedCheckpoint],
+    at_rest: Option<&AtRest>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<TenantVerified, VerifyFailure> {
+    verify_tenant_interruptible(dir, tenant, verifier, trusted, at_rest, &mut |n| {
         progress(n);
         true
     })
 }
 
-/// [`verify_tenant`] whose `progress` can stop it by returning false (the scrub does when the
-/// log shuts down); it then returns a failure with no index whose detail says so.
+/// [`verify_tenant_with_key`] whose `progress` can stop it by returning false (the scrub does
+/// when the log shuts down); it then returns a failure with no index whose detail says so.
 pub fn verify_tenant_interruptible(
     dir: &DataDir,
     tenant: &str,
     verifier: &NoteVerifier,
     trusted: &[TrustedCheckpoint],
+    at_rest: Option<&AtRest>,
     progress: &mut dyn FnMut(u64) -> bool,
 ) -> Result<TenantVerified, VerifyFailure> {
     let td = dir.tenant(tenant);
@@ -181,6 +206,7 @@ pub fn verify_tenant_interruptible(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut expected_offset = 0u64;
     let mut index = 0u64;
+    let mut encrypted = 0u64;
     let mut leaves_ended = leaves.is_none();
     let mut torn_writes: Vec<TornTail> = stored.torn.into_iter().collect();
     let mut torn_tail = None;
@@ -232,10 +258,16 @@ pub fn verify_tenant_interruptible(
                     format!("{}: the reading thread stopped", path.display()),
                 ));
             };
-            let checked = batch.check_in_parallel(threads);
+            let checked = batch.check_in_parallel(threads, tenant, at_rest);
             let at_end = matches!(problem, Some(ReadProblem::End));
             for (k, frame) in batch.frames.iter().enumerate() {
-                let (crc_ok, hash, id) = checked[k];
+                let Checked {
+                    crc_ok,
+                    hash,
+                    id,
+                    encrypted: is_encrypted,
+                    ref content,
+                } = checked[k];
                 if !crc_ok {
                     // A last frame whose bytes never all reached the disk fails its checksum.
                     if at_end && k + 1 == batch.frames.len() {
@@ -259,6 +291,10 @@ pub fn verify_tenant_interruptible(
                         ),
                     ));
                 }
+                if let Some(problem) = content {
+                    return Err(fail(Some(index), problem.clone()));
+                }
+                encrypted += u64::from(is_encrypted);
                 let Some(id) = id else {
                     return Err(fail(
                         Some(index),
@@ -360,6 +396,8 @@ pub fn verify_tenant_interruptible(
     Ok(TenantVerified {
         tenant: tenant.to_string(),
         records: index,
+        encrypted,
+        contents_unchecked: if at_rest.is_some() { 0 } else { encrypted },
         checkpoints: signed,
         unsigned_tail: index - latest.map_or(0, |l| l.0),
         latest,
@@ -549,6 +587,16 @@ fn load_checkpoints(
     })
 }
 
+/// What [`Batch::check_in_parallel`] found of one frame.
+struct Checked {
+    crc_ok: bool,
+    hash: Hash,
+    id: Option<u128>,
+    encrypted: bool,
+    /// Why an encrypted record's content is wrong (checked only with the key).
+    content: Option<String>,
+}
+
 /// Frames read and checked together: enough to amortise starting the hashing threads.
 const BATCH_FRAMES: usize = 32 * 1024;
 
@@ -586,7 +634,7 @@ impl Batch {
                 Err(e) => return Some(ReadProblem::Io(e)),
             }
             let header = FrameHeader::parse(&head);
-            if header.len as usize > tally_event::MAX_RECORD_BYTES {
+            if header.len as usize > crate::frame::MAX_STORED_RECORD_BYTES {
                 return Some(ReadProblem::BadLength);
             }
             let start = self.records.len();
@@ -601,16 +649,41 @@ impl Batch {
         None
     }
 
-    /// For every frame: whether its checksum holds, its leaf hash and its event id — computed on
-    /// `threads` threads, since hashing is most of the verifier's work.
-    fn check_in_parallel(&self, threads: usize) -> Vec<(bool, Hash, Option<u128>)> {
+    /// For every frame: whether its checksum holds, its leaf hash and its event id (and, for
+    /// an encrypted record, whether it decrypts to what its header names, given the key) —
+    /// computed on `threads` threads, since hashing is most of the verifier's work.
+    fn check_in_parallel(
+        &self,
+        threads: usize,
+        tenant: &str,
+        at_rest: Option<&AtRest>,
+    ) -> Vec<Checked> {
         let check = |f: &BatchFrame| {
             let record = &self.records[f.start..f.start + f.header.len as usize];
-            (
-                f.header.matches(record),
-                tally_tlog::leaf_hash(record),
-                tally_event::record_id(record).map(|id| id.as_u128()),
-            )
+            let crc_ok = f.header.matches(record);
+            match EncryptedRecord::parse(record) {
+                None => Checked {
+                    crc_ok,
+                    hash: tally_tlog::leaf_hash(record),
+                    id: tally_event::record_id(record).map(|id| id.as_u128()),
+                    encrypted: false,
+                    content: None,
+                },
+                Some(e) => Checked {
+                    crc_ok,
+                    hash: e.leaf_hash,
+                    id: Some(e.id.as_u128()),
+                    encrypted: true,
+                    content: at_rest.and_then(|a| {
+                        a.decrypt_record(tenant, f.header.index, record.to_vec())
+                            .err()
+                            .map(|e| match e {
+                                crate::StoreError::Corrupt { detail, .. } => detail,
+                                other => other.to_string(),
+                            })
+                    }),
+                },
+            }
         };
         if threads < 2 || self.frames.len() < 1024 {
             return self.frames.iter().map(check).collect();
