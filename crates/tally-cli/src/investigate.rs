@@ -149,6 +149,9 @@ pub struct ReindexArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// The key-encryption key, if the server encrypts at rest.
+    #[command(flatten)]
+    kek: crate::kek::KekArgs,
 }
 
 pub async fn reindex(args: ReindexArgs) -> Result<()> {
@@ -160,6 +163,8 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
     // reindex needs to itself, and opening it fails while a server has it open.
     let reader =
         LogReader::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
+    let at_rest = args.kek.at_rest(reader.data_dir())?;
+    let reader = reader.with_at_rest(at_rest.clone());
     let index =
         tally_server::app::open_index(reader.data_dir(), tally_index::TantivyOptions::default())?;
     let mut tenants = reader.tenants()?;
@@ -192,6 +197,7 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
     let privacy = tally_server::privacy::Privacy::new(
         reader.data_dir().clone(),
         std::sync::Arc::new(registry),
+        at_rest,
     );
     for tlog in &logs {
         let tenant = tlog.name().to_string();

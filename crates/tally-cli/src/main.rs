@@ -14,6 +14,7 @@ mod consumers;
 mod export;
 mod ingest;
 mod investigate;
+mod kek;
 mod privacy;
 mod serve;
 mod signing;
@@ -46,6 +47,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Tenants:            tally tenants list; tally tenants create acme
 /// Run a witness:       tally witness --name witness.example/w1 --log 'tally.localhost/*=VKEY'
 /// Key outside data:    tally keygen --out /etc/tally/log.key; tally serve --signing-key /etc/tally/log.key
+/// Encrypt at rest:     tally kek generate > kek && chmod 600 kek; tally serve --kek-file kek
 #[derive(Debug, Parser)]
 #[command(
     name = "tally",
@@ -73,6 +75,7 @@ enum Command {
     Erase(privacy::EraseArgs),
     Holds(privacy::HoldsArgs),
     Keygen(signing::KeygenArgs),
+    Kek(kek::KekCommand),
     Query(investigate::QueryArgs),
     Export(export::ExportArgs),
     Tail(investigate::TailArgs),
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
             Command::Erase(args) => privacy::erase(args).await,
             Command::Holds(args) => privacy::holds(args).await,
             Command::Keygen(args) => signing::keygen(args).await,
+            Command::Kek(args) => kek::run(args).await,
             Command::Query(args) => investigate::query(args).await,
             Command::Export(args) => export::export(args).await,
             Command::Tail(args) => investigate::tail(args).await,

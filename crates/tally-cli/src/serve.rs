@@ -184,6 +184,14 @@ pub struct ServeArgs {
     // Signing key outside the data directory, and the public tree.
     #[command(flatten)]
     signing: crate::signing::SigningArgs,
+    // Encryption at rest.
+    #[command(flatten)]
+    kek: crate::kek::KekArgs,
+    /// With a key-encryption key: replace each tenant's data key by a new one once it is this
+    /// old (`off`: only on request, `POST /v1/tenants/T/data-keys/rotate`). Old records keep
+    /// theirs; nothing is rewritten.
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    data_key_rotation: String,
     /// Serve the Merkle tree to anyone, without an API key, so monitors and witnesses need
     /// none: checkpoints (/v1/checkpoint, /checkpoint, /logs/TENANT/checkpoint), hash tiles
     /// (/tile/N/..., /logs/TENANT/tile/N/...), inclusion proofs by index and consistency
@@ -379,6 +387,20 @@ impl ServeArgs {
             anchor: crate::anchor::settings(&self.anchor)?,
             admin: AdminKey::OnFirstStart {
                 token_file: self.admin_token_file.clone(),
+            },
+            at_rest: match self.kek.source() {
+                None => None,
+                Some(kek) => Some(tally_server::app::AtRestSettings {
+                    kek,
+                    rotate_after: match self.data_key_rotation.as_str() {
+                        "off" | "never" => None,
+                        text => Some(humantime::parse_duration(text).map_err(|e| {
+                            crate::UsageError(format!(
+                                "--data-key-rotation {text:?}: {e}; give a duration such as 30d or 12h, or off"
+                            ))
+                        })?),
+                    },
+                }),
             },
         })
     }

@@ -94,6 +94,18 @@ enum TenantsAction {
         #[arg(long, conflicts_with = "paths")]
         clear: bool,
     },
+    /// Show the tenant's data keys for encryption at rest (JSON), or start a new one with
+    /// --rotate: records from then on are sealed under it, older ones keep theirs.
+    ///
+    /// Examples: tally tenants data-keys acme
+    ///           tally tenants data-keys acme --rotate
+    DataKeys {
+        /// Tenant name.
+        name: String,
+        /// Start a new data key now (recorded in the tenant's log).
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -158,6 +170,22 @@ pub async fn run(args: TenantsArgs) -> Result<()> {
             let path = format!("/v1/tenants/{}/enable", segment(&name));
             let info = send(client.request(reqwest::Method::POST, &path)?).await?;
             eprintln!("tenant {} enabled", info.tenant.name);
+        }
+        TenantsAction::DataKeys { name, rotate } => {
+            let path = format!("/v1/tenants/{}/data-keys", segment(&name));
+            let response = if rotate {
+                let request = client.request(reqwest::Method::POST, &format!("{path}/rotate"))?;
+                check(
+                    request.send().await.with_context(|| {
+                        format!("cannot reach {url} (is `tally serve` running?)")
+                    })?,
+                )
+                .await?
+            } else {
+                client.get(&path, &[]).await?
+            };
+            let keys: tally_server::wire::DataKeysInfo = response.json().await?;
+            println!("{}", serde_json::to_string_pretty(&keys)?);
         }
         TenantsAction::Policy { name, paths, clear } => {
             let path = format!("/v1/tenants/{}/policy", segment(&name));

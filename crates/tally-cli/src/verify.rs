@@ -80,6 +80,11 @@ pub struct VerifyArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// With a data directory encrypted at rest: the key-encryption key, to check every
+    /// encrypted record's content too (without it, the structure is checked: every frame,
+    /// leaf hash, tree and checkpoint, but not what the encrypted records hold).
+    #[command(flatten)]
+    kek: crate::kek::KekArgs,
     /// With --url: each tenant's checkpoint must carry cosignatures from --witness-quorum of
     /// these witnesses (see `tally checkpoint --help`).
     #[command(flatten)]
@@ -235,9 +240,11 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
             );
         }
     }
+    let at_rest = args.kek.at_rest(&dir)?;
     let total = tally_store::verify::total_record_bytes(&dir, &tenants);
     let pb = bar(args.quiet, total, "bytes");
     let mut records = 0u64;
+    let mut unchecked = 0u64;
     for tenant in &tenants {
         pb.set_message(tenant.clone());
         let trusted = since
@@ -249,15 +256,20 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
                 source: s.source.clone(),
             })
             .collect::<Vec<_>>();
-        let report =
-            tally_store::verify::verify_tenant(&dir, tenant, &verifier, &trusted, &mut |n| {
-                pb.inc(n)
-            })
-            .map_err(|f| {
-                pb.abandon();
-                anyhow!("VERIFICATION FAILED: {f}")
-            })?;
+        let report = tally_store::verify::verify_tenant_with_key(
+            &dir,
+            tenant,
+            &verifier,
+            &trusted,
+            at_rest.as_deref(),
+            &mut |n| pb.inc(n),
+        )
+        .map_err(|f| {
+            pb.abandon();
+            anyhow!("VERIFICATION FAILED: {f}")
+        })?;
         records += report.records;
+        unchecked += report.contents_unchecked;
         if let Some(other) = &args.compare {
             pb.suspend(|| {
                 tokio::runtime::Handle::current().block_on(crate::verify_compare::compare_tenant(
@@ -289,10 +301,15 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
         }
         pb.suspend(|| {
             println!(
-                "tenant {}: {} records, {} signed checkpoints OK{}",
+                "tenant {}: {} records, {} signed checkpoints OK{}{}",
                 report.tenant,
                 report.records,
                 report.checkpoints,
+                match (report.encrypted, report.contents_unchecked) {
+                    (0, _) => String::new(),
+                    (n, 0) => format!(" ({n} encrypted at rest, each decrypted and checked)"),
+                    (n, _) => format!(" ({n} encrypted at rest: their content is not checked)"),
+                },
                 if report.unsigned_tail > 0 {
                     format!(
                         " ({} records after the last checkpoint are intact but not yet signed)",
@@ -320,6 +337,13 @@ fn offline(args: &VerifyArgs, path: PathBuf) -> Result<()> {
         "verified {records} records in {} tenants: intact",
         tenants.len()
     );
+    if unchecked > 0 {
+        println!(
+            "{unchecked} records are encrypted at rest: their frames, leaf hashes and place in \
+             every tree and checkpoint were checked, their content was not; give the \
+             key-encryption key (--kek-file, --kek-env or --kek-command) to check it too"
+        );
+    }
     Ok(())
 }
 

@@ -8,7 +8,12 @@
 //! body     'S' || lookup secret[32] || token key[32]          first frame, once
 //!        | 'K' || key id[16] || lookup[32] || subject key[32]  a subject's key
 //!        | 'E' || key id[16]                                    a key that was erased
+//!        | 'X' || sealed(body)                                  any of the above, encrypted
 //! ```
+//!
+//! With a [`FileCipher`] (encryption at rest: the server's data keys under its key-encryption
+//! key), every frame is written as `X`, and [`SubjectKeys::encrypt_clear_frames`] rewrites a
+//! file still holding frames in the clear (written before encryption was configured).
 //!
 //! `lookup` is HMAC-SHA256(lookup secret, subject): the file never holds a subject's name, and
 //! finding a subject's key needs the secret. New keys are appended and fsync'd before
@@ -34,6 +39,16 @@ const MAGIC: &[u8] = b"tally-subject-keys 1\n";
 const SECRETS: u8 = b'S';
 const KEY: u8 = b'K';
 const ERASED: u8 = b'E';
+const SEALED: u8 = b'X';
+
+/// Encrypts the key file's frames at rest. Implemented by the server over its data keys; the
+/// key file never holds a subject key in the clear when one is given.
+pub trait FileCipher: Send + Sync {
+    /// Encrypts one frame body.
+    fn seal(&self, body: &[u8]) -> Result<Vec<u8>, String>;
+    /// Decrypts what [`seal`](Self::seal) made.
+    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, String>;
+}
 
 /// What is known of a key id.
 #[derive(Debug, Clone)]
@@ -83,6 +98,9 @@ pub struct SubjectKeys {
     state: RwLock<State>,
     /// Appends and rewrites, one at a time.
     file: Mutex<File>,
+    cipher: Option<std::sync::Arc<dyn FileCipher>>,
+    /// Whether the file holds frames in the clear.
+    clear_frames: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SubjectKeys {
@@ -99,6 +117,27 @@ fn frame(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
     out.extend_from_slice(body);
     out
+}
+
+/// The frame of `body`, encrypted as an `X` frame when there is a cipher.
+fn frame_with(
+    cipher: Option<&dyn FileCipher>,
+    body: &[u8],
+    path: &Path,
+) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+    Ok(Zeroizing::new(match cipher {
+        None => frame(body),
+        Some(cipher) => {
+            let mut sealed = vec![SEALED];
+            sealed.extend_from_slice(&cipher.seal(body).map_err(|detail| {
+                KeyStoreError::Damaged {
+                    path: path.to_path_buf(),
+                    detail: format!("encrypting a key failed: {detail}"),
+                }
+            })?);
+            frame(&sealed)
+        }
+    }))
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
@@ -122,6 +161,16 @@ impl SubjectKeys {
     /// Opens the key file at `path`, creating it (mode 0600, with fresh secrets) if it does not
     /// exist. A torn last frame is cut.
     pub fn open(path: &Path) -> Result<SubjectKeys, KeyStoreError> {
+        Self::open_with(path, None)
+    }
+
+    /// [`open`](Self::open) with the frames encrypted at rest by `cipher`: new frames are
+    /// written encrypted; frames in the clear are read, and stay until
+    /// [`encrypt_clear_frames`](Self::encrypt_clear_frames).
+    pub fn open_with(
+        path: &Path,
+        cipher: Option<std::sync::Arc<dyn FileCipher>>,
+    ) -> Result<SubjectKeys, KeyStoreError> {
         let io = |source| KeyStoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -131,11 +180,11 @@ impl SubjectKeys {
             detail,
         };
         if !path.exists() {
-            let mut body = vec![SECRETS];
+            let mut body = Zeroizing::new(vec![SECRETS]);
             body.extend_from_slice(&random_bytes::<32>());
             body.extend_from_slice(&random_bytes::<32>());
-            let mut bytes = MAGIC.to_vec();
-            bytes.extend_from_slice(&frame(&body));
+            let mut bytes = Zeroizing::new(MAGIC.to_vec());
+            bytes.extend_from_slice(&frame_with(cipher.as_deref(), &body, path)?);
             write_new(path, &bytes).map_err(io)?;
         }
         let mut file = OpenOptions::new()
@@ -151,6 +200,7 @@ impl SubjectKeys {
         let mut at = 0usize;
         let mut secrets = None;
         let mut state = State::default();
+        let mut clear_frames = false;
         while at < rest.len() {
             let header = rest.get(at..at + 8);
             let len = header.map(|h| u32::from_le_bytes(h[..4].try_into().unwrap()) as usize);
@@ -175,6 +225,22 @@ impl SubjectKeys {
             }
             let body = body.unwrap();
             at += 8 + body.len();
+            let body: Zeroizing<Vec<u8>> = match (body.first(), &cipher) {
+                (Some(&SEALED), Some(cipher)) => cipher.open(&body[1..]).map_err(|detail| {
+                    damaged(format!("a key does not decrypt ({detail}); give the key-encryption key it was written with"))
+                })?,
+                (Some(&SEALED), None) => {
+                    return Err(damaged(
+                        "the keys are encrypted at rest; start with the key-encryption key \
+                         (--kek-file, --kek-env or --kek-command)"
+                            .into(),
+                    ))
+                }
+                _ => {
+                    clear_frames = true;
+                    Zeroizing::new(body.to_vec())
+                }
+            };
             match (body.first(), body.len()) {
                 (Some(&SECRETS), 65) if secrets.is_none() => {
                     let lookup: [u8; 32] = body[1..33].try_into().unwrap();
@@ -205,7 +271,23 @@ impl SubjectKeys {
             tokens: TokenKey::from_bytes(token),
             state: RwLock::new(state),
             file: Mutex::new(file),
+            cipher,
+            clear_frames: clear_frames.into(),
         })
+    }
+
+    /// With a cipher, rewrites the file encrypted if it holds frames in the clear (the
+    /// writer does this once when it opens the file; read-only tools never do). Returns
+    /// whether it rewrote.
+    pub fn encrypt_clear_frames(&self) -> Result<bool, KeyStoreError> {
+        use std::sync::atomic::Ordering;
+        if self.cipher.is_none() || !self.clear_frames.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let mut file = self.file.lock();
+        self.rewrite(&mut file, &self.state.read(), None)?;
+        self.clear_frames.store(false, Ordering::Release);
+        Ok(true)
     }
 
     /// The tenant's masking-token key.
@@ -245,16 +327,10 @@ impl SubjectKeys {
         if fresh.is_empty() {
             return Ok(());
         }
-        let mut bytes = Vec::with_capacity(fresh.len() * 89);
+        let mut bytes = Zeroizing::new(Vec::with_capacity(fresh.len() * 89));
         for (lookup, kid, key) in &fresh {
-            let mut body = Zeroizing::new(Vec::with_capacity(81));
-            body.push(KEY);
-            body.extend_from_slice(&kid.0);
-            body.extend_from_slice(lookup);
-            body.extend_from_slice(key.as_bytes());
-            bytes.extend_from_slice(&frame(&body));
+            bytes.extend_from_slice(&self.frame(&key_body(kid, lookup, key))?);
         }
-        let bytes = Zeroizing::new(bytes);
         let io = |source| KeyStoreError::Io {
             path: self.path.clone(),
             source,
@@ -316,35 +392,57 @@ impl SubjectKeys {
         let Some(kid) = self.state.read().by_lookup.get(&lookup).copied() else {
             return Ok(None);
         };
+        self.rewrite(&mut file, &self.state.read(), Some(kid))?;
+        if self.cipher.is_some() {
+            self.clear_frames
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        let mut state = self.state.write();
+        state.keys.remove(&kid);
+        state.by_lookup.remove(&lookup);
+        state.erased.insert(kid);
+        Ok(Some(kid))
+    }
+
+    fn frame(&self, body: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+        frame_with(self.cipher.as_deref(), body, &self.path)
+    }
+
+    /// Rewrites the file from `state`, without the key `erasing` (which is listed as erased):
+    /// written under a temporary name, fsync'd, renamed over the old one, directory fsync'd;
+    /// `file` is then the new file.
+    fn rewrite(
+        &self,
+        file: &mut File,
+        state: &State,
+        erasing: Option<KeyId>,
+    ) -> Result<(), KeyStoreError> {
         let io = |source| KeyStoreError::Io {
             path: self.path.clone(),
             source,
         };
-        let bytes = {
-            let state = self.state.read();
-            let mut bytes = Zeroizing::new(MAGIC.to_vec());
-            let mut secrets = vec![SECRETS];
-            secrets.extend_from_slice(self.lookup_secret.as_ref());
-            secrets.extend_from_slice(self.tokens.as_bytes());
-            bytes.extend_from_slice(&frame(&Zeroizing::new(secrets)));
-            let mut keys: Vec<_> = state.keys.iter().filter(|(k, _)| **k != kid).collect();
-            keys.sort_by_key(|(k, _)| **k);
-            for (k, (key, lookup)) in keys {
-                let mut body = Zeroizing::new(vec![KEY]);
-                body.extend_from_slice(&k.0);
-                body.extend_from_slice(lookup);
-                body.extend_from_slice(key.as_bytes());
-                bytes.extend_from_slice(&frame(&body));
-            }
-            let mut erased: Vec<_> = state.erased.iter().chain([&kid]).collect();
-            erased.sort();
-            for k in erased {
-                let mut body = vec![ERASED];
-                body.extend_from_slice(&k.0);
-                bytes.extend_from_slice(&frame(&body));
-            }
-            bytes
-        };
+        let mut bytes = Zeroizing::new(MAGIC.to_vec());
+        let mut secrets = Zeroizing::new(vec![SECRETS]);
+        secrets.extend_from_slice(self.lookup_secret.as_ref());
+        secrets.extend_from_slice(self.tokens.as_bytes());
+        bytes.extend_from_slice(&self.frame(&secrets)?);
+        let mut keys: Vec<_> = state
+            .keys
+            .iter()
+            .filter(|(k, _)| Some(**k) != erasing)
+            .collect();
+        keys.sort_by_key(|(k, _)| **k);
+        for (k, (key, lookup)) in keys {
+            bytes.extend_from_slice(&self.frame(&key_body(k, lookup, key))?);
+        }
+        let mut erased: Vec<_> = state.erased.iter().chain(erasing.as_ref()).collect();
+        erased.sort();
+        erased.dedup();
+        for k in erased {
+            let mut body = vec![ERASED];
+            body.extend_from_slice(&k.0);
+            bytes.extend_from_slice(&self.frame(&body)?);
+        }
         let tmp = self.path.with_extension("rewrite");
         write_new(&tmp, &bytes).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
@@ -354,11 +452,7 @@ impl SubjectKeys {
             .append(true)
             .open(&self.path)
             .map_err(io)?;
-        let mut state = self.state.write();
-        state.keys.remove(&kid);
-        state.by_lookup.remove(&lookup);
-        state.erased.insert(kid);
-        Ok(Some(kid))
+        Ok(())
     }
 
     /// How many subjects have a key, and how many keys were erased.
@@ -366,6 +460,15 @@ impl SubjectKeys {
         let state = self.state.read();
         (state.keys.len(), state.erased.len())
     }
+}
+
+fn key_body(kid: &KeyId, lookup: &[u8; 32], key: &SubjectKey) -> Zeroizing<Vec<u8>> {
+    let mut body = Zeroizing::new(Vec::with_capacity(81));
+    body.push(KEY);
+    body.extend_from_slice(&kid.0);
+    body.extend_from_slice(lookup);
+    body.extend_from_slice(key.as_bytes());
+    body
 }
 
 /// Writes a new file (replacing any leftover of an interrupted write), 0600, fsync'd, and
@@ -432,6 +535,71 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// A cipher for tests: ChaCha20-Poly1305 under a fixed key, random nonce in front.
+    struct TestCipher;
+
+    impl FileCipher for TestCipher {
+        fn seal(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+            use chacha20poly1305::aead::{Aead, KeyInit};
+            let cipher = chacha20poly1305::ChaCha20Poly1305::new(&[7u8; 32].into());
+            let nonce = random_bytes::<12>();
+            let mut out = nonce.to_vec();
+            out.extend(
+                cipher
+                    .encrypt(&nonce.into(), body)
+                    .map_err(|e| e.to_string())?,
+            );
+            Ok(out)
+        }
+
+        fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+            use chacha20poly1305::aead::{Aead, KeyInit};
+            let cipher = chacha20poly1305::ChaCha20Poly1305::new(&[7u8; 32].into());
+            let nonce: [u8; 12] = sealed.get(..12).ok_or("short")?.try_into().unwrap();
+            cipher
+                .decrypt(&nonce.into(), &sealed[12..])
+                .map(Zeroizing::new)
+                .map_err(|_| "does not decrypt".to_string())
+        }
+    }
+
+    #[test]
+    fn with_a_cipher_no_key_is_stored_in_the_clear_and_clear_files_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subject-keys");
+        // A file written before encryption at rest was configured.
+        let keys = SubjectKeys::open(&path).unwrap();
+        keys.ensure(&["alice"]).unwrap();
+        let (alice_kid, alice_key) = keys.key_for("alice").unwrap();
+        let token = keys.tokens().token_of_str("x");
+        drop(keys);
+        let clear = std::fs::read(&path).unwrap();
+        assert!(clear.windows(32).any(|w| w == alice_key.as_bytes()));
+
+        let cipher: std::sync::Arc<dyn FileCipher> = std::sync::Arc::new(TestCipher);
+        let keys = SubjectKeys::open_with(&path, Some(cipher.clone())).unwrap();
+        assert!(keys.encrypt_clear_frames().unwrap());
+        assert!(!keys.encrypt_clear_frames().unwrap());
+        keys.ensure(&["bob"]).unwrap();
+        let (_, bob_key) = keys.key_for("bob").unwrap();
+        keys.erase("carol").unwrap();
+        drop(keys);
+        let bytes = std::fs::read(&path).unwrap();
+        for secret in [alice_key.as_bytes(), bob_key.as_bytes()] {
+            assert!(!bytes.windows(32).any(|w| w == secret));
+        }
+        let err = SubjectKeys::open(&path).unwrap_err().to_string();
+        assert!(err.contains("--kek-file"), "{err}");
+        let keys = SubjectKeys::open_with(&path, Some(cipher.clone())).unwrap();
+        assert_eq!(keys.key_for("alice").unwrap().0, alice_kid);
+        assert_eq!(keys.tokens().token_of_str("x"), token);
+        assert_eq!(keys.erase("alice").unwrap(), Some(alice_kid));
+        drop(keys);
+        let keys = SubjectKeys::open_with(&path, Some(cipher)).unwrap();
+        assert!(matches!(keys.key(&alice_kid), KeyState::Erased));
+        assert!(keys.key_for("bob").is_some());
     }
 
     #[test]

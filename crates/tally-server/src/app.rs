@@ -36,6 +36,19 @@ pub struct AppSettings {
     pub anchor: Option<AnchorSettings>,
     /// Which admin API key to make.
     pub admin: AdminKey,
+    /// Encryption at rest (none: records are stored as they are hashed, and a data directory
+    /// holding encrypted records is refused, since they could not be read).
+    pub at_rest: Option<AtRestSettings>,
+}
+
+/// Where the key-encryption key comes from and how often data keys rotate.
+#[derive(Debug, Clone)]
+pub struct AtRestSettings {
+    /// The key-encryption key.
+    pub kek: tally_store::KekSource,
+    /// A tenant's data key is replaced by a new one once it is this old (`None`: only on
+    /// request).
+    pub rotate_after: Option<Duration>,
 }
 
 impl AppSettings {
@@ -51,6 +64,7 @@ impl AppSettings {
             witness_settings: WitnessSettings::default(),
             anchor: None,
             admin: AdminKey::OnFirstStart { token_file: None },
+            at_rest: None,
         }
     }
 }
@@ -117,6 +131,46 @@ fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     }
 }
 
+/// Loads the key-encryption key and checks that it opens every tenant's data keys; with no
+/// key configured, refuses a data directory whose records are encrypted.
+async fn open_at_rest(
+    dir: &DataDir,
+    settings: Option<AtRestSettings>,
+) -> Result<Option<Arc<tally_store::AtRest>>, StartError> {
+    let Some(settings) = settings else {
+        let encrypted = tally_store::at_rest::tenants_with_data_keys(dir);
+        if encrypted.is_empty() {
+            return Ok(None);
+        }
+        return Err(StartError {
+            doing: "opening the data directory".into(),
+            source: format!(
+                "the records of tenant(s) {} are encrypted at rest; start with the \
+                 key-encryption key they were written with (--kek-file, --kek-env or \
+                 --kek-command)",
+                encrypted.join(", ")
+            )
+            .into(),
+        });
+    };
+    let dir = dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let kek = settings.kek.load()?;
+        let at_rest = tally_store::AtRest::new(&dir, kek, settings.rotate_after);
+        let tenants = at_rest.check_all()?;
+        tracing::info!(
+            kek = at_rest.kek_fingerprint(),
+            tenants,
+            "encryption at rest is on"
+        );
+        Ok::<_, tally_store::StoreError>(Arc::new(at_rest))
+    })
+    .await
+    .map_err(failed("loading the key-encryption key"))?
+    .map(Some)
+    .map_err(failed("setting up encryption at rest"))
+}
+
 /// A running Tally: serve its [`App::router`], then [`App::stop`] it.
 pub struct App {
     state: AppState,
@@ -141,7 +195,10 @@ impl App {
         let path = settings.data.clone();
         let dir = DataDir::create_or_open(&path)
             .map_err(failed(format!("opening data directory {}", path.display())))?;
-        let config = settings.log.clone();
+        let mut config = settings.log.clone();
+        if config.at_rest.is_none() {
+            config.at_rest = open_at_rest(&dir, settings.at_rest.clone()).await?;
+        }
         let (log, report) = tokio::task::spawn_blocking(move || Log::open(dir, config))
             .await
             .map_err(failed("recovering the log"))?

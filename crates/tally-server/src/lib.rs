@@ -366,6 +366,14 @@ pub fn router(state: AppState) -> Router {
             post(privacy::release_hold),
         )
         .route("/v1/tenants/{tenant}/erasures", post(privacy::erase))
+        .route(
+            "/v1/tenants/{tenant}/data-keys",
+            get(privacy::get_data_keys),
+        )
+        .route(
+            "/v1/tenants/{tenant}/data-keys/rotate",
+            post(privacy::rotate_data_key),
+        )
         .route("/v1/checkpoint", get(proofs::checkpoint))
         .route("/v1/log-key", get(proofs::log_key))
         .route("/v1/proof/inclusion", get(proofs::inclusion))

@@ -35,6 +35,8 @@ use crate::routes;
         routes::privacy::place_hold,
         routes::privacy::release_hold,
         routes::privacy::erase,
+        routes::privacy::get_data_keys,
+        routes::privacy::rotate_data_key,
         routes::proofs::checkpoint,
         routes::proofs::log_key,
         routes::proofs::inclusion,

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use parking_lot::RwLock;
 use tally_event::ValidEvent;
-use tally_privacy::keystore::{KeyStoreError, SubjectKeys};
+use tally_privacy::keystore::{FileCipher, KeyStoreError, SubjectKeys};
 use tally_privacy::policy::Policy;
 use tally_privacy::record::{self, Opened, View};
-use tally_store::{DataDir, RecordSealer};
+use tally_store::{AtRest, DataDir, RecordSealer};
 
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
@@ -26,8 +26,32 @@ use crate::tenants::{PersonalPath, TenantRegistry};
 pub struct Privacy {
     dir: DataDir,
     tenants: Arc<TenantRegistry>,
+    /// Encrypts the key files at rest, when a key-encryption key is configured.
+    at_rest: Option<Arc<AtRest>>,
+    /// Whether this is the running server's (which may rewrite key files), not a tool's.
+    writer: bool,
     keys: RwLock<HashMap<String, Arc<SubjectKeys>>>,
     policies: RwLock<HashMap<String, CachedPolicy>>,
+}
+
+/// Encrypts a tenant's subject-key file under its data keys (encryption at rest).
+struct KeyFileCipher {
+    at_rest: Arc<AtRest>,
+    tenant: String,
+}
+
+impl FileCipher for KeyFileCipher {
+    fn seal(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        self.at_rest
+            .seal(&self.tenant, b"subject-keys", body)
+            .map_err(|e| e.to_string())
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        self.at_rest
+            .open(&self.tenant, b"subject-keys", sealed)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A tenant's policy, and the registry's paths it was made from (to notice a change).
@@ -51,11 +75,18 @@ pub fn view_for(who: &Principal) -> View {
 }
 
 impl Privacy {
-    /// The privacy layer of a data directory; key files are opened as tenants need them.
-    pub fn new(dir: DataDir, tenants: Arc<TenantRegistry>) -> Privacy {
+    /// The privacy layer of a data directory; key files are opened as tenants need them, and
+    /// kept encrypted under `at_rest`'s data keys when it is given.
+    pub fn new(
+        dir: DataDir,
+        tenants: Arc<TenantRegistry>,
+        at_rest: Option<Arc<AtRest>>,
+    ) -> Privacy {
         Privacy {
             dir,
             tenants,
+            at_rest,
+            writer: false,
             keys: RwLock::new(HashMap::new()),
             policies: RwLock::new(HashMap::new()),
         }
@@ -79,7 +110,16 @@ impl Privacy {
                 }
             })?;
         }
-        let keys = Arc::new(SubjectKeys::open(&path)?);
+        let cipher = self.at_rest.as_ref().map(|at_rest| {
+            Arc::new(KeyFileCipher {
+                at_rest: at_rest.clone(),
+                tenant: tenant.to_string(),
+            }) as Arc<dyn FileCipher>
+        });
+        let keys = Arc::new(SubjectKeys::open_with(&path, cipher)?);
+        if self.writer {
+            keys.encrypt_clear_frames()?;
+        }
         all.insert(tenant.to_string(), keys.clone());
         Ok(keys)
     }
@@ -176,7 +216,14 @@ impl Privacy {
         {
             return existing;
         }
-        let privacy = Arc::new(Privacy::new(log.data_dir().clone(), tenants));
+        let privacy = Arc::new(Privacy {
+            writer: true,
+            ..Privacy::new(
+                log.data_dir().clone(),
+                tenants,
+                log.config().at_rest.clone(),
+            )
+        });
         if !log.set_sealer(privacy.clone()) {
             // Another thread set one between the two calls.
             if let Some(existing) = log

@@ -113,6 +113,30 @@ pub struct HoldsInfo {
     pub subject_holds: usize,
 }
 
+/// A tenant's data keys for encryption at rest.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataKeysInfo {
+    /// Whether the server encrypts records at rest (a key-encryption key is configured).
+    pub encryption: bool,
+    /// The fingerprint of the key-encryption key wrapping the data keys (names it without
+    /// revealing it), when encryption is on.
+    pub kek_fingerprint: Option<String>,
+    /// The tenant's data keys, oldest first (none before its first encrypted record).
+    pub keys: Vec<DataKeyInfo>,
+}
+
+/// One data key.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataKeyInfo {
+    /// Its number within the tenant (from 1); each encrypted record names the key it is
+    /// sealed under.
+    pub id: u32,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// Whether new records are sealed under it.
+    pub current: bool,
+}
+
 /// What an erasure did.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErasureResult {

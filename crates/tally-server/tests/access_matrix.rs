@@ -141,7 +141,8 @@ fn lacking(need: Need) -> &'static [&'static str] {
 
 #[tokio::test]
 async fn every_operation_answers_every_kind_of_credential_exactly() {
-    let server = TestServer::start_app(ServerSettings::default(), true).await;
+    // Encrypted at rest, so that every operation is also seen working on encrypted records.
+    let server = TestServer::start_with(ServerSettings::default(), true, true).await;
     let api = Api {
         http: Client::new(),
         base: server.running.url.clone(),
@@ -426,6 +427,26 @@ async fn every_operation_answers_every_kind_of_credential_exactly() {
             "/v1/tenants/{tenant}/holds/release",
             "/v1/tenants/acme/holds/release".into(),
             Some(json!({"subject": "held-1"})),
+            Scope("admin"),
+            "acme",
+            200,
+            403,
+        ),
+        case(
+            Method::GET,
+            "/v1/tenants/{tenant}/data-keys",
+            "/v1/tenants/acme/data-keys".into(),
+            None,
+            Scope("admin"),
+            "acme",
+            200,
+            403,
+        ),
+        case(
+            Method::POST,
+            "/v1/tenants/{tenant}/data-keys/rotate",
+            "/v1/tenants/acme/data-keys/rotate".into(),
+            None,
             Scope("admin"),
             "acme",
             200,

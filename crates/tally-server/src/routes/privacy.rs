@@ -1,6 +1,7 @@
 //! A tenant's personal data: its policy (`/v1/tenants/{t}/policy`), legal holds
-//! (`/v1/tenants/{t}/holds`) and erasure of subjects (`/v1/tenants/{t}/erasures`). Each is
-//! a tenant admin's call and each change is recorded in the log.
+//! (`/v1/tenants/{t}/holds`), erasure of subjects (`/v1/tenants/{t}/erasures`) and the data
+//! keys of encryption at rest (`/v1/tenants/{t}/data-keys`). Each is a tenant admin's call and
+//! each change is recorded in the log.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +15,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::Auth;
 use crate::tenants::{LegalHold, PersonalPath, Tenant};
-use crate::wire::{ErasureResult, HoldsInfo, PolicyInfo};
+use crate::wire::{DataKeyInfo, DataKeysInfo, ErasureResult, HoldsInfo, PolicyInfo};
 use crate::AppState;
 
 /// Most subjects one erasure request names.
@@ -493,4 +494,138 @@ pub(crate) async fn erase(
 
 fn legal_hold(message: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "legal_hold", message)
+}
+
+fn data_keys_info(state: &AppState, name: &str) -> Result<DataKeysInfo, ApiError> {
+    let Some(at_rest) = &state.log.config().at_rest else {
+        return Ok(DataKeysInfo {
+            encryption: false,
+            kek_fingerprint: None,
+            keys: Vec::new(),
+        });
+    };
+    let keys = at_rest.data_keys(name).map_err(at_rest_error)?;
+    Ok(DataKeysInfo {
+        encryption: true,
+        kek_fingerprint: Some(at_rest.kek_fingerprint()),
+        keys: keys
+            .into_iter()
+            .map(|k| DataKeyInfo {
+                id: k.id,
+                created: time::OffsetDateTime::from_unix_timestamp(k.created as i64)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default(),
+                current: k.current,
+            })
+            .collect(),
+    })
+}
+
+fn at_rest_error(e: tally_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "encryption at rest failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the data keys could not be read or written; the server's log says why. Retry later",
+    )
+}
+
+/// The tenant's data keys for encryption at rest: which exist, which is current, and the
+/// fingerprint of the key-encryption key wrapping them.
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/data-keys", tag = "privacy", operation_id = "get_data_keys",
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The data keys", body = DataKeysInfo),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 503, description = "The data keys could not be read", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn get_data_keys(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<DataKeysInfo>, ApiError> {
+    let name = tenant_name(&name)?;
+    require_tenant_admin(&auth, name)?;
+    existing(&state, name).await?;
+    let (state, name) = (state.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || data_keys_info(&state, &name).map(Json))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+/// Starts a new data key for the tenant now (`tally.data_keys.rotate`): records from now on
+/// are sealed under it; older records keep theirs, and nothing is rewritten. Keys also rotate
+/// by age (`tally serve --data-key-rotation`).
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/data-keys/rotate", tag = "privacy", operation_id = "rotate_data_key",
+    params(("tenant" = String, Path, description = "Tenant name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The data keys, the new one current", body = DataKeysInfo),
+        (status = 400, description = "Malformed tenant name", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key of this tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "Encryption at rest is not configured (encryption_off)", body = crate::error::ErrorBody),
+        (status = 503, description = "The new key could not be written, or the rotation could not be recorded", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn rotate_data_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<DataKeysInfo>, ApiError> {
+    let name = tenant_name(&name)?.to_string();
+    let caller = require_tenant_admin(&auth, &name)?.clone();
+    existing(&state, &name).await?;
+    let Some(at_rest) = state.log.config().at_rest.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "encryption_off",
+            "records are not encrypted at rest, so there is no data key to rotate; start the \
+             server with --kek-file, --kek-env or --kek-command to turn encryption on",
+        ));
+    };
+    let rotated = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || at_rest.rotate(&name))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?
+            .map_err(at_rest_error)?
+    };
+    crate::audit::record(
+        &state.log,
+        ServerEvent {
+            tenant: &name,
+            actor: Actor::Key(&caller),
+            action: "tally.data_keys.rotate",
+            category: "ADMIN",
+            resource: ("DATA_KEY", &name),
+            metadata: serde_json::json!({ "key": rotated.id }),
+        },
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_recorded",
+            format!("the data key was rotated, but the rotation could not be recorded: {e}"),
+        )
+    })?;
+    let (state, name) = (state.clone(), name.clone());
+    tokio::task::spawn_blocking(move || data_keys_info(&state, &name).map(Json))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }

@@ -27,8 +27,24 @@ impl TestServer {
 
     /// [`TestServer::start`], with the search index when `index` is true.
     pub async fn start_app(settings: ServerSettings, index: bool) -> TestServer {
+        TestServer::start_with(settings, index, false).await
+    }
+
+    /// [`TestServer::start_app`] with encryption at rest (a key-encryption key in a file of
+    /// the temporary directory) when `encrypted` is true.
+    pub async fn start_with(settings: ServerSettings, index: bool, encrypted: bool) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let defaults = AppSettings::new(tmp.path().join("data"));
+        let at_rest = encrypted.then(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let kek = tmp.path().join("kek");
+            std::fs::write(&kek, tally_store::Kek::generate_text().as_str()).unwrap();
+            std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+            tally_server::app::AtRestSettings {
+                kek: tally_store::KekSource::File(kek),
+                rotate_after: None,
+            }
+        });
         let app = App::start(AppSettings {
             log: LogConfig {
                 checkpoint_interval: Duration::from_millis(50),
@@ -37,6 +53,7 @@ impl TestServer {
             http: settings,
             index: if index { defaults.index.clone() } else { None },
             admin: AdminKey::Create("admin".into()),
+            at_rest,
             ..defaults
         })
         .await
