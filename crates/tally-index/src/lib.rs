@@ -45,4 +45,5 @@ pub use engine::{
     EventIndex, IndexError, IndexedEvent, Order, PersonalValue, SearchOptions, SearchPage,
     StatsBucket, StatsRequest, StatsResult, MAX_PAGE,
 };
+pub use tantivy_index::encrypted::{EncryptedDirectory, IndexCipher};
 pub use tantivy_index::{TantivyIndex, TantivyOptions};

@@ -36,6 +36,7 @@
 //! [`IndexError::Corrupt`], and so is a panic inside tantivy while opening or searching
 //! (tantivy does not promise panic-free reads of damaged files).
 
+pub mod encrypted;
 mod query;
 mod range;
 mod schema;
@@ -70,6 +71,9 @@ const FORMAT_FILE: &str = "FORMAT";
 /// The lock file whose exclusive `flock` marks the index as open in a process.
 const OWNER_LOCK: &str = "owner.lock";
 const FORMAT: &str = "tally-index tantivy 1\n";
+/// The marker of an index whose files are encrypted at rest: a change either way makes the
+/// index unreadable as it is, so it is rebuilt from the log.
+const FORMAT_ENCRYPTED: &str = "tally-index tantivy 1 encrypted\n";
 
 /// Tuning of [`TantivyIndex`].
 #[derive(Debug, Clone)]
@@ -81,6 +85,9 @@ pub struct TantivyOptions {
     pub writer_threads: usize,
     /// Background merge threads per tenant writer.
     pub merge_threads: usize,
+    /// Encrypts every file of the index at rest under the tenants' data keys (none: files
+    /// are plain).
+    pub cipher: Option<Arc<dyn encrypted::IndexCipher>>,
 }
 
 impl Default for TantivyOptions {
@@ -89,6 +96,7 @@ impl Default for TantivyOptions {
             writer_memory_bytes: 128 << 20,
             writer_threads: 1,
             merge_threads: 1,
+            cipher: None,
         }
     }
 }
@@ -184,11 +192,16 @@ impl TantivyIndex {
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         let format = dir.join(FORMAT_FILE);
+        let expected = if options.cipher.is_some() {
+            FORMAT_ENCRYPTED
+        } else {
+            FORMAT
+        };
         match std::fs::read(&format) {
-            Ok(bytes) if bytes == FORMAT.as_bytes() => {}
+            Ok(bytes) if bytes == expected.as_bytes() => {}
             Ok(_) => {
                 return Err(IndexError::Corrupt(format!(
-                    "{} is not {FORMAT:?}",
+                    "{} is not {expected:?}",
                     format.display()
                 )))
             }
@@ -200,7 +213,7 @@ impl TantivyIndex {
                         dir.display()
                     )));
                 }
-                write_durably(&format, FORMAT.as_bytes())?;
+                write_durably(&format, expected.as_bytes())?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -300,6 +313,24 @@ impl TantivyIndex {
         Ok(Some(t))
     }
 
+    /// The encrypted directory of a tenant's index at `path` (`None`: not encrypted).
+    fn directory(&self, path: &Path) -> Result<Option<encrypted::EncryptedDirectory>, IndexError> {
+        let Some(cipher) = &self.options.cipher else {
+            return Ok(None);
+        };
+        let tenant = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| IndexError::Engine(format!("{} names no tenant", path.display())))?;
+        let inner = tantivy::directory::MmapDirectory::open(path)
+            .map_err(|e| IndexError::Engine(format!("{}: {e}", path.display())))?;
+        Ok(Some(encrypted::EncryptedDirectory::new(
+            Box::new(inner),
+            cipher.clone(),
+            tenant,
+        )))
+    }
+
     fn create_tenant(&self, path: &Path) -> Result<Tenant, IndexError> {
         let settings = IndexSettings {
             sort_by_field: Some(IndexSortByField {
@@ -308,11 +339,15 @@ impl TantivyIndex {
             }),
             ..IndexSettings::default()
         };
-        let index = Index::builder()
+        let builder = Index::builder()
             .schema(self.fields.schema.clone())
-            .settings(settings)
-            .create_in_dir(path)
-            .map_err(engine)?;
+            .settings(settings);
+        let index = match self.directory(path)? {
+            // The directory was just made empty: this creates.
+            Some(dir) => builder.open_or_create(dir),
+            None => builder.create_in_dir(path),
+        }
+        .map_err(engine)?;
         self.tenant_from(index, 0)
     }
 
@@ -320,7 +355,11 @@ impl TantivyIndex {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
             IndexError::Corrupt(format!("{} ({what}): {e}", path.display()))
         };
-        let index = Index::open_in_dir(path).map_err(|e| corrupt("opening", &e))?;
+        let index = match self.directory(path)? {
+            Some(dir) => Index::open(dir),
+            None => Index::open_in_dir(path),
+        }
+        .map_err(|e| corrupt("opening", &e))?;
         if index.schema() != self.fields.schema {
             return Err(corrupt("schema", &"written with another schema"));
         }
