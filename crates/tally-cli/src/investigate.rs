@@ -165,8 +165,11 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
         LogReader::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
     let at_rest = args.kek.at_rest(reader.data_dir())?;
     let reader = reader.with_at_rest(at_rest.clone());
-    let index =
-        tally_server::app::open_index(reader.data_dir(), tally_index::TantivyOptions::default())?;
+    let index = tally_server::app::open_index(
+        reader.data_dir(),
+        tally_index::TantivyOptions::default(),
+        at_rest.as_ref(),
+    )?;
     let mut tenants = reader.tenants()?;
     if let Some(t) = &args.tenant {
         if !tenants.contains(t) {

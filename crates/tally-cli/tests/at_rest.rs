@@ -82,7 +82,7 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
     let kek = tmp.path().join("kek");
     make_kek(&kek);
     let kek_arg = kek.to_str().unwrap();
-    let server = Server::start_with(&data, &["--no-index", "--kek-file", kek_arg]);
+    let server = Server::start_with(&data, &["--kek-file", kek_arg]);
     ok(&server.tally(&["tenants", "create", "acme"]));
     ok(&server.tally(&["tenants", "policy", "acme", "--path", "after.email=value"]));
     let event = |n: u32| {
@@ -111,9 +111,17 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
         assert!(shown.contains("plain-marker-7hy"), "{shown}");
         assert!(shown.contains("quentin@mail.example"), "{shown}");
     }
+    // The search index (encrypted too) finds them, by a personal value and by free text.
+    server.wait_for_consumers();
+    let found = ok(&server.tally(&["query", "actor:quentin-8zx", "--tenant", "acme"]));
+    assert_eq!(found.matches("plain-marker-7hy").count(), 4, "{found}");
+    let found = ok(&server.tally(&["query", "plan-marker-3", "--tenant", "acme"]));
+    assert_eq!(found.matches("plain-marker-7hy").count(), 1, "{found}");
     server.stop();
 
-    // No event content in the clear in any file: neither personal values nor the rest.
+    // No event content in the clear in any file (records, keys, search index): neither
+    // personal values nor the rest.
+    assert!(data.join("index/acme/meta.json").exists());
     for needle in [
         "plain-marker-7hy",
         "plan-marker-3",
@@ -144,6 +152,19 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
     ]));
     assert!(full.contains("each decrypted and checked"), "{full}");
 
+    // An offline rebuild of the index needs the key, and writes it encrypted too.
+    let err = fails(&tally(&["reindex", "--data", data_arg, "--quiet"]));
+    assert!(err.contains("--kek-file"), "{err}");
+    ok(&tally(&[
+        "reindex",
+        "--data",
+        data_arg,
+        "--quiet",
+        "--kek-file",
+        kek_arg,
+    ]));
+    assert_eq!(holding(&data, "plain-marker-7hy"), Vec::<PathBuf>::new());
+
     // Without the key, or with another one, the server does not start.
     let err = start_failure(&data, &[]);
     assert!(
@@ -172,10 +193,12 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
     let server = {
         // The key from an environment variable this time.
         std::env::set_var("TEST_KEK", std::fs::read_to_string(&other).unwrap().trim());
-        Server::start_with(&data, &["--no-index", "--kek-env", "TEST_KEK"])
+        Server::start_with(&data, &["--kek-env", "TEST_KEK"])
     };
     let shown = ok(&server.tally(&["get", "4", "--tenant", "acme"]));
     assert!(shown.contains("plan-marker-3"), "{shown}");
+    let found = ok(&server.tally(&["query", "plan-marker-3", "--tenant", "acme"]));
+    assert_eq!(found.matches("plain-marker-7hy").count(), 1, "{found}");
     server.stop();
 
     // A changed ciphertext, its frame checksum fixed up: the structure still verifies, the

@@ -314,7 +314,11 @@ impl App {
         // Everything that follows the log: each consumer on its own thread, from its cursor.
         let consumers = Arc::new(Consumers::new(log.clone()));
         if let Some(index) = &settings.index {
-            let engine = open_index(log.data_dir(), index.tantivy.clone())?;
+            let engine = open_index(
+                log.data_dir(),
+                index.tantivy.clone(),
+                log.config().at_rest.as_ref(),
+            )?;
             consumers
                 .spawn(
                     tally_consumers::index::NAME,
@@ -552,9 +556,13 @@ impl App {
 /// opened is deleted and rebuilt from the log.
 pub fn open_index(
     data: &DataDir,
-    options: tally_index::TantivyOptions,
+    mut options: tally_index::TantivyOptions,
+    at_rest: Option<&Arc<tally_store::AtRest>>,
 ) -> Result<Arc<dyn tally_index::EventIndex>, StartError> {
     let dir = data.index_path();
+    if let Some(at_rest) = at_rest {
+        options.cipher = Some(Arc::new(IndexKeys(at_rest.clone())));
+    }
     match tally_index::TantivyIndex::open_with(&dir, options.clone()) {
         Ok(index) => Ok(Arc::new(index)),
         // Another process owns it: never delete what it is writing.
@@ -570,6 +578,22 @@ pub fn open_index(
                     .map_err(failed("creating the search index"))?,
             ))
         }
+    }
+}
+
+/// The search index's files sealed under the tenants' data keys (encryption at rest).
+#[derive(Debug)]
+struct IndexKeys(Arc<tally_store::AtRest>);
+
+impl tally_index::IndexCipher for IndexKeys {
+    fn current(&self, tenant: &str) -> std::io::Result<(u32, chacha20poly1305::XChaCha20Poly1305)> {
+        self.0
+            .current_data_key(tenant)
+            .map_err(std::io::Error::other)
+    }
+
+    fn key(&self, tenant: &str, id: u32) -> std::io::Result<chacha20poly1305::XChaCha20Poly1305> {
+        self.0.data_key(tenant, id).map_err(std::io::Error::other)
     }
 }
 

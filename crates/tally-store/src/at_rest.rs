@@ -508,6 +508,18 @@ impl AtRest {
             })
     }
 
+    /// The tenant's current data key (made, durably, if it has none or it is due for
+    /// rotation) and its id, for a caller sealing its own files (the search index).
+    pub fn current_data_key(&self, tenant: &str) -> Result<(u32, XChaCha20Poly1305), StoreError> {
+        self.current(tenant)
+            .map(|(id, key)| (id, key.cipher.clone()))
+    }
+
+    /// The tenant's data key `id`.
+    pub fn data_key(&self, tenant: &str, id: u32) -> Result<XChaCha20Poly1305, StoreError> {
+        self.key(tenant, id).map(|key| key.cipher.clone())
+    }
+
     /// Starts a new data key for `tenant` now: records from now on are sealed under it.
     pub fn rotate(&self, tenant: &str) -> Result<DataKeyInfo, StoreError> {
         let keys = self.tenant(tenant)?;
