@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod abuse;
 mod ingest;
+mod privacy;
 mod readers;
 mod search;
 mod startup;
@@ -32,6 +33,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///   tally-bench startup --events 10000000 --data /tmp/startup-10m
 ///   tally-bench abuse --url http://127.0.0.1:7700 --token "$TOKEN" --pid "$SERVER_PID"
 ///   tally-bench tls --rounds 3 --duration 10
+///   tally-bench privacy --rounds 3 --duration 10
 #[derive(Debug, Parser)]
 #[command(name = "tally-bench", version, max_term_width = 100)]
 struct Cli {
@@ -46,6 +48,7 @@ enum Command {
     Startup(startup::StartupArgs),
     Abuse(abuse::AbuseArgs),
     Tls(tls::TlsArgs),
+    Privacy(privacy::PrivacyArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             Command::Startup(args) => startup::run(args).await,
             Command::Abuse(args) => abuse::run(args).await,
             Command::Tls(args) => tls::run(args).await,
+            Command::Privacy(args) => privacy::run(args).await,
         }
     });
     match result {

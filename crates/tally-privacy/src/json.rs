@@ -34,6 +34,7 @@ pub fn walk(
         bytes,
         at: 0,
         path: Vec::new(),
+        spare: Vec::new(),
     };
     w.ws();
     w.object(visit)?;
@@ -62,6 +63,8 @@ struct Walker<'a> {
     bytes: &'a [u8],
     at: usize,
     path: Vec<String>,
+    /// Strings popped off `path`, reused for the next names (no allocation per member).
+    spare: Vec<String>,
 }
 
 /// Nesting deeper than this is refused rather than risking the stack; records are at most
@@ -110,9 +113,16 @@ impl Walker<'_> {
             self.ws();
             let key_start = self.at;
             self.string()?;
-            let Some(name) = string_at(self.bytes, key_start..self.at) else {
-                return Err(MalformedJson(key_start));
-            };
+            let mut name = self.spare.pop().unwrap_or_default();
+            name.clear();
+            let raw = &self.bytes[key_start + 1..self.at - 1];
+            match std::str::from_utf8(raw) {
+                Ok(plain) if !raw.contains(&b'\\') => name.push_str(plain),
+                _ => match string_at(self.bytes, key_start..self.at) {
+                    Some(unescaped) => name.push_str(&unescaped),
+                    None => return Err(MalformedJson(key_start)),
+                },
+            }
             self.expect(b':')?;
             self.ws();
             let start = self.at;
@@ -128,7 +138,9 @@ impl Walker<'_> {
                 self.object(visit)?;
                 debug_assert_eq!(self.at, end);
             }
-            self.path.pop();
+            if let Some(name) = self.path.pop() {
+                self.spare.push(name);
+            }
             self.ws();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -147,15 +159,18 @@ impl Walker<'_> {
         }
         self.at += 1;
         loop {
-            match self.peek() {
-                None => return self.err(),
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => self.at += 2,
-                Some(_) => self.at += 1,
+            // Jump to the next quote or backslash rather than looking at every byte.
+            let Some(i) = memchr::memchr2(b'"', b'\\', self.bytes.get(self.at..).unwrap_or(&[]))
+            else {
+                self.at = self.bytes.len();
+                return self.err();
+            };
+            self.at += i;
+            if self.bytes[self.at] == b'"' {
+                self.at += 1;
+                return Ok(());
             }
+            self.at += 2;
         }
     }
 

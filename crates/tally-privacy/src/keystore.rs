@@ -94,6 +94,8 @@ struct State {
 pub struct SubjectKeys {
     path: PathBuf,
     lookup_secret: Zeroizing<[u8; 32]>,
+    /// HMAC keyed with the lookup secret, its key schedule done once.
+    lookup_mac: Hmac<Sha256>,
     tokens: TokenKey,
     state: RwLock<State>,
     /// Appends and rewrites, one at a time.
@@ -267,6 +269,7 @@ impl SubjectKeys {
         let (lookup, token) = secrets.ok_or_else(|| damaged("no secrets frame".into()))?;
         Ok(SubjectKeys {
             path: path.to_path_buf(),
+            lookup_mac: <Hmac<Sha256> as Mac>::new_from_slice(&lookup).expect("any key"),
             lookup_secret: Zeroizing::new(lookup),
             tokens: TokenKey::from_bytes(token),
             state: RwLock::new(state),
@@ -298,8 +301,7 @@ impl SubjectKeys {
     /// The subject's keyed hash (HMAC-SHA256 under the tenant's lookup secret): how the key
     /// file, and anything else that must name a subject without holding its name, names it.
     pub fn lookup(&self, subject: &str) -> [u8; 32] {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(self.lookup_secret.as_ref()).expect("any key");
+        let mut mac = self.lookup_mac.clone();
         mac.update(subject.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -307,25 +309,40 @@ impl SubjectKeys {
     /// Makes sure every subject has a key, writing new ones durably (one write and one fsync
     /// for all of them) before returning.
     pub fn ensure<S: AsRef<str>>(&self, subjects: &[S]) -> Result<(), KeyStoreError> {
+        self.ensure_keys(subjects).map(|_| ())
+    }
+
+    /// [`ensure`](Self::ensure), returning each subject's key id and key, in order.
+    pub fn ensure_keys<S: AsRef<str>>(
+        &self,
+        subjects: &[S],
+    ) -> Result<Vec<(KeyId, SubjectKey)>, KeyStoreError> {
         let lookups: Vec<[u8; 32]> = subjects.iter().map(|s| self.lookup(s.as_ref())).collect();
-        {
-            let state = self.state.read();
-            if lookups.iter().all(|l| state.by_lookup.contains_key(l)) {
-                return Ok(());
-            }
+        let found = |state: &State| -> Option<Vec<(KeyId, SubjectKey)>> {
+            lookups
+                .iter()
+                .map(|l| {
+                    let kid = state.by_lookup.get(l)?;
+                    Some((*kid, state.keys.get(kid)?.0.clone()))
+                })
+                .collect()
+        };
+        if let Some(keys) = found(&self.state.read()) {
+            return Ok(keys);
         }
         let mut file = self.file.lock();
         let mut fresh: Vec<([u8; 32], KeyId, SubjectKey)> = Vec::new();
         {
             let state = self.state.read();
-            for l in lookups {
-                if !state.by_lookup.contains_key(&l) && !fresh.iter().any(|(f, _, _)| *f == l) {
-                    fresh.push((l, KeyId::random(), SubjectKey::random()));
+            let mut seen = HashSet::new();
+            for l in &lookups {
+                if !state.by_lookup.contains_key(l) && seen.insert(*l) {
+                    fresh.push((*l, KeyId::random(), SubjectKey::random()));
                 }
             }
         }
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(found(&self.state.read()).expect("every subject has a key"));
         }
         let mut bytes = Zeroizing::new(Vec::with_capacity(fresh.len() * 89));
         for (lookup, kid, key) in &fresh {
@@ -351,7 +368,7 @@ impl SubjectKeys {
             state.by_lookup.insert(lookup, kid);
             state.keys.insert(kid, (key, lookup));
         }
-        Ok(())
+        Ok(found(&state).expect("every subject has a key"))
     }
 
     /// The key of a subject, if it has one (see [`ensure`](Self::ensure)).

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::json::{self, MalformedJson, Span, Step};
 use crate::keystore::{KeyState, SubjectKeys};
 use crate::policy::{Pattern, Policy, SubjectRule};
-use crate::seal::{self, KeyId, OpenError, Sealed, ERASED, SEALED_PREFIX, UNAVAILABLE};
+use crate::seal::{self, KeyId, OpenError, Sealed, SubjectKey, ERASED, SEALED_PREFIX, UNAVAILABLE};
 
 const V1_PREFIX: &[u8] = br#"{"schema_version":1,"#;
 const V2_PREFIX: &[u8] = br#"{"schema_version":2,"#;
@@ -162,24 +162,95 @@ impl Plan {
     }
 }
 
-/// The subjects whose keys sealing this schema-1 record needs, without duplicates.
-pub fn subjects(record: &[u8], policy: &Policy) -> Result<Vec<String>, RecordError> {
+/// A schema-1 record's personal values and their subjects, found in one walk: what sealing
+/// it needs ([`plan_record`]).
+pub struct RecordPlan<'a> {
+    record: &'a [u8],
+    plan: Plan,
+}
+
+/// Finds the personal values of a canonical schema-1 record under `policy`.
+pub fn plan_record<'a>(record: &'a [u8], policy: &Policy) -> Result<RecordPlan<'a>, RecordError> {
     if !record.starts_with(V1_PREFIX) {
         return Err(malformed(
             "schema-1",
             "it does not start with schema_version 1",
         ));
     }
-    let plan = plan(record, policy)?;
-    let mut out: Vec<String> = Vec::new();
-    for v in &plan.values {
-        if let Some(s) = plan.subject_of(v, record) {
-            if !out.contains(&s) {
-                out.push(s);
+    Ok(RecordPlan {
+        record,
+        plan: plan(record, policy)?,
+    })
+}
+
+impl RecordPlan<'_> {
+    /// The subjects whose keys sealing the record needs, without duplicates.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for v in &self.plan.values {
+            if let Some(s) = self.plan.subject_of(v, self.record) {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
             }
         }
+        out
     }
-    Ok(out)
+
+    /// Seals every personal value under its subject's key. The keys must exist
+    /// ([`SubjectKeys::ensure`] with [`subjects`](Self::subjects)).
+    pub fn seal(&self, keys: &SubjectKeys) -> Result<Vec<u8>, RecordError> {
+        self.seal_with(&|subject| keys.key_for(subject))
+    }
+
+    /// [`seal`](Self::seal) with each subject's key from `key_of` (keys a caller already
+    /// holds, from [`SubjectKeys::ensure_keys`]).
+    pub fn seal_with(
+        &self,
+        key_of: &dyn Fn(&str) -> Option<(KeyId, SubjectKey)>,
+    ) -> Result<Vec<u8>, RecordError> {
+        let record = self.record;
+        let id =
+            tally_event::record_id(record).ok_or_else(|| malformed("schema-1", "no event id"))?;
+        let mut out = Vec::with_capacity(record.len() + self.plan.values.len() * 96);
+        out.extend_from_slice(V2_PREFIX);
+        let mut at = V1_PREFIX.len();
+        // Each subject's key is looked up, and its event key derived, once per record.
+        let mut event_keys: Vec<(String, KeyId, seal::EventKey)> = Vec::new();
+        for value in &self.plan.values {
+            let subject = self
+                .plan
+                .subject_of(value, record)
+                .ok_or(RecordError::MissingKey)?;
+            let i = match event_keys.iter().position(|(s, _, _)| *s == subject) {
+                Some(i) => i,
+                None => {
+                    let (kid, key) = key_of(&subject).ok_or(RecordError::MissingKey)?;
+                    event_keys.push((subject, kid, seal::event_key(&key, id)));
+                    event_keys.len() - 1
+                }
+            };
+            let (_, kid, key) = &event_keys[i];
+            out.extend_from_slice(&record[at..value.span.start]);
+            out.push(b'"');
+            seal::seal_into(
+                &mut out,
+                key,
+                *kid,
+                &value.path,
+                &record[value.span.clone()],
+            );
+            out.push(b'"');
+            at = value.span.end;
+        }
+        out.extend_from_slice(&record[at..]);
+        Ok(out)
+    }
+}
+
+/// The subjects whose keys sealing this schema-1 record needs, without duplicates.
+pub fn subjects(record: &[u8], policy: &Policy) -> Result<Vec<String>, RecordError> {
+    Ok(plan_record(record, policy)?.subjects())
 }
 
 /// Seals every personal value of a canonical schema-1 record under its subject's key. The
@@ -189,31 +260,7 @@ pub fn seal_record(
     policy: &Policy,
     keys: &SubjectKeys,
 ) -> Result<Vec<u8>, RecordError> {
-    if !record.starts_with(V1_PREFIX) {
-        return Err(malformed(
-            "schema-1",
-            "it does not start with schema_version 1",
-        ));
-    }
-    let id = tally_event::record_id(record).ok_or_else(|| malformed("schema-1", "no event id"))?;
-    let plan = plan(record, policy)?;
-    let mut out = Vec::with_capacity(record.len() + plan.values.len() * 96);
-    out.extend_from_slice(V2_PREFIX);
-    let mut at = V1_PREFIX.len();
-    for value in &plan.values {
-        let subject = plan
-            .subject_of(value, record)
-            .ok_or(RecordError::MissingKey)?;
-        let (kid, key) = keys.key_for(&subject).ok_or(RecordError::MissingKey)?;
-        let vk = seal::value_key(&key, id, &value.path);
-        out.extend_from_slice(&record[at..value.span.start]);
-        out.push(b'"');
-        out.extend_from_slice(seal::seal(&vk, kid, &record[value.span.clone()]).as_bytes());
-        out.push(b'"');
-        at = value.span.end;
-    }
-    out.extend_from_slice(&record[at..]);
-    Ok(out)
+    plan_record(record, policy)?.seal(keys)
 }
 
 /// How a reader sees personal values.
@@ -281,6 +328,8 @@ pub fn open_record(
             tally_event::record_id(stored).ok_or_else(|| malformed("sealed", "no event id"))?;
         let needle = format!("\"{SEALED_PREFIX}");
         let mut failure = None;
+        // Each key's event key is derived once per record.
+        let mut event_keys: Vec<(KeyId, seal::EventKey)> = Vec::new();
         json::walk(stored, &mut |path, span| {
             if failure.is_some() {
                 return Step::Skip;
@@ -302,7 +351,16 @@ pub fn open_record(
             };
             opened.sealed.push((dotted.clone(), sealed.kid));
             let replacement = match keys.key(&sealed.kid) {
-                KeyState::Present(key) => match sealed.open(&seal::value_key(&key, id, path)) {
+                KeyState::Present(key) => match sealed.open(
+                    match event_keys.iter().position(|(k, _)| *k == sealed.kid) {
+                        Some(i) => &event_keys[i].1,
+                        None => {
+                            event_keys.push((sealed.kid, seal::event_key(&key, id)));
+                            &event_keys[event_keys.len() - 1].1
+                        }
+                    },
+                    path,
+                ) {
                     Ok(plain) => match view {
                         View::Clear => plain,
                         View::Masked => quoted(&keys.tokens().token(&plain)),

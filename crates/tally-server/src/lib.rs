@@ -100,6 +100,11 @@ pub struct ServerSettings {
     /// read in volume, and a verifier fetching entry bundles would grow the very log it
     /// checks. Searches, statistics, tails and exports are recorded whatever this says.
     pub record_key_reads: bool,
+    /// Seal personal values at ingest (the default). Off, records are stored as sent (schema
+    /// 1): masking still applies on read, but nothing stored from then on can be erased. For
+    /// embedders that hold no personal data, and for measuring what sealing costs; `tally
+    /// serve` always seals.
+    pub seal_personal_data: bool,
 }
 
 /// What ingest does with a tenant that does not exist yet.
@@ -126,6 +131,7 @@ impl Default for ServerSettings {
             unknown_tenants: UnknownTenants::default(),
             aggregate: aggregate::AggregateSettings::default(),
             record_key_reads: false,
+            seal_personal_data: true,
             tls: None,
             oidc: None,
         }
@@ -204,7 +210,15 @@ impl AppState {
     ) -> Self {
         let mut registry = Registry::default();
         log.metrics().register(&mut registry);
-        let privacy = privacy::Privacy::of_log(&log, tenants.clone());
+        let privacy = if settings.seal_personal_data {
+            privacy::Privacy::of_log(&log, tenants.clone())
+        } else {
+            Arc::new(privacy::Privacy::new(
+                log.data_dir().clone(),
+                tenants.clone(),
+                log.config().at_rest.clone(),
+            ))
+        };
         let bodies = body::BodyBudget::new(settings.bodies.clone());
         let connections = transport::ConnectionMetrics::default();
         let denials = denials::DenialRecorder::new(log.clone(), &settings.aggregate);

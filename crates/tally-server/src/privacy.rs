@@ -16,6 +16,7 @@ use tally_event::ValidEvent;
 use tally_privacy::keystore::{FileCipher, KeyStoreError, SubjectKeys};
 use tally_privacy::policy::Policy;
 use tally_privacy::record::{self, Opened, View};
+use tally_privacy::seal::{KeyId, SubjectKey};
 use tally_store::{AtRest, DataDir, RecordSealer};
 
 use crate::auth::{Principal, Scope};
@@ -183,23 +184,37 @@ impl Privacy {
             tracing::error!(tenant, error = %e, "the subject key file cannot be opened");
             "the personal-data keys cannot be read or written".to_string()
         })?;
-        let mut subjects = Vec::new();
-        for event in events.iter() {
-            for s in record::subjects(&event.record, &policy).map_err(|e| e.to_string())? {
-                if !subjects.contains(&s) {
-                    subjects.push(s);
-                }
-            }
-        }
-        keys.ensure(&subjects).map_err(|e| {
+        // Each record is walked once: its plan gives the subjects, then seals it.
+        let plans = events
+            .iter()
+            .map(|e| record::plan_record(&e.record, &policy))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        let subjects: Vec<String> = plans
+            .iter()
+            .flat_map(|p| p.subjects())
+            .filter(|s| seen.insert(s.clone()))
+            .collect();
+        let subject_keys = keys.ensure_keys(&subjects).map_err(|e| {
             tracing::error!(tenant, error = %e, "new subject keys cannot be stored");
             "new personal-data keys could not be stored durably; nothing of this request was \
              stored"
                 .to_string()
         })?;
-        for event in events.iter_mut() {
-            event.record =
-                record::seal_record(&event.record, &policy, &keys).map_err(|e| e.to_string())?;
+        let by_subject: HashMap<&str, (KeyId, SubjectKey)> = subjects
+            .iter()
+            .map(String::as_str)
+            .zip(subject_keys)
+            .collect();
+        let key_of = |subject: &str| by_subject.get(subject).cloned();
+        let sealed = plans
+            .iter()
+            .map(|p| p.seal_with(&key_of))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        for (event, sealed) in events.iter_mut().zip(sealed) {
+            event.record = sealed;
         }
         Ok(())
     }

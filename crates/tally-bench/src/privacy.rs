@@ -1,0 +1,318 @@
+//! `tally-bench privacy`: what protecting personal data costs, in one run. Ingest throughput
+//! and acknowledgement latency with sealing and encryption at rest off, with sealing on, and
+//! with both on, on three embedded servers alike but for that, in alternating rounds; then the
+//! latency of a first page of search results for a masked reader and for a `read:pii` one.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tally_load::http::{run_http, HttpLoadOptions};
+use tally_load::{LoadMode, LoadReport};
+use tally_server::app::{AdminKey, App, AppSettings, AtRestSettings, Running};
+use tally_server::ServerSettings;
+
+/// Ingest and search with personal-data protection off and on, side by side.
+///
+/// Three embedded servers (no search index, each its own temporary data directory): "off"
+/// stores records as sent (no sealing, no encryption at rest), "sealed" seals every personal
+/// value under its subject's key, "sealed + at rest" also encrypts every record and key file
+/// under a key-encryption key. Each round runs every workload on each; the table gives the
+/// medians over the rounds and the ratio to "off". Events are the shared generator's (about
+/// 400 bytes, actors, resources, IPs and snapshots with e-mail addresses: six personal values
+/// an event on average).
+///
+/// Then, on two servers with the search index ("off" and "sealed + at rest") filled with
+/// --search-events events: the first page (50 records) of `outcome:SUCCESS`, --search-runs
+/// times alternately by a reader without read:pii (masked values) and an admin (clear values).
+///
+/// Example: tally-bench privacy --rounds 3 --duration 10
+#[derive(Debug, Args)]
+pub struct PrivacyArgs {
+    /// Rounds of off / sealed / sealed + at rest runs; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of measurement per run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of warm-up per run (not measured).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Events per request in batched mode.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Requests in flight in batched mode.
+    #[arg(long, default_value_t = 4)]
+    batch_concurrency: usize,
+    /// Requests in flight in single-event mode.
+    #[arg(long, default_value_t = 64)]
+    single_concurrency: usize,
+    /// Events loaded into each search server.
+    #[arg(long, default_value_t = 50_000)]
+    search_events: u64,
+    /// First pages timed per reader and server.
+    #[arg(long, default_value_t = 200)]
+    search_runs: usize,
+    /// No progress lines.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+struct Server {
+    running: Running,
+    token: String,
+    _tmp: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy)]
+enum Protection {
+    Off,
+    Sealed,
+    SealedAtRest,
+}
+
+async fn start(protection: Protection, index: bool) -> Result<Server> {
+    let tmp = tempfile::Builder::new()
+        .prefix("tally-bench-privacy-")
+        .tempdir()?;
+    let defaults = AppSettings::new(tmp.path().join("data"));
+    let at_rest = match protection {
+        Protection::SealedAtRest => {
+            use std::os::unix::fs::PermissionsExt;
+            let kek = tmp.path().join("kek");
+            std::fs::write(&kek, tally_store::Kek::generate_text().as_str())?;
+            std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600))?;
+            Some(AtRestSettings {
+                kek: tally_store::KekSource::File(kek),
+                rotate_after: None,
+            })
+        }
+        _ => None,
+    };
+    let app = App::start(AppSettings {
+        http: ServerSettings {
+            seal_personal_data: !matches!(protection, Protection::Off),
+            ..ServerSettings::default()
+        },
+        index: if index { defaults.index.clone() } else { None },
+        admin: AdminKey::Create("bench".into()),
+        at_rest,
+        ..defaults
+    })
+    .await?;
+    let token = app.admin_token().context("no admin key")?.to_string();
+    let running = app.spawn("127.0.0.1:0").await?;
+    Ok(Server {
+        running,
+        token,
+        _tmp: tmp,
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs `tally-bench privacy`.
+pub async fn run(args: PrivacyArgs) -> Result<()> {
+    if args.rounds == 0 || args.search_runs == 0 {
+        bail!("--rounds and --search-runs must be at least 1");
+    }
+    ingest(&args).await?;
+    search(&args).await
+}
+
+async fn ingest(args: &PrivacyArgs) -> Result<()> {
+    let servers = [
+        ("off", start(Protection::Off, false).await?),
+        ("sealed", start(Protection::Sealed, false).await?),
+        (
+            "sealed + at rest",
+            start(Protection::SealedAtRest, false).await?,
+        ),
+    ];
+    let workloads = [
+        (
+            LoadMode::Batched {
+                batch_size: args.batch_size,
+            },
+            args.batch_concurrency,
+        ),
+        (LoadMode::Single, args.single_concurrency),
+    ];
+    let mut results: Vec<Vec<Vec<LoadReport>>> =
+        vec![vec![Vec::new(); servers.len()]; workloads.len()];
+    let mut seed = 1u64;
+    for round in 0..args.rounds {
+        for (w, (mode, concurrency)) in workloads.iter().enumerate() {
+            for (v, (name, server)) in servers.iter().enumerate() {
+                seed += 1;
+                let report = run_http(&HttpLoadOptions {
+                    url: server.running.url.clone(),
+                    token: server.token.clone(),
+                    mode: *mode,
+                    concurrency: *concurrency,
+                    duration: Duration::from_secs(args.duration),
+                    warmup: Duration::from_secs(args.warmup),
+                    seed,
+                    quiet: args.quiet,
+                    ..HttpLoadOptions::default()
+                })
+                .await
+                .with_context(|| format!("{name} run"))?;
+                if !args.quiet {
+                    eprintln!("round {} {name}: {report}", round + 1);
+                }
+                results[w][v].push(report);
+            }
+        }
+    }
+    println!(
+        "| Workload | Protection | Events/s (median of {}) | Ratio to off | p50 ms | p99 ms | Errors |",
+        args.rounds
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (w, (mode, concurrency)) in workloads.iter().enumerate() {
+        let label = match mode {
+            LoadMode::Batched { batch_size } => {
+                format!("batches of {batch_size}, {concurrency} in flight")
+            }
+            LoadMode::Single => format!("single events, {concurrency} in flight"),
+        };
+        let off = median(
+            &mut results[w][0]
+                .iter()
+                .map(|r| r.events_per_sec)
+                .collect::<Vec<_>>(),
+        );
+        for (v, (name, _)) in servers.iter().enumerate() {
+            let runs = &results[w][v];
+            let rate = median(&mut runs.iter().map(|r| r.events_per_sec).collect::<Vec<_>>());
+            let p50 = median(&mut runs.iter().map(|r| r.p50_us as f64).collect::<Vec<_>>());
+            let p99 = median(&mut runs.iter().map(|r| r.p99_us as f64).collect::<Vec<_>>());
+            let errors: u64 = runs.iter().map(|r| r.errors).sum();
+            println!(
+                "| {label} | {name} | {rate:.0} | {:.2} | {:.2} | {:.2} | {errors} |",
+                rate / off,
+                p50 / 1000.0,
+                p99 / 1000.0
+            );
+        }
+    }
+    for (_, server) in servers {
+        server.running.stop().await;
+    }
+    Ok(())
+}
+
+async fn search(args: &PrivacyArgs) -> Result<()> {
+    let http = reqwest::Client::new();
+    println!();
+    println!(
+        "| Server | Reader | First page p50 ms | p99 ms | Pages (of {} events) |",
+        args.search_events
+    );
+    println!("|---|---|---|---|---|");
+    for (name, protection) in [
+        ("off", Protection::Off),
+        ("sealed + at rest", Protection::SealedAtRest),
+    ] {
+        let server = start(protection, true).await?;
+        let url = server.running.url.clone();
+        run_http(&HttpLoadOptions {
+            url: url.clone(),
+            token: server.token.clone(),
+            mode: LoadMode::Batched { batch_size: 1000 },
+            concurrency: 2,
+            duration: Duration::ZERO,
+            warmup: Duration::ZERO,
+            total_events: Some(args.search_events),
+            seed: 7,
+            quiet: args.quiet,
+            ..HttpLoadOptions::default()
+        })
+        .await
+        .context("loading the search server")?;
+        let reader: serde_json::Value = http
+            .post(format!("{url}/v1/keys"))
+            .bearer_auth(&server.token)
+            .json(&serde_json::json!({"name": "reader", "scopes": ["read"], "tenant": "default"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let masked = reader["token"]
+            .as_str()
+            .context("no reader token")?
+            .to_string();
+        // Wait until the index has every event: the newest hit is at least the last one
+        // loaded (each search adds its own audit event after them).
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let page: serde_json::Value = http
+                .get(format!("{url}/v1/events"))
+                .bearer_auth(&server.token)
+                .query(&[("limit", "1"), ("tenant", "default")])
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            if page["events"][0]["index"].as_u64().unwrap_or(0) + 1 >= args.search_events {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the index did not catch up within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let readers = [
+            ("masked (read)", &masked),
+            ("clear (read:pii)", &server.token),
+        ];
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); readers.len()];
+        for run in 0..args.search_runs + 10 {
+            for (r, (_, token)) in readers.iter().enumerate() {
+                let started = Instant::now();
+                let page: serde_json::Value = http
+                    .get(format!("{url}/v1/events"))
+                    .bearer_auth(token)
+                    .query(&[
+                        ("q", "outcome:SUCCESS"),
+                        ("limit", "50"),
+                        ("tenant", "default"),
+                    ])
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+                if page["events"].as_array().map_or(0, Vec::len) != 50 {
+                    bail!("a first page did not hold 50 events: {page}");
+                }
+                // The first ten of each are warm-up.
+                if run >= 10 {
+                    times[r].push(elapsed);
+                }
+            }
+        }
+        for (r, (reader, _)) in readers.iter().enumerate() {
+            println!(
+                "| {name} | {reader} | {:.2} | {:.2} | {} |",
+                percentile(&mut times[r], 0.5),
+                percentile(&mut times[r], 0.99),
+                args.search_runs
+            );
+        }
+        server.running.stop().await;
+    }
+    Ok(())
+}
