@@ -312,6 +312,20 @@ impl SubjectKeys {
         self.ensure_keys(subjects).map(|_| ())
     }
 
+    /// Each subject's key id and key, in order, if every one has a key already (nothing is
+    /// written).
+    pub fn existing_keys<S: AsRef<str>>(&self, subjects: &[S]) -> Option<Vec<(KeyId, SubjectKey)>> {
+        let lookups: Vec<[u8; 32]> = subjects.iter().map(|s| self.lookup(s.as_ref())).collect();
+        let state = self.state.read();
+        lookups
+            .iter()
+            .map(|l| {
+                let kid = state.by_lookup.get(l)?;
+                Some((*kid, state.keys.get(kid)?.0.clone()))
+            })
+            .collect()
+    }
+
     /// [`ensure`](Self::ensure), returning each subject's key id and key, in order.
     pub fn ensure_keys<S: AsRef<str>>(
         &self,

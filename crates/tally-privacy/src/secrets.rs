@@ -127,27 +127,35 @@ pub fn may_hold_secrets(record: &[u8]) -> bool {
             run = 0;
         }
     }
-    // Every fragment of a [`SECRET_NAMES`] entry as it may be written (`_`/`-` inside); not
-    // `key` or `cc` alone, which every record (`key_id`) or word (`success`) holds.
-    let lower = record.to_ascii_lowercase();
-    [
-        "pass",
-        "pwd",
-        "secret",
-        "token",
-        "apikey",
-        "api_key",
-        "api-key",
-        "private",
-        "card",
-        "ccnumber",
-        "cc_number",
-        "cc-number",
-        "cvv",
-        "cvc",
-    ]
-    .iter()
-    .any(|n| lower.windows(n.len()).any(|w| w == n.as_bytes()))
+    secret_name_fragments().is_match(record)
+}
+
+/// Every fragment of a [`SECRET_NAMES`] entry as it may be written (`_`/`-` inside), found in
+/// one pass whatever their number, case-insensitively; not `key` or `cc` alone, which every
+/// record (`key_id`) or word (`success`) holds.
+fn secret_name_fragments() -> &'static aho_corasick::AhoCorasick {
+    static FRAGMENTS: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    FRAGMENTS.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([
+                "pass",
+                "pwd",
+                "secret",
+                "token",
+                "apikey",
+                "api_key",
+                "api-key",
+                "private",
+                "card",
+                "ccnumber",
+                "cc_number",
+                "cc-number",
+                "cvv",
+                "cvc",
+            ])
+            .expect("fixed patterns build")
+    })
 }
 
 /// Every secret inside a free-form member (`before`, `after` or `metadata`) named `root`.

@@ -178,16 +178,30 @@ impl Privacy {
         })
     }
 
-    fn seal_tenant(&self, tenant: &str, events: &mut [&mut ValidEvent]) -> Result<(), String> {
+    /// The sealed records of one tenant's events, in order. With `in_memory`, `Ok(None)` when
+    /// a key is not in memory (its file would have to be read or written).
+    fn seal_tenant(
+        &self,
+        tenant: &str,
+        records: &[&[u8]],
+        in_memory: bool,
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
         let policy = self.policy(tenant);
-        let keys = self.keys(tenant).map_err(|e| {
-            tracing::error!(tenant, error = %e, "the subject key file cannot be opened");
-            "the personal-data keys cannot be read or written".to_string()
-        })?;
+        let keys = if in_memory {
+            match self.keys.read().get(tenant).cloned() {
+                Some(keys) => keys,
+                None => return Ok(None),
+            }
+        } else {
+            self.keys(tenant).map_err(|e| {
+                tracing::error!(tenant, error = %e, "the subject key file cannot be opened");
+                "the personal-data keys cannot be read or written".to_string()
+            })?
+        };
         // Each record is walked once: its plan gives the subjects, then seals it.
-        let plans = events
+        let plans = records
             .iter()
-            .map(|e| record::plan_record(&e.record, &policy))
+            .map(|r| record::plan_record(r, &policy))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let mut seen = std::collections::HashSet::new();
@@ -196,27 +210,51 @@ impl Privacy {
             .flat_map(|p| p.subjects())
             .filter(|s| seen.insert(s.clone()))
             .collect();
-        let subject_keys = keys.ensure_keys(&subjects).map_err(|e| {
-            tracing::error!(tenant, error = %e, "new subject keys cannot be stored");
-            "new personal-data keys could not be stored durably; nothing of this request was \
-             stored"
-                .to_string()
-        })?;
+        let subject_keys = if in_memory {
+            match keys.existing_keys(&subjects) {
+                Some(found) => found,
+                None => return Ok(None),
+            }
+        } else {
+            keys.ensure_keys(&subjects).map_err(|e| {
+                tracing::error!(tenant, error = %e, "new subject keys cannot be stored");
+                "new personal-data keys could not be stored durably; nothing of this request \
+                 was stored"
+                    .to_string()
+            })?
+        };
         let by_subject: HashMap<&str, (KeyId, SubjectKey)> = subjects
             .iter()
             .map(String::as_str)
             .zip(subject_keys)
             .collect();
         let key_of = |subject: &str| by_subject.get(subject).cloned();
-        let sealed = plans
+        plans
             .iter()
             .map(|p| p.seal_with(&key_of))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        for (event, sealed) in events.iter_mut().zip(sealed) {
-            event.record = sealed;
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Seals every event, tenant by tenant; changes nothing unless all are sealed.
+    fn seal_all(&self, events: &mut [ValidEvent], in_memory: bool) -> Result<Option<()>, String> {
+        let mut by_tenant: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            by_tenant.entry(&event.tenant).or_default().push(i);
         }
-        Ok(())
+        let mut sealed: Vec<(usize, Vec<u8>)> = Vec::with_capacity(events.len());
+        for (tenant, positions) in by_tenant {
+            let records: Vec<&[u8]> = positions.iter().map(|&i| &events[i].record[..]).collect();
+            let Some(records) = self.seal_tenant(tenant, &records, in_memory)? else {
+                return Ok(None);
+            };
+            sealed.extend(positions.into_iter().zip(records));
+        }
+        for (i, record) in sealed {
+            events[i].record = record;
+        }
+        Ok(Some(()))
     }
 }
 
@@ -266,17 +304,11 @@ impl RecordSealer for Privacy {
     }
 
     fn seal(&self, events: &mut [ValidEvent]) -> Result<(), String> {
-        let mut by_tenant: HashMap<String, Vec<&mut ValidEvent>> = HashMap::new();
-        for event in events.iter_mut() {
-            by_tenant
-                .entry(event.tenant.clone())
-                .or_default()
-                .push(event);
-        }
-        for (tenant, mut events) in by_tenant {
-            self.seal_tenant(&tenant, &mut events)?;
-        }
-        Ok(())
+        self.seal_all(events, false).map(|_| ())
+    }
+
+    fn seal_in_memory(&self, events: &mut [ValidEvent]) -> Option<Result<(), String>> {
+        self.seal_all(events, true).transpose()
     }
 }
 

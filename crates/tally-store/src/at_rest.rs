@@ -43,7 +43,9 @@
 //! ```
 //!
 //! No JSON record starts with a zero byte, so an encrypted record is told from a plaintext one
-//! by its first byte. Nonces are random (192 bits: no counter to keep, no collision to fear).
+//! by its first byte. A nonce is 16 random bytes drawn when the process starts followed by a
+//! counter of the process's encryptions: unique without a system call per record, and with
+//! 128 random bits per process no two processes share a prefix.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -242,6 +244,8 @@ struct TenantKeys {
 pub struct AtRest {
     dir: DataDir,
     kek: Kek,
+    nonce_prefix: [u8; 16],
+    nonces: std::sync::atomic::AtomicU64,
     rotate_after: Option<Duration>,
     tenants: RwLock<HashMap<String, Arc<TenantKeys>>>,
 }
@@ -356,6 +360,12 @@ impl AtRest {
         AtRest {
             dir: dir.clone(),
             kek,
+            nonce_prefix: {
+                let mut prefix = [0u8; 16];
+                OsRng.fill_bytes(&mut prefix);
+                prefix
+            },
+            nonces: std::sync::atomic::AtomicU64::new(0),
             rotate_after,
             tenants: RwLock::new(HashMap::new()),
         }
@@ -386,7 +396,7 @@ impl AtRest {
         record: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         let (key_id, key) = self.current(tenant)?;
-        let nonce = random_nonce();
+        let nonce = self.next_nonce();
         let mut out = Vec::with_capacity(record.len() + RECORD_OVERHEAD);
         out.extend_from_slice(&RECORD_MAGIC);
         out.extend_from_slice(&key_id.to_le_bytes());
@@ -460,7 +470,7 @@ impl AtRest {
     /// the file's role) must be given again to [`open`](Self::open) it.
     pub fn seal(&self, tenant: &str, context: &[u8], bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (key_id, key) = self.current(tenant)?;
-        let nonce = random_nonce();
+        let nonce = self.next_nonce();
         let aad = aad(b"tally blob v1", tenant, &[context]);
         let sealed = key
             .cipher
@@ -546,6 +556,29 @@ impl AtRest {
                 current: Some(*id) == last,
             })
             .collect())
+    }
+
+    /// Whether `tenant`'s current data key is in memory and not due for rotation: encrypting
+    /// for it then touches no file.
+    pub fn has_usable_key(&self, tenant: &str) -> bool {
+        let Some(keys) = self.tenants.read().get(tenant).cloned() else {
+            return false;
+        };
+        let keys = keys.keys.read();
+        keys.values().next_back().is_some_and(|key| {
+            self.rotate_after
+                .is_none_or(|after| now_secs().saturating_sub(key.created) < after.as_secs())
+        })
+    }
+
+    fn next_nonce(&self) -> [u8; NONCE] {
+        let n = self
+            .nonces
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut nonce = [0u8; NONCE];
+        nonce[..16].copy_from_slice(&self.nonce_prefix);
+        nonce[16..].copy_from_slice(&n.to_le_bytes());
+        nonce
     }
 
     fn current(&self, tenant: &str) -> Result<(u32, Arc<DataKey>), StoreError> {

@@ -93,6 +93,14 @@ pub trait RecordSealer: Send + Sync + 'static {
     /// whole request, and the reason is shown to the client (say what failed, not where).
     fn seal(&self, events: &mut [tally_event::ValidEvent]) -> Result<(), String>;
 
+    /// Seals as [`seal`](Self::seal) does if it can without blocking (every key it needs is
+    /// in memory), on the caller's thread; `None` (nothing changed) when it would have to
+    /// read or write a file. Spares small requests a hop to a blocking thread.
+    fn seal_in_memory(&self, events: &mut [tally_event::ValidEvent]) -> Option<Result<(), String>> {
+        let _ = events;
+        None
+    }
+
     /// The sealer as `Any`, so that its owner can find its own type again through
     /// [`Log::sealer`] (one sealer per log: its key caches must not be duplicated).
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
@@ -448,6 +456,29 @@ impl Log {
         if sealer.is_none() && at_rest.is_none() {
             return Ok(events.into_iter().map(PreparedEvent::new).collect());
         }
+        // A small request whose keys are all in memory is prepared here: a hop to a blocking
+        // thread would cost more than the work.
+        if events.len() <= INLINE_PREPARE_EVENTS
+            && at_rest
+                .as_ref()
+                .is_none_or(|a| events.iter().all(|e| a.has_usable_key(&e.tenant)))
+        {
+            let mut events = events;
+            let unsealed = keep_unsealed(sealer.is_some(), &events);
+            let sealed = match &sealer {
+                Some(sealer) => sealer.seal_in_memory(&mut events),
+                None => Some(Ok(())),
+            };
+            if let Some(sealed) = sealed {
+                sealed.map_err(AppendError::Unavailable)?;
+                return finish_prepare(at_rest.as_deref(), events, unsealed);
+            }
+            return tokio::task::spawn_blocking(move || {
+                prepare_events(sealer.as_deref(), at_rest.as_deref(), events)
+            })
+            .await
+            .map_err(|e| AppendError::Unavailable(format!("preparing events stopped: {e}")))?;
+        }
         tokio::task::spawn_blocking(move || {
             prepare_events(sealer.as_deref(), at_rest.as_deref(), events)
         })
@@ -593,20 +624,39 @@ impl Log {
     }
 }
 
+/// Requests of at most this many events are prepared on the caller's thread when they can be.
+const INLINE_PREPARE_EVENTS: usize = 16;
+
+/// The records as sent of events with a client-supplied id, when a sealer will change them.
+fn keep_unsealed(sealing: bool, events: &[tally_event::ValidEvent]) -> Vec<Option<Vec<u8>>> {
+    if !sealing {
+        return Vec::new();
+    }
+    events
+        .iter()
+        .map(|e| e.id_supplied.then(|| e.record.clone()))
+        .collect()
+}
+
 /// [`Log::prepare`]'s work, on a blocking thread.
 fn prepare_events(
     sealer: Option<&dyn RecordSealer>,
     at_rest: Option<&crate::at_rest::AtRest>,
     mut events: Vec<tally_event::ValidEvent>,
 ) -> Result<Vec<PreparedEvent>, AppendError> {
-    let mut unsealed: Vec<Option<Vec<u8>>> = Vec::new();
+    let unsealed = keep_unsealed(sealer.is_some(), &events);
     if let Some(sealer) = sealer {
-        unsealed = events
-            .iter()
-            .map(|e| e.id_supplied.then(|| e.record.clone()))
-            .collect();
         sealer.seal(&mut events).map_err(AppendError::Unavailable)?;
     }
+    finish_prepare(at_rest, events, unsealed)
+}
+
+/// Hashes and, with encryption at rest, encrypts sealed events.
+fn finish_prepare(
+    at_rest: Option<&crate::at_rest::AtRest>,
+    events: Vec<tally_event::ValidEvent>,
+    unsealed: Vec<Option<Vec<u8>>>,
+) -> Result<Vec<PreparedEvent>, AppendError> {
     let mut unsealed = unsealed.into_iter();
     events
         .into_iter()
