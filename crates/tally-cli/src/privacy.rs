@@ -98,6 +98,13 @@ pub async fn erase(args: EraseArgs) -> Result<()> {
         "erased {} subject(s) ({} had nothing in tenant {}); {} record(s) now show their values as erased",
         done.erased_subjects, done.unknown_subjects, args.tenant, done.records
     );
+    if done.search_index_pending > 0 {
+        eprintln!(
+            "warning: the search index could not forget {} of them yet; the server retries until \
+             it does (its log says why)",
+            done.search_index_pending
+        );
+    }
     Ok(())
 }
 

@@ -366,6 +366,8 @@ impl ServeArgs {
                 metrics_listen: self.metrics_listen,
                 aggregate: tally_server::aggregate::AggregateSettings::default(),
                 record_key_reads: self.record_key_reads,
+                // `tally serve` always seals: masking and erasure depend on it.
+                seal_personal_data: true,
                 unknown_tenants: if self.unknown_tenants == "refuse" {
                     tally_server::UnknownTenants::Refuse
                 } else {

@@ -331,6 +331,18 @@ impl App {
                 )
                 .map_err(failed("starting the search index's consumer"))?;
             state = state.with_index(engine);
+            // Erasures the index did not carry out before a failure or a crash.
+            let retry = state.clone();
+            let left =
+                tokio::task::spawn_blocking(move || crate::privacy::retry_index_erasures(&retry))
+                    .await
+                    .map_err(failed("retrying pending index erasures"))?;
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    "index erasures are still pending; retrying every minute"
+                );
+            }
         }
         state = state.with_component("consumers", consumers.clone());
 
@@ -360,9 +372,11 @@ impl App {
             .map(crate::tls::Tls::load)
             .transpose()
             .map_err(failed("configuring TLS"))?;
+        // Also retries index erasures left pending by a failure.
         let window_task = {
             let (denials, reads) = (state.denials.clone(), state.reads.clone());
             let window = state.settings.aggregate.window;
+            let retry = state.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(window);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -371,6 +385,11 @@ impl App {
                     tick.tick().await;
                     denials.flush().await;
                     reads.flush().await;
+                    let retry = retry.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        crate::privacy::retry_index_erasures(&retry)
+                    })
+                    .await;
                 }
             })
         };

@@ -456,6 +456,8 @@ pub struct Erased {
     pub erased_keys: Vec<String>,
     /// Records holding a value under one of them.
     pub records: u64,
+    /// Keys whose values the search index could not forget yet (retried until it does).
+    pub index_pending: Vec<String>,
 }
 
 /// Destroys the keys of `subjects` in `tenant` and makes the search index forget their values
@@ -471,18 +473,36 @@ pub fn erase(
     let mut out = Erased::default();
     // A record with values of several of the subjects counts once.
     let mut touched = std::collections::BTreeSet::new();
+    let unavailable = |what: &str| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what}; nothing more was erased. Retry"),
+        )
+        .retry_after(5)
+    };
     for subject in subjects {
-        let kid = keys.erase(subject).map_err(|e| {
-            tracing::error!(tenant, error = %e, "a subject key could not be erased");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the personal-data keys could not be rewritten; nothing more was erased. Retry",
-            )
-            .retry_after(5)
-        })?;
-        let Some(kid) = kid else { continue };
+        let Some(kid) = keys.key_id_of(subject) else {
+            continue;
+        };
         let kid = kid.to_string();
+        if state.index.is_some() {
+            // Written ahead: a crash between destroying the key and rewriting the index must
+            // not leave the index holding the values for good.
+            pending_index_erasures(&privacy.dir, tenant, |pending| {
+                if !pending.contains(&kid) {
+                    pending.push(kid.clone());
+                }
+            })
+            .map_err(|e| {
+                tracing::error!(tenant, error = %e, "the pending index erasures could not be written");
+                unavailable("the list of pending index erasures could not be written")
+            })?;
+        }
+        keys.erase(subject).map_err(|e| {
+            tracing::error!(tenant, error = %e, "a subject key could not be erased");
+            unavailable("the personal-data keys could not be rewritten")
+        })?;
         let Some(tlog) = &tlog else {
             out.erased_keys.push(kid);
             continue;
@@ -490,31 +510,120 @@ pub fn erase(
         // Records the index holds are found (and rewritten) through it; the ones it has not
         // reached yet are counted by reading them (the index will take them erased).
         let mut scan_from = 0;
-        if let Some(index) = &state.index {
-            let replaced = index
-                .erase_key(tenant, &kid, &mut |i| {
-                    let stored = tlog.record(i).map_err(|e| e.to_string())?;
-                    tally_consumers::index::opened_with_personal(&**privacy, tenant, &stored)
-                })
-                .map_err(|e| {
-                    tracing::error!(tenant, error = %e, "the search index could not forget an erased subject");
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "index_error",
-                        format!(
-                            "the subject's key is destroyed, but the search index still holds its \
-                             values ({e}); stop the server and run tally reindex"
-                        ),
-                    )
-                })?;
-            touched.extend(replaced);
-            scan_from = index.indexed(tenant).unwrap_or(0);
+        if state.index.is_some() {
+            match forget_in_index(state, tenant, &kid) {
+                Ok(replaced) => touched.extend(replaced),
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "the search index could not forget an erased subject; retrying later");
+                    out.index_pending.push(kid.clone());
+                }
+            }
+            scan_from = state
+                .index
+                .as_ref()
+                .and_then(|index| index.indexed(tenant).ok())
+                .unwrap_or(0);
         }
         touched.extend(sealed_under(tlog, &kid, scan_from)?);
         out.erased_keys.push(kid);
     }
     out.records = touched.len() as u64;
     Ok(out)
+}
+
+/// Makes the search index replace every document holding a value under the (destroyed) key
+/// `kid` by the record opened again, and takes `kid` off the pending list. Returns the leaf
+/// indexes it rewrote.
+fn forget_in_index(state: &crate::AppState, tenant: &str, kid: &str) -> Result<Vec<u64>, String> {
+    let (Some(index), Some(tlog)) = (&state.index, state.log.tenant(tenant)) else {
+        return Ok(Vec::new());
+    };
+    let privacy = &state.privacy;
+    let replaced = index
+        .erase_key(tenant, kid, &mut |i| {
+            let stored = tlog.record(i).map_err(|e| e.to_string())?;
+            tally_consumers::index::opened_with_personal(&**privacy, tenant, &stored)
+        })
+        .map_err(|e| e.to_string())?;
+    pending_index_erasures(&privacy.dir, tenant, |pending| pending.retain(|k| k != kid))
+        .map_err(|e| format!("taking {kid} off the pending list: {e}"))?;
+    Ok(replaced)
+}
+
+/// Carries out every index erasure still pending (after a failure, or a crash between a key's
+/// destruction and the index's rewrite). Returns how many are still pending.
+pub fn retry_index_erasures(state: &crate::AppState) -> usize {
+    if state.index.is_none() {
+        return 0;
+    }
+    let dir = &state.privacy.dir;
+    let Ok(entries) = std::fs::read_dir(dir.privacy_path()) else {
+        return 0;
+    };
+    let mut left = 0;
+    for tenant in entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|t| tally_event::is_valid_tenant(t))
+    {
+        let mut pending = Vec::new();
+        if pending_index_erasures(dir, &tenant, |p| pending = p.clone()).is_err() {
+            left += 1;
+            continue;
+        }
+        for kid in pending {
+            match forget_in_index(state, &tenant, &kid) {
+                Ok(replaced) => tracing::info!(
+                    tenant,
+                    key = kid,
+                    records = replaced.len(),
+                    "the search index forgot the values of an erased subject"
+                ),
+                Err(e) => {
+                    tracing::warn!(tenant, key = kid, error = %e, "a pending index erasure failed again");
+                    left += 1;
+                }
+            }
+        }
+    }
+    left
+}
+
+/// Reads a tenant's pending index erasures, lets `change` edit them, and writes them back
+/// durably if they changed (the file is removed when none are left).
+fn pending_index_erasures(
+    dir: &DataDir,
+    tenant: &str,
+    change: impl FnOnce(&mut Vec<String>),
+) -> std::io::Result<()> {
+    let path = dir.index_erasures_path(tenant);
+    let before: Vec<String> = match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut after = before.clone();
+    change(&mut after);
+    if after == before {
+        return Ok(());
+    }
+    if after.is_empty() {
+        std::fs::remove_file(&path)?;
+    } else {
+        let mut text = after.join("\n");
+        text.push('\n');
+        tally_store::layout::write_file_durably(&path, text.as_bytes())
+            .map_err(std::io::Error::other)?;
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The records from `from` on that hold a value sealed under key id `kid`.

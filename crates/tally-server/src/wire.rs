@@ -146,4 +146,9 @@ pub struct ErasureResult {
     pub unknown_subjects: usize,
     /// Records whose personal values were erased (they stay, showing `tally:erased`).
     pub records: u64,
+    /// Erased subjects whose values the search index could not forget yet: their keys are
+    /// destroyed (nothing can read the values), and the server retries the index's rewrite
+    /// until it succeeds (at every start, and every minute). 0 normally.
+    #[serde(default)]
+    pub search_index_pending: usize,
 }

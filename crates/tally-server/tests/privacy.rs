@@ -622,3 +622,128 @@ async fn secrets_are_refused_or_redacted_as_the_tenant_says() {
     );
     server.stop().await;
 }
+
+/// Copies a directory tree (the search index, as a backup would).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_name() != "owner.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+async fn start_on(data: &Path) -> tally_server::app::Running {
+    let app = tally_server::app::App::start(tally_server::app::AppSettings {
+        log: tally_store::LogConfig {
+            checkpoint_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+        admin: tally_server::app::AdminKey::None,
+        ..tally_server::app::AppSettings::new(data)
+    })
+    .await
+    .expect("start tally");
+    app.spawn("127.0.0.1:0").await.expect("serve")
+}
+
+/// A crash between destroying a subject's key and rewriting the search index (here: the
+/// index put back as it was before the erasure, with the key's id still on the pending list)
+/// is finished at the next start: the index forgets the values, and no file keeps them.
+#[tokio::test]
+async fn an_index_erasure_cut_short_is_finished_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let token_file = tmp.path().join("admin.token");
+    let app = tally_server::app::App::start(tally_server::app::AppSettings {
+        log: tally_store::LogConfig {
+            checkpoint_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+        admin: tally_server::app::AdminKey::OnFirstStart {
+            token_file: Some(token_file.clone()),
+        },
+        ..tally_server::app::AppSettings::new(&data)
+    })
+    .await
+    .unwrap();
+    let admin = app.admin_token().unwrap().to_string();
+    let running = app.spawn("127.0.0.1:0").await.unwrap();
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: running.url.clone(),
+    };
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"time": "2026-11-30T10:00:00Z", "tenant": "acme",
+                   "actor": {"id": if i % 2 == 0 { "wanda-9qx" } else { "otto-3jd" }},
+                   "action": "document.read", "outcome": "SUCCESS"})
+        })
+        .collect();
+    let (status, v) = c.post(&admin, "/v1/events", json!(events)).await;
+    assert_eq!(status, 200, "{v}");
+    c.settle(&admin, 40).await;
+    assert_eq!(c.search(&admin, "actor:wanda-9qx").await.len(), 20);
+    running.stop().await;
+    let before = tmp.path().join("index-before");
+    copy_tree(&data.join("index"), &before);
+    assert!(!files_containing(&before, b"wanda-9qx").is_empty());
+
+    let running = start_on(&data).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: running.url.clone(),
+    };
+    let (status, v) = c
+        .post(
+            &admin,
+            "/v1/tenants/acme/erasures",
+            json!({"subjects": ["wanda-9qx"], "reason": "request 9"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["search_index_pending"], 0);
+    running.stop().await;
+    let pending = data.join("privacy/acme/index-erasures");
+    assert!(
+        !pending.exists(),
+        "nothing is pending after a complete erasure"
+    );
+    // The key id the erasure destroyed, from its record in the log.
+    let erased_key = {
+        let reader = tally_store::LogReader::open(&data).unwrap();
+        let tlog = reader.tenant("acme").unwrap().unwrap();
+        use tally_store::TenantRecords;
+        let records = tlog.records(0, tlog.size()).unwrap();
+        let erasure = records
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(r).unwrap())
+            .find(|r| r["action"] == "tally.subjects.erase")
+            .expect("the erasure is recorded");
+        erasure["metadata"]["erased_keys"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // As if the server had died right after destroying the key.
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    copy_tree(&before, &data.join("index"));
+    std::fs::write(&pending, format!("{erased_key}\n")).unwrap();
+    assert!(!files_containing(&data.join("index"), b"wanda-9qx").is_empty());
+
+    let running = start_on(&data).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: running.url.clone(),
+    };
+    assert!(!pending.exists(), "the pending erasure was carried out");
+    assert_eq!(c.search(&admin, "actor:wanda-9qx").await, Vec::<u64>::new());
+    assert_eq!(c.search(&admin, "actor:otto-3jd").await.len(), 20);
+    running.stop().await;
+    assert_eq!(files_containing(&data, b"wanda-9qx"), Vec::<String>::new());
+}

@@ -154,6 +154,14 @@ impl DataDir {
         self.privacy_path().join(tenant).join("subject-keys")
     }
 
+    /// The subject keys of `tenant` whose erasure the search index has not carried out yet
+    /// (one base64url key id per line): written before a key is destroyed, emptied once the
+    /// index has forgotten its values, retried at start and periodically until then.
+    pub fn index_erasures_path(&self, tenant: &str) -> PathBuf {
+        debug_assert!(tally_event::is_valid_tenant(tenant));
+        self.privacy_path().join(tenant).join("index-erasures")
+    }
+
     /// One tenant's data keys for encryption at rest, wrapped by the key-encryption key (see
     /// [`crate::at_rest`]). Not derived data: without it the tenant's encrypted records cannot
     /// be read.

@@ -474,6 +474,7 @@ pub(crate) async fn erase(
                 "erased_subjects": done.erased_keys.len(),
                 "erased_keys": done.erased_keys,
                 "records": done.records,
+                "search_index_pending": done.index_pending,
             }),
         },
     )
@@ -489,6 +490,7 @@ pub(crate) async fn erase(
         erased_subjects: done.erased_keys.len(),
         unknown_subjects: request.subjects.len() - done.erased_keys.len(),
         records: done.records,
+        search_index_pending: done.index_pending.len(),
     }))
 }
 
