@@ -66,6 +66,24 @@ impl std::fmt::Debug for Privacy {
     }
 }
 
+/// Refuses `view` the hashed form of a record stored with its personal values in the clear
+/// (schema 1: stored before sealing, or by a server that does not seal): the bytes a proof is
+/// about would show a masked reader what masking hides. Sealed records' hashed form holds
+/// ciphertext only, and anyone who may read the record may read it.
+pub(crate) fn check_hashed_form(view: View, stored: &[u8], index: u64) -> Result<(), ApiError> {
+    if view == View::Clear || record::is_sealed(stored) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "personal_data",
+        format!(
+            "record {index} was stored with its personal values in the clear (before they were \
+             sealed), so its hashed form shows them; only a key with the read:pii scope may read it"
+        ),
+    ))
+}
+
 /// How `who` sees personal values.
 pub fn view_for(who: &Principal) -> View {
     if who.has(Scope::ReadPii) {

@@ -747,3 +747,152 @@ async fn an_index_erasure_cut_short_is_finished_at_the_next_start() {
     running.stop().await;
     assert_eq!(files_containing(&data, b"wanda-9qx"), Vec::<String>::new());
 }
+
+/// Records stored with their personal values in the clear (by a server that does not seal, or
+/// before sealing began) never reach a masked reader in their hashed form: not by
+/// `form=leaf`, not in a search hit's `leaf`, not in an entry bundle, not in an export.
+#[tokio::test]
+async fn masked_readers_never_get_the_hashed_form_of_clear_records() {
+    let server = TestServer::start_app(
+        ServerSettings {
+            seal_personal_data: false,
+            ..ServerSettings::default()
+        },
+        true,
+    )
+    .await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: server.running.url.clone(),
+    };
+    let admin = server.admin.clone();
+    let events: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"time": "2026-11-30T10:00:00Z", "tenant": "acme",
+                   "actor": {"id": format!("yuki-{i}kz"), "ip": "198.51.100.9"},
+                   "action": "document.read", "outcome": "SUCCESS"})
+        })
+        .collect();
+    let (status, v) = c.post(&admin, "/v1/events", json!(events)).await;
+    assert_eq!(status, 200, "{v}");
+    c.settle(&admin, 3).await;
+    let (status, v) = c
+        .post(
+            &admin,
+            "/v1/keys",
+            json!({"name": "masked", "scopes": ["read", "export"], "tenant": "acme"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let masked = v["token"].as_str().unwrap().to_string();
+    let leaks = |body: &[u8]| body.windows(5).any(|w| w == b"yuki-");
+
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &masked,
+            "/v1/events/0",
+            &[("tenant", "acme"), ("form", "leaf")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("read:pii"));
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &masked,
+            "/v1/events/0",
+            &[("tenant", "acme")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!leaks(&body), "{}", String::from_utf8_lossy(&body));
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &admin,
+            "/v1/events/0",
+            &[("tenant", "acme"), ("form", "leaf")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(leaks(&body));
+
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &masked,
+            "/v1/events",
+            &[
+                ("tenant", "acme"),
+                ("q", "action:document.read"),
+                ("proofs", "true"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let hits = page["events"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits
+        .iter()
+        .all(|h| h["proof"].is_array() && h["leaf"].is_null()));
+    assert!(!leaks(&body));
+
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &masked,
+            "/logs/acme/tile/entries/000.p/3",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(!leaks(&body));
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &admin,
+            "/logs/acme/tile/entries/000.p/3",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(leaks(&body));
+
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &masked,
+            "/v1/export",
+            &[("tenant", "acme"), ("q", "action:document.read")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("tally_export_error") && text.contains("read:pii"),
+        "{text}"
+    );
+    assert!(!leaks(&body), "{text}");
+    let (status, body) = c
+        .send(
+            reqwest::Method::GET,
+            &admin,
+            "/v1/export",
+            &[("tenant", "acme"), ("q", "action:document.read")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("tally_export_end") && leaks(&body), "{text}");
+    server.stop().await;
+}

@@ -93,7 +93,7 @@ pub(crate) struct GetEventParams {
             )),
         (status = 400, description = "Malformed key or tenant", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
-        (status = 403, description = "The key lacks the read scope or may not read this tenant", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the read scope or may not read this tenant; or (personal_data) form=leaf of a record stored with its personal values in the clear, for a key without read:pii", body = crate::error::ErrorBody),
         (status = 404, description = "No such tenant, id or index", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
@@ -116,7 +116,10 @@ pub(crate) async fn get_event(
         .await;
     let hash = tally_tlog::leaf_hash(&record);
     let body = match params.form.unwrap_or_default() {
-        RecordForm::Leaf => record,
+        RecordForm::Leaf => {
+            crate::privacy::check_hashed_form(crate::privacy::view_for(who), &record, index)?;
+            record
+        }
         RecordForm::Event => {
             state
                 .privacy

@@ -326,20 +326,28 @@ impl Job {
                 break;
             };
             let log = self.log.clone();
+            let view = crate::privacy::view_for(&self.principal);
             let (batch, lines) = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::with_capacity(batch.len() * 600);
+                // The bundle holds records as hashed: a masked export cannot hold one stored
+                // with its personal values in the clear.
+                let push = |out: &mut Vec<u8>, i: u64, r: &[u8]| {
+                    crate::privacy::check_hashed_form(view, r, i).map_err(|e| e.to_string())?;
+                    tally_export::bundle::push_record_line(out, i, r);
+                    Ok::<_, String>(())
+                };
                 if batch.len() as u64 == last - batch[0] + 1 {
                     // A contiguous run: one sequential read.
                     let records = log
                         .records(batch[0], batch.len() as u64)
                         .map_err(|e| e.to_string())?;
                     for (i, r) in batch.iter().zip(records) {
-                        tally_export::bundle::push_record_line(&mut out, *i, &r);
+                        push(&mut out, *i, &r)?;
                     }
                 } else {
                     for &i in &batch {
                         let r = log.record(i).map_err(|e| e.to_string())?;
-                        tally_export::bundle::push_record_line(&mut out, i, &r);
+                        push(&mut out, i, &r)?;
                     }
                 }
                 Ok::<_, String>((batch, out))

@@ -346,7 +346,9 @@ pub(crate) async fn search(
             ),
             _ => None,
         };
-        let leaf = if proofs {
+        // A record stored with its values in the clear keeps its proof but not its hashed
+        // form, for a masked reader.
+        let leaf = if proofs && crate::privacy::check_hashed_form(view, &record, i).is_ok() {
             Some(crate::privacy::raw_json(record.clone())?)
         } else {
             None

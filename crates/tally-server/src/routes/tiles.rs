@@ -50,7 +50,26 @@ async fn tile_for(
             width,
         } => log.hash_tile(level, index, width)?,
         TilePath::Entries { index, width } => {
-            let bytes = log.entry_bundle(index, width)?;
+            let masked = reader.principal().is_some_and(|who| {
+                crate::privacy::view_for(who) != tally_privacy::record::View::Clear
+            });
+            let bytes = if masked {
+                // A bundle holds the records as hashed: none may show a masked reader values
+                // stored in the clear.
+                let start = index * tally_tlog::tile::TILE_WIDTH;
+                let records = log.records(start, u64::from(width))?;
+                for (k, r) in records.iter().enumerate() {
+                    crate::privacy::check_hashed_form(
+                        tally_privacy::record::View::Masked,
+                        r,
+                        start + k as u64,
+                    )?;
+                }
+                tally_tlog::tile::encode_entry_bundle(records.iter().map(Vec::as_slice))
+                    .map_err(|e| ApiError::not_found(format!("entry bundle: {e}")))?
+            } else {
+                log.entry_bundle(index, width)?
+            };
             if let Some(who) = reader.principal() {
                 state
                     .reads
