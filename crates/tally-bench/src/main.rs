@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod abuse;
+mod alternate;
 mod ingest;
 mod privacy;
 mod readers;

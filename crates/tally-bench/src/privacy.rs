@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use tally_load::http::{run_http, HttpLoadOptions};
-use tally_load::{LoadMode, LoadReport};
+use tally_load::LoadMode;
+
+use crate::alternate::{self, Variant};
 use tally_server::app::{AdminKey, App, AppSettings, AtRestSettings, Running};
 use tally_server::ServerSettings;
 
@@ -109,11 +111,6 @@ async fn start(protection: Protection, index: bool) -> Result<Server> {
     })
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     values[((values.len() - 1) as f64 * p).round() as usize]
@@ -137,74 +134,32 @@ async fn ingest(args: &PrivacyArgs) -> Result<()> {
             start(Protection::SealedAtRest, false).await?,
         ),
     ];
-    let workloads = [
-        (
-            LoadMode::Batched {
-                batch_size: args.batch_size,
+    let variants: Vec<Variant> = servers
+        .iter()
+        .map(|(name, server)| Variant {
+            name: name.to_string(),
+            options: HttpLoadOptions {
+                url: server.running.url.clone(),
+                token: server.token.clone(),
+                ..HttpLoadOptions::default()
             },
-            args.batch_concurrency,
-        ),
-        (LoadMode::Single, args.single_concurrency),
-    ];
-    let mut results: Vec<Vec<Vec<LoadReport>>> =
-        vec![vec![Vec::new(); servers.len()]; workloads.len()];
-    let mut seed = 1u64;
-    for round in 0..args.rounds {
-        for (w, (mode, concurrency)) in workloads.iter().enumerate() {
-            for (v, (name, server)) in servers.iter().enumerate() {
-                seed += 1;
-                let report = run_http(&HttpLoadOptions {
-                    url: server.running.url.clone(),
-                    token: server.token.clone(),
-                    mode: *mode,
-                    concurrency: *concurrency,
-                    duration: Duration::from_secs(args.duration),
-                    warmup: Duration::from_secs(args.warmup),
-                    seed,
-                    quiet: args.quiet,
-                    ..HttpLoadOptions::default()
-                })
-                .await
-                .with_context(|| format!("{name} run"))?;
-                if !args.quiet {
-                    eprintln!("round {} {name}: {report}", round + 1);
-                }
-                results[w][v].push(report);
-            }
-        }
-    }
-    println!(
-        "| Workload | Protection | Events/s (median of {}) | Ratio to off | p50 ms | p99 ms | Errors |",
-        args.rounds
+        })
+        .collect();
+    let workloads = alternate::workloads(
+        args.batch_size,
+        args.batch_concurrency,
+        args.single_concurrency,
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (w, (mode, concurrency)) in workloads.iter().enumerate() {
-        let label = match mode {
-            LoadMode::Batched { batch_size } => {
-                format!("batches of {batch_size}, {concurrency} in flight")
-            }
-            LoadMode::Single => format!("single events, {concurrency} in flight"),
-        };
-        let off = median(
-            &mut results[w][0]
-                .iter()
-                .map(|r| r.events_per_sec)
-                .collect::<Vec<_>>(),
-        );
-        for (v, (name, _)) in servers.iter().enumerate() {
-            let runs = &results[w][v];
-            let rate = median(&mut runs.iter().map(|r| r.events_per_sec).collect::<Vec<_>>());
-            let p50 = median(&mut runs.iter().map(|r| r.p50_us as f64).collect::<Vec<_>>());
-            let p99 = median(&mut runs.iter().map(|r| r.p99_us as f64).collect::<Vec<_>>());
-            let errors: u64 = runs.iter().map(|r| r.errors).sum();
-            println!(
-                "| {label} | {name} | {rate:.0} | {:.2} | {:.2} | {:.2} | {errors} |",
-                rate / off,
-                p50 / 1000.0,
-                p99 / 1000.0
-            );
-        }
-    }
+    let results = alternate::run(
+        args.rounds,
+        Duration::from_secs(args.duration),
+        Duration::from_secs(args.warmup),
+        args.quiet,
+        &workloads,
+        &variants,
+    )
+    .await?;
+    alternate::print_table("Protection", args.rounds, &workloads, &variants, &results);
     for (_, server) in servers {
         server.running.stop().await;
     }

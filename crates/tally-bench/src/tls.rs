@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use tally_load::http::{run_http, HttpLoadOptions};
-use tally_load::{LoadMode, LoadReport};
+use tally_load::http::HttpLoadOptions;
+
+use crate::alternate::{self, Variant};
 use tally_server::app::{AdminKey, App, AppSettings, Running};
 use tally_server::tls::TlsFiles;
 use tally_server::ServerSettings;
@@ -101,11 +102,6 @@ fn certificates(dir: &std::path::Path) -> Result<(String, TlsFiles)> {
     Ok((ca_pem, files))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Runs `tally-bench tls`.
 pub async fn run(args: TlsArgs) -> Result<()> {
     if args.rounds == 0 || args.handshakes == 0 {
@@ -118,82 +114,36 @@ pub async fn run(args: TlsArgs) -> Result<()> {
     let tls_url = tls.running.url.replace("127.0.0.1", "localhost");
     eprintln!("plain: {}   TLS: {tls_url}", plain.running.url);
 
-    let variants: [(&str, &Server, String, bool); 3] = [
-        ("plain HTTP/1.1", &plain, plain.running.url.clone(), false),
-        ("TLS, HTTP/2", &tls, tls_url.clone(), false),
-        ("TLS, HTTP/1.1", &tls, tls_url.clone(), true),
+    let variant = |name: &str, server: &Server, url: &str, http1_only: bool| Variant {
+        name: name.to_string(),
+        options: HttpLoadOptions {
+            url: url.to_string(),
+            token: server.token.clone(),
+            ca_pem: Some(ca_pem.clone().into_bytes()),
+            http1_only,
+            ..HttpLoadOptions::default()
+        },
+    };
+    let variants = [
+        variant("plain HTTP/1.1", &plain, &plain.running.url, false),
+        variant("TLS, HTTP/2", &tls, &tls_url, false),
+        variant("TLS, HTTP/1.1", &tls, &tls_url, true),
     ];
-    let workloads = [
-        (
-            LoadMode::Batched {
-                batch_size: args.batch_size,
-            },
-            args.batch_concurrency,
-        ),
-        (LoadMode::Single, args.single_concurrency),
-    ];
-    // results[workload][variant] = reports over the rounds
-    let mut results: Vec<Vec<Vec<LoadReport>>> = vec![vec![Vec::new(); 3]; workloads.len()];
-    let mut seed = 1u64;
-    for round in 0..args.rounds {
-        for (w, (mode, concurrency)) in workloads.iter().enumerate() {
-            for (v, (name, server, url, http1_only)) in variants.iter().enumerate() {
-                seed += 1;
-                let report = run_http(&HttpLoadOptions {
-                    url: url.clone(),
-                    token: server.token.clone(),
-                    mode: *mode,
-                    concurrency: *concurrency,
-                    duration: Duration::from_secs(args.duration),
-                    warmup: Duration::from_secs(args.warmup),
-                    seed,
-                    quiet: args.quiet,
-                    ca_pem: Some(ca_pem.clone().into_bytes()),
-                    http1_only: *http1_only,
-                    ..HttpLoadOptions::default()
-                })
-                .await
-                .with_context(|| format!("{name} run"))?;
-                if !args.quiet {
-                    eprintln!("round {} {name}: {report}", round + 1);
-                }
-                results[w][v].push(report);
-            }
-        }
-    }
-
-    println!(
-        "| Workload | Transport | Events/s (median of {}) | Ratio to plain | p50 ms | p99 ms | Errors |",
-        args.rounds
+    let workloads = alternate::workloads(
+        args.batch_size,
+        args.batch_concurrency,
+        args.single_concurrency,
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (w, (mode, concurrency)) in workloads.iter().enumerate() {
-        let label = match mode {
-            LoadMode::Batched { batch_size } => {
-                format!("batches of {batch_size}, {concurrency} in flight")
-            }
-            LoadMode::Single => format!("single events, {concurrency} in flight"),
-        };
-        let plain_rate = median(
-            &mut results[w][0]
-                .iter()
-                .map(|r| r.events_per_sec)
-                .collect::<Vec<_>>(),
-        );
-        for (v, (name, ..)) in variants.iter().enumerate() {
-            let runs = &results[w][v];
-            let rate = median(&mut runs.iter().map(|r| r.events_per_sec).collect::<Vec<_>>());
-            let p50 = median(&mut runs.iter().map(|r| r.p50_us as f64).collect::<Vec<_>>());
-            let p99 = median(&mut runs.iter().map(|r| r.p99_us as f64).collect::<Vec<_>>());
-            let errors: u64 = runs.iter().map(|r| r.errors).sum();
-            println!(
-                "| {label} | {name} | {rate:.0} | {:.2} | {:.2} | {:.2} | {errors} |",
-                rate / plain_rate,
-                p50 / 1000.0,
-                p99 / 1000.0
-            );
-        }
-    }
+    let results = alternate::run(
+        args.rounds,
+        Duration::from_secs(args.duration),
+        Duration::from_secs(args.warmup),
+        args.quiet,
+        &workloads,
+        &variants,
+    )
+    .await?;
+    alternate::print_table("Transport", args.rounds, &workloads, &variants, &results);
 
     let addr = tls.running.url.trim_start_matches("https://").to_string();
     let (full, resumed, resumed_count) = handshakes(&ca_pem, &addr, args.handshakes).await?;

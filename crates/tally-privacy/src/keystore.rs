@@ -316,14 +316,7 @@ impl SubjectKeys {
     /// written).
     pub fn existing_keys<S: AsRef<str>>(&self, subjects: &[S]) -> Option<Vec<(KeyId, SubjectKey)>> {
         let lookups: Vec<[u8; 32]> = subjects.iter().map(|s| self.lookup(s.as_ref())).collect();
-        let state = self.state.read();
-        lookups
-            .iter()
-            .map(|l| {
-                let kid = state.by_lookup.get(l)?;
-                Some((*kid, state.keys.get(kid)?.0.clone()))
-            })
-            .collect()
+        keys_of(&self.state.read(), &lookups)
     }
 
     /// [`ensure`](Self::ensure), returning each subject's key id and key, in order.
@@ -332,16 +325,7 @@ impl SubjectKeys {
         subjects: &[S],
     ) -> Result<Vec<(KeyId, SubjectKey)>, KeyStoreError> {
         let lookups: Vec<[u8; 32]> = subjects.iter().map(|s| self.lookup(s.as_ref())).collect();
-        let found = |state: &State| -> Option<Vec<(KeyId, SubjectKey)>> {
-            lookups
-                .iter()
-                .map(|l| {
-                    let kid = state.by_lookup.get(l)?;
-                    Some((*kid, state.keys.get(kid)?.0.clone()))
-                })
-                .collect()
-        };
-        if let Some(keys) = found(&self.state.read()) {
+        if let Some(keys) = keys_of(&self.state.read(), &lookups) {
             return Ok(keys);
         }
         let mut file = self.file.lock();
@@ -356,7 +340,7 @@ impl SubjectKeys {
             }
         }
         if fresh.is_empty() {
-            return Ok(found(&self.state.read()).expect("every subject has a key"));
+            return Ok(keys_of(&self.state.read(), &lookups).expect("every subject has a key"));
         }
         let mut bytes = Zeroizing::new(Vec::with_capacity(fresh.len() * 89));
         for (lookup, kid, key) in &fresh {
@@ -382,7 +366,7 @@ impl SubjectKeys {
             state.by_lookup.insert(lookup, kid);
             state.keys.insert(kid, (key, lookup));
         }
-        Ok(found(&state).expect("every subject has a key"))
+        Ok(keys_of(&state, &lookups).expect("every subject has a key"))
     }
 
     /// The key of a subject, if it has one (see [`ensure`](Self::ensure)).
@@ -491,6 +475,17 @@ impl SubjectKeys {
         let state = self.state.read();
         (state.keys.len(), state.erased.len())
     }
+}
+
+/// The key id and key of each lookup, if every one has a key.
+fn keys_of(state: &State, lookups: &[[u8; 32]]) -> Option<Vec<(KeyId, SubjectKey)>> {
+    lookups
+        .iter()
+        .map(|l| {
+            let kid = state.by_lookup.get(l)?;
+            Some((*kid, state.keys.get(kid)?.0.clone()))
+        })
+        .collect()
 }
 
 fn key_body(kid: &KeyId, lookup: &[u8; 32], key: &SubjectKey) -> Zeroizing<Vec<u8>> {
