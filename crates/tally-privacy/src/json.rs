@@ -45,6 +45,19 @@ pub fn walk(
     Ok(())
 }
 
+/// Where the JSON value starting at byte `start` ends (one past its last byte), or `None` if
+/// no whole value starts there.
+pub fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut w = Walker {
+        bytes,
+        at: start,
+        path: Vec::new(),
+        spare: Vec::new(),
+    };
+    w.skip_value().ok()?;
+    Some(w.at)
+}
+
 /// The text of a string value (`"…"` span), unescaped; `None` if the span is not a string.
 pub fn string_at(bytes: &[u8], span: Span) -> Option<String> {
     let raw = bytes.get(span)?;

@@ -419,3 +419,135 @@ pub fn as_schema_1(opened_clear: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(rest);
     Some(out)
 }
+
+/// The sealed values of a stored record: each one's path, span and parsed form.
+fn sealed_values(stored: &[u8]) -> Result<Vec<(Vec<String>, Span, Sealed)>, RecordError> {
+    let needle = format!("\"{SEALED_PREFIX}");
+    let mut out = Vec::new();
+    let mut failure = None;
+    json::walk(stored, &mut |path, span| {
+        if failure.is_some() || !stored[span.clone()].starts_with(needle.as_bytes()) {
+            return Step::Enter;
+        }
+        let text = json::string_at(stored, span.clone()).unwrap_or_default();
+        match Sealed::parse(&text) {
+            Ok(sealed) => out.push((path.to_vec(), span, sealed)),
+            Err(source) => {
+                failure = Some(RecordError::Damaged {
+                    path: path.join("."),
+                    source,
+                })
+            }
+        }
+        Step::Skip
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The event keys of a sealed record's values whose subject keys `keys` still holds: what an
+/// export for a `read:pii` reader discloses, so that an offline verifier can open each value
+/// shown in the clear and check it against the hashed record (and no other event's).
+pub fn event_keys(
+    stored: &[u8],
+    keys: &SubjectKeys,
+) -> Result<Vec<(KeyId, seal::EventKey)>, RecordError> {
+    if !is_sealed(stored) {
+        return Ok(Vec::new());
+    }
+    let id: Uuid =
+        tally_event::record_id(stored).ok_or_else(|| malformed("sealed", "no event id"))?;
+    let mut out: Vec<(KeyId, seal::EventKey)> = Vec::new();
+    for (_, _, sealed) in sealed_values(stored)? {
+        if out.iter().any(|(k, _)| *k == sealed.kid) {
+            continue;
+        }
+        if let KeyState::Present(key) = keys.key(&sealed.kid) {
+            out.push((sealed.kid, seal::event_key(&key, id)));
+        }
+    }
+    Ok(out)
+}
+
+/// What [`check_shown`] found in a shown record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShownCheck {
+    /// Values shown in the clear, each opened with a disclosed key and equal to what is shown.
+    pub opened: usize,
+    /// Values shown as masking tokens (their value cannot be checked without the tenant's key).
+    pub masked: usize,
+    /// Values shown as erased or unavailable.
+    pub erased: usize,
+}
+
+/// Checks that `shown` is the sealed record `stored` as a reader saw it: byte for byte the same
+/// outside its sealed values, and each sealed value either opened (with a key of `keys`, and
+/// equal to what `shown` holds there) or shown as a masking token, `tally:erased` or
+/// `tally:unavailable`. What an offline verifier of an export runs; the error names the first
+/// place where `shown` is not what `stored` holds.
+pub fn check_shown(
+    stored: &[u8],
+    shown: &[u8],
+    keys: &[(KeyId, seal::EventKey)],
+) -> Result<ShownCheck, String> {
+    let mut check = ShownCheck::default();
+    if !is_sealed(stored) {
+        return if stored == shown {
+            Ok(check)
+        } else {
+            Err("the record shown is not the record hashed".into())
+        };
+    }
+    let values = sealed_values(stored).map_err(|e| e.to_string())?;
+    let (mut at_stored, mut at_shown) = (0usize, 0usize);
+    for (path, span, sealed) in values {
+        let dotted = path.join(".");
+        let literal = &stored[at_stored..span.start];
+        if !shown[at_shown..].starts_with(literal) {
+            return Err(format!(
+                "the record shown differs from the record hashed before `{dotted}`"
+            ));
+        }
+        at_shown += literal.len();
+        let end = json::value_end(shown, at_shown)
+            .ok_or_else(|| format!("the record shown has no value at `{dotted}`"))?;
+        let value = &shown[at_shown..end];
+        match keys.iter().find(|(k, _)| *k == sealed.kid) {
+            Some((_, key)) => {
+                let plain = sealed
+                    .open(key, &path)
+                    .map_err(|e| format!("`{dotted}` does not open with its disclosed key: {e}"))?;
+                if plain != value {
+                    return Err(format!(
+                        "`{dotted}` shows a value other than the one sealed in the record hashed"
+                    ));
+                }
+                check.opened += 1;
+            }
+            None if value.starts_with(format!("\"{}", seal::TOKEN_PREFIX).as_bytes()) => {
+                check.masked += 1
+            }
+            None if value == quoted(ERASED).as_slice()
+                || value == quoted(UNAVAILABLE).as_slice() =>
+            {
+                check.erased += 1
+            }
+            None => {
+                return Err(format!(
+                    "`{dotted}` is shown in the clear, but no key to check it against the record \
+                     hashed was given"
+                ))
+            }
+        }
+        at_shown = end;
+        at_stored = span.end;
+    }
+    if shown[at_shown..] != stored[at_stored..] {
+        return Err(
+            "the record shown differs from the record hashed after its last sealed value".into(),
+        );
+    }
+    Ok(check)
+}

@@ -248,3 +248,62 @@ fn client_strings_that_look_like_tally_markers_are_refused() {
         assert!(errors[0].rule.contains("reserved"));
     }
 }
+
+/// What an export shows is checked against the record hashed: clear values with the disclosed
+/// event keys, tokens and erased values by their form, everything else byte for byte.
+#[test]
+fn a_shown_record_is_checked_against_the_sealed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SubjectKeys::open(&dir.path().join("subject-keys")).unwrap();
+    let policy = policy();
+    let mut gen = EventGenerator::new(11);
+    for _ in 0..50 {
+        let v1 = v1_record(&gen.next_json());
+        keys.ensure(&record::subjects(&v1, &policy).unwrap())
+            .unwrap();
+        let sealed = record::seal_record(&v1, &policy, &keys).unwrap();
+        let disclosed = record::event_keys(&sealed, &keys).unwrap();
+        let clear = record::open_record(&sealed, View::Clear, &policy, &keys).unwrap();
+        let masked = record::open_record(&sealed, View::Masked, &policy, &keys).unwrap();
+        let n = clear.sealed.len();
+        let ok = record::check_shown(&sealed, &clear.bytes, &disclosed).unwrap();
+        assert_eq!((ok.opened, ok.masked, ok.erased), (n, 0, 0));
+        let ok = record::check_shown(&sealed, &masked.bytes, &[]).unwrap();
+        assert_eq!((ok.opened, ok.masked, ok.erased), (0, n, 0));
+        if n == 0 {
+            continue;
+        }
+        // Clear values without their keys prove nothing.
+        assert!(record::check_shown(&sealed, &clear.bytes, &[]).is_err());
+        // A changed clear value, and a changed byte outside the values, are caught.
+        let personal = personal_values(&v1, &policy);
+        let first = personal.first().unwrap();
+        let forged = String::from_utf8(clear.bytes.clone()).unwrap().replacen(
+            first.as_str(),
+            &format!("{first}x"),
+            1,
+        );
+        assert!(record::check_shown(&sealed, forged.as_bytes(), &disclosed).is_err());
+        let forged = String::from_utf8(clear.bytes.clone()).unwrap().replacen(
+            "\"outcome\":\"",
+            "\"outcome\":\"X",
+            1,
+        );
+        assert!(record::check_shown(&sealed, forged.as_bytes(), &disclosed).is_err());
+    }
+    // Erased values show as erased and check as such.
+    let v1 = v1_record(&gen.next_json());
+    let subjects = record::subjects(&v1, &policy).unwrap();
+    keys.ensure(&subjects).unwrap();
+    let sealed = record::seal_record(&v1, &policy, &keys).unwrap();
+    keys.erase(&subjects[0]).unwrap();
+    let shown = record::open_record(&sealed, View::Clear, &policy, &keys).unwrap();
+    let ok = record::check_shown(
+        &sealed,
+        &shown.bytes,
+        &record::event_keys(&sealed, &keys).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ok.erased, shown.erased);
+    assert!(ok.erased > 0);
+}
