@@ -162,11 +162,21 @@ pub async fn export(args: ExportArgs) -> Result<()> {
                     pb.set_message(args.output.display().to_string());
                     file = Some(ExportFile::create(&args.output, format, &header)?);
                 }
-                Line::Record { index, event } => {
+                Line::Record {
+                    index,
+                    event,
+                    shown,
+                    keys,
+                } => {
                     let f = file
                         .as_mut()
                         .ok_or_else(|| anyhow!("the server sent records before the header"))?;
-                    f.record(index, event.get().as_bytes())?;
+                    f.record_shown(
+                        index,
+                        event.get().as_bytes(),
+                        shown.map(|s| s.get().as_bytes()),
+                        keys.map(|k| k.get().as_bytes()),
+                    )?;
                     pb.inc(1);
                 }
                 Line::End(end) => {
@@ -219,6 +229,16 @@ fn summary(v: &Verified) -> String {
 }
 
 /// What was proven about completeness, and what was not.
+/// What a version 2 export proves of the personal values it shows.
+fn personal_values(v: &Verified) -> Option<String> {
+    let view = v.view.as_deref()?;
+    Some(format!(
+        "personal values ({view} view): {} shown in the clear, each opened with its disclosed key \
+         and equal to the value sealed in the record hashed; {} masked as tokens; {} erased",
+        v.opened, v.masked, v.erased
+    ))
+}
+
 fn scope(v: &Verified) -> String {
     let range = format!("leaf range [{}, {})", v.range.from, v.range.to);
     let whole = if v.whole_tree() {
@@ -259,6 +279,9 @@ pub fn verify_export(path: &Path, key: &KeyArg, quiet: bool, require_complete: b
     let verified = check(path, &key, quiet)?;
     println!("OK: {}", summary(&verified));
     println!("{}", scope(&verified));
+    if let Some(values) = personal_values(&verified) {
+        println!("{values}");
+    }
     if require_complete && !verified.complete {
         bail!(
             "{}: --require-complete: the export is filtered by {:?}, so it cannot prove that it \

@@ -66,6 +66,12 @@ fn holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+fn tally_export_sidecar(csv: &Path) -> PathBuf {
+    let mut name = csv.as_os_str().to_owned();
+    name.push(".proof.json");
+    PathBuf::from(name)
+}
+
 fn start_failure(data: &Path, extra: &[&str]) -> String {
     let out = common::serve_command(data, common::free_port(), extra)
         .stderr(std::process::Stdio::piped())
@@ -117,6 +123,38 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
     assert_eq!(found.matches("plain-marker-7hy").count(), 4, "{found}");
     let found = ok(&server.tally(&["query", "plan-marker-3", "--tenant", "acme"]));
     assert_eq!(found.matches("plain-marker-7hy").count(), 1, "{found}");
+    // An export with the values in the clear proves each of them offline.
+    let export = tmp.path().join("acme.csv");
+    let pubkey = data.join("log.pub");
+    let out = ok(&server.tally(&[
+        "export",
+        "actor:quentin-8zx",
+        "--tenant",
+        "acme",
+        "-o",
+        export.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+        "-q",
+    ]));
+    assert!(out.contains("exported 4 records"), "{out}");
+    let out = ok(&server.tally(&[
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+        "-q",
+    ]));
+    assert!(
+        out.contains("personal values (clear view): 16 shown in the clear"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&export)
+        .unwrap()
+        .contains("quentin@mail.example"));
+    std::fs::remove_file(&export).unwrap();
+    std::fs::remove_file(tally_export_sidecar(&export)).unwrap();
     server.stop();
 
     // No event content in the clear in any file (records, keys, search index): neither
@@ -199,6 +237,38 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
     assert!(shown.contains("plan-marker-3"), "{shown}");
     let found = ok(&server.tally(&["query", "plan-marker-3", "--tenant", "acme"]));
     assert_eq!(found.matches("plain-marker-7hy").count(), 1, "{found}");
+    // An export with the values in the clear proves each of them offline.
+    let export = tmp.path().join("acme.csv");
+    let pubkey = data.join("log.pub");
+    let out = ok(&server.tally(&[
+        "export",
+        "actor:quentin-8zx",
+        "--tenant",
+        "acme",
+        "-o",
+        export.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+        "-q",
+    ]));
+    assert!(out.contains("exported 4 records"), "{out}");
+    let out = ok(&server.tally(&[
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+        "-q",
+    ]));
+    assert!(
+        out.contains("personal values (clear view): 16 shown in the clear"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&export)
+        .unwrap()
+        .contains("quentin@mail.example"));
+    std::fs::remove_file(&export).unwrap();
+    std::fs::remove_file(tally_export_sidecar(&export)).unwrap();
     server.stop();
 
     // A changed ciphertext, its frame checksum fixed up: the structure still verifies, the

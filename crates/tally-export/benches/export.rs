@@ -57,6 +57,7 @@ fn benches(c: &mut Criterion) {
         exported_at: "2026-01-01T00:00:00Z".into(),
         exported_by: "api-key:bench".into(),
         expected_rows: Some(ROWS),
+        view: None,
     };
     let end = End {
         rows: ROWS,

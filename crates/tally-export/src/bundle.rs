@@ -4,9 +4,19 @@
 //! ```text
 //! {"tally_export":{…Header…}}
 //! {"index":17,"event":{…the stored record, byte for byte…}}
+//! {"index":18,"event":{…sealed record…},"shown":{…as the exporter saw it…},"keys":{"<key id>":"<event key>"}}
 //! …
 //! {"tally_export_end":{"rows":2,"proof":[{"start":0,"end":16,"hash":"base64"},…]}}
 //! ```
+//!
+//! Version 2 ([`VIEWS_FORMAT_VERSION`]) adds the header's `view` (`clear` for a reader with
+//! `read:pii`, `masked` otherwise) and, on the line of a record whose personal values are
+//! sealed, `shown`: the record as the exporter saw it (values in the clear, masked as tokens,
+//! or erased), and for a clear view `keys`: the event key of each subject key id whose values
+//! are shown in the clear (unpadded base64url), which opens those values of that event only.
+//! The verifier checks `shown` against `event` (`tally_privacy::record::check_shown`), so the
+//! clear values of an export are as proven as the records hashed. Version 1 bundles (no view,
+//! no `shown`) stay readable.
 //!
 //! A server that fails half-way sends `{"tally_export_error":{"message":"…"}}` instead of the
 //! end line; a stream without an end line is incomplete and must not be trusted.
@@ -16,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tally_tlog::{Hash, RangeHash};
 
-/// Version of the bundle format this crate writes and reads.
+/// Version of the bundle format without views: the records as stored, nothing else.
 pub const FORMAT_VERSION: u32 = 1;
+/// Version of the bundle format with a view and the records as shown (see the module docs).
+pub const VIEWS_FORMAT_VERSION: u32 = 2;
 
 /// What was exported, from which tree: the first line of a bundle.
 ///
@@ -49,6 +61,9 @@ pub struct Header {
     /// For an unfiltered range it is the range's length, and the verifier holds it to that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_rows: Option<u64>,
+    /// Version 2: how the exporter saw personal values, `clear` (`read:pii`) or `masked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
 }
 
 /// Leaf indexes `[from, to)`.
@@ -120,6 +135,10 @@ pub enum Line<'a> {
         index: u64,
         /// The stored record, exactly as sent (and as hashed).
         event: &'a RawValue,
+        /// Version 2: the record as the exporter saw it, when its values are sealed.
+        shown: Option<&'a RawValue>,
+        /// Version 2: the event keys disclosed for the values `shown` in the clear.
+        keys: Option<&'a RawValue>,
     },
     /// The last line of a complete stream.
     End(End),
@@ -136,6 +155,10 @@ struct AnyLine<'a> {
     index: Option<u64>,
     #[serde(borrow)]
     event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    shown: Option<&'a RawValue>,
+    #[serde(borrow)]
+    keys: Option<&'a RawValue>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,7 +187,8 @@ pub enum LineError {
 pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
     let any: AnyLine<'_> =
         serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
-    let record = any.index.is_some() || any.event.is_some();
+    let record =
+        any.index.is_some() || any.event.is_some() || any.shown.is_some() || any.keys.is_some();
     let kinds = [
         any.tally_export.is_some(),
         any.tally_export_end.is_some(),
@@ -190,8 +214,15 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
         AnyLine {
             index: Some(index),
             event: Some(event),
+            shown,
+            keys,
             ..
-        } => Ok(Line::Record { index, event }),
+        } => Ok(Line::Record {
+            index,
+            event,
+            shown,
+            keys,
+        }),
         _ => Err(LineError::IncompleteRecord),
     }
 }
@@ -211,6 +242,29 @@ pub fn push_record_line(out: &mut Vec<u8>, index: u64, record: &[u8]) {
     out.extend_from_slice(index.to_string().as_bytes());
     out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(record);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends the line of a sealed record at `index` with the record as shown to the exporter and,
+/// for a clear view, the disclosed event keys (a JSON object). `shown` and `keys` are compact
+/// JSON, as `record` is.
+pub fn push_shown_record_line(
+    out: &mut Vec<u8>,
+    index: u64,
+    record: &[u8],
+    shown: &[u8],
+    keys: Option<&str>,
+) {
+    out.extend_from_slice(b"{\"index\":");
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.extend_from_slice(b",\"event\":");
+    out.extend_from_slice(record);
+    out.extend_from_slice(b",\"shown\":");
+    out.extend_from_slice(shown);
+    if let Some(keys) = keys {
+        out.extend_from_slice(b",\"keys\":");
+        out.extend_from_slice(keys.as_bytes());
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -248,6 +302,7 @@ mod tests {
             exported_at: "2026-01-01T00:00:00Z".into(),
             exported_by: "api-key:k1".into(),
             expected_rows: Some(2),
+            view: None,
         };
         let line = header_line(&header);
         match parse_line(std::str::from_utf8(&line).unwrap().trim_end()).unwrap() {
@@ -258,7 +313,7 @@ mod tests {
         let mut out = Vec::new();
         push_record_line(&mut out, 7, record);
         match parse_line(std::str::from_utf8(&out).unwrap().trim_end()).unwrap() {
-            Line::Record { index, event } => {
+            Line::Record { index, event, .. } => {
                 assert_eq!(index, 7);
                 assert_eq!(event.get().as_bytes(), record);
             }

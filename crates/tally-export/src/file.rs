@@ -80,31 +80,36 @@ pub fn csv_sidecar(csv: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The CSV cells of a row, in [`table::columns`] order.
-fn csv_cells(row: &Row) -> Vec<String> {
+/// The CSV cells of a row, in [`table::columns_for`] `version` order.
+fn csv_cells(row: &Row, version: u32) -> Vec<String> {
     let mut cells = vec![row.index.to_string()];
     cells.extend(row.cells.iter().map(|cell| match cell {
         Cell::Time(ms) => rfc3339_ms(*ms),
         Cell::Text(s) => spreadsheet_safe(s.as_deref().unwrap_or("")).into_owned(),
     }));
     cells.push(row.event.clone());
+    if version >= crate::VIEWS_FORMAT_VERSION {
+        cells.push(row.shown.clone().unwrap_or_default());
+        cells.push(row.keys.clone().unwrap_or_default());
+    }
     cells
 }
 
-/// Checks that a row's flat columns say what its record says (they are not covered by the
-/// proof, so an edit there would otherwise go unnoticed).
+/// Checks that a row's flat columns say what its record (as shown) says (they are not covered
+/// by the proof, so an edit there would otherwise go unnoticed).
 fn columns_match(
     row_no: u64,
-    index: u64,
-    event: &[u8],
+    version: u32,
+    expected: &Row,
     cell: impl Fn(usize) -> Option<String>,
 ) -> Result<(), BundleError> {
-    let row = Row::new(index, event).map_err(|e| BundleError::Record {
-        row: row_no,
-        index,
-        message: e.reason,
-    })?;
-    for (i, (expected, name)) in csv_cells(&row).iter().zip(table::columns()).enumerate() {
+    let (row, index) = (expected, expected.index);
+    let _ = row_no;
+    for (i, (expected, name)) in csv_cells(row, version)
+        .iter()
+        .zip(table::columns_for(version))
+        .enumerate()
+    {
         if cell(i).as_deref() != Some(expected.as_str()) {
             return Err(BundleError::Record {
                 row: row_no,
@@ -114,6 +119,21 @@ fn columns_match(
         }
     }
     Ok(())
+}
+
+/// The row of a record line read back, for checking a file's columns.
+fn expected_row(
+    row_no: u64,
+    index: u64,
+    event: &[u8],
+    shown: Option<&[u8]>,
+    keys: Option<&[u8]>,
+) -> Result<Row, BundleError> {
+    Row::shown(index, event, shown, keys).map_err(|e| BundleError::Record {
+        row: row_no,
+        index,
+        message: e.reason,
+    })
 }
 
 /// The CSV sidecar's content.
@@ -165,7 +185,8 @@ impl ExportFile {
             }
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
-                w.write_record(table::columns()).map_err(|e| io(path, e))?;
+                w.write_record(table::columns_for(header.version))
+                    .map_err(|e| io(path, e))?;
                 Sink::Csv(Box::new(w))
             }
             Format::Parquet => Sink::Parquet(Box::new(ParquetSink::new(file, header)?)),
@@ -181,21 +202,43 @@ impl ExportFile {
 
     /// Appends the stored record at leaf `index`.
     pub fn record(&mut self, index: u64, record: &[u8]) -> Result<(), BundleError> {
+        self.record_shown(index, record, None, None)
+    }
+
+    /// Appends the stored record at leaf `index` with (version 2) the record as shown to the
+    /// exporter and the disclosed keys, as its bundle line carries them.
+    pub fn record_shown(
+        &mut self,
+        index: u64,
+        record: &[u8],
+        shown: Option<&[u8]>,
+        keys: Option<&[u8]>,
+    ) -> Result<(), BundleError> {
         let path = &self.path;
+        let version = self.header.version;
+        let row = || {
+            Row::shown(index, record, shown, keys).map_err(|e| BundleError::Format(e.to_string()))
+        };
         match &mut self.sink {
             Sink::Jsonl(w) => {
-                let mut line = Vec::with_capacity(record.len() + 32);
-                bundle::push_record_line(&mut line, index, record);
+                let mut line = Vec::with_capacity(record.len() * 2 + 32);
+                match shown {
+                    Some(shown) => bundle::push_shown_record_line(
+                        &mut line,
+                        index,
+                        record,
+                        shown,
+                        keys.map(|k| std::str::from_utf8(k).unwrap_or("{}")),
+                    ),
+                    None => bundle::push_record_line(&mut line, index, record),
+                }
                 w.write_all(&line).map_err(|e| io(path, e))?;
             }
             Sink::Csv(w) => {
-                let row =
-                    Row::new(index, record).map_err(|e| BundleError::Format(e.to_string()))?;
-                w.write_record(csv_cells(&row)).map_err(|e| io(path, e))?;
+                w.write_record(csv_cells(&row()?, version))
+                    .map_err(|e| io(path, e))?;
             }
-            Sink::Parquet(p) => {
-                p.push(Row::new(index, record).map_err(|e| BundleError::Format(e.to_string()))?)?
-            }
+            Sink::Parquet(p) => p.push(row()?)?,
         }
         self.rows += 1;
         Ok(())
@@ -249,6 +292,8 @@ struct ParquetSink {
     /// One per flat column, in order.
     cells: Vec<CellBuilder>,
     event: StringBuilder,
+    /// Version 2: the `shown` and `keys` columns.
+    views: Option<(StringBuilder, StringBuilder)>,
     pending: usize,
 }
 
@@ -261,7 +306,7 @@ enum CellBuilder {
 /// The Parquet columns: the leaf index, the flat columns typed (times as UTC millisecond
 /// timestamps, never null; strings nullable, as the first exporter wrote them, even those every
 /// record carries), and the record.
-fn parquet_schema() -> SchemaRef {
+fn parquet_schema(version: u32) -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
     let mut fields = vec![Field::new(table::INDEX_COLUMN, DataType::UInt64, false)];
     for column in table::flat_columns() {
@@ -272,12 +317,16 @@ fn parquet_schema() -> SchemaRef {
         });
     }
     fields.push(Field::new(table::EVENT_COLUMN, DataType::Utf8, false));
+    if version >= crate::VIEWS_FORMAT_VERSION {
+        fields.push(Field::new(table::SHOWN_COLUMN, DataType::Utf8, true));
+        fields.push(Field::new(table::KEYS_COLUMN, DataType::Utf8, true));
+    }
     Arc::new(Schema::new(fields))
 }
 
 impl ParquetSink {
     fn new(file: File, header: &Header) -> Result<ParquetSink, BundleError> {
-        let schema = parquet_schema();
+        let schema = parquet_schema(header.version);
         let header_json =
             serde_json::to_string(header).map_err(|e| BundleError::Io(e.to_string()))?;
         // No statistics, page indexes or bloom filters: query engines prune with them
@@ -309,6 +358,8 @@ impl ParquetSink {
                 })
                 .collect(),
             event: StringBuilder::new(),
+            views: (header.version >= crate::VIEWS_FORMAT_VERSION)
+                .then(|| (StringBuilder::new(), StringBuilder::new())),
             pending: 0,
         })
     }
@@ -324,6 +375,10 @@ impl ParquetSink {
             }
         }
         self.event.append_value(&row.event);
+        if let Some((shown, keys)) = &mut self.views {
+            shown.append_option(row.shown.as_deref());
+            keys.append_option(row.keys.as_deref());
+        }
         self.pending += 1;
         if self.pending >= PARQUET_BATCH {
             self.flush()?;
@@ -341,6 +396,10 @@ impl ParquetSink {
             CellBuilder::Text(b) => Arc::new(b.finish()) as ArrayRef,
         }));
         columns.push(Arc::new(self.event.finish()));
+        if let Some((shown, keys)) = &mut self.views {
+            columns.push(Arc::new(shown.finish()));
+            columns.push(Arc::new(keys.finish()));
+        }
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| BundleError::Io(e.to_string()))?;
         self.writer
@@ -413,8 +472,21 @@ fn verify_jsonl(
             (Line::Header(h), None) => verifier = Some(BundleVerifier::new(h, key)?),
             (Line::Header(_), Some(_)) => return Err(bad("a second header line".into())),
             (_, None) => return Err(bad("the first line must be the export header".into())),
-            (Line::Record { index, event }, Some(v)) => {
-                v.record(index, event.get().as_bytes())?;
+            (
+                Line::Record {
+                    index,
+                    event,
+                    shown,
+                    keys,
+                },
+                Some(v),
+            ) => {
+                v.record_shown(
+                    index,
+                    event.get().as_bytes(),
+                    shown.map(|s| s.get().as_bytes()),
+                    keys.map(|k| k.get().as_bytes()),
+                )?;
                 if v.rows().is_multiple_of(4096) {
                     on_row(v.rows());
                 }
@@ -464,12 +536,13 @@ fn verify_csv(
         tally_export_end: end,
     } = serde_json::from_slice(&text)
         .map_err(|e| BundleError::Format(format!("{}: {e}", sidecar.display())))?;
+    let version = header.version;
     let mut verifier = BundleVerifier::new(header, key)?;
     let mut reader = csv::Reader::from_path(path).map_err(|e| io(path, e))?;
     let headers = reader.byte_headers().map_err(|e| io(path, e))?.clone();
     // Exactly the columns the exporter writes, in order: an added, renamed, duplicated or
     // moved column would be shown by a spreadsheet but checked by nothing.
-    let expected = table::columns();
+    let expected = table::columns_for(version);
     if headers.len() != expected.len()
         || headers
             .iter()
@@ -482,7 +555,12 @@ fn verify_csv(
             expected.join(",")
         )));
     }
-    let (index_col, event_col) = (0, expected.len() - 1);
+    let index_col = 0;
+    let event_col = table::columns().len() - 1;
+    // Version 2: an empty `shown` or `keys` cell is none.
+    let optional = |row: &csv::ByteRecord, col: usize| {
+        row.get(col).filter(|c| !c.is_empty()).map(<[u8]>::to_vec)
+    };
     let mut row = csv::ByteRecord::new();
     while reader.read_byte_record(&mut row).map_err(|e| io(path, e))? {
         let line = row.position().map(|p| p.line()).unwrap_or(0);
@@ -492,9 +570,21 @@ fn verify_csv(
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| bad("index is not a number"))?;
         let event = row.get(event_col).ok_or_else(|| bad("no event column"))?;
-        verifier.record(index, event)?;
+        let (shown, keys) = if version >= crate::VIEWS_FORMAT_VERSION {
+            (optional(&row, event_col + 1), optional(&row, event_col + 2))
+        } else {
+            (None, None)
+        };
+        verifier.record_shown(index, event, shown.as_deref(), keys.as_deref())?;
+        let expected = expected_row(
+            verifier.rows(),
+            index,
+            event,
+            shown.as_deref(),
+            keys.as_deref(),
+        )?;
         let cells = &row;
-        columns_match(verifier.rows(), index, event, |i| {
+        columns_match(verifier.rows(), version, &expected, |i| {
             String::from_utf8(cells.get(i)?.to_vec()).ok()
         })?;
         if verifier.rows().is_multiple_of(4096) {
@@ -532,9 +622,10 @@ fn verify_parquet(
     let end_json = kv(PARQUET_END_KEY).map_err(|_| BundleError::Truncated)?;
     let end: End = serde_json::from_str(&end_json)
         .map_err(|e| BundleError::Format(format!("{PARQUET_END_KEY}: {e}")))?;
+    let version = header.version;
     let mut verifier = BundleVerifier::new(header, key)?;
 
-    let expected = parquet_schema();
+    let expected = parquet_schema(version);
     let fields = builder.schema().fields();
     let same = |a: &Field, b: &Field| {
         a.name() == b.name()
@@ -551,7 +642,7 @@ fn verify_parquet(
         return Err(BundleError::Format(format!(
             "{}: the columns must be exactly the export's ({}), with their types",
             path.display(),
-            table::columns().join(",")
+            table::columns_for(version).join(",")
         )));
     }
     let reader = builder
@@ -585,6 +676,23 @@ fn verify_parquet(
                 .ok_or_else(wrong)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let text_column = |name: &str| -> Result<Option<&StringArray>, BundleError> {
+            if version < crate::VIEWS_FORMAT_VERSION {
+                return Ok(None);
+            }
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .map(Some)
+                .ok_or_else(wrong)
+        };
+        let (shown_col, keys_col) = (
+            text_column(table::SHOWN_COLUMN)?,
+            text_column(table::KEYS_COLUMN)?,
+        );
+        fn cell_of(array: Option<&StringArray>, r: usize) -> Option<&[u8]> {
+            array.and_then(|a| (!a.is_null(r)).then(|| a.value(r).as_bytes()))
+        }
         if indexes.null_count() > 0 || events.null_count() > 0 {
             return Err(BundleError::Format(format!(
                 "{}: empty index or event cells",
@@ -593,13 +701,10 @@ fn verify_parquet(
         }
         for r in 0..batch.num_rows() {
             let (index, event) = (indexes.value(r), events.value(r).as_bytes());
-            verifier.record(index, event)?;
+            let (shown, keys) = (cell_of(shown_col, r), cell_of(keys_col, r));
+            verifier.record_shown(index, event, shown, keys)?;
             let row_no = verifier.rows();
-            let expected = Row::new(index, event).map_err(|e| BundleError::Record {
-                row: row_no,
-                index,
-                message: e.reason,
-            })?;
+            let expected = expected_row(row_no, index, event, shown, keys)?;
             let mismatch = cells
                 .iter()
                 .zip(&expected.cells)

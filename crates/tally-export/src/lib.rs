@@ -20,6 +20,6 @@ pub mod file;
 pub mod table;
 pub mod verify;
 
-pub use bundle::{End, Header, IndexRange, Line, ProofNode, FORMAT_VERSION};
+pub use bundle::{End, Header, IndexRange, Line, ProofNode, FORMAT_VERSION, VIEWS_FORMAT_VERSION};
 pub use file::{csv_sidecar, verify_file, ExportFile, Format};
-pub use verify::{BundleError, BundleVerifier, Verified};
+pub use verify::{keys_json, BundleError, BundleVerifier, Verified};

@@ -11,19 +11,34 @@ use tally_event::Record;
 
 /// The first column: the record's leaf index.
 pub const INDEX_COLUMN: &str = "index";
-/// The last column: the stored record, unchanged.
+/// The last column of a version 1 file: the stored record, unchanged.
 pub const EVENT_COLUMN: &str = "event";
+/// Version 2, after [`EVENT_COLUMN`]: the record as the exporter saw it (empty when it is the
+/// stored record itself).
+pub const SHOWN_COLUMN: &str = "shown";
+/// Version 2, last: the event keys disclosed for the values shown in the clear (a JSON
+/// object; empty when none).
+pub const KEYS_COLUMN: &str = "keys";
 
 /// The flat columns between [`INDEX_COLUMN`] and [`EVENT_COLUMN`], in file order.
 pub fn flat_columns() -> &'static [&'static FieldSpec] {
     fields::flat_columns()
 }
 
-/// Every column name, in file order.
+/// Every column name of a version 1 file, in file order.
 pub fn columns() -> Vec<&'static str> {
     let mut c = vec![INDEX_COLUMN];
     c.extend(flat_columns().iter().map(|f| f.name));
     c.push(EVENT_COLUMN);
+    c
+}
+
+/// Every column name of a file of bundle format `version`, in file order.
+pub fn columns_for(version: u32) -> Vec<&'static str> {
+    let mut c = columns();
+    if version >= crate::VIEWS_FORMAT_VERSION {
+        c.extend([SHOWN_COLUMN, KEYS_COLUMN]);
+    }
     c
 }
 
@@ -45,6 +60,11 @@ pub struct Row {
     pub cells: Vec<Cell>,
     /// The stored record, unchanged.
     pub event: String,
+    /// Version 2: the record as the exporter saw it, when it differs from the stored one; the
+    /// flat cells are taken from it.
+    pub shown: Option<String>,
+    /// Version 2: the disclosed event keys (a JSON object).
+    pub keys: Option<String>,
 }
 
 fn unix_ms(t: time::OffsetDateTime) -> i64 {
@@ -64,10 +84,25 @@ pub struct RowError {
 impl Row {
     /// The row of the stored record `bytes` at leaf `index`.
     pub fn new(index: u64, bytes: &[u8]) -> Result<Row, RowError> {
+        Row::shown(index, bytes, None, None)
+    }
+
+    /// The row of the stored record `bytes` at leaf `index` as shown to the exporter
+    /// (`shown`, with the disclosed `keys`): its flat cells are what was shown.
+    pub fn shown(
+        index: u64,
+        bytes: &[u8],
+        shown: Option<&[u8]>,
+        keys: Option<&[u8]>,
+    ) -> Result<Row, RowError> {
         let error = |reason: String| RowError { index, reason };
-        let r = Record::parse(bytes).map_err(|e| error(e.to_string()))?;
-        let event = String::from_utf8(bytes.to_vec())
-            .map_err(|_| error("the record is not UTF-8".into()))?;
+        let text = |b: &[u8]| {
+            String::from_utf8(b.to_vec()).map_err(|_| error("the record is not UTF-8".into()))
+        };
+        let r = Record::parse(shown.unwrap_or(bytes)).map_err(|e| error(e.to_string()))?;
+        let event = text(bytes)?;
+        let shown = shown.map(text).transpose()?;
+        let keys = keys.map(text).transpose()?;
         let cells = flat_columns()
             .iter()
             .map(|f| match f.value(&r) {
@@ -82,6 +117,8 @@ impl Row {
             index,
             cells,
             event,
+            shown,
+            keys,
         })
     }
 }

@@ -12,7 +12,7 @@
 use tally_tlog::note::NoteVerifier;
 use tally_tlog::{Checkpoint, Hash};
 
-use crate::bundle::{End, Header, IndexRange, FORMAT_VERSION};
+use crate::bundle::{End, Header, IndexRange, FORMAT_VERSION, VIEWS_FORMAT_VERSION};
 
 /// Why an export does not verify. Messages name the row (1-based, in file order) and leaf
 /// index where it applies.
@@ -112,6 +112,15 @@ pub struct Verified {
     /// True when the export holds every record of `range`: it was unfiltered and all
     /// `range.to - range.from` rows are present and proven. Never true for a filtered export.
     pub complete: bool,
+    /// Version 2: how the exporter saw personal values (`clear` or `masked`).
+    pub view: Option<String>,
+    /// Personal values shown in the clear, each opened with its disclosed key and equal to
+    /// the value sealed in the record hashed.
+    pub opened: u64,
+    /// Personal values shown as masking tokens (only their form can be checked).
+    pub masked: u64,
+    /// Personal values shown as erased or unavailable.
+    pub erased: u64,
 }
 
 impl Verified {
@@ -127,16 +136,31 @@ pub struct BundleVerifier {
     header: Header,
     checkpoint: Checkpoint,
     leaves: Vec<(u64, Hash)>,
+    shown: tally_privacy::record::ShownCheck,
 }
 
 impl BundleVerifier {
     /// Opens the header's checkpoint with the log's key and checks the header against it.
     pub fn new(header: Header, key: &NoteVerifier) -> Result<Self, BundleError> {
-        if header.version != FORMAT_VERSION {
+        if !(FORMAT_VERSION..=VIEWS_FORMAT_VERSION).contains(&header.version) {
             return Err(BundleError::Format(format!(
-                "bundle version {} (this verifier reads version {FORMAT_VERSION})",
+                "bundle version {} (this verifier reads versions {FORMAT_VERSION} to \
+                 {VIEWS_FORMAT_VERSION})",
                 header.version
             )));
+        }
+        match (header.version, header.view.as_deref()) {
+            (FORMAT_VERSION, None) | (VIEWS_FORMAT_VERSION, Some("clear" | "masked")) => {}
+            (_, view) => {
+                return Err(BundleError::Header {
+                    field: "view",
+                    message: format!(
+                        "{view:?} in a version {} bundle (version 1 has none; version 2 says \
+                         clear or masked)",
+                        header.version
+                    ),
+                })
+            }
         }
         let opened = tally_tlog::open(&header.checkpoint, std::slice::from_ref(key))
             .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
@@ -183,6 +207,7 @@ impl BundleVerifier {
             header,
             checkpoint,
             leaves: Vec::new(),
+            shown: Default::default(),
         })
     }
 
@@ -219,6 +244,43 @@ impl BundleVerifier {
             )));
         }
         self.leaves.push((index, tally_tlog::leaf_hash(record)));
+        Ok(())
+    }
+
+    /// [`record`](Self::record), then (version 2) the record as `shown` to the exporter
+    /// against the record hashed, opening values shown in the clear with the event keys of
+    /// `keys` (a JSON object: base64url key id to base64url event key).
+    pub fn record_shown(
+        &mut self,
+        index: u64,
+        record: &[u8],
+        shown: Option<&[u8]>,
+        keys: Option<&[u8]>,
+    ) -> Result<(), BundleError> {
+        let row = self.leaves.len() as u64 + 1;
+        let fail = |message: String| BundleError::Record {
+            row,
+            index,
+            message,
+        };
+        let Some(shown) = shown else {
+            if keys.is_some() {
+                return Err(fail("keys without the record as shown".into()));
+            }
+            return self.record(index, record);
+        };
+        if self.header.version == FORMAT_VERSION {
+            return Err(fail("a record as shown in a version 1 bundle".into()));
+        }
+        if keys.is_some() && self.header.view.as_deref() != Some("clear") {
+            return Err(fail("keys disclosed in a masked export".into()));
+        }
+        self.record(index, record)?;
+        let keys = parse_keys(keys.unwrap_or(b"{}")).map_err(fail)?;
+        let check = tally_privacy::record::check_shown(record, shown, &keys).map_err(fail)?;
+        self.shown.opened += check.opened;
+        self.shown.masked += check.masked;
+        self.shown.erased += check.erased;
         Ok(())
     }
 
@@ -287,8 +349,56 @@ impl BundleVerifier {
             query: self.header.query,
             range: self.header.range,
             complete: self.header.complete,
+            view: self.header.view,
+            opened: self.shown.opened as u64,
+            masked: self.shown.masked as u64,
+            erased: self.shown.erased as u64,
         })
     }
+}
+
+/// A record line's disclosed keys: a JSON object of base64url key id to base64url event key.
+fn parse_keys(
+    json: &[u8],
+) -> Result<Vec<(tally_privacy::seal::KeyId, tally_privacy::seal::EventKey)>, String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let map: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(json).map_err(|e| format!("keys: {e}"))?;
+    map.into_iter()
+        .map(|(kid, key)| {
+            let kid: [u8; 16] = b64
+                .decode(&kid)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("keys: {kid:?} is not a key id"))?;
+            let key: [u8; 32] = b64
+                .decode(&key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "keys: the key of {kid:?} is not 32 bytes of base64url",
+                        kid = b64.encode(kid)
+                    )
+                })?;
+            Ok((
+                tally_privacy::seal::KeyId(kid),
+                tally_privacy::seal::EventKey::from_bytes(key),
+            ))
+        })
+        .collect()
+}
+
+/// The disclosed keys of a sealed record, as a record line carries them.
+pub fn keys_json(keys: &[(tally_privacy::seal::KeyId, tally_privacy::seal::EventKey)]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let map: std::collections::BTreeMap<String, String> = keys
+        .iter()
+        .map(|(kid, key)| (b64.encode(kid.0), b64.encode(key.as_bytes())))
+        .collect();
+    serde_json::to_string(&map).expect("a map of strings serializes")
 }
 
 /// Whether `query` (a header's) filters nothing: it parses to no terms. Whitespace is an empty

@@ -102,6 +102,7 @@ fn export(dir: &Path, ext: &str) -> PathBuf {
         exported_at: "2026-03-02T00:00:00Z".into(),
         exported_by: "api-key:k1".into(),
         expected_rows: Some(size),
+        view: None,
     };
     let path = dir.join(format!("export-v1.{ext}"));
     let mut file = ExportFile::create(&path, Format::from_path(&path).unwrap(), &header).unwrap();

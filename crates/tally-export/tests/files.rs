@@ -86,6 +86,7 @@ impl Log {
             exported_at: "2026-03-02T00:00:00Z".into(),
             exported_by: "api-key:k1".into(),
             expected_rows: Some(indexes.len() as u64),
+            view: None,
         };
         let format = Format::from_path(&path).unwrap();
         let mut file = ExportFile::create(&path, format, &header).unwrap();

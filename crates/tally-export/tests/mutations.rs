@@ -110,6 +110,7 @@ impl Log {
                 exported_at: "2026-03-02T00:00:00Z".into(),
                 exported_by: "api-key:k1".into(),
                 expected_rows: Some(if filtered { 14 } else { 30 }),
+                view: None,
             },
             rows: indexes
                 .iter()
@@ -162,8 +163,20 @@ fn parts_mutations() -> Vec<PartsMutation> {
         (
             "version",
             false,
+            |_, p| p.header.version = 3,
+            "bundle version 3",
+        ),
+        (
+            "version 2 without a view",
+            false,
             |_, p| p.header.version = 2,
-            "bundle version 2",
+            "header field view",
+        ),
+        (
+            "a view in a version 1 bundle",
+            false,
+            |_, p| p.header.view = Some("clear".into()),
+            "header field view",
         ),
         (
             "tenant renamed",

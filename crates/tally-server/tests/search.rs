@@ -442,7 +442,17 @@ fn verify_bundle(
     let mut v = tally_export::BundleVerifier::new(header, key)?;
     for line in lines {
         match parse_line(line).unwrap() {
-            Line::Record { index, event } => v.record(index, event.get().as_bytes())?,
+            Line::Record {
+                index,
+                event,
+                shown,
+                keys,
+            } => v.record_shown(
+                index,
+                event.get().as_bytes(),
+                shown.map(|s| s.get().as_bytes()),
+                keys.map(|k| k.get().as_bytes()),
+            )?,
             Line::End(end) => return v.finish(&end),
             other => panic!("{other:?}"),
         }

@@ -10,8 +10,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use tally_export::{End, Header, IndexRange, ProofNode, FORMAT_VERSION};
+use tally_export::{End, Header, IndexRange, ProofNode, VIEWS_FORMAT_VERSION};
 use tally_index::{EventIndex, Order, SearchOptions, StatsRequest};
+use tally_privacy::record::View;
 use tally_query::Query as SearchQuery;
 use tally_store::TenantLog;
 use tokio::sync::mpsc;
@@ -143,8 +144,17 @@ pub(crate) async fn export(
         (None, to - from)
     };
 
+    let view = crate::privacy::view_for(&principal);
     let header = Header {
-        version: FORMAT_VERSION,
+        version: VIEWS_FORMAT_VERSION,
+        view: Some(
+            if view == View::Clear {
+                "clear"
+            } else {
+                "masked"
+            }
+            .to_string(),
+        ),
         tenant: tenant.clone(),
         query: query.to_string(),
         range: IndexRange { from, to },
@@ -327,13 +337,39 @@ impl Job {
             };
             let log = self.log.clone();
             let view = crate::privacy::view_for(&self.principal);
+            let privacy = self.state.privacy.clone();
+            let tenant = self.header.tenant.clone();
             let (batch, lines) = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::with_capacity(batch.len() * 600);
-                // The bundle holds records as hashed: a masked export cannot hold one stored
-                // with its personal values in the clear.
                 let push = |out: &mut Vec<u8>, i: u64, r: &[u8]| {
-                    crate::privacy::check_hashed_form(view, r, i).map_err(|e| e.to_string())?;
-                    tally_export::bundle::push_record_line(out, i, r);
+                    if !tally_privacy::record::is_sealed(r) {
+                        // The bundle holds records as hashed: a masked export cannot hold
+                        // one stored with its personal values in the clear.
+                        crate::privacy::check_hashed_form(view, r, i).map_err(|e| e.to_string())?;
+                        tally_export::bundle::push_record_line(out, i, r);
+                        return Ok(());
+                    }
+                    // A sealed record: as hashed, as this reader sees it, and (clear) the keys
+                    // that let a verifier check each clear value against the hashed one.
+                    let shown = privacy
+                        .open(&tenant, r, view)
+                        .map_err(|e| e.to_string())?
+                        .bytes;
+                    let keys = if view == View::Clear {
+                        let subject_keys = privacy.keys(&tenant).map_err(|e| e.to_string())?;
+                        let keys = tally_privacy::record::event_keys(r, &subject_keys)
+                            .map_err(|e| e.to_string())?;
+                        Some(tally_export::keys_json(&keys))
+                    } else {
+                        None
+                    };
+                    tally_export::bundle::push_shown_record_line(
+                        out,
+                        i,
+                        r,
+                        &shown,
+                        keys.as_deref(),
+                    );
                     Ok::<_, String>(())
                 };
                 if batch.len() as u64 == last - batch[0] + 1 {
