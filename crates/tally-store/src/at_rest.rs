@@ -664,6 +664,12 @@ impl AtRest {
                 .append(true)
                 .open(&keys.path)
                 .map_err(io)?;
+            // A torn last frame (a crash while appending) is cut first, or this frame would
+            // follow it and the file would read as damaged.
+            let whole = whole_frames_len(&keys.path)?;
+            if file.metadata().map_err(io)?.len() > whole {
+                file.set_len(whole).map_err(io)?;
+            }
             let bytes = frame(&body);
             if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_data()) {
                 // Cut what may have reached the file: the next append must start on a frame.
@@ -715,6 +721,20 @@ fn wrap_key(
     body.extend_from_slice(&nonce);
     body.extend_from_slice(&wrapped);
     Ok(body)
+}
+
+/// Bytes of a data-keys file up to the end of its last whole frame.
+fn whole_frames_len(path: &Path) -> Result<u64, StoreError> {
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let mut at = KEYS_MAGIC.len().min(bytes.len());
+    while bytes.len() >= at + 8 + KEY_BODY {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len != KEY_BODY {
+            break;
+        }
+        at += 8 + KEY_BODY;
+    }
+    Ok(at as u64)
 }
 
 /// A data key as its file holds it.
@@ -1003,6 +1023,12 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         let keys = AtRest::new(&dir, kek(1), None).data_keys("acme").unwrap();
         assert_eq!(keys.len(), 1);
+        // The next key is appended after the cut, and every key reads back.
+        let restarted = AtRest::new(&dir, kek(1), None);
+        assert_eq!(restarted.rotate("acme").unwrap().id, 2);
+        let keys = AtRest::new(&dir, kek(1), None).data_keys("acme").unwrap();
+        assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [1, 2]);
+        std::fs::write(&path, &bytes).unwrap();
         let mut bad = bytes.clone();
         bad[KEYS_MAGIC.len() + 20] ^= 1;
         std::fs::write(&path, &bad).unwrap();
