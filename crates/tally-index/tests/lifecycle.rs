@@ -863,3 +863,71 @@ fn time_bounds_with_events_far_out_of_order() {
 type Damage = Box<dyn FnOnce(&Path)>;
 /// Which leaf indexes a query must match.
 type Expect<'a> = Box<dyn Fn(u64) -> bool + 'a>;
+
+#[derive(Debug)]
+struct TestKeys;
+
+impl tally_index::IndexCipher for TestKeys {
+    fn current(&self, tenant: &str) -> std::io::Result<(u32, chacha20poly1305::XChaCha20Poly1305)> {
+        Ok((1, self.key(tenant, 1)?))
+    }
+
+    fn key(&self, _tenant: &str, id: u32) -> std::io::Result<chacha20poly1305::XChaCha20Poly1305> {
+        use chacha20poly1305::KeyInit;
+        Ok(chacha20poly1305::XChaCha20Poly1305::new(
+            &[id as u8; 32].into(),
+        ))
+    }
+}
+
+/// An encrypted index works as a plain one does, holds no term in the clear, and is never
+/// opened as plain (nor a plain one as encrypted): either way the index is reported corrupt,
+/// which makes the server rebuild it from the log.
+#[test]
+fn an_encrypted_index_searches_alike_and_is_never_mixed_with_a_plain_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let encrypted = || tally_index::TantivyOptions {
+        cipher: Some(std::sync::Arc::new(TestKeys)),
+        ..tally_index::TantivyOptions::default()
+    };
+    {
+        let ix = TantivyIndex::open_with(dir.path(), encrypted()).unwrap();
+        add_synthetic(&ix, "acme", 0..50);
+        ix.commit().unwrap();
+        assert_eq!(find(&ix, "acme", &Query::default()).len(), 50);
+    }
+    let ix = TantivyIndex::open_with(dir.path(), encrypted()).unwrap();
+    assert_eq!(ix.indexed("acme").unwrap(), 50);
+    assert_eq!(find(&ix, "acme", &Query::default()).len(), 50);
+    drop(ix);
+    let mut clear_terms = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("acme")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if bytes.windows(8).any(|w| w == b"doc.read") {
+            clear_terms.push(bytes.len());
+        }
+    }
+    assert!(clear_terms.is_empty(), "a file holds a term in the clear");
+    assert!(matches!(
+        TantivyIndex::open(dir.path()),
+        Err(IndexError::Corrupt(_))
+    ));
+    let plain = tempfile::tempdir().unwrap();
+    {
+        let ix = TantivyIndex::open(plain.path()).unwrap();
+        add_synthetic(&ix, "acme", 0..50);
+        ix.commit().unwrap();
+    }
+    // The same check finds the term in a plain index: it would see one in the clear.
+    let plain_files: Vec<Vec<u8>> = std::fs::read_dir(plain.path().join("acme"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(plain_files
+        .iter()
+        .any(|b| b.windows(8).any(|w| w == b"doc.read")));
+    assert!(matches!(
+        TantivyIndex::open_with(plain.path(), encrypted()),
+        Err(IndexError::Corrupt(_))
+    ));
+}
