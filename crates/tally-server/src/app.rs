@@ -343,6 +343,10 @@ impl App {
                     "index erasures are still pending; retrying every minute"
                 );
             }
+            state = state.with_component(
+                "erasures",
+                Arc::new(crate::privacy::PendingErasures::new(log.data_dir().clone())),
+            );
         }
         state = state.with_component("consumers", consumers.clone());
 

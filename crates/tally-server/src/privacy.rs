@@ -607,6 +607,66 @@ pub fn retry_index_erasures(state: &crate::AppState) -> usize {
     left
 }
 
+/// The erasures the search index has not carried out yet, as `/healthz` and `/metrics` report
+/// them: while any is pending the status is `degraded` (the keys are destroyed, so no reader
+/// can see the values, but the index still holds what it indexed of them).
+pub struct PendingErasures {
+    dir: DataDir,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl PendingErasures {
+    /// The pending erasures of `dir`.
+    pub fn new(dir: DataDir) -> Self {
+        PendingErasures {
+            dir,
+            gauge: Default::default(),
+        }
+    }
+
+    /// Each tenant with pending index erasures and how many.
+    fn pending(&self) -> Vec<(String, usize)> {
+        let Ok(entries) = std::fs::read_dir(self.dir.privacy_path()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, usize)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|t| tally_event::is_valid_tenant(t))
+            .filter_map(|t| {
+                let text = std::fs::read_to_string(self.dir.index_erasures_path(&t)).ok()?;
+                let n = text.lines().filter(|l| !l.is_empty()).count();
+                (n > 0).then_some((t, n))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl crate::Component for PendingErasures {
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "tally_index_erasures_pending",
+            "Erased subjects whose values the search index has not forgotten yet (retried every minute)",
+            self.gauge.clone(),
+        );
+    }
+
+    fn health(&self) -> (bool, serde_json::Value) {
+        let pending = self.pending();
+        let total: usize = pending.iter().map(|(_, n)| n).sum();
+        self.gauge.set(total as i64);
+        (
+            total == 0,
+            serde_json::json!({
+                "index_erasures_pending": total,
+                "tenants": pending.iter().map(|(t, n)| serde_json::json!({"tenant": t, "pending": n})).collect::<Vec<_>>(),
+            }),
+        )
+    }
+}
+
 /// Reads a tenant's pending index erasures, lets `change` edit them, and writes them back
 /// durably if they changed (the file is removed when none are left).
 fn pending_index_erasures(
@@ -781,4 +841,31 @@ pub fn screen_secrets(
     record.metadata = Some(metadata);
     event.record = record.to_bytes();
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Component;
+
+    #[test]
+    fn pending_erasures_make_the_health_degraded_until_carried_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::create_or_open(tmp.path().join("data")).unwrap();
+        let component = PendingErasures::new(dir.clone());
+        assert!(component.health().0);
+        std::fs::create_dir_all(dir.privacy_path().join("acme")).unwrap();
+        pending_index_erasures(&dir, "acme", |p| p.extend(["k1".into(), "k2".into()])).unwrap();
+        let (ok, report) = component.health();
+        assert!(!ok);
+        assert_eq!(report["index_erasures_pending"], 2);
+        assert_eq!(report["tenants"][0]["tenant"], "acme");
+        assert_eq!(component.gauge.get(), 2);
+        pending_index_erasures(&dir, "acme", |p| p.retain(|k| k != "k1")).unwrap();
+        assert_eq!(component.health().1["index_erasures_pending"], 1);
+        pending_index_erasures(&dir, "acme", |p| p.clear()).unwrap();
+        assert!(!dir.index_erasures_path("acme").exists());
+        assert!(component.health().0);
+        assert_eq!(component.gauge.get(), 0);
+    }
 }

@@ -742,6 +742,9 @@ async fn an_index_erasure_cut_short_is_finished_at_the_next_start() {
         url: running.url.clone(),
     };
     assert!(!pending.exists(), "the pending erasure was carried out");
+    let (status, health) = c.get(&admin, "/healthz", &[]).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["erasures"]["index_erasures_pending"], 0, "{health}");
     assert_eq!(c.search(&admin, "actor:wanda-9qx").await, Vec::<u64>::new());
     assert_eq!(c.search(&admin, "actor:otto-3jd").await.len(), 20);
     running.stop().await;
