@@ -4,9 +4,62 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::Args;
 use tally_load::http::{run_http, HttpLoadOptions};
 use tally_load::{LoadMode, LoadReport};
+
+/// The options every alternating comparison takes.
+#[derive(Debug, Args)]
+pub struct RoundsArgs {
+    /// Rounds of runs of every variant; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of measurement per run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of warm-up per run (not measured).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Events per request in batched mode.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Requests in flight in batched mode.
+    #[arg(long, default_value_t = 4)]
+    pub batch_concurrency: usize,
+    /// Requests in flight in single-event mode.
+    #[arg(long, default_value_t = 64)]
+    pub single_concurrency: usize,
+    /// No progress lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl RoundsArgs {
+    /// Runs both workloads on every variant, round after round, and prints the table;
+    /// `column` names what tells the variants apart.
+    pub async fn compare(&self, column: &str, variants: &[Variant]) -> Result<()> {
+        if self.rounds == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        let workloads = workloads(
+            self.batch_size,
+            self.batch_concurrency,
+            self.single_concurrency,
+        );
+        let results = run(
+            self.rounds,
+            Duration::from_secs(self.duration),
+            Duration::from_secs(self.warmup),
+            self.quiet,
+            &workloads,
+            variants,
+        )
+        .await?;
+        print_table(column, self.rounds, &workloads, variants, &results);
+        Ok(())
+    }
+}
 
 /// One server (or one way of reaching it) under comparison.
 pub struct Variant {
@@ -18,7 +71,7 @@ pub struct Variant {
 }
 
 /// The two workloads every comparison runs: batches, and single events.
-pub fn workloads(
+fn workloads(
     batch_size: usize,
     batch_concurrency: usize,
     single_concurrency: usize,
@@ -31,7 +84,7 @@ pub fn workloads(
 
 /// Runs every workload on every variant `rounds` times; `results[workload][variant]` holds one
 /// report per round.
-pub async fn run(
+async fn run(
     rounds: usize,
     duration: Duration,
     warmup: Duration,
@@ -75,7 +128,7 @@ pub fn median(values: &mut [f64]) -> f64 {
 /// Prints the Markdown table of [`run`]'s results: per workload and variant the median
 /// events/s, its ratio to the first variant, median p50 and p99, and errors. `column` names
 /// what tells the variants apart ("Transport", "Protection").
-pub fn print_table(
+fn print_table(
     column: &str,
     rounds: usize,
     workloads: &[(LoadMode, usize)],

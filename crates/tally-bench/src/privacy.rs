@@ -10,7 +10,7 @@ use clap::Args;
 use tally_load::http::{run_http, HttpLoadOptions};
 use tally_load::LoadMode;
 
-use crate::alternate::{self, Variant};
+use crate::alternate::Variant;
 use tally_server::app::{AdminKey, App, AppSettings, AtRestSettings, Running};
 use tally_server::ServerSettings;
 
@@ -31,33 +31,14 @@ use tally_server::ServerSettings;
 /// Example: tally-bench privacy --rounds 3 --duration 10
 #[derive(Debug, Args)]
 pub struct PrivacyArgs {
-    /// Rounds of off / sealed / sealed + at rest runs; medians are reported.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Seconds of measurement per run.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Seconds of warm-up per run (not measured).
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// Events per request in batched mode.
-    #[arg(long, default_value_t = 1000)]
-    batch_size: usize,
-    /// Requests in flight in batched mode.
-    #[arg(long, default_value_t = 4)]
-    batch_concurrency: usize,
-    /// Requests in flight in single-event mode.
-    #[arg(long, default_value_t = 64)]
-    single_concurrency: usize,
+    #[command(flatten)]
+    rounds: crate::alternate::RoundsArgs,
     /// Events loaded into each search server.
     #[arg(long, default_value_t = 50_000)]
     search_events: u64,
     /// First pages timed per reader and server.
     #[arg(long, default_value_t = 200)]
     search_runs: usize,
-    /// No progress lines.
-    #[arg(long, short = 'q')]
-    quiet: bool,
 }
 
 struct Server {
@@ -118,7 +99,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 
 /// Runs `tally-bench privacy`.
 pub async fn run(args: PrivacyArgs) -> Result<()> {
-    if args.rounds == 0 || args.search_runs == 0 {
+    if args.rounds.rounds == 0 || args.search_runs == 0 {
         bail!("--rounds and --search-runs must be at least 1");
     }
     ingest(&args).await?;
@@ -145,21 +126,7 @@ async fn ingest(args: &PrivacyArgs) -> Result<()> {
             },
         })
         .collect();
-    let workloads = alternate::workloads(
-        args.batch_size,
-        args.batch_concurrency,
-        args.single_concurrency,
-    );
-    let results = alternate::run(
-        args.rounds,
-        Duration::from_secs(args.duration),
-        Duration::from_secs(args.warmup),
-        args.quiet,
-        &workloads,
-        &variants,
-    )
-    .await?;
-    alternate::print_table("Protection", args.rounds, &workloads, &variants, &results);
+    args.rounds.compare("Protection", &variants).await?;
     for (_, server) in servers {
         server.running.stop().await;
     }
@@ -189,7 +156,7 @@ async fn search(args: &PrivacyArgs) -> Result<()> {
             warmup: Duration::ZERO,
             total_events: Some(args.search_events),
             seed: 7,
-            quiet: args.quiet,
+            quiet: args.rounds.quiet,
             ..HttpLoadOptions::default()
         })
         .await

@@ -3,14 +3,14 @@
 //! a TLS handshake, full and resumed, over real sockets.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tally_load::http::HttpLoadOptions;
 
-use crate::alternate::{self, Variant};
+use crate::alternate::Variant;
 use tally_server::app::{AdminKey, App, AppSettings, Running};
 use tally_server::tls::TlsFiles;
 use tally_server::ServerSettings;
@@ -26,30 +26,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Example: tally-bench tls --rounds 3 --duration 10
 #[derive(Debug, Args)]
 pub struct TlsArgs {
-    /// Rounds of plain / TLS h2 / TLS h1 runs; medians are reported.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Seconds of measurement per run.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Seconds of warm-up per run (not measured).
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// Events per request in batched mode.
-    #[arg(long, default_value_t = 1000)]
-    batch_size: usize,
-    /// Requests in flight in batched mode.
-    #[arg(long, default_value_t = 4)]
-    batch_concurrency: usize,
-    /// Requests in flight in single-event mode.
-    #[arg(long, default_value_t = 64)]
-    single_concurrency: usize,
+    #[command(flatten)]
+    rounds: crate::alternate::RoundsArgs,
     /// Handshakes timed of each kind (full, resumed).
     #[arg(long, default_value_t = 300)]
     handshakes: usize,
-    /// No progress lines.
-    #[arg(long, short = 'q')]
-    quiet: bool,
 }
 
 struct Server {
@@ -104,7 +85,7 @@ fn certificates(dir: &std::path::Path) -> Result<(String, TlsFiles)> {
 
 /// Runs `tally-bench tls`.
 pub async fn run(args: TlsArgs) -> Result<()> {
-    if args.rounds == 0 || args.handshakes == 0 {
+    if args.rounds.rounds == 0 || args.handshakes == 0 {
         bail!("--rounds and --handshakes must be at least 1");
     }
     let certs = tempfile::tempdir()?;
@@ -129,21 +110,7 @@ pub async fn run(args: TlsArgs) -> Result<()> {
         variant("TLS, HTTP/2", &tls, &tls_url, false),
         variant("TLS, HTTP/1.1", &tls, &tls_url, true),
     ];
-    let workloads = alternate::workloads(
-        args.batch_size,
-        args.batch_concurrency,
-        args.single_concurrency,
-    );
-    let results = alternate::run(
-        args.rounds,
-        Duration::from_secs(args.duration),
-        Duration::from_secs(args.warmup),
-        args.quiet,
-        &workloads,
-        &variants,
-    )
-    .await?;
-    alternate::print_table("Transport", args.rounds, &workloads, &variants, &results);
+    args.rounds.compare("Transport", &variants).await?;
 
     let addr = tls.running.url.trim_start_matches("https://").to_string();
     let (full, resumed, resumed_count) = handshakes(&ca_pem, &addr, args.handshakes).await?;

@@ -28,18 +28,6 @@ fn make_kek(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-async fn ingest(server: &Server, events: serde_json::Value) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/v1/events?tenant=acme", server.url))
-        .bearer_auth(&server.token)
-        .json(&events)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
-}
-
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -64,12 +52,6 @@ fn holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
                 .any(|w| w == needle.as_bytes())
         })
         .collect()
-}
-
-fn tally_export_sidecar(csv: &Path) -> PathBuf {
-    let mut name = csv.as_os_str().to_owned();
-    name.push(".proof.json");
-    PathBuf::from(name)
 }
 
 fn start_failure(data: &Path, extra: &[&str]) -> String {
@@ -101,7 +83,9 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
             "metadata": {"note": "plain-marker-7hy"}
         })
     };
-    ingest(&server, serde_json::json!([event(1), event(2), event(2)])).await;
+    server
+        .ingest_acme(&serde_json::json!([event(1), event(2), event(2)]))
+        .await;
     let keys = ok(&server.tally(&["tenants", "data-keys", "acme"]));
     let keys: serde_json::Value = serde_json::from_str(&keys).unwrap();
     assert_eq!(keys["encryption"], true);
@@ -110,7 +94,7 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
     let rotated: serde_json::Value = serde_json::from_str(&rotated).unwrap();
     assert_eq!(rotated["keys"][1]["id"], 2);
     assert_eq!(rotated["keys"][1]["current"], true);
-    ingest(&server, serde_json::json!([event(3)])).await;
+    server.ingest_acme(&serde_json::json!([event(3)])).await;
     // Records under both keys read back in the clear for a reader with read:pii.
     for index in ["0", "4"] {
         let shown = ok(&server.tally(&["get", index, "--tenant", "acme"]));
@@ -154,7 +138,7 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
         .unwrap()
         .contains("quentin@mail.example"));
     std::fs::remove_file(&export).unwrap();
-    std::fs::remove_file(tally_export_sidecar(&export)).unwrap();
+    std::fs::remove_file(tally_export::csv_sidecar(&export)).unwrap();
     server.stop();
 
     // No event content in the clear in any file (records, keys, search index): neither
@@ -268,7 +252,7 @@ async fn an_operator_encrypts_at_rest_rotates_verifies_and_replaces_the_key() {
         .unwrap()
         .contains("quentin@mail.example"));
     std::fs::remove_file(&export).unwrap();
-    std::fs::remove_file(tally_export_sidecar(&export)).unwrap();
+    std::fs::remove_file(tally_export::csv_sidecar(&export)).unwrap();
     server.stop();
 
     // A changed ciphertext, its frame checksum fixed up: the structure still verifies, the

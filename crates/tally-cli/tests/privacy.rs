@@ -6,18 +6,6 @@ mod common;
 
 use common::{fails, ok, Server};
 
-async fn ingest(server: &Server, events: serde_json::Value) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/v1/events?tenant=acme", server.url))
-        .bearer_auth(&server.token)
-        .json(&events)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
-}
-
 #[tokio::test]
 async fn an_operator_sets_a_policy_holds_and_erases_a_person_with_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
@@ -29,17 +17,15 @@ async fn an_operator_sets_a_policy_holds_and_erases_a_person_with_the_cli() {
     let err = fails(&server.tally(&["tenants", "policy", "acme", "--path", "actor.email"]));
     assert!(err.contains("actor.email"), "{err}");
 
-    ingest(
-        &server,
-        serde_json::json!([
+    server
+        .ingest_acme(&serde_json::json!([
             {"time": "2026-11-30T10:00:00Z", "actor": {"id": "zoe-4kq", "ip": "192.0.2.77"},
              "action": "user.update", "resource": {"type": "USER", "id": "zoe-4kq"},
              "outcome": "SUCCESS", "after": {"email": "zoe-4kq@mail.example"}},
             {"time": "2026-11-30T10:00:01Z", "actor": {"id": "yann-2pw"},
              "action": "user.login", "outcome": "SUCCESS"},
-        ]),
-    )
-    .await;
+        ]))
+        .await;
     let shown = ok(&server.tally(&["get", "0", "--tenant", "acme"]));
     assert!(shown.contains("zoe-4kq@mail.example"), "{shown}");
 

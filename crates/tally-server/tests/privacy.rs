@@ -897,6 +897,20 @@ async fn masked_readers_never_get_the_hashed_form_of_clear_records() {
     assert_eq!(status, 200);
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("tally_export_end") && leaks(&body), "{text}");
+
+    // Without a key-encryption key there is no data key to show or rotate.
+    let (status, v) = c.get(&admin, "/v1/tenants/acme/data-keys", &[]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["encryption"], false);
+    let (status, v) = c
+        .post(&admin, "/v1/tenants/acme/data-keys/rotate", json!({}))
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "encryption_off", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--kek-file"));
     server.stop().await;
 }
 

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use parking_lot::{Mutex, RwLock};
 use rand_core::{OsRng, RngCore};
@@ -333,6 +333,27 @@ fn aad(label: &[u8], tenant: &str, rest: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// XChaCha20-Poly1305 encryption: ciphertext and tag. Fails only on inputs far beyond anything
+/// stored here.
+fn encrypt(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8],
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    cipher
+        .encrypt(XNonce::from_slice(nonce), Payload { msg, aad })
+        .map_err(|_| at_rest_error("encryption failed"))
+}
+
+/// XChaCha20-Poly1305 decryption; `None` when the ciphertext, the key or the associated data
+/// is not the one it was sealed with.
+fn decrypt(cipher: &XChaCha20Poly1305, nonce: &[u8], msg: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg, aad })
+        .ok()
+}
+
 fn random_nonce() -> [u8; NONCE] {
     let mut nonce = [0u8; NONCE];
     OsRng.fill_bytes(&mut nonce);
@@ -404,17 +425,14 @@ impl AtRest {
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(&nonce);
         let aad = aad(b"tally record v1", tenant, &[&out]);
-        let sealed = key
+        // Encrypted in place behind the header: no second copy of the record on the ingest
+        // path.
+        out.extend_from_slice(record);
+        let tag = key
             .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: record,
-                    aad: &aad,
-                },
-            )
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[RECORD_HEADER..])
             .map_err(|_| at_rest_error("encryption failed"))?;
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -429,20 +447,19 @@ impl AtRest {
         stored: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
         let Some(e) = EncryptedRecord::parse(&stored) else {
+            if is_encrypted(&stored) {
+                return Err(StoreError::Corrupt {
+                    tenant: tenant.to_string(),
+                    index,
+                    detail: "an encrypted record's header is damaged".into(),
+                });
+            }
             return Ok(stored);
         };
         let key = self.key(tenant, e.key_id)?;
         let aad = aad(b"tally record v1", tenant, &[e.header]);
-        let record = key
-            .cipher
-            .decrypt(
-                XNonce::from_slice(e.nonce),
-                Payload {
-                    msg: e.ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| StoreError::Corrupt {
+        let record = decrypt(&key.cipher, e.nonce, e.ciphertext, &aad).ok_or_else(|| {
+            StoreError::Corrupt {
                 tenant: tenant.to_string(),
                 index,
                 detail: format!(
@@ -450,7 +467,8 @@ impl AtRest {
                      moved from another log",
                     e.id
                 ),
-            })?;
+            }
+        })?;
         if tally_tlog::leaf_hash(&record) != e.leaf_hash
             || tally_event::record_id(&record) != Some(e.id)
         {
@@ -472,16 +490,7 @@ impl AtRest {
         let (key_id, key) = self.current(tenant)?;
         let nonce = self.next_nonce();
         let aad = aad(b"tally blob v1", tenant, &[context]);
-        let sealed = key
-            .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: bytes,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| at_rest_error("encryption failed"))?;
+        let sealed = encrypt(&key.cipher, &nonce, bytes, &aad)?;
         let mut out = Vec::with_capacity(4 + NONCE + sealed.len());
         out.extend_from_slice(&key_id.to_le_bytes());
         out.extend_from_slice(&nonce);
@@ -502,20 +511,18 @@ impl AtRest {
         let key_id = u32::from_le_bytes(sealed[..4].try_into().unwrap());
         let key = self.key(tenant, key_id)?;
         let aad = aad(b"tally blob v1", tenant, &[context]);
-        key.cipher
-            .decrypt(
-                XNonce::from_slice(&sealed[4..4 + NONCE]),
-                Payload {
-                    msg: &sealed[4 + NONCE..],
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| {
-                at_rest_error(format!(
-                    "a sealed value of tenant {tenant} does not decrypt: it was changed"
-                ))
-            })
+        decrypt(
+            &key.cipher,
+            &sealed[4..4 + NONCE],
+            &sealed[4 + NONCE..],
+            &aad,
+        )
+        .map(Zeroizing::new)
+        .ok_or_else(|| {
+            at_rest_error(format!(
+                "a sealed value of tenant {tenant} does not decrypt: it was changed"
+            ))
+        })
     }
 
     /// The tenant's current data key (made, durably, if it has none or it is due for
@@ -704,16 +711,7 @@ fn wrap_key(
         tenant,
         &[&id.to_le_bytes(), &created.to_le_bytes()],
     );
-    let wrapped = kek
-        .cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: key,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| at_rest_error("wrapping a data key failed"))?;
+    let wrapped = encrypt(&kek.cipher, &nonce, key, &aad)?;
     let mut body = Vec::with_capacity(KEY_BODY);
     body.extend_from_slice(&id.to_le_bytes());
     body.extend_from_slice(&created.to_le_bytes());
@@ -791,21 +789,18 @@ fn read_wrapped(path: &Path, tenant: &str, kek: &Kek) -> Result<Vec<WrappedKey>,
             tenant,
             &[&id.to_le_bytes(), &created.to_le_bytes()],
         );
-        let key = kek
-            .cipher
-            .decrypt(
-                XNonce::from_slice(&body[20..20 + NONCE]),
-                Payload {
-                    msg: &body[20 + NONCE..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| {
-                damaged(format!(
-                    "data key {id} does not unwrap: the file was changed, or copied from \
+        let key = decrypt(
+            &kek.cipher,
+            &body[20..20 + NONCE],
+            &body[20 + NONCE..],
+            &aad,
+        )
+        .ok_or_else(|| {
+            damaged(format!(
+                "data key {id} does not unwrap: the file was changed, or copied from \
                      another tenant"
-                ))
-            })?;
+            ))
+        })?;
         let key = Zeroizing::new(key);
         out.push(WrappedKey {
             id,
@@ -940,6 +935,8 @@ mod tests {
         // Another tenant's log: its own key, and the tenant is in the associated data.
         at_rest.rotate("other").unwrap();
         assert!(at_rest.decrypt_record("other", 0, stored.clone()).is_err());
+        // A first byte of zero without a whole envelope is damage, not a plaintext record.
+        assert!(at_rest.decrypt_record("acme", 0, vec![0, 1, 2]).is_err());
         // A header naming another record's hash (ciphertext kept): refused by the tag.
         let mut swapped = stored.clone();
         swapped[8..40].copy_from_slice(&[7; 32]);

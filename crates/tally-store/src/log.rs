@@ -431,8 +431,6 @@ impl Log {
         ))
     }
 
-    /// Appends a request's events, all or nothing. Resolves once they are durable and part of
-    /// their tenants' trees, with each event's leaf index.
     /// Makes `sealer` turn every event [`prepare`](Self::prepare)d from now on into its stored
     /// form. Set once, before the first append; a second call is ignored (returns false).
     pub fn set_sealer(&self, sealer: Arc<dyn RecordSealer>) -> bool {
@@ -456,6 +454,8 @@ impl Log {
         if sealer.is_none() && at_rest.is_none() {
             return Ok(events.into_iter().map(PreparedEvent::new).collect());
         }
+        let mut events = events;
+        let unsealed = keep_unsealed(sealer.is_some(), &events);
         // A small request whose keys are all in memory is prepared here: a hop to a blocking
         // thread would cost more than the work.
         if events.len() <= INLINE_PREPARE_EVENTS
@@ -463,8 +463,6 @@ impl Log {
                 .as_ref()
                 .is_none_or(|a| events.iter().all(|e| a.has_usable_key(&e.tenant)))
         {
-            let mut events = events;
-            let unsealed = keep_unsealed(sealer.is_some(), &events);
             let sealed = match &sealer {
                 Some(sealer) => sealer.seal_in_memory(&mut events),
                 None => Some(Ok(())),
@@ -473,19 +471,19 @@ impl Log {
                 sealed.map_err(AppendError::Unavailable)?;
                 return finish_prepare(at_rest.as_deref(), events, unsealed);
             }
-            return tokio::task::spawn_blocking(move || {
-                prepare_events(sealer.as_deref(), at_rest.as_deref(), events)
-            })
-            .await
-            .map_err(|e| AppendError::Unavailable(format!("preparing events stopped: {e}")))?;
         }
         tokio::task::spawn_blocking(move || {
-            prepare_events(sealer.as_deref(), at_rest.as_deref(), events)
+            if let Some(sealer) = &sealer {
+                sealer.seal(&mut events).map_err(AppendError::Unavailable)?;
+            }
+            finish_prepare(at_rest.as_deref(), events, unsealed)
         })
         .await
         .map_err(|e| AppendError::Unavailable(format!("preparing events stopped: {e}")))?
     }
 
+    /// Appends a request's events, all or nothing. Resolves once they are durable and part of
+    /// their tenants' trees, with each event's leaf index.
     pub async fn append(
         &self,
         mut events: Vec<PreparedEvent>,
@@ -636,19 +634,6 @@ fn keep_unsealed(sealing: bool, events: &[tally_event::ValidEvent]) -> Vec<Optio
         .iter()
         .map(|e| e.id_supplied.then(|| e.record.clone()))
         .collect()
-}
-
-/// [`Log::prepare`]'s work, on a blocking thread.
-fn prepare_events(
-    sealer: Option<&dyn RecordSealer>,
-    at_rest: Option<&crate::at_rest::AtRest>,
-    mut events: Vec<tally_event::ValidEvent>,
-) -> Result<Vec<PreparedEvent>, AppendError> {
-    let unsealed = keep_unsealed(sealer.is_some(), &events);
-    if let Some(sealer) = sealer {
-        sealer.seal(&mut events).map_err(AppendError::Unavailable)?;
-    }
-    finish_prepare(at_rest, events, unsealed)
 }
 
 /// Hashes and, with encryption at rest, encrypts sealed events.

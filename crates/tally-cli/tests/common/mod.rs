@@ -139,6 +139,19 @@ impl Server {
         (status, body)
     }
 
+    /// Sends `events` (a JSON event or array) to tenant acme with the admin token; asserts 200.
+    pub async fn ingest_acme(&self, events: &serde_json::Value) {
+        let status = reqwest::Client::new()
+            .post(format!("{}/v1/events?tenant=acme", self.url))
+            .bearer_auth(&self.token)
+            .json(events)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+
     /// Runs a client command against this server with its admin token.
     pub fn tally(&self, args: &[&str]) -> Output {
         Command::new(TALLY)

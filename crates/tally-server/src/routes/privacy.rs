@@ -527,6 +527,14 @@ fn data_keys_info(state: &AppState, name: &str) -> Result<DataKeysInfo, ApiError
     })
 }
 
+/// [`data_keys_info`] off the async workers (reading a tenant's keys may read its file).
+async fn data_keys_answer(state: &AppState, name: &str) -> Result<Json<DataKeysInfo>, ApiError> {
+    let (state, name) = (state.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || data_keys_info(&state, &name).map(Json))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
 fn at_rest_error(e: tally_store::StoreError) -> ApiError {
     tracing::error!(error = %e, "encryption at rest failed");
     ApiError::new(
@@ -559,10 +567,7 @@ pub(crate) async fn get_data_keys(
     let name = tenant_name(&name)?;
     require_tenant_admin(&auth, name)?;
     existing(&state, name).await?;
-    let (state, name) = (state.clone(), name.to_string());
-    tokio::task::spawn_blocking(move || data_keys_info(&state, &name).map(Json))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    data_keys_answer(&state, name).await
 }
 
 /// Starts a new data key for the tenant now (`tally.data_keys.rotate`): records from now on
@@ -626,8 +631,5 @@ pub(crate) async fn rotate_data_key(
             format!("the data key was rotated, but the rotation could not be recorded: {e}"),
         )
     })?;
-    let (state, name) = (state.clone(), name.clone());
-    tokio::task::spawn_blocking(move || data_keys_info(&state, &name).map(Json))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    data_keys_answer(&state, &name).await
 }
