@@ -50,7 +50,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -660,12 +660,10 @@ impl AtRest {
         let io = |e| StoreError::io(&keys.path, e);
         let dir = keys.path.parent().expect("a tenant directory");
         if !keys.path.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| StoreError::io(dir, e))?;
+            crate::layout::create_private_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
             let mut bytes = KEYS_MAGIC.to_vec();
             bytes.extend_from_slice(&frame(&body));
-            write_new(&keys.path, &bytes).map_err(io)?;
+            crate::layout::write_file_durably(&keys.path, &bytes)?;
         } else {
             let mut file = OpenOptions::new()
                 .append(true)
@@ -831,7 +829,8 @@ fn read_keys(
 }
 
 /// Replaces the KEK of every tenant's data keys: each file is rewritten with its keys wrapped
-/// by `new` (under a temporary name, fsync'd, renamed over the old one). Records are not
+/// by `new` (under a temporary name, fsync'd, renamed over the old one: see
+/// [`crate::layout::write_file_durably`]). Records are not
 /// touched. Returns the number of tenants rewrapped. The server must be stopped.
 pub fn rewrap(dir: &DataDir, old: &Kek, new: &Kek) -> Result<usize, StoreError> {
     let tenants = tenants_with_data_keys(dir);
@@ -847,31 +846,9 @@ pub fn rewrap(dir: &DataDir, old: &Kek, new: &Kek) -> Result<usize, StoreError> 
         for k in &keys {
             bytes.extend_from_slice(&frame(&wrap_key(new, tenant, k.id, k.created, &k.key)?));
         }
-        let tmp = path.with_extension("rewrap");
-        write_new(&tmp, &bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        let parent = path.parent().expect("a tenant directory");
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(parent, e))?;
+        crate::layout::write_file_durably(&path, &bytes)?;
     }
     Ok(tenants.len())
-}
-
-/// Writes a new file, 0600, fsync'd, and fsyncs its directory.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]
