@@ -206,14 +206,14 @@ pub struct PolicyError {
 pub struct Policy {
     rules: Vec<Rule>,
     tenant: Vec<RuleSpec>,
+    /// The value nonce ([`crate::seal::value_nonce`]) of each rule naming one fixed path (no
+    /// `*`): the same for every record, so it is hashed once rather than once per value.
+    fixed_nonces: Vec<Option<[u8; 12]>>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy {
-            rules: default_rules(),
-            tenant: Vec::new(),
-        }
+        Policy::new(default_rules(), Vec::new())
     }
 }
 
@@ -262,10 +262,30 @@ impl Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Policy {
+        Ok(Policy::new(rules, specs.to_vec()))
+    }
+
+    fn new(rules: Vec<Rule>, tenant: Vec<RuleSpec>) -> Policy {
+        let fixed_nonces = rules
+            .iter()
+            .map(|r| {
+                let names: Option<Vec<&str>> = r
+                    .pattern
+                    .segments()
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Name(n) => Some(n.as_str()),
+                        Segment::Any => None,
+                    })
+                    .collect();
+                names.map(|n| crate::seal::value_nonce(&n))
+            })
+            .collect();
+        Policy {
             rules,
-            tenant: specs.to_vec(),
-        })
+            tenant,
+            fixed_nonces,
+        }
     }
 
     /// Every rule in force, defaults first.
@@ -281,6 +301,19 @@ impl Policy {
     /// The rule naming exactly this path, if any (the first, when patterns overlap).
     pub fn rule_for<S: AsRef<str>>(&self, path: &[S]) -> Option<&Rule> {
         self.rules.iter().find(|r| r.pattern.matches(path))
+    }
+
+    /// The position in [`rules`](Self::rules) of [`rule_for`](Self::rule_for)'s rule.
+    pub(crate) fn rule_index_for<S: AsRef<str>>(&self, path: &[S]) -> Option<usize> {
+        self.rules.iter().position(|r| r.pattern.matches(path))
+    }
+
+    /// The nonce of the value at `path`, which rule `index` names.
+    pub(crate) fn value_nonce<S: AsRef<str>>(&self, index: usize, path: &[S]) -> [u8; 12] {
+        match self.fixed_nonces.get(index) {
+            Some(Some(nonce)) => *nonce,
+            _ => crate::seal::value_nonce(path),
+        }
     }
 
     /// Whether some rule names a value below this path (so a walker must enter it).

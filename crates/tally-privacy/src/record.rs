@@ -60,19 +60,54 @@ impl From<MalformedJson> for RecordError {
     }
 }
 
-struct Planned {
-    path: Vec<String>,
+/// A personal value found by the walk: where it is, its nonce, and the rule naming it.
+struct Found {
+    nonce: [u8; 12],
     span: Span,
-    subject: SubjectRule,
+    rule: usize,
 }
 
-/// The personal values of a schema-1 record and the values that name their subjects.
+/// A personal value to seal: where it is, its nonce, and its subject (a position in
+/// [`Plan::subjects`]; `None` when the record names no subject for it).
+struct Planned {
+    nonce: [u8; 12],
+    span: Span,
+    subject: Option<usize>,
+}
+
+/// The personal values of a schema-1 record and their subjects.
 struct Plan {
     values: Vec<Planned>,
+    /// Every subject named, without duplicates, in order of first use.
+    subjects: Vec<String>,
+}
+
+/// The values of a record that name subjects.
+#[derive(Default)]
+struct SubjectValues {
     actor: Option<String>,
     resource: Option<String>,
     resource_name: Option<String>,
     at_subject_paths: HashMap<String, String>,
+}
+
+impl SubjectValues {
+    fn subject_of(&self, rule: &SubjectRule, span: &Span, record: &[u8]) -> Option<String> {
+        match rule {
+            SubjectRule::Actor => self.actor.clone(),
+            SubjectRule::Resource => self
+                .resource
+                .clone()
+                .or_else(|| self.resource_name.clone())
+                .or_else(|| self.actor.clone()),
+            SubjectRule::Value => Some(subject_text(record, span.clone())),
+            SubjectRule::Path(p) => self
+                .at_subject_paths
+                .get(&p.to_string())
+                .cloned()
+                .or_else(|| self.actor.clone()),
+        }
+    }
 }
 
 /// The text of a value as a subject identifier: a string's content, or another value's JSON.
@@ -90,13 +125,8 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
             _ => None,
         })
         .collect();
-    let mut plan = Plan {
-        values: Vec::new(),
-        actor: None,
-        resource: None,
-        resource_name: None,
-        at_subject_paths: HashMap::new(),
-    };
+    let mut found: Vec<Found> = Vec::new();
+    let mut named = SubjectValues::default();
     // Depth of the personal value being walked through (only to find subject values in it).
     let mut inside_taken: Option<usize> = None;
     json::walk(record, &mut |path, span| {
@@ -105,18 +135,19 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
         }
         match path {
             [a, b] if a == "actor" && b == "id" => {
-                plan.actor = Some(subject_text(record, span.clone()))
+                named.actor = Some(subject_text(record, span.clone()))
             }
             [a, b] if a == "resource" && b == "id" => {
-                plan.resource = Some(subject_text(record, span.clone()))
+                named.resource = Some(subject_text(record, span.clone()))
             }
             [a, b] if a == "resource" && b == "name" => {
-                plan.resource_name = Some(subject_text(record, span.clone()))
+                named.resource_name = Some(subject_text(record, span.clone()))
             }
             _ => {}
         }
         if let Some(p) = subject_paths.iter().find(|p| p.matches(path)) {
-            plan.at_subject_paths
+            named
+                .at_subject_paths
                 .entry(p.to_string())
                 .or_insert_with(|| subject_text(record, span.clone()));
         }
@@ -124,11 +155,11 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
             .iter()
             .any(|p| p.segments().len() > path.len() && p.prefix_matches(path));
         if inside_taken.is_none() {
-            if let Some(rule) = policy.rule_for(path) {
-                plan.values.push(Planned {
-                    path: path.to_vec(),
+            if let Some(rule) = policy.rule_index_for(path) {
+                found.push(Found {
+                    nonce: policy.value_nonce(rule, path),
                     span,
-                    subject: rule.subject.clone(),
+                    rule,
                 });
                 if to_subject {
                     inside_taken = Some(path.len());
@@ -143,23 +174,29 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
             Step::Skip
         }
     })?;
-    Ok(plan)
-}
-
-impl Plan {
-    fn subject_of(&self, value: &Planned, record: &[u8]) -> Option<String> {
-        let actor = self.actor.clone();
-        match &value.subject {
-            SubjectRule::Actor => actor,
-            SubjectRule::Resource => self
-                .resource
-                .clone()
-                .or_else(|| self.resource_name.clone())
-                .or(actor),
-            SubjectRule::Value => Some(subject_text(record, value.span.clone())),
-            SubjectRule::Path(p) => self.at_subject_paths.get(&p.to_string()).cloned().or(actor),
-        }
+    // Subjects are resolved after the walk: the value naming one may come after the values
+    // it owns.
+    let mut plan = Plan {
+        values: Vec::with_capacity(found.len()),
+        subjects: Vec::new(),
+    };
+    for f in found {
+        let subject = named
+            .subject_of(&policy.rules()[f.rule].subject, &f.span, record)
+            .map(|s| match plan.subjects.iter().position(|x| *x == s) {
+                Some(i) => i,
+                None => {
+                    plan.subjects.push(s);
+                    plan.subjects.len() - 1
+                }
+            });
+        plan.values.push(Planned {
+            nonce: f.nonce,
+            span: f.span,
+            subject,
+        });
     }
+    Ok(plan)
 }
 
 /// A schema-1 record's personal values and their subjects, found in one walk: what sealing
@@ -186,15 +223,7 @@ pub fn plan_record<'a>(record: &'a [u8], policy: &Policy) -> Result<RecordPlan<'
 impl RecordPlan<'_> {
     /// The subjects whose keys sealing the record needs, without duplicates.
     pub fn subjects(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for v in &self.plan.values {
-            if let Some(s) = self.plan.subject_of(v, self.record) {
-                if !out.contains(&s) {
-                    out.push(s);
-                }
-            }
-        }
-        out
+        self.plan.subjects.clone()
     }
 
     /// Seals every personal value under its subject's key. The keys must exist
@@ -215,29 +244,28 @@ impl RecordPlan<'_> {
         let mut out = Vec::with_capacity(record.len() + self.plan.values.len() * 96);
         out.extend_from_slice(V2_PREFIX);
         let mut at = V1_PREFIX.len();
-        // Each subject's key is looked up, and its event key derived, once per record.
-        let mut event_keys: Vec<(String, KeyId, seal::EventKey)> = Vec::new();
+        // Each subject's key is looked up, its event key derived and the head of its sealed
+        // values encoded, once per record.
+        let mut event_keys: Vec<Option<(seal::EventKey, Vec<u8>)>> =
+            vec![None; self.plan.subjects.len()];
+        let mut scratch = Vec::new();
         for value in &self.plan.values {
-            let subject = self
-                .plan
-                .subject_of(value, record)
-                .ok_or(RecordError::MissingKey)?;
-            let i = match event_keys.iter().position(|(s, _, _)| *s == subject) {
-                Some(i) => i,
-                None => {
-                    let (kid, key) = key_of(&subject).ok_or(RecordError::MissingKey)?;
-                    event_keys.push((subject, kid, seal::event_key(&key, id)));
-                    event_keys.len() - 1
-                }
-            };
-            let (_, kid, key) = &event_keys[i];
+            let i = value.subject.ok_or(RecordError::MissingKey)?;
+            if event_keys[i].is_none() {
+                let (kid, key) = key_of(&self.plan.subjects[i]).ok_or(RecordError::MissingKey)?;
+                let key = seal::event_key(&key, id);
+                let head = seal::sealed_head(&key, kid);
+                event_keys[i] = Some((key, head));
+            }
+            let (key, head) = event_keys[i].as_ref().expect("filled just above");
             out.extend_from_slice(&record[at..value.span.start]);
             out.push(b'"');
-            seal::seal_into(
+            seal::seal_value_into(
                 &mut out,
+                &mut scratch,
                 key,
-                *kid,
-                &value.path,
+                head,
+                &value.nonce,
                 &record[value.span.clone()],
             );
             out.push(b'"');

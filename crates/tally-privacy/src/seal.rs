@@ -68,24 +68,32 @@ impl std::fmt::Display for KeyId {
     }
 }
 
-/// A subject's 32-byte key; wiped from memory when dropped.
+/// A subject's 32-byte key; its bytes are wiped from memory when dropped.
 #[derive(Clone)]
-pub struct SubjectKey(Zeroizing<[u8; 32]>);
+pub struct SubjectKey {
+    bytes: Zeroizing<[u8; 32]>,
+    /// HMAC keyed with it, its key schedule done once: every event of the subject derives its
+    /// event key from it, and the schedule is half of that derivation's hashing.
+    mac: Hmac<Sha256>,
+}
 
 impl SubjectKey {
     /// A fresh random key.
     pub fn random() -> SubjectKey {
-        SubjectKey(Zeroizing::new(random_bytes()))
+        SubjectKey::from_bytes(random_bytes())
     }
 
     /// A key from its bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> SubjectKey {
-        SubjectKey(Zeroizing::new(bytes))
+        SubjectKey {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length"),
+            bytes: Zeroizing::new(bytes),
+        }
     }
 
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -130,7 +138,7 @@ fn commitment_of(key: &[u8; 32]) -> [u8; 16] {
 
 /// Derives the key of a subject's values in event `event_id`.
 pub fn event_key(key: &SubjectKey, event_id: Uuid) -> EventKey {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
+    let mut mac = key.mac.clone();
     mac.update(INFO);
     mac.update(event_id.as_bytes());
     let mut bytes: [u8; 32] = mac.finalize().into_bytes().into();
@@ -152,6 +160,53 @@ pub fn value_nonce<S: AsRef<str>>(path: &[S]) -> [u8; 12] {
     h.finalize()[..12].try_into().expect("12 bytes")
 }
 
+fn push_base64(out: &mut Vec<u8>, part: &[u8]) {
+    let at = out.len();
+    out.resize(
+        at + base64::encoded_len(part.len(), false).expect("small"),
+        0,
+    );
+    B64.encode_slice(part, &mut out[at..])
+        .expect("the space was sized for it");
+}
+
+/// What every sealed value of one subject in one event starts with, up to its ciphertext:
+/// `tally:sealed:1.<key id>.<commitment>.`; made once per event and subject.
+pub fn sealed_head(key: &EventKey, kid: KeyId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(SEALED_PREFIX.as_bytes());
+    out.extend_from_slice(VERSION.as_bytes());
+    for part in [&kid.0[..], &key.commitment[..]] {
+        out.push(b'.');
+        push_base64(&mut out, part);
+    }
+    out.push(b'.');
+    out
+}
+
+/// Appends the sealed-value string of `plaintext` (a value's canonical JSON text) to `out`:
+/// `head` (from [`sealed_head`] with the same key), then the ciphertext under `nonce` (from
+/// [`value_nonce`] of the value's path). `scratch` is working space, reused across calls.
+pub fn seal_value_into(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    key: &EventKey,
+    head: &[u8],
+    nonce: &[u8; 12],
+    plaintext: &[u8],
+) {
+    use aes_gcm::aead::AeadInPlace;
+    scratch.clear();
+    scratch.extend_from_slice(plaintext);
+    let tag = key
+        .cipher
+        .encrypt_in_place_detached(&Nonce::from(*nonce), b"", scratch)
+        .expect("AES-256-GCM encrypts any length a record can hold");
+    scratch.extend_from_slice(&tag);
+    out.extend_from_slice(head);
+    push_base64(out, scratch);
+}
+
 /// Seals `plaintext` (a value's canonical JSON text at `path`) as the sealed-value string
 /// (without JSON quotes: it is made of base64url and `.`, `:` only), appended to `out`.
 pub fn seal_into<S: AsRef<str>>(
@@ -161,22 +216,14 @@ pub fn seal_into<S: AsRef<str>>(
     path: &[S],
     plaintext: &[u8],
 ) {
-    let ct = key
-        .cipher
-        .encrypt(&Nonce::from(value_nonce(path)), plaintext)
-        .expect("ChaCha20-Poly1305 encrypts any length a record can hold");
-    out.extend_from_slice(SEALED_PREFIX.as_bytes());
-    out.extend_from_slice(VERSION.as_bytes());
-    for part in [&kid.0[..], &key.commitment[..], &ct[..]] {
-        out.push(b'.');
-        let at = out.len();
-        out.resize(
-            at + base64::encoded_len(part.len(), false).expect("small"),
-            0,
-        );
-        B64.encode_slice(part, &mut out[at..])
-            .expect("the space was sized for it");
-    }
+    seal_value_into(
+        out,
+        &mut Vec::new(),
+        key,
+        &sealed_head(key, kid),
+        &value_nonce(path),
+        plaintext,
+    );
 }
 
 /// [`seal_into`] as a string.
@@ -325,6 +372,18 @@ mod tests {
         assert_eq!(parsed.open(&disclosed, &path).unwrap(), br#""alice""#);
         // Path segments are length-prefixed: "a.b" + "c" is not "a" + "b.c".
         assert_ne!(value_nonce(&["a.b", "c"]), value_nonce(&["a", "b.c"]));
+    }
+
+    /// The sealed-value format is stored and hashed: the same inputs must give the same bytes
+    /// in every release (this value was made by the first release that sealed).
+    #[test]
+    fn sealing_is_stable_across_releases() {
+        let ek = event_key(&SubjectKey::from_bytes([1; 32]), Uuid::from_u128(42));
+        assert_eq!(
+            seal(&ek, KeyId([2; 16]), &["actor", "id"], br#""alice""#),
+            "tally:sealed:1.AgICAgICAgICAgICAgICAg.lzrfs_eZ9rdt44P08mqsVQ.\
+             _ASuCmy2qd7YVPg0YKJJ7vTpcaGvKOs"
+        );
     }
 
     #[test]
