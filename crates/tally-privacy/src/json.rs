@@ -6,6 +6,8 @@
 //! whitespace), but the walker accepts JSON whitespace anyway, and any malformed input is an
 //! error, never a panic.
 
+use std::borrow::Cow;
+
 /// A byte range of the input.
 pub type Span = std::ops::Range<usize>;
 
@@ -23,18 +25,24 @@ pub enum Step {
 #[error("not a JSON object (at byte {0})")]
 pub struct MalformedJson(pub usize);
 
+/// The member names from the top of the record to a value; a name is borrowed from the input
+/// unless it had escapes.
+pub type Path<'a> = [Cow<'a, str>];
+
 /// Calls `visit(path, span)` for the value of every member of the top-level object, in order,
 /// and for the members of an object value when `visit` returns [`Step::Enter`]. Array elements
-/// are never visited: an array is one value.
-pub fn walk(
-    bytes: &[u8],
-    visit: &mut dyn FnMut(&[String], Span) -> Step,
+/// are never visited: an array is one value. The input must be UTF-8, as JSON is.
+pub fn walk<'a>(
+    bytes: &'a [u8],
+    visit: &mut dyn FnMut(&Path<'a>, Span) -> Step,
 ) -> Result<(), MalformedJson> {
+    // Checked once here, so that each member name is a slice of it rather than a copy.
+    let text = std::str::from_utf8(bytes).map_err(|e| MalformedJson(e.valid_up_to()))?;
     let mut w = Walker {
         bytes,
+        text,
         at: 0,
         path: Vec::new(),
-        spare: Vec::new(),
     };
     w.ws();
     w.object(visit)?;
@@ -50,9 +58,9 @@ pub fn walk(
 pub fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut w = Walker {
         bytes,
+        text: "",
         at: start,
         path: Vec::new(),
-        spare: Vec::new(),
     };
     w.skip_value().ok()?;
     Some(w.at)
@@ -74,17 +82,17 @@ pub fn string_at(bytes: &[u8], span: Span) -> Option<String> {
 
 struct Walker<'a> {
     bytes: &'a [u8],
+    /// `bytes` as text (empty when only skipping values).
+    text: &'a str,
     at: usize,
-    path: Vec<String>,
-    /// Strings popped off `path`, reused for the next names (no allocation per member).
-    spare: Vec<String>,
+    path: Vec<Cow<'a, str>>,
 }
 
 /// Nesting deeper than this is refused rather than risking the stack; records are at most
 /// 64 KiB, and validated ones far shallower.
 const MAX_DEPTH: usize = 128;
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn err<T>(&self) -> Result<T, MalformedJson> {
         Err(MalformedJson(self.at))
     }
@@ -111,7 +119,7 @@ impl Walker<'_> {
 
     fn object(
         &mut self,
-        visit: &mut dyn FnMut(&[String], Span) -> Step,
+        visit: &mut dyn FnMut(&Path<'a>, Span) -> Step,
     ) -> Result<(), MalformedJson> {
         if self.path.len() > MAX_DEPTH {
             return self.err();
@@ -126,16 +134,14 @@ impl Walker<'_> {
             self.ws();
             let key_start = self.at;
             self.string()?;
-            let mut name = self.spare.pop().unwrap_or_default();
-            name.clear();
             let raw = &self.bytes[key_start + 1..self.at - 1];
-            match std::str::from_utf8(raw) {
-                Ok(plain) if !raw.contains(&b'\\') => name.push_str(plain),
+            let name = match self.text.get(key_start + 1..self.at - 1) {
+                Some(plain) if !raw.contains(&b'\\') => Cow::Borrowed(plain),
                 _ => match string_at(self.bytes, key_start..self.at) {
-                    Some(unescaped) => name.push_str(&unescaped),
+                    Some(unescaped) => Cow::Owned(unescaped),
                     None => return Err(MalformedJson(key_start)),
                 },
-            }
+            };
             self.expect(b':')?;
             self.ws();
             let start = self.at;
@@ -151,9 +157,7 @@ impl Walker<'_> {
                 self.object(visit)?;
                 debug_assert_eq!(self.at, end);
             }
-            if let Some(name) = self.path.pop() {
-                self.spare.push(name);
-            }
+            self.path.pop();
             self.ws();
             match self.peek() {
                 Some(b',') => self.at += 1,

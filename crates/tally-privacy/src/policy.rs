@@ -209,6 +209,78 @@ pub struct Policy {
     /// The value nonce ([`crate::seal::value_nonce`]) of each rule naming one fixed path (no
     /// `*`): the same for every record, so it is hashed once rather than once per value.
     fixed_nonces: Vec<Option<[u8; 12]>>,
+    /// The rules' patterns as a tree of member names.
+    tree: Vec<Node>,
+}
+
+/// A place in the tree of the rules' patterns: the paths that lead here.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Node {
+    /// The node after each member name.
+    named: Vec<(String, usize)>,
+    /// The node after any member name (`*`).
+    any: Option<usize>,
+    /// The first rule whose pattern ends here.
+    rule: Option<usize>,
+}
+
+/// Where a walk through a record stands in a [`Policy`]'s patterns: the nodes of its tree that
+/// each level of the current path has reached. A walker steps member by member instead of
+/// comparing the whole path with every rule.
+#[derive(Debug, Default)]
+pub(crate) struct Matching {
+    /// The reached nodes of every level, one level after the other.
+    nodes: Vec<usize>,
+    /// Each level's range in `nodes`; level 0 is the root.
+    levels: Vec<(usize, usize)>,
+}
+
+impl Matching {
+    /// Steps to the member `name` at depth `depth` (1 for the record's own members) from the
+    /// level of its parent, the last member stepped to at `depth - 1`; returns what the policy
+    /// says of it.
+    pub(crate) fn step(&mut self, policy: &Policy, depth: usize, name: &str) -> Matched {
+        if self.levels.is_empty() {
+            self.nodes.push(0);
+            self.levels.push((0, 1));
+        }
+        self.levels.truncate(depth.max(1));
+        let parent = if self.levels.len() == depth {
+            self.levels[depth - 1]
+        } else {
+            (0, 0) // A member whose parent was not stepped to: nothing leads to it.
+        };
+        self.nodes
+            .truncate(parent.1.max(self.levels.last().map_or(0, |l| l.1)));
+        let start = self.nodes.len();
+        for i in parent.0..parent.1 {
+            let node = &policy.tree[self.nodes[i]];
+            if let Some((_, next)) = node.named.iter().find(|(n, _)| n == name) {
+                self.nodes.push(*next);
+            }
+            if let Some(next) = node.any {
+                self.nodes.push(next);
+            }
+        }
+        self.levels.push((start, self.nodes.len()));
+        let reached = &self.nodes[start..];
+        Matched {
+            rule: reached.iter().filter_map(|&n| policy.tree[n].rule).min(),
+            deeper: reached.iter().any(|&n| {
+                let node = &policy.tree[n];
+                !node.named.is_empty() || node.any.is_some()
+            }),
+        }
+    }
+}
+
+/// What a [`Policy`] says of one member, from [`Matching::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Matched {
+    /// The rule naming it (as [`Policy::rule_for`]), by position.
+    pub rule: Option<usize>,
+    /// Whether some rule names a value below it (as [`Policy::leads_below`]).
+    pub deeper: bool,
 }
 
 impl Default for Policy {
@@ -281,10 +353,38 @@ impl Policy {
                 names.map(|n| crate::seal::value_nonce(&n))
             })
             .collect();
+        let mut tree = vec![Node::default()];
+        for (index, rule) in rules.iter().enumerate() {
+            let mut at = 0;
+            for seg in rule.pattern.segments() {
+                let existing = match seg {
+                    Segment::Name(n) => tree[at]
+                        .named
+                        .iter()
+                        .find(|(m, _)| m == n)
+                        .map(|(_, next)| *next),
+                    Segment::Any => tree[at].any,
+                };
+                at = match existing {
+                    Some(next) => next,
+                    None => {
+                        tree.push(Node::default());
+                        let next = tree.len() - 1;
+                        match seg {
+                            Segment::Name(n) => tree[at].named.push((n.clone(), next)),
+                            Segment::Any => tree[at].any = Some(next),
+                        }
+                        next
+                    }
+                };
+            }
+            tree[at].rule.get_or_insert(index);
+        }
         Policy {
             rules,
             tenant,
             fixed_nonces,
+            tree,
         }
     }
 
@@ -301,11 +401,6 @@ impl Policy {
     /// The rule naming exactly this path, if any (the first, when patterns overlap).
     pub fn rule_for<S: AsRef<str>>(&self, path: &[S]) -> Option<&Rule> {
         self.rules.iter().find(|r| r.pattern.matches(path))
-    }
-
-    /// The position in [`rules`](Self::rules) of [`rule_for`](Self::rule_for)'s rule.
-    pub(crate) fn rule_index_for<S: AsRef<str>>(&self, path: &[S]) -> Option<usize> {
-        self.rules.iter().position(|r| r.pattern.matches(path))
     }
 
     /// The nonce of the value at `path`, which rule `index` names.
@@ -445,5 +540,45 @@ mod tests {
             .map(|i| spec(&format!("after.f{i}"), None))
             .collect();
         assert!(Policy::with_tenant_rules(&many).is_err());
+    }
+
+    proptest::proptest! {
+        /// Stepping member by member through the tree says what comparing the whole path with
+        /// every rule says, for any rules (overlapping, with wildcards) and any walk.
+        #[test]
+        fn stepping_agrees_with_the_rules(
+            rules in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["before", "after", "metadata"]),
+                    proptest::collection::vec(
+                        proptest::sample::select(vec!["a", "b", "*"]), 1..4),
+                ),
+                0..8,
+            ),
+            walk in proptest::collection::vec(
+                (1usize..6, proptest::sample::select(vec![
+                    "before", "after", "metadata", "actor", "a", "b", "c",
+                ])),
+                1..40,
+            ),
+        ) {
+            let specs: Vec<RuleSpec> = rules
+                .iter()
+                .map(|(root, rest)| spec(&format!("{root}.{}", rest.join(".")), None))
+                .collect();
+            let policy = Policy::with_tenant_rules(&specs).unwrap();
+            let mut matching = Matching::default();
+            let mut path: Vec<&str> = Vec::new();
+            for (depth, name) in walk {
+                // A walker only goes one level below the member it last visited.
+                let depth = depth.min(path.len() + 1);
+                path.truncate(depth - 1);
+                path.push(name);
+                let matched = matching.step(&policy, depth, name);
+                let expected = policy.rules().iter().position(|r| r.pattern.matches(&path));
+                proptest::prop_assert_eq!(matched.rule, expected, "{:?}", path);
+                proptest::prop_assert_eq!(matched.deeper, policy.leads_below(&path), "{:?}", path);
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::json::{self, MalformedJson, Span, Step};
 use crate::keystore::{KeyState, SubjectKeys};
-use crate::policy::{Pattern, Policy, SubjectRule};
+use crate::policy::{Matching, Pattern, Policy, SubjectRule};
 use crate::seal::{self, KeyId, OpenError, Sealed, SubjectKey, ERASED, SEALED_PREFIX, UNAVAILABLE};
 
 const V1_PREFIX: &[u8] = br#"{"schema_version":1,"#;
@@ -129,10 +129,12 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
     let mut named = SubjectValues::default();
     // Depth of the personal value being walked through (only to find subject values in it).
     let mut inside_taken: Option<usize> = None;
+    let mut matching = Matching::default();
     json::walk(record, &mut |path, span| {
         if inside_taken.is_some_and(|d| path.len() <= d) {
             inside_taken = None;
         }
+        let matched = matching.step(policy, path.len(), path.last().map_or("", |n| n));
         match path {
             [a, b] if a == "actor" && b == "id" => {
                 named.actor = Some(subject_text(record, span.clone()))
@@ -155,7 +157,7 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
             .iter()
             .any(|p| p.segments().len() > path.len() && p.prefix_matches(path));
         if inside_taken.is_none() {
-            if let Some(rule) = policy.rule_index_for(path) {
+            if let Some(rule) = matched.rule {
                 found.push(Found {
                     nonce: policy.value_nonce(rule, path),
                     span,
@@ -168,7 +170,7 @@ fn plan(record: &[u8], policy: &Policy) -> Result<Plan, RecordError> {
                 return Step::Skip;
             }
         }
-        if to_subject || (inside_taken.is_none() && policy.leads_below(path)) {
+        if to_subject || (inside_taken.is_none() && matched.deeper) {
             Step::Enter
         } else {
             Step::Skip
@@ -241,7 +243,7 @@ impl RecordPlan<'_> {
         let record = self.record;
         let id =
             tally_event::record_id(record).ok_or_else(|| malformed("schema-1", "no event id"))?;
-        let mut out = Vec::with_capacity(record.len() + self.plan.values.len() * 96);
+        let mut out = Vec::with_capacity(record.len() + self.plan.values.len() * 160);
         out.extend_from_slice(V2_PREFIX);
         let mut at = V1_PREFIX.len();
         // Each subject's key is looked up, its event key derived and the head of its sealed
@@ -459,7 +461,7 @@ fn sealed_values(stored: &[u8]) -> Result<Vec<(Vec<String>, Span, Sealed)>, Reco
         }
         let text = json::string_at(stored, span.clone()).unwrap_or_default();
         match Sealed::parse(&text) {
-            Ok(sealed) => out.push((path.to_vec(), span, sealed)),
+            Ok(sealed) => out.push((path.iter().map(|n| n.to_string()).collect(), span, sealed)),
             Err(source) => {
                 failure = Some(RecordError::Damaged {
                     path: path.join("."),
