@@ -31,7 +31,10 @@ fn main() {
     let mut gen = tally_eventgen::EventGenerator::new(7);
     let bodies: Vec<Vec<u8>> = (0..1000).map(|_| gen.next_json()).collect();
     let parse = |body: &[u8]| {
-        let input = parse_body(body, BodyFormat::Json, 1).unwrap().pop().unwrap();
+        let input = parse_body(body, BodyFormat::Json, 1)
+            .unwrap()
+            .pop()
+            .unwrap();
         validate(input, &ctx).unwrap().record
     };
     let v1: Vec<Vec<u8>> = bodies.iter().map(|b| parse(b)).collect();

@@ -161,9 +161,11 @@
 
 pub mod ast;
 mod display;
+mod eval;
 mod parse;
 
 pub use ast::*;
+pub use eval::{NoTokens, Tokens};
 pub use parse::{
     parse, parse_field_params, ParseError, ACTOR_TYPES, MAX_QUERY_BYTES, MAX_TERMS, MAX_TIME_MS,
     MAX_VALUES_PER_TERM, MIN_TIME_MS, OUTCOMES,

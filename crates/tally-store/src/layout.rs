@@ -135,6 +135,12 @@ impl DataDir {
         self.consumers_path().join(format!("{name}.json"))
     }
 
+    /// What a consumer keeps beside its cursor to resume from (the alert rules' windows).
+    /// `name` must be a valid consumer name, as for [`DataDir::consumer_cursor_path`].
+    pub fn consumer_state_path(&self, name: &str) -> PathBuf {
+        self.consumers_path().join(format!("{name}.state.json"))
+    }
+
     /// The event-id index (id → leaf index of every tenant), a projection of the `leaves`
     /// files that can be deleted at any time: start-up rebuilds it.
     pub fn id_index_path(&self) -> PathBuf {

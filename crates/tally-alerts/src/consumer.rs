@@ -1,0 +1,173 @@
+//! The rules as a durable consumer of the log: records in, alerts out, state kept across
+//! restarts.
+//!
+//! Guarantees:
+//! - **No alert lost.** An alert is raised through [`AlertOutput`] (the server appends it to
+//!   the tenant's log) before the consumer's cursor passes the record that completed it; one
+//!   that could not be raised is kept and raised again before anything else.
+//! - **None raised twice.** Records delivered again after a failure count once (the engine
+//!   ignores leaves it observed), and an alert's id is derived from its rule and triggering
+//!   record, so one raised again after a crash is the same event, which the log stores once.
+//! - **Windows survive restarts.** The engine's state is saved beside the cursors at most
+//!   every [`AlertConsumer::SAVE_EVERY`]; a restart resumes each tenant from the saved state
+//!   and replays the records after it, which raises exactly what an engine that never
+//!   stopped would have raised.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tally_consumers::index::RecordOpener;
+use tally_consumers::{Batch, Consumer, ConsumerError, ConsumerSettings};
+use tally_event::Record;
+use tally_query::NoTokens;
+use tally_store::layout::DataDir;
+
+use crate::engine::{Alert, Engine, EngineState};
+use crate::rule::Rule;
+
+/// The consumer name of the rules (cursor `consumers/alerts.json`, state
+/// `consumers/alerts.state.json`).
+pub const NAME: &str = "alerts";
+
+/// Where alerts go.
+pub trait AlertOutput: Send + 'static {
+    /// Records `alert` durably. Called again with the same alert after a failure or a
+    /// restart: doing so must be harmless (the log stores an event id once).
+    fn raise(&mut self, alert: &Alert) -> Result<(), ConsumerError>;
+}
+
+/// The rules following the log.
+pub struct AlertConsumer {
+    engine: Engine,
+    opener: Arc<dyn RecordOpener>,
+    output: Box<dyn AlertOutput>,
+    pending: VecDeque<Alert>,
+    state_path: PathBuf,
+    saved_at: Option<Instant>,
+}
+
+impl AlertConsumer {
+    /// How often the engine's state is saved: a restart replays at most this much of the log.
+    pub const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+    /// The consumer of `rules`, resuming from the state saved in `dir` (a damaged or missing
+    /// state starts afresh from the cursors, with empty windows).
+    pub fn open(
+        dir: &DataDir,
+        rules: Vec<Rule>,
+        opener: Arc<dyn RecordOpener>,
+        output: impl AlertOutput,
+    ) -> AlertConsumer {
+        let state_path = dir.consumer_state_path(NAME);
+        let state = match std::fs::read(&state_path) {
+            Ok(bytes) => match serde_json::from_slice::<EngineState>(&bytes) {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!(
+                        path = %state_path.display(),
+                        "the alert rules' saved state is damaged ({e}); windows start empty"
+                    );
+                    EngineState::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => EngineState::default(),
+            Err(e) => {
+                tracing::warn!(
+                    path = %state_path.display(),
+                    "the alert rules' saved state cannot be read ({e}); windows start empty"
+                );
+                EngineState::default()
+            }
+        };
+        AlertConsumer {
+            engine: Engine::with_state(rules, state),
+            opener,
+            output: Box::new(output),
+            pending: VecDeque::new(),
+            state_path,
+            saved_at: None,
+        }
+    }
+
+    /// The settings `tally serve` uses: small batches flushed often, so that an alert
+    /// follows its event by a fraction of a second.
+    pub fn settings() -> ConsumerSettings {
+        ConsumerSettings {
+            batch_records: 1024,
+            flush_interval: Duration::from_millis(100),
+            ..ConsumerSettings::default()
+        }
+    }
+
+    fn raise_pending(&mut self) -> Result<(), ConsumerError> {
+        while let Some(alert) = self.pending.front() {
+            self.output.raise(alert)?;
+            self.pending.pop_front();
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), ConsumerError> {
+        let bytes = serde_json::to_vec(&self.engine.snapshot())?;
+        tally_store::layout::write_file_durably(&self.state_path, &bytes)?;
+        self.saved_at = Some(Instant::now());
+        Ok(())
+    }
+}
+
+impl Consumer for AlertConsumer {
+    fn resume(&mut self, tenant: &str, cursor: Option<u64>) -> Result<u64, ConsumerError> {
+        // The saved state may trail the cursor (records after it are replayed into the
+        // windows; their alerts are raised again, as the same events) or lead it (a crash
+        // between saving and the cursor: those records are not counted twice).
+        Ok(match (self.engine.observed(tenant), cursor) {
+            (Some(observed), Some(cursor)) => observed.min(cursor),
+            (Some(observed), None) => observed,
+            (None, cursor) => cursor.unwrap_or(0),
+        })
+    }
+
+    fn deliver(&mut self, batch: Batch<'_>) -> Result<(), ConsumerError> {
+        self.raise_pending()?;
+        for (leaf, stored) in batch.iter() {
+            let opened = self
+                .opener
+                .open_for_index(batch.tenant, stored)
+                .map_err(|e| {
+                    format!(
+                        "record {leaf} of tenant {} cannot be opened: {e}",
+                        batch.tenant
+                    )
+                })?;
+            let record = match Record::parse(&opened.bytes) {
+                Ok(record) => record,
+                Err(e) => {
+                    // An erased value can leave a typed field unreadable: such a record is
+                    // skipped rather than holding every rule back.
+                    tracing::warn!(
+                        tenant = batch.tenant,
+                        leaf,
+                        "a record the alert rules cannot read is skipped: {e}"
+                    );
+                    continue;
+                }
+            };
+            let alerts = self.engine.observe(batch.tenant, leaf, &record, &NoTokens);
+            self.pending.extend(alerts);
+        }
+        self.raise_pending()
+    }
+
+    fn flush(&mut self) -> Result<(), ConsumerError> {
+        self.raise_pending()?;
+        if self
+            .saved_at
+            .is_none_or(|at| at.elapsed() >= Self::SAVE_EVERY)
+        {
+            self.save()?;
+        }
+        Ok(())
+    }
+}

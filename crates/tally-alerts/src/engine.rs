@@ -1,0 +1,495 @@
+//! Rules evaluated over a tenant's records in leaf order, and the alerts they raise.
+//!
+//! Windows run on each record's `received_at`, the server's clock, which a client cannot set:
+//! a backdated event still counts when it arrives. After an alert, its group starts counting
+//! afresh, so a burst raises one alert per threshold crossed rather than one per event.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tally_event::Record;
+use tally_query::Tokens;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::rule::{Condition, Rule, Severity};
+
+/// Actions of the events alerts are recorded as; rules never see them, so an alert cannot
+/// feed another.
+pub const ALERT_ACTION_PREFIX: &str = "tally.alert.";
+/// The action of an alert's event.
+pub const RAISE_ACTION: &str = "tally.alert.raise";
+/// At most this many triggering events are named in an alert (the newest); `count` says how
+/// many there were.
+pub const MAX_LEAVES: usize = 100;
+
+/// An alert raised by a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Derived from the tenant, the rule and the event that completed it: raising it again
+    /// (after a restart replays records) appends nothing new.
+    pub id: Uuid,
+    /// Whose log it is about (and goes in).
+    pub tenant: String,
+    /// The rule's id.
+    pub rule: String,
+    /// The rule's title.
+    pub title: String,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// The group's field values (`actor.id` → `alice`); empty without `by`.
+    pub group: Vec<(String, String)>,
+    /// Leaf indexes of the triggering events, oldest first (the newest [`MAX_LEAVES`]).
+    pub leaves: Vec<u64>,
+    /// How many events triggered it.
+    pub count: u64,
+    /// `received_at` of the first and the last triggering event.
+    pub first_at: OffsetDateTime,
+    /// See `first_at`.
+    pub last_at: OffsetDateTime,
+}
+
+impl Alert {
+    /// The event recording the alert in the tenant's log, as the JSON a client would send:
+    /// written by the server, timed at the last triggering event, the same bytes each time.
+    pub fn event(&self) -> serde_json::Value {
+        let group: serde_json::Map<String, serde_json::Value> = self
+            .group
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        let rfc3339 = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "tenant": self.tenant,
+            "time": rfc3339(self.last_at),
+            "actor": {"id": tally_event::SERVER_ACTOR_ID, "type": "system"},
+            "action": RAISE_ACTION,
+            "category": "ALERT",
+            "resource": {"type": "alert-rule", "id": self.rule},
+            "outcome": "SUCCESS",
+            "reason": self.title,
+            "metadata": {
+                "severity": self.severity.as_str(),
+                "count": self.count,
+                "leaves": self.leaves,
+                "first_at": rfc3339(self.first_at),
+                "alert_group": group,
+            },
+        })
+    }
+}
+
+fn alert_id(tenant: &str, rule: &str, leaf: u64) -> Uuid {
+    let mut h = Sha256::new();
+    h.update(b"tally alert v1\0");
+    h.update(tenant.as_bytes());
+    h.update([0]);
+    h.update(rule.as_bytes());
+    h.update([0]);
+    h.update(leaf.to_be_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    uuid::Builder::from_custom_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid()
+}
+
+/// One group's matching events in its window, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Window {
+    /// `received_at` in Unix milliseconds, leaf index, and the counted value (`distinct`).
+    events: VecDeque<(i64, u64, Option<String>)>,
+}
+
+impl Window {
+    fn evict_before(&mut self, ms: i64) {
+        while self.events.front().is_some_and(|e| e.0 < ms) {
+            self.events.pop_front();
+        }
+    }
+
+    fn distinct(&self) -> u64 {
+        let mut seen: Vec<&str> = self.events.iter().filter_map(|e| e.2.as_deref()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() as u64
+    }
+}
+
+/// A group as saved: the rule's id, the tenant and the group's field values.
+type SavedGroup = (String, String, Vec<Option<String>>);
+
+/// The state of the rules: each group's window, and how far each tenant's log was observed.
+/// It is what a restart must get back to raise the same alerts ([`Engine::snapshot`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EngineState {
+    /// Per rule id, tenant and group values: the window.
+    windows: Vec<(SavedGroup, Window)>,
+    /// Per tenant: the leaf index after the last record observed.
+    pub observed: Vec<(String, u64)>,
+}
+
+/// Rules evaluated over records.
+pub struct Engine {
+    rules: Vec<Rule>,
+    windows: HashMap<(usize, String, Vec<Option<String>>), Window>,
+    observed: HashMap<String, u64>,
+    since_sweep: u64,
+}
+
+/// Observations between sweeps of idle groups.
+const SWEEP_EVERY: u64 = 10_000;
+
+impl Engine {
+    /// An engine with no state.
+    pub fn new(rules: Vec<Rule>) -> Engine {
+        Engine {
+            rules,
+            windows: HashMap::new(),
+            observed: HashMap::new(),
+            since_sweep: 0,
+        }
+    }
+
+    /// An engine resuming from a [`snapshot`](Self::snapshot); windows of rules no longer
+    /// in `rules` are dropped.
+    pub fn with_state(rules: Vec<Rule>, state: EngineState) -> Engine {
+        let mut engine = Engine::new(rules);
+        for ((rule, tenant, key), window) in state.windows {
+            if let Some(i) = engine.rules.iter().position(|r| r.spec.id == rule) {
+                engine.windows.insert((i, tenant, key), window);
+            }
+        }
+        engine.observed = state.observed.into_iter().collect();
+        engine
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Where `tenant`'s records were observed up to (the leaf index after the last).
+    pub fn observed(&self, tenant: &str) -> Option<u64> {
+        self.observed.get(tenant).copied()
+    }
+
+    /// The state to resume from.
+    pub fn snapshot(&self) -> EngineState {
+        let mut windows: Vec<_> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| !w.events.is_empty())
+            .map(|((i, tenant, key), w)| {
+                (
+                    (self.rules[*i].spec.id.clone(), tenant.clone(), key.clone()),
+                    w.clone(),
+                )
+            })
+            .collect();
+        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut observed: Vec<_> = self.observed.iter().map(|(t, n)| (t.clone(), *n)).collect();
+        observed.sort();
+        EngineState { windows, observed }
+    }
+
+    /// Observes record `leaf` of `tenant`'s log (opened: personal values in the clear) and
+    /// returns the alerts it completes. A record at or before one already observed is
+    /// ignored, so records delivered again after a failure count once.
+    pub fn observe(
+        &mut self,
+        tenant: &str,
+        leaf: u64,
+        record: &Record,
+        tokens: &dyn Tokens,
+    ) -> Vec<Alert> {
+        let observed = self.observed.entry(tenant.to_string()).or_insert(0);
+        if leaf < *observed {
+            return Vec::new();
+        }
+        *observed = leaf + 1;
+        if record.action.starts_with(ALERT_ACTION_PREFIX) {
+            return Vec::new();
+        }
+        let at = record.received_at;
+        let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.sweep(ms);
+        }
+        let mut alerts = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !rule.spec.enabled || !rule.query.matches(record, ms, tokens) {
+                continue;
+            }
+            let key: Vec<Option<String>> = rule
+                .condition
+                .group_by()
+                .iter()
+                .map(|f| {
+                    f.value(record)
+                        .and_then(|v| v.as_text())
+                        .map(|v| v.into_owned())
+                })
+                .collect();
+            let group = |key: &[Option<String>]| -> Vec<(String, String)> {
+                rule.condition
+                    .group_by()
+                    .iter()
+                    .zip(key)
+                    .filter_map(|(f, v)| Some((f.name.to_string(), v.clone()?)))
+                    .collect()
+            };
+            let raise = |group: Vec<(String, String)>, events: &[(i64, u64)]| Alert {
+                id: alert_id(tenant, &rule.spec.id, leaf),
+                tenant: tenant.to_string(),
+                rule: rule.spec.id.clone(),
+                title: rule.spec.title.clone(),
+                severity: rule.spec.severity,
+                group,
+                leaves: events
+                    .iter()
+                    .skip(events.len().saturating_sub(MAX_LEAVES))
+                    .map(|e| e.1)
+                    .collect(),
+                count: events.len() as u64,
+                first_at: from_ms(events.first().map_or(ms, |e| e.0)),
+                last_at: at,
+            };
+            match &rule.condition {
+                Condition::Each => alerts.push(raise(group(&key), &[(ms, leaf)])),
+                Condition::Count { min, within, .. } | Condition::Distinct { min, within, .. } => {
+                    let distinct = match &rule.condition {
+                        Condition::Distinct { field, .. } => {
+                            match field.value(record).and_then(|v| v.as_text()) {
+                                Some(v) => Some(v.into_owned()),
+                                // Without the counted field, the event counts for nothing.
+                                None => continue,
+                            }
+                        }
+                        _ => None,
+                    };
+                    let window = self
+                        .windows
+                        .entry((i, tenant.to_string(), key.clone()))
+                        .or_default();
+                    window.evict_before(ms.saturating_sub(within.as_millis() as i64));
+                    window.events.push_back((ms, leaf, distinct));
+                    let reached = match rule.condition {
+                        Condition::Distinct { .. } => window.distinct(),
+                        _ => window.events.len() as u64,
+                    };
+                    if reached >= *min {
+                        let events: Vec<(i64, u64)> =
+                            window.events.iter().map(|e| (e.0, e.1)).collect();
+                        window.events.clear();
+                        alerts.push(raise(group(&key), &events));
+                    }
+                }
+            }
+        }
+        alerts
+    }
+
+    /// Drops groups with nothing left in their window.
+    fn sweep(&mut self, now_ms: i64) {
+        self.since_sweep = 0;
+        let rules = &self.rules;
+        self.windows.retain(|(i, _, _), w| {
+            let within = match &rules[*i].condition {
+                Condition::Count { within, .. } | Condition::Distinct { within, .. } => *within,
+                Condition::Each => return false,
+            };
+            w.evict_before(now_ms.saturating_sub(within.as_millis() as i64));
+            !w.events.is_empty()
+        });
+    }
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{check_rules, RuleSpec};
+    use tally_query::NoTokens;
+
+    fn rules(list: &[(&str, &str, Option<&str>)]) -> Vec<Rule> {
+        check_rules(
+            list.iter()
+                .map(|(id, m, c)| RuleSpec {
+                    id: id.to_string(),
+                    title: format!("rule {id}"),
+                    description: None,
+                    severity: Severity::High,
+                    matches: m.to_string(),
+                    condition: c.map(str::to_string),
+                    enabled: true,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// A record received `secs` seconds after 2026-05-01T12:00:00Z.
+    fn record(secs: i64, actor: &str, action: &str, outcome: &str, resource: &str) -> Record {
+        let at = OffsetDateTime::from_unix_timestamp(1_777_636_800 + secs).unwrap();
+        let t = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "id": Uuid::now_v7().to_string(), "tenant": "acme",
+            "time": t, "received_at": t, "key_id": "k",
+            "actor": {"id": actor, "type": "user", "ip": "203.0.113.9"},
+            "action": action, "outcome": outcome,
+            "resource": {"type": "doc", "id": resource},
+        }))
+        .unwrap()
+    }
+
+    fn fired(engine: &mut Engine, events: &[Record]) -> Vec<(u64, String, Vec<u64>)> {
+        let mut out = Vec::new();
+        for (leaf, r) in events.iter().enumerate() {
+            for a in engine.observe("acme", leaf as u64, r, &NoTokens) {
+                let group = a.group.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+                out.push((
+                    leaf as u64,
+                    format!("{}:{}", a.rule, group.join(",")),
+                    a.leaves,
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_count_fires_once_per_threshold_crossed_in_its_window_and_group() {
+        let mut engine = Engine::new(rules(&[(
+            "brute",
+            "action:auth.login outcome:FAILURE",
+            Some("count > 2 within 1m by actor.id"),
+        )]));
+        let fail = |s, who| record(s, who, "auth.login", "FAILURE", "x");
+        let events = vec![
+            fail(0, "alice"),
+            fail(10, "bob"),
+            fail(20, "alice"),
+            record(25, "alice", "auth.login", "SUCCESS", "x"), // does not match
+            fail(30, "alice"),                                 // 3rd within 60 s: fires
+            fail(40, "alice"),
+            fail(50, "alice"),
+            fail(200, "alice"), // the two before it are out of the window
+            fail(201, "bob"),   // bob's first is out of the window too
+            fail(202, "alice"),
+            fail(203, "alice"), // fires
+        ];
+        assert_eq!(
+            fired(&mut engine, &events),
+            [
+                (4, "brute:alice".to_string(), vec![0, 2, 4]),
+                (10, "brute:alice".to_string(), vec![7, 9, 10]),
+            ]
+        );
+    }
+
+    #[test]
+    fn distinct_counts_values_and_each_raises_per_event() {
+        let mut engine = Engine::new(rules(&[
+            (
+                "scan",
+                "action:doc.read",
+                Some("distinct resource.id >= 3 within 10m by actor"),
+            ),
+            ("grant", "action:role.grant", None),
+        ]));
+        let read = |s, r| record(s, "carol", "doc.read", "SUCCESS", r);
+        let events = vec![
+            read(0, "a"),
+            read(1, "a"),
+            read(2, "b"),
+            record(3, "root", "role.grant", "SUCCESS", "admin"),
+            read(4, "c"), // third different document
+        ];
+        assert_eq!(
+            fired(&mut engine, &events),
+            [
+                (3, "grant:".to_string(), vec![3]),
+                (4, "scan:carol".to_string(), vec![0, 1, 2, 4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn records_seen_again_count_once_and_alerts_are_not_observed() {
+        let mut engine = Engine::new(rules(&[("all", "", Some("count >= 2 within 1h"))]));
+        let r = record(0, "a", "x.y", "SUCCESS", "r");
+        assert!(engine.observe("acme", 0, &r, &NoTokens).is_empty());
+        assert!(
+            engine.observe("acme", 0, &r, &NoTokens).is_empty(),
+            "a redelivery"
+        );
+        let alert_event = record(1, "a", RAISE_ACTION, "SUCCESS", "r");
+        assert!(engine
+            .observe("acme", 1, &alert_event, &NoTokens)
+            .is_empty());
+        let alerts = engine.observe("acme", 2, &r, &NoTokens);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].leaves, [0, 2]);
+        // The alert's id is the same whoever computes it: a replay appends nothing new.
+        assert_eq!(alerts[0].id, alert_id("acme", "all", 2));
+        assert_ne!(alerts[0].id, alert_id("other", "all", 2));
+        let event = alerts[0].event();
+        assert_eq!(event["action"], RAISE_ACTION);
+        assert_eq!(event["metadata"]["leaves"], serde_json::json!([0, 2]));
+        assert_eq!(event["id"], alerts[0].id.to_string());
+    }
+
+    proptest::proptest! {
+        /// Stopping anywhere and resuming from a snapshot raises exactly the alerts an engine
+        /// that never stopped raises.
+        #[test]
+        fn a_snapshot_resumes_as_if_never_stopped(
+            events in proptest::collection::vec((0i64..40, 0usize..3, 0usize..2, 0usize..4), 1..120),
+            stop in 0usize..120,
+        ) {
+            let specs = [
+                ("c", "outcome:FAILURE", Some("count > 2 within 30s by actor")),
+                ("d", "", Some("distinct resource.id > 1 within 1m by actor")),
+                ("e", "resource:r3", None),
+            ];
+            let mut secs = 0;
+            let records: Vec<Record> = events
+                .iter()
+                .map(|&(gap, who, outcome, res)| {
+                    secs += gap;
+                    record(
+                        secs,
+                        ["alice", "bob", "carol"][who],
+                        "doc.read",
+                        ["SUCCESS", "FAILURE"][outcome],
+                        &format!("r{res}"),
+                    )
+                })
+                .collect();
+            let whole = fired(&mut Engine::new(rules(&specs)), &records);
+            let stop = stop.min(records.len());
+            let mut first = Engine::new(rules(&specs));
+            let mut got = fired(&mut first, &records[..stop]);
+            let saved = serde_json::to_string(&first.snapshot()).unwrap();
+            let mut second = Engine::with_state(rules(&specs), serde_json::from_str(&saved).unwrap());
+            for (leaf, r) in records.iter().enumerate() {
+                // Resuming replays from the start: what was observed counts once.
+                for a in second.observe("acme", leaf as u64, r, &NoTokens) {
+                    let group = a.group.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+                    got.push((leaf as u64, format!("{}:{}", a.rule, group.join(",")), a.leaves));
+                }
+            }
+            proptest::prop_assert_eq!(got, whole);
+        }
+    }
+}

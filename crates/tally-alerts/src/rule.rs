@@ -1,0 +1,466 @@
+//! Detection rules: how they are written (a rules file in YAML or JSON, or the API's JSON) and
+//! what they mean once checked.
+//!
+//! ```yaml
+//! rules:
+//!   - id: brute-force
+//!     title: Repeated failed logins by one actor
+//!     severity: high
+//!     match: action:auth.login outcome:FAILURE
+//!     condition: count > 5 within 5m by actor.id
+//! ```
+//!
+//! `match` is a search in the query language (see `tally_query`); `condition` says when the
+//! matching events raise an alert:
+//!
+//! ```text
+//! condition = count | distinct
+//! count     = "count" cmp N "within" duration [ "by" fields ]
+//! distinct  = "distinct" field cmp N "within" duration [ "by" fields ]
+//! cmp       = ">" | ">="
+//! duration  = N ( "s" | "m" | "h" | "d" )      (1 s to 30 d)
+//! fields    = field { "," field }              (exact-match fields: actor.id, ip, action, …)
+//! ```
+//!
+//! Without a condition, every matching event raises an alert.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tally_event::fields::{self, FieldSpec};
+use tally_query::Query;
+
+/// The longest window a condition may count over: state is kept for that long.
+pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+/// At most this many rules in one set.
+pub const MAX_RULES: usize = 256;
+
+/// How serious an alert of the rule is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Worth a look soon.
+    #[default]
+    Medium,
+    /// Someone should look now.
+    High,
+    /// Someone should be woken.
+    Critical,
+}
+
+impl Severity {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A rule as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Names the rule in alerts, the API and the command line: 1 to 64 of `a-z`, `0-9`, `-`,
+    /// `_`, `.`, starting with a letter or digit.
+    pub id: String,
+    /// One line for people.
+    pub title: String,
+    /// More for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// How serious its alerts are (`medium` when not given).
+    #[serde(default)]
+    pub severity: Severity,
+    /// Which events count: a search in the query language.
+    #[serde(rename = "match")]
+    pub matches: String,
+    /// When the matching events raise an alert; every one when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Whether the rule runs (`true` when not given).
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn is_enabled(e: &bool) -> bool {
+    *e
+}
+
+/// A rules file: `rules:` and a list of [`RuleSpec`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// The rules, each id once.
+    pub rules: Vec<RuleSpec>,
+}
+
+/// A rule that cannot be used: which rule, which of its fields, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("rule `{rule}`, {field}: {message}")]
+pub struct RuleError {
+    /// The rule's id as written.
+    pub rule: String,
+    /// `id`, `title`, `match` or `condition`.
+    pub field: &'static str,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// A field of the schema registry, compared by name.
+#[derive(Clone, Copy)]
+pub struct FieldRef(pub &'static FieldSpec);
+
+impl PartialEq for FieldRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for FieldRef {}
+
+impl std::fmt::Debug for FieldRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl std::ops::Deref for FieldRef {
+    type Target = FieldSpec;
+    fn deref(&self) -> &FieldSpec {
+        self.0
+    }
+}
+
+/// When a rule's matching events raise an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Every matching event.
+    Each,
+    /// At least `min` matching events of one group within `within`.
+    Count {
+        /// Events needed (`count > 5` needs 6).
+        min: u64,
+        /// The sliding window.
+        within: Duration,
+        /// Fields whose values make the group; none: one group.
+        by: Vec<FieldRef>,
+    },
+    /// At least `min` different values of `field` among one group's matching events within
+    /// `within`.
+    Distinct {
+        /// The field counted.
+        field: FieldRef,
+        /// Different values needed.
+        min: u64,
+        /// The sliding window.
+        within: Duration,
+        /// Fields whose values make the group.
+        by: Vec<FieldRef>,
+    },
+}
+
+impl Condition {
+    /// The fields whose values make a group.
+    pub fn group_by(&self) -> &[FieldRef] {
+        match self {
+            Condition::Each => &[],
+            Condition::Count { by, .. } | Condition::Distinct { by, .. } => by,
+        }
+    }
+}
+
+/// A checked rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// As written.
+    pub spec: RuleSpec,
+    /// Its `match`, parsed.
+    pub query: Query,
+    /// Its `condition`, parsed.
+    pub condition: Condition,
+}
+
+/// Whether `id` may name a rule.
+pub fn is_valid_rule_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.')
+        })
+}
+
+impl Rule {
+    /// Checks a rule as written.
+    pub fn new(spec: RuleSpec) -> Result<Rule, RuleError> {
+        let err = |field: &'static str, message: String| RuleError {
+            rule: spec.id.clone(),
+            field,
+            message,
+        };
+        if !is_valid_rule_id(&spec.id) {
+            return Err(err(
+                "id",
+                "1 to 64 characters of a-z, 0-9, `-`, `_` and `.`, starting with a letter or \
+                 digit"
+                    .into(),
+            ));
+        }
+        if spec.title.trim().is_empty() || spec.title.chars().count() > 200 {
+            return Err(err("title", "1 to 200 characters".into()));
+        }
+        let query = tally_query::parse(&spec.matches)
+            .map_err(|e| err("match", format!("{} (at column {})", e.message, e.column)))?;
+        let condition = match spec.condition.as_deref() {
+            None => Condition::Each,
+            Some(text) => parse_condition(text).map_err(|m| err("condition", m))?,
+        };
+        Ok(Rule {
+            spec,
+            query,
+            condition,
+        })
+    }
+}
+
+/// Checks every rule of a set; all broken rules are returned, and a repeated id is one.
+pub fn check_rules(specs: Vec<RuleSpec>) -> Result<Vec<Rule>, Vec<RuleError>> {
+    let mut errors = Vec::new();
+    if specs.len() > MAX_RULES {
+        errors.push(RuleError {
+            rule: String::new(),
+            field: "rules",
+            message: format!("at most {MAX_RULES} rules"),
+        });
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        if rules.iter().any(|r| r.spec.id == spec.id) {
+            errors.push(RuleError {
+                rule: spec.id.clone(),
+                field: "id",
+                message: "another rule has this id".into(),
+            });
+            continue;
+        }
+        match Rule::new(spec) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses a condition (see the [module documentation](self) for the grammar).
+pub fn parse_condition(text: &str) -> Result<Condition, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut at = 0usize;
+    let next = |at: &mut usize, what: &str| -> Result<&str, String> {
+        let w = words
+            .get(*at)
+            .copied()
+            .ok_or_else(|| format!("expected {what} after `{}`", words[..*at].join(" ")))?;
+        *at += 1;
+        Ok(w)
+    };
+    let kind = next(&mut at, "`count` or `distinct`")?;
+    let distinct_field = match kind {
+        "count" => None,
+        "distinct" => Some(FieldRef(field(next(
+            &mut at,
+            "the field to count the values of",
+        )?)?)),
+        "sequence" | "then" | "absent" | "first_seen" | "travel" => {
+            return Err(format!(
+                "`{kind}` conditions are not available yet: use `count` or `distinct`"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "a condition starts with `count` or `distinct`, not `{other}`"
+            ))
+        }
+    };
+    let cmp = next(&mut at, "`>` or `>=`")?;
+    let n: u64 = next(&mut at, "a whole number")?
+        .parse()
+        .map_err(|_| "the threshold is a whole number, such as `count > 5`".to_string())?;
+    let min = match cmp {
+        ">" => n.checked_add(1).ok_or("the threshold is too large")?,
+        ">=" => n.max(1),
+        other => return Err(format!("expected `>` or `>=`, not `{other}`")),
+    };
+    let within_kw = next(&mut at, "`within`")?;
+    if within_kw != "within" {
+        return Err(format!(
+            "expected `within` and a duration (`within 5m`), not `{within_kw}`"
+        ));
+    }
+    let within = duration(next(&mut at, "a duration such as `5m`")?)?;
+    let mut by = Vec::new();
+    if let Some(&kw) = words.get(at) {
+        if kw != "by" {
+            return Err(format!("expected `by` and fields, or the end, not `{kw}`"));
+        }
+        at += 1;
+        let list = words[at..].join("");
+        if list.is_empty() {
+            return Err("expected fields after `by`, such as `by actor.id`".into());
+        }
+        for name in list.split(',') {
+            let f = field(name)?;
+            if by.iter().any(|b: &FieldRef| b.name == f.name) {
+                return Err(format!("`{}` is named twice after `by`", f.name));
+            }
+            by.push(FieldRef(f));
+        }
+    }
+    Ok(match distinct_field {
+        None => Condition::Count { min, within, by },
+        Some(field) => Condition::Distinct {
+            field,
+            min,
+            within,
+            by,
+        },
+    })
+}
+
+fn field(name: &str) -> Result<&'static FieldSpec, String> {
+    fields::by_alias(name).ok_or_else(|| {
+        let known: Vec<&str> = fields::FIELDS
+            .iter()
+            .filter(|f| f.exact)
+            .map(|f| f.name)
+            .collect();
+        format!("unknown field `{name}`; one of: {}", known.join(", "))
+    })
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration: a whole number and s, m, h or d (`5m`)");
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let n: u64 = text[..text.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| bad())?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.saturating_mul(60),
+        'h' => n.saturating_mul(3600),
+        'd' => n.saturating_mul(86_400),
+        _ => return Err(bad()),
+    };
+    let d = Duration::from_secs(secs);
+    if d.is_zero() || d > MAX_WINDOW {
+        return Err(format!("`{text}`: a window is 1s to 30d"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, matches: &str, condition: Option<&str>) -> RuleSpec {
+        RuleSpec {
+            id: id.into(),
+            title: "t".into(),
+            description: None,
+            severity: Severity::High,
+            matches: matches.into(),
+            condition: condition.map(Into::into),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn conditions_parse() {
+        assert_eq!(
+            parse_condition("count > 5 within 5m by actor.id").unwrap(),
+            Condition::Count {
+                min: 6,
+                within: Duration::from_secs(300),
+                by: vec![FieldRef(&fields::ACTOR_ID)],
+            }
+        );
+        assert_eq!(
+            parse_condition("count >= 1 within 1h").unwrap(),
+            Condition::Count {
+                min: 1,
+                within: Duration::from_secs(3600),
+                by: vec![],
+            }
+        );
+        assert_eq!(
+            parse_condition("distinct resource.id > 100 within 10m by actor, ip").unwrap(),
+            Condition::Distinct {
+                field: FieldRef(&fields::RESOURCE_ID),
+                min: 101,
+                within: Duration::from_secs(600),
+                by: vec![FieldRef(&fields::ACTOR_ID), FieldRef(&fields::ACTOR_IP)],
+            }
+        );
+    }
+
+    #[test]
+    fn broken_conditions_say_what_to_write() {
+        for (bad, says) in [
+            ("", "expected `count` or `distinct`"),
+            ("sum > 5 within 5m", "not `sum`"),
+            ("count < 5 within 5m", "expected `>` or `>=`"),
+            ("count > five within 5m", "whole number"),
+            ("count > 5 in 5m", "expected `within`"),
+            ("count > 5 within 5", "not a duration"),
+            ("count > 5 within 0s", "1s to 30d"),
+            ("count > 5 within 31d", "1s to 30d"),
+            ("count > 5 within 5m per actor", "expected `by`"),
+            ("count > 5 within 5m by", "expected fields"),
+            ("count > 5 within 5m by actr", "unknown field `actr`"),
+            ("count > 5 within 5m by actor,actor.id", "named twice"),
+            ("distinct > 5 within 5m", "unknown field `>`"),
+            ("sequence a then b", "not available yet"),
+        ] {
+            let err = parse_condition(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn rule_sets_report_every_broken_rule() {
+        let errors = check_rules(vec![
+            spec(
+                "ok",
+                "outcome:FAILURE",
+                Some("count > 5 within 5m by actor"),
+            ),
+            spec("Bad Id", "outcome:FAILURE", None),
+            spec("bad-match", "acter:alice", None),
+            spec("ok", "outcome:SUCCESS", None),
+        ])
+        .unwrap_err();
+        let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.rule.as_str(), e.field)).collect();
+        assert_eq!(
+            got,
+            [("Bad Id", "id"), ("bad-match", "match"), ("ok", "id")]
+        );
+        assert!(errors[1].message.contains("did you mean `actor`"));
+        assert_eq!(check_rules(vec![spec("a", "", None)]).unwrap().len(), 1);
+    }
+}
