@@ -15,4 +15,6 @@ pub mod rule;
 
 pub use consumer::{AlertConsumer, AlertOutput};
 pub use engine::{Alert, Engine, EngineState};
-pub use rule::{check_rules, Condition, Rule, RuleError, RuleFile, RuleSpec, Severity};
+pub use rule::{
+    check_rules, parse_rule_file, Condition, Rule, RuleError, RuleFile, RuleSpec, Severity,
+};

@@ -268,6 +268,21 @@ pub fn check_rules(specs: Vec<RuleSpec>) -> Result<Vec<Rule>, Vec<RuleError>> {
     }
 }
 
+/// Reads a rules file (YAML, or JSON, which is YAML too) and checks every rule in it.
+pub fn parse_rule_file(text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
+    let file: RuleFile = serde_saphyr::from_str(text).map_err(|e| {
+        vec![RuleError {
+            rule: String::new(),
+            field: "rules",
+            message: format!(
+                "not a rules file ({e}); expected `rules:` and a list of rules, each with id, \
+                 title, match and optionally severity, condition, description, enabled"
+            ),
+        }]
+    })?;
+    check_rules(file.rules)
+}
+
 /// Parses a condition (see the [module documentation](self) for the grammar).
 pub fn parse_condition(text: &str) -> Result<Condition, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -462,5 +477,35 @@ mod tests {
         );
         assert!(errors[1].message.contains("did you mean `actor`"));
         assert_eq!(check_rules(vec![spec("a", "", None)]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rules_files_are_yaml_or_json() {
+        let yaml = "rules:\n  - id: brute-force\n    title: Repeated failed logins\n    \
+                    severity: high\n    match: action:auth.login outcome:FAILURE\n    \
+                    condition: count > 5 within 5m by actor.id\n";
+        let rules = parse_rule_file(yaml).unwrap();
+        assert_eq!(rules[0].spec.severity, Severity::High);
+        assert_eq!(
+            rules[0].condition,
+            parse_condition("count > 5 within 5m by actor.id").unwrap()
+        );
+        let json = r#"{"rules": [{"id": "grant", "title": "Admin granted", "match": "action:role.grant"}]}"#;
+        assert_eq!(parse_rule_file(json).unwrap()[0].condition, Condition::Each);
+        for (bad, says) in [
+            ("rules: 5", "not a rules file"),
+            (
+                "rules:\n  - id: x\n    title: t\n    match: ''\n    colour: red\n",
+                "colour",
+            ),
+            ("rules:\n  - id: x\n    title: t\n", "match"),
+            (
+                "rules:\n  - id: x\n    title: t\n    match: ''\n    severity: dire\n",
+                "dire",
+            ),
+        ] {
+            let errors = parse_rule_file(bad).unwrap_err();
+            assert!(errors[0].message.contains(says), "{bad:?}: {errors:?}");
+        }
     }
 }
