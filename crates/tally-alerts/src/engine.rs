@@ -3,6 +3,10 @@
 //! Windows run on each record's `received_at`, the server's clock, which a client cannot set:
 //! a backdated event still counts when it arrives. After an alert, its group starts counting
 //! afresh, so a burst raises one alert per threshold crossed rather than one per event.
+//!
+//! The state keeps no value of any record: groups and distinct values are held as salted
+//! digests, so that erasing a person leaves nothing of them in the consumer's saved state. An
+//! alert's group values come from the record that completed it, which is in hand.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -78,7 +82,7 @@ impl Alert {
                 "count": self.count,
                 "leaves": self.leaves,
                 "first_at": rfc3339(self.first_at),
-                "alert_group": group,
+                (tally_privacy::policy::ALERT_GROUP_MEMBER): group,
             },
         })
     }
@@ -125,6 +129,9 @@ type SavedGroup = (String, String, Vec<Option<String>>);
 /// It is what a restart must get back to raise the same alerts ([`Engine::snapshot`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EngineState {
+    /// The salt of the digests that stand for values (hex); made when first needed.
+    #[serde(default)]
+    salt: String,
     /// Per rule id, tenant and group values: the window.
     windows: Vec<(SavedGroup, Window)>,
     /// Per tenant: the leaf index after the last record observed.
@@ -134,6 +141,7 @@ pub struct EngineState {
 /// Rules evaluated over records.
 pub struct Engine {
     rules: Vec<Rule>,
+    salt: [u8; 16],
     windows: HashMap<(usize, String, Vec<Option<String>>), Window>,
     observed: HashMap<String, u64>,
     since_sweep: u64,
@@ -147,6 +155,7 @@ impl Engine {
     pub fn new(rules: Vec<Rule>) -> Engine {
         Engine {
             rules,
+            salt: uuid::Uuid::new_v4().into_bytes(),
             windows: HashMap::new(),
             observed: HashMap::new(),
             since_sweep: 0,
@@ -157,6 +166,14 @@ impl Engine {
     /// in `rules` are dropped.
     pub fn with_state(rules: Vec<Rule>, state: EngineState) -> Engine {
         let mut engine = Engine::new(rules);
+        if let Some(salt) = parse_salt(&state.salt) {
+            engine.salt = salt;
+        } else if !state.windows.is_empty() {
+            // Digests under a lost salt can never match again: start those windows afresh.
+            tracing::warn!("the alert rules' saved state has no valid salt; windows start empty");
+            engine.observed = state.observed.into_iter().collect();
+            return engine;
+        }
         for ((rule, tenant, key), window) in state.windows {
             if let Some(i) = engine.rules.iter().position(|r| r.spec.id == rule) {
                 engine.windows.insert((i, tenant, key), window);
@@ -192,7 +209,11 @@ impl Engine {
         windows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut observed: Vec<_> = self.observed.iter().map(|(t, n)| (t.clone(), *n)).collect();
         observed.sort();
-        EngineState { windows, observed }
+        EngineState {
+            salt: self.salt.iter().map(|b| format!("{b:02x}")).collect(),
+            windows,
+            observed,
+        }
     }
 
     /// Observes record `leaf` of `tenant`'s log (opened: personal values in the clear) and
@@ -224,7 +245,7 @@ impl Engine {
             if !rule.spec.enabled || !rule.query.matches(record, ms, tokens) {
                 continue;
             }
-            let key: Vec<Option<String>> = rule
+            let values: Vec<Option<String>> = rule
                 .condition
                 .group_by()
                 .iter()
@@ -234,11 +255,15 @@ impl Engine {
                         .map(|v| v.into_owned())
                 })
                 .collect();
-            let group = |key: &[Option<String>]| -> Vec<(String, String)> {
+            let key: Vec<Option<String>> = values
+                .iter()
+                .map(|v| v.as_deref().map(|v| digest(&self.salt, v)))
+                .collect();
+            let group = || -> Vec<(String, String)> {
                 rule.condition
                     .group_by()
                     .iter()
-                    .zip(key)
+                    .zip(&values)
                     .filter_map(|(f, v)| Some((f.name.to_string(), v.clone()?)))
                     .collect()
             };
@@ -259,12 +284,28 @@ impl Engine {
                 last_at: at,
             };
             match &rule.condition {
-                Condition::Each => alerts.push(raise(group(&key), &[(ms, leaf)])),
+                Condition::Each => alerts.push(raise(group(), &[(ms, leaf)])),
+                Condition::Value {
+                    path,
+                    threshold,
+                    inclusive,
+                } => {
+                    let over = number_at(record, path).is_some_and(|n| {
+                        if *inclusive {
+                            n >= *threshold
+                        } else {
+                            n > *threshold
+                        }
+                    });
+                    if over {
+                        alerts.push(raise(group(), &[(ms, leaf)]));
+                    }
+                }
                 Condition::Count { min, within, .. } | Condition::Distinct { min, within, .. } => {
                     let distinct = match &rule.condition {
                         Condition::Distinct { field, .. } => {
                             match field.value(record).and_then(|v| v.as_text()) {
-                                Some(v) => Some(v.into_owned()),
+                                Some(v) => Some(digest(&self.salt, &v)),
                                 // Without the counted field, the event counts for nothing.
                                 None => continue,
                             }
@@ -285,7 +326,7 @@ impl Engine {
                         let events: Vec<(i64, u64)> =
                             window.events.iter().map(|e| (e.0, e.1)).collect();
                         window.events.clear();
-                        alerts.push(raise(group(&key), &events));
+                        alerts.push(raise(group(), &events));
                     }
                 }
             }
@@ -300,12 +341,50 @@ impl Engine {
         self.windows.retain(|(i, _, _), w| {
             let within = match &rules[*i].condition {
                 Condition::Count { within, .. } | Condition::Distinct { within, .. } => *within,
-                Condition::Each => return false,
+                Condition::Each | Condition::Value { .. } => return false,
             };
             w.evict_before(now_ms.saturating_sub(within.as_millis() as i64));
             !w.events.is_empty()
         });
     }
+}
+
+/// The number at `path` (`metadata.rows`) of `record`, if there is one there.
+fn number_at(record: &Record, path: &[String]) -> Option<f64> {
+    let (root, rest) = path.split_first()?;
+    let mut value = match root.as_str() {
+        "metadata" => record.metadata.as_ref()?.get(rest.first()?)?,
+        "before" => record.before.as_ref()?,
+        "after" => record.after.as_ref()?,
+        _ => return None,
+    };
+    let rest = if root == "metadata" { &rest[1..] } else { rest };
+    for name in rest {
+        value = value.get(name)?;
+    }
+    value.as_f64()
+}
+
+/// What stands for `value` in the state: the first 128 bits of SHA-256(salt ‖ value), hex.
+fn digest(salt: &[u8; 16], value: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(value.as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_salt(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut salt = [0u8; 16];
+    for (i, b) in salt.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(salt)
 }
 
 fn from_ms(ms: i64) -> OffsetDateTime {
@@ -425,6 +504,44 @@ mod tests {
     }
 
     #[test]
+    fn a_value_condition_compares_a_number_of_each_event() {
+        let mut engine = Engine::new(rules(&[
+            (
+                "bulk",
+                "category:EXPORT",
+                Some("value metadata.rows > 10000"),
+            ),
+            ("big", "", Some("value after.size.bytes >= 5")),
+        ]));
+        let export = |rows: serde_json::Value| {
+            let mut r = record(0, "a", "report.export", "SUCCESS", "r");
+            r.category = Some("EXPORT".into());
+            r.metadata = Some(
+                serde_json::json!({"rows": rows})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            );
+            r
+        };
+        let mut sized = record(0, "a", "doc.update", "SUCCESS", "r");
+        sized.after = Some(serde_json::json!({"size": {"bytes": 5}}));
+        let events = vec![
+            export(serde_json::json!(10_000)),
+            export(serde_json::json!(10_001)),
+            export(serde_json::json!("20000")), // not a number: no alert
+            sized,
+        ];
+        assert_eq!(
+            fired(&mut engine, &events),
+            [
+                (1, "bulk:".to_string(), vec![1]),
+                (3, "big:".to_string(), vec![3]),
+            ]
+        );
+    }
+
+    #[test]
     fn records_seen_again_count_once_and_alerts_are_not_observed() {
         let mut engine = Engine::new(rules(&[("all", "", Some("count >= 2 within 1h"))]));
         let r = record(0, "a", "x.y", "SUCCESS", "r");
@@ -447,6 +564,38 @@ mod tests {
         assert_eq!(event["action"], RAISE_ACTION);
         assert_eq!(event["metadata"]["leaves"], serde_json::json!([0, 2]));
         assert_eq!(event["id"], alerts[0].id.to_string());
+    }
+
+    #[test]
+    fn the_saved_state_holds_no_value_of_any_record() {
+        let mut engine = Engine::new(rules(&[
+            ("c", "", Some("count > 5 within 1h by actor.id")),
+            (
+                "d",
+                "",
+                Some("distinct resource.id > 5 within 1h by actor.ip"),
+            ),
+        ]));
+        let events: Vec<Record> = (0..4)
+            .map(|i| record(i, "alice@example.com", "doc.read", "SUCCESS", "patient-42"))
+            .collect();
+        assert!(fired(&mut engine, &events).is_empty());
+        let saved = serde_json::to_string(&engine.snapshot()).unwrap();
+        for value in ["alice", "patient-42", "203.0.113.9"] {
+            assert!(!saved.contains(value), "{value} in {saved}");
+        }
+        // The same windows come back: two more events by alice fire rule c.
+        let mut resumed =
+            Engine::with_state(engine.rules.clone(), serde_json::from_str(&saved).unwrap());
+        let more = record(5, "alice@example.com", "doc.read", "SUCCESS", "patient-42");
+        assert!(resumed.observe("acme", 4, &more, &NoTokens).is_empty());
+        let alerts = resumed.observe("acme", 5, &more, &NoTokens);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].group,
+            [("actor.id".to_string(), "alice@example.com".to_string())]
+        );
+        assert_eq!(alerts[0].leaves, [0, 1, 2, 3, 4, 5]);
     }
 
     proptest::proptest! {

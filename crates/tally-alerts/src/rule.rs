@@ -14,15 +14,18 @@
 //! matching events raise an alert:
 //!
 //! ```text
-//! condition = count | distinct
+//! condition = count | distinct | value
 //! count     = "count" cmp N "within" duration [ "by" fields ]
 //! distinct  = "distinct" field cmp N "within" duration [ "by" fields ]
+//! value     = "value" path cmp number          (path in metadata, before or after)
 //! cmp       = ">" | ">="
 //! duration  = N ( "s" | "m" | "h" | "d" )      (1 s to 30 d)
 //! fields    = field { "," field }              (exact-match fields: actor.id, ip, action, …)
 //! ```
 //!
-//! Without a condition, every matching event raises an alert.
+//! Without a condition, every matching event raises an alert. `value metadata.rows > 10000`
+//! raises one for each matching event whose number at that path is over the threshold (an
+//! event without a number there raises none).
 
 use std::time::Duration;
 
@@ -144,7 +147,7 @@ impl std::ops::Deref for FieldRef {
 }
 
 /// When a rule's matching events raise an alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// Every matching event.
     Each,
@@ -156,6 +159,16 @@ pub enum Condition {
         within: Duration,
         /// Fields whose values make the group; none: one group.
         by: Vec<FieldRef>,
+    },
+    /// Each matching event whose number at `path` (`metadata.rows`) is over `threshold`.
+    Value {
+        /// Member names from the top of the record; the first is `metadata`, `before` or
+        /// `after`.
+        path: Vec<String>,
+        /// The number compared against.
+        threshold: f64,
+        /// `>=` rather than `>`.
+        inclusive: bool,
     },
     /// At least `min` different values of `field` among one group's matching events within
     /// `within`.
@@ -175,14 +188,14 @@ impl Condition {
     /// The fields whose values make a group.
     pub fn group_by(&self) -> &[FieldRef] {
         match self {
-            Condition::Each => &[],
+            Condition::Each | Condition::Value { .. } => &[],
             Condition::Count { by, .. } | Condition::Distinct { by, .. } => by,
         }
     }
 }
 
 /// A checked rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// As written.
     pub spec: RuleSpec,
@@ -295,21 +308,22 @@ pub fn parse_condition(text: &str) -> Result<Condition, String> {
         *at += 1;
         Ok(w)
     };
-    let kind = next(&mut at, "`count` or `distinct`")?;
+    let kind = next(&mut at, "`count`, `distinct` or `value`")?;
     let distinct_field = match kind {
         "count" => None,
+        "value" => return value_condition(&words[1..]),
         "distinct" => Some(FieldRef(field(next(
             &mut at,
             "the field to count the values of",
         )?)?)),
         "sequence" | "then" | "absent" | "first_seen" | "travel" => {
             return Err(format!(
-                "`{kind}` conditions are not available yet: use `count` or `distinct`"
+                "`{kind}` conditions are not available yet: use `count`, `distinct` or `value`"
             ))
         }
         other => {
             return Err(format!(
-                "a condition starts with `count` or `distinct`, not `{other}`"
+                "a condition starts with `count`, `distinct` or `value`, not `{other}`"
             ))
         }
     };
@@ -355,6 +369,41 @@ pub fn parse_condition(text: &str) -> Result<Condition, String> {
             within,
             by,
         },
+    })
+}
+
+/// `value PATH > N`, after `value`.
+fn value_condition(words: &[&str]) -> Result<Condition, String> {
+    let [path, cmp, n] = words else {
+        return Err(
+            "write `value`, a path, `>` or `>=` and a number, such as `value metadata.rows > 10000`"
+                .into(),
+        );
+    };
+    let path: Vec<String> = path.split('.').map(str::to_string).collect();
+    if path.len() < 2
+        || !matches!(path[0].as_str(), "metadata" | "before" | "after")
+        || path.iter().any(String::is_empty)
+    {
+        return Err(format!(
+            "`{}` is not a path to a number: it starts with metadata, before or after and names              members with single dots (`metadata.rows`)",
+            path.join(".")
+        ));
+    }
+    let inclusive = match *cmp {
+        ">" => false,
+        ">=" => true,
+        other => return Err(format!("expected `>` or `>=`, not `{other}`")),
+    };
+    let threshold: f64 = n
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(|| format!("`{n}` is not a number"))?;
+    Ok(Condition::Value {
+        path,
+        threshold,
+        inclusive,
     })
 }
 
@@ -437,8 +486,9 @@ mod tests {
     #[test]
     fn broken_conditions_say_what_to_write() {
         for (bad, says) in [
-            ("", "expected `count` or `distinct`"),
+            ("", "expected `count`, `distinct` or `value`"),
             ("sum > 5 within 5m", "not `sum`"),
+            ("value metadata.rows > inf", "not a number"),
             ("count < 5 within 5m", "expected `>` or `>=`"),
             ("count > five within 5m", "whole number"),
             ("count > 5 in 5m", "expected `within`"),
@@ -451,6 +501,14 @@ mod tests {
             ("count > 5 within 5m by actor,actor.id", "named twice"),
             ("distinct > 5 within 5m", "unknown field `>`"),
             ("sequence a then b", "not available yet"),
+            (
+                "value metadata.rows",
+                "such as `value metadata.rows > 10000`",
+            ),
+            ("value actor.id > 5", "not a path to a number"),
+            ("value metadata..x > 5", "not a path to a number"),
+            ("value metadata.rows < 5", "expected `>` or `>=`"),
+            ("value metadata.rows > many", "not a number"),
         ] {
             let err = parse_condition(bad).unwrap_err();
             assert!(err.contains(says), "{bad:?}: {err}");

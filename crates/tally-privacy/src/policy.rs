@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 /// query (`metadata.query_values.<n>`): personal in every tenant's policy, each value its own
 /// subject, so that erasing a person erases the searches for them too.
 pub const QUERY_VALUES_MEMBER: &str = "query_values";
+/// The member of `metadata` in which an alert records the values of the group it counted
+/// (`metadata.alert_group.actor.id`): personal in every tenant's policy, each value its own
+/// subject, so that erasing a person erases the alerts' record of them too.
+pub const ALERT_GROUP_MEMBER: &str = "alert_group";
 
 /// The roots a tenant's rules may start with: free-form members whose shape only the tenant
 /// knows. The typed fields' rules are the registry's.
@@ -304,6 +308,11 @@ fn default_rules() -> Vec<Rule> {
         .collect();
     rules.push(Rule {
         pattern: Pattern::parse(&format!("metadata.{QUERY_VALUES_MEMBER}.*"), true)
+            .expect("a valid pattern"),
+        subject: SubjectRule::Value,
+    });
+    rules.push(Rule {
+        pattern: Pattern::parse(&format!("metadata.{ALERT_GROUP_MEMBER}.*"), true)
             .expect("a valid pattern"),
         subject: SubjectRule::Value,
     });
