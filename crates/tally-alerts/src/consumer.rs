@@ -13,9 +13,9 @@
 //!   and replays the records after it, which raises exactly what an engine that never
 //!   stopped would have raised.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tally_consumers::index::RecordOpener;
@@ -38,32 +38,63 @@ pub trait AlertOutput: Send + 'static {
     fn raise(&mut self, alert: &Alert) -> Result<(), ConsumerError>;
 }
 
+/// Where new rules are handed to a running [`AlertConsumer`]: they take effect from the next
+/// batch it is delivered.
+#[derive(Clone, Default)]
+pub struct RuleUpdates(Arc<Mutex<Option<Vec<Rule>>>>);
+
+impl RuleUpdates {
+    /// Puts `rules` in force in place of the current ones.
+    pub fn replace(&self, rules: Vec<Rule>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    fn take(&self) -> Option<Vec<Rule>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// The rules following the log.
 pub struct AlertConsumer {
     engine: Engine,
+    updates: RuleUpdates,
     opener: Arc<dyn RecordOpener>,
     output: Box<dyn AlertOutput>,
     pending: VecDeque<Alert>,
     state_path: PathBuf,
     saved_at: Option<Instant>,
+    /// Whether a saved state was read at start.
+    resumed: bool,
+    start_at: HashMap<String, u64>,
 }
 
 impl AlertConsumer {
     /// How often the engine's state is saved: a restart replays at most this much of the log.
     pub const SAVE_EVERY: Duration = Duration::from_secs(2);
 
-    /// The consumer of `rules`, resuming from the state saved in `dir` (a damaged or missing
-    /// state starts afresh from the cursors, with empty windows).
+    /// The consumer of `rules`, resuming from the state saved in `dir`.
+    ///
+    /// Without a saved state (rules run for the first time on this data directory, or the
+    /// state was lost), windows start empty and each tenant starts at its cursor, else at
+    /// `start_at` (the size of each tenant's log now: rules apply to events received from
+    /// the moment they run, not to history), else at its first record (a tenant created
+    /// later).
     pub fn open(
         dir: &DataDir,
         rules: Vec<Rule>,
         opener: Arc<dyn RecordOpener>,
         output: impl AlertOutput,
+        updates: RuleUpdates,
+        start_at: HashMap<String, u64>,
     ) -> AlertConsumer {
         let state_path = dir.consumer_state_path(NAME);
+        let mut resumed = false;
         let state = match std::fs::read(&state_path) {
             Ok(bytes) => match serde_json::from_slice::<EngineState>(&bytes) {
-                Ok(state) => state,
+                Ok(state) => {
+                    resumed = true;
+                    state
+                }
                 Err(e) => {
                     tracing::warn!(
                         path = %state_path.display(),
@@ -83,11 +114,14 @@ impl AlertConsumer {
         };
         AlertConsumer {
             engine: Engine::with_state(rules, state),
+            updates,
             opener,
             output: Box::new(output),
             pending: VecDeque::new(),
             state_path,
             saved_at: None,
+            resumed,
+            start_at,
         }
     }
 
@@ -111,6 +145,10 @@ impl AlertConsumer {
 
     fn save(&mut self) -> Result<(), ConsumerError> {
         let bytes = serde_json::to_vec(&self.engine.snapshot())?;
+        // Before any cursor is stored, the consumers' directory may not exist yet.
+        if let Some(dir) = self.state_path.parent() {
+            tally_store::layout::create_private_dir_all(dir)?;
+        }
         tally_store::layout::write_file_durably(&self.state_path, &bytes)?;
         self.saved_at = Some(Instant::now());
         Ok(())
@@ -125,12 +163,19 @@ impl Consumer for AlertConsumer {
         Ok(match (self.engine.observed(tenant), cursor) {
             (Some(observed), Some(cursor)) => observed.min(cursor),
             (Some(observed), None) => observed,
-            (None, cursor) => cursor.unwrap_or(0),
+            // The saved state predates every record of this tenant the rules saw: all of
+            // them came after it, so all of them are replayed.
+            (None, _) if self.resumed => 0,
+            (None, Some(cursor)) => cursor,
+            (None, None) => self.start_at.get(tenant).copied().unwrap_or(0),
         })
     }
 
     fn deliver(&mut self, batch: Batch<'_>) -> Result<(), ConsumerError> {
         self.raise_pending()?;
+        if let Some(rules) = self.updates.take() {
+            self.engine.set_rules(rules);
+        }
         for (leaf, stored) in batch.iter() {
             let opened = self
                 .opener

@@ -78,6 +78,7 @@ impl Alert {
             "outcome": "SUCCESS",
             "reason": self.title,
             "metadata": {
+                "rule": self.rule,
                 "severity": self.severity.as_str(),
                 "count": self.count,
                 "leaves": self.leaves,
@@ -86,6 +87,17 @@ impl Alert {
             },
         })
     }
+}
+
+/// The id of the event recording that alert `alert` moved to `state` (`acknowledged`,
+/// `resolved`): derived, so that each happens at most once and is found by id alone.
+pub fn state_event_id(alert: Uuid, state: &str) -> Uuid {
+    let mut h = Sha256::new();
+    h.update(b"tally alert state v1\0");
+    h.update(alert.as_bytes());
+    h.update(state.as_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    uuid::Builder::from_custom_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid()
 }
 
 fn alert_id(tenant: &str, rule: &str, leaf: u64) -> Uuid {
@@ -181,6 +193,24 @@ impl Engine {
         }
         engine.observed = state.observed.into_iter().collect();
         engine
+    }
+
+    /// Puts `rules` in force from the next record on. A rule whose id, match and condition
+    /// are unchanged keeps its windows (a new title or severity does not reset a count);
+    /// the windows of a changed or removed rule are dropped.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        let old = std::mem::replace(&mut self.rules, rules);
+        let windows = std::mem::take(&mut self.windows);
+        for ((i, tenant, key), window) in windows {
+            let was = &old[i];
+            if let Some(now) = self.rules.iter().position(|r| {
+                r.spec.id == was.spec.id
+                    && r.spec.matches == was.spec.matches
+                    && r.condition == was.condition
+            }) {
+                self.windows.insert((now, tenant, key), window);
+            }
+        }
     }
 
     /// The rules.

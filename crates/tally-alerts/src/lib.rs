@@ -11,9 +11,10 @@
 
 pub mod consumer;
 pub mod engine;
+pub mod pack;
 pub mod rule;
 
-pub use consumer::{AlertConsumer, AlertOutput};
+pub use consumer::{AlertConsumer, AlertOutput, RuleUpdates};
 pub use engine::{Alert, Engine, EngineState};
 pub use rule::{
     check_rules, parse_rule_file, Condition, Rule, RuleError, RuleFile, RuleSpec, Severity,

@@ -37,6 +37,12 @@ use tally_query::Query;
 pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 /// At most this many rules in one set.
 pub const MAX_RULES: usize = 256;
+/// Longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4000;
+/// Longest match, in characters (as a search's `q`).
+pub const MAX_MATCH_CHARS: usize = 4096;
 
 /// How serious an alert of the rule is.
 #[derive(
@@ -232,8 +238,27 @@ impl Rule {
                     .into(),
             ));
         }
-        if spec.title.trim().is_empty() || spec.title.chars().count() > 200 {
-            return Err(err("title", "1 to 200 characters".into()));
+        if spec.title.trim().is_empty() || spec.title.chars().count() > MAX_TITLE_CHARS {
+            return Err(err(
+                "title",
+                format!("1 to {MAX_TITLE_CHARS} characters, not only white space"),
+            ));
+        }
+        if spec
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+        {
+            return Err(err(
+                "description",
+                format!("at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
+        }
+        if spec.matches.chars().count() > MAX_MATCH_CHARS {
+            return Err(err(
+                "match",
+                format!("at most {MAX_MATCH_CHARS} characters"),
+            ));
         }
         let query = tally_query::parse(&spec.matches)
             .map_err(|e| err("match", format!("{} (at column {})", e.message, e.column)))?;
@@ -260,8 +285,9 @@ pub fn check_rules(specs: Vec<RuleSpec>) -> Result<Vec<Rule>, Vec<RuleError>> {
         });
     }
     let mut rules: Vec<Rule> = Vec::with_capacity(specs.len());
+    let mut seen = std::collections::HashSet::new();
     for spec in specs {
-        if rules.iter().any(|r| r.spec.id == spec.id) {
+        if !seen.insert(spec.id.clone()) {
             errors.push(RuleError {
                 rule: spec.id.clone(),
                 field: "id",
@@ -526,12 +552,19 @@ mod tests {
             spec("Bad Id", "outcome:FAILURE", None),
             spec("bad-match", "acter:alice", None),
             spec("ok", "outcome:SUCCESS", None),
+            // A broken rule's id is still taken: its twin is named too.
+            spec("bad-match", "outcome:FAILURE", None),
         ])
         .unwrap_err();
         let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.rule.as_str(), e.field)).collect();
         assert_eq!(
             got,
-            [("Bad Id", "id"), ("bad-match", "match"), ("ok", "id")]
+            [
+                ("Bad Id", "id"),
+                ("bad-match", "match"),
+                ("ok", "id"),
+                ("bad-match", "id")
+            ]
         );
         assert!(errors[1].message.contains("did you mean `actor`"));
         assert_eq!(check_rules(vec![spec("a", "", None)]).unwrap().len(), 1);

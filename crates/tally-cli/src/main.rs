@@ -7,6 +7,7 @@
 // The only unsafe code restores the default SIGPIPE disposition, allowed there.
 #![deny(unsafe_code)]
 
+mod alerts;
 mod anchor;
 mod client;
 mod commands;
@@ -45,6 +46,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Check a data dir:    tally verify ./data --key ./data/log.pub
 /// Consumers' lag:     tally consumers --data ./data
 /// Tenants:            tally tenants list; tally tenants create acme
+/// Alerts:             tally alerts --state open; tally rules list
 /// Run a witness:       tally witness --name witness.example/w1 --log 'tally.localhost/*=VKEY'
 /// Key outside data:    tally keygen --out /etc/tally/log.key; tally serve --signing-key /etc/tally/log.key
 /// Encrypt at rest:     tally kek generate > kek && chmod 600 kek; tally serve --kek-file kek
@@ -81,6 +83,8 @@ enum Command {
     Tail(investigate::TailArgs),
     Reindex(investigate::ReindexArgs),
     Consumers(consumers::ConsumersArgs),
+    Alerts(alerts::AlertsArgs),
+    Rules(alerts::RulesArgs),
 }
 
 /// How to reach a running server.
@@ -178,6 +182,8 @@ fn main() -> ExitCode {
             Command::Tail(args) => investigate::tail(args).await,
             Command::Reindex(args) => investigate::reindex(args).await,
             Command::Consumers(args) => consumers::run(args).await,
+            Command::Alerts(args) => alerts::alerts(args).await,
+            Command::Rules(args) => alerts::rules(args).await,
         }
     });
     match result {

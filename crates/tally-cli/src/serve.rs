@@ -192,6 +192,20 @@ pub struct ServeArgs {
     /// theirs; nothing is rewritten.
     #[arg(long, value_name = "DURATION", default_value = "30d")]
     data_key_rotation: String,
+    /// Read the alert rules from this file (YAML or JSON; check it first with `tally rules
+    /// check`) instead of the data directory. The API then lists them but refuses changes:
+    /// the file is the truth. Without it, the rules set with `tally rules set` run, or the
+    /// default rule pack (brute-force, bulk-export, admin-grant).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TALLY_RULES",
+        help_heading = "Alerts"
+    )]
+    rules: Option<PathBuf>,
+    /// Run no alert rules at all.
+    #[arg(long, conflicts_with = "rules", help_heading = "Alerts")]
+    no_alerts: bool,
     /// Serve the Merkle tree to anyone, without an API key, so monitors and witnesses need
     /// none: checkpoints (/v1/checkpoint, /checkpoint, /logs/TENANT/checkpoint), hash tiles
     /// (/tile/N/..., /logs/TENANT/tile/N/...), inclusion proofs by index and consistency
@@ -390,6 +404,9 @@ impl ServeArgs {
             admin: AdminKey::OnFirstStart {
                 token_file: self.admin_token_file.clone(),
             },
+            alerts: (!self.no_alerts).then(|| tally_server::alerts::AlertSettings {
+                rules_file: self.rules.clone(),
+            }),
             at_rest: match self.kek.source() {
                 None => None,
                 Some(kek) => Some(tally_server::app::AtRestSettings {

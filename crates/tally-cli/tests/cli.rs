@@ -909,3 +909,37 @@ fn keys_are_created_listed_and_revoked() {
     assert_eq!(refused.status.code(), Some(1));
     server.stop();
 }
+
+/// `--admin-token-file` given as a bare file name is written in the working directory (it
+/// used to fail: the empty parent directory could not be synced, and the server exited).
+#[test]
+fn a_token_file_named_without_a_directory_is_written_in_the_working_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut child = Command::new(TALLY)
+        .current_dir(tmp.path())
+        .args(["serve", "--data", "data", "--no-index", "--no-alerts"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-token-file", "tok"])
+        .env("TALLY_LOG", "warn")
+        .env_remove("TALLY_SIGNING_KEY")
+        .env_remove("TALLY_SIGN_COMMAND")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = tmp.path().join("tok");
+    for _ in 0..400 {
+        if token.exists() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tally serve exited with {status} instead of writing ./tok");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let written = std::fs::read_to_string(&token).expect("./tok written");
+    assert!(written.trim().starts_with("tly_"), "{written}");
+}

@@ -39,6 +39,9 @@ pub struct AppSettings {
     /// Encryption at rest (none: records are stored as they are hashed, and a data directory
     /// holding encrypted records is refused, since they could not be read).
     pub at_rest: Option<AtRestSettings>,
+    /// Alert rules over every tenant's log (`None`: no alerting; `tally serve` runs them
+    /// unless told not to).
+    pub alerts: Option<crate::alerts::AlertSettings>,
 }
 
 /// Where the key-encryption key comes from and how often data keys rotate.
@@ -53,7 +56,7 @@ pub struct AtRestSettings {
 
 impl AppSettings {
     /// Defaults for a data directory: the default log and HTTP settings, the search index,
-    /// no witnesses, no anchoring, an admin key on first start.
+    /// no witnesses, no anchoring, no alert rules, an admin key on first start.
     pub fn new(data: impl Into<PathBuf>) -> Self {
         AppSettings {
             data: data.into(),
@@ -65,6 +68,7 @@ impl AppSettings {
             anchor: None,
             admin: AdminKey::OnFirstStart { token_file: None },
             at_rest: None,
+            alerts: None,
         }
     }
 }
@@ -347,6 +351,35 @@ impl App {
                 "erasures",
                 Arc::new(crate::privacy::PendingErasures::new(log.data_dir().clone())),
             );
+        }
+        if let Some(alerts) = &settings.alerts {
+            let (book, rules) = crate::alerts::RuleBook::load(log.data_dir(), alerts)
+                .map_err(failed("loading the alert rules"))?;
+            let book = Arc::new(book);
+            let opener: Arc<dyn tally_consumers::index::RecordOpener> = state.privacy.clone();
+            consumers
+                .spawn(
+                    tally_alerts::consumer::NAME,
+                    tally_alerts::AlertConsumer::open(
+                        log.data_dir(),
+                        rules,
+                        opener,
+                        crate::alerts::LogAlertOutput::new(
+                            log.clone(),
+                            tokio::runtime::Handle::current(),
+                            book.clone(),
+                        ),
+                        book.updates(),
+                        log.tenants()
+                            .into_iter()
+                            .filter_map(|t| Some((t.clone(), log.tenant(&t)?.size())))
+                            .collect(),
+                    ),
+                    tally_alerts::AlertConsumer::settings(),
+                )
+                .map_err(failed("starting the alert rules' consumer"))?;
+            state.alerts = Some(book.clone());
+            state = state.with_component("alerts", book);
         }
         state = state.with_component("consumers", consumers.clone());
 

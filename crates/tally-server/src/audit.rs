@@ -73,11 +73,27 @@ pub enum RecordError {
     /// The log refused it (stopped, disk full, …).
     #[error("the audit log could not take the event: {0}")]
     Unavailable(String),
+    /// An event with its id, and other content, is stored already.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Appends `event` durably to its tenant's log.
 pub async fn record(log: &tally_store::Log, event: ServerEvent<'_>) -> Result<(), RecordError> {
-    let body = json!({
+    record_with_reason(log, event, None, None).await
+}
+
+/// Appends `event` durably to its tenant's log, with the reason its actor gave and, when
+/// given, this event id (an id derived from what the event is about makes it happen at most
+/// once: a second event with that id and other content is refused as
+/// [`RecordError::Conflict`]).
+pub async fn record_with_reason(
+    log: &tally_store::Log,
+    event: ServerEvent<'_>,
+    reason: Option<&str>,
+    id: Option<uuid::Uuid>,
+) -> Result<(), RecordError> {
+    let mut body = json!({
         "tenant": event.tenant,
         "actor": event.actor.json(),
         "action": event.action,
@@ -86,11 +102,17 @@ pub async fn record(log: &tally_store::Log, event: ServerEvent<'_>) -> Result<()
         "outcome": "SUCCESS",
         "metadata": event.metadata,
     });
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+    }
+    if let Some(id) = id {
+        body["id"] = id.to_string().into();
+    }
     append(log, event.tenant, event.actor.key_id(), body).await
 }
 
-/// Appends an event the server writes about a request it refused or a change it made, given
-/// as the JSON of an event without `time` (now), durably to `tenant`'s log, attributed to
+/// Appends an event the server writes about a request it refused, a change it made or an
+/// alert it raised, given as the JSON of an event (without `time`: now), durably to `tenant`'s log, attributed to
 /// the server (`key_id` `server`).
 pub async fn append_server_event(
     log: &tally_store::Log,
@@ -107,10 +129,14 @@ async fn append(
     mut body: serde_json::Value,
 ) -> Result<(), RecordError> {
     let now = time::OffsetDateTime::now_utc();
-    body["time"] = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-        .into();
+    // An event about something that happened earlier (an alert, timed at the event that
+    // completed it) keeps its time: the same alert raised again is then the same event.
+    if body.get("time").is_none() {
+        body["time"] = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+            .into();
+    }
     let input: EventInput =
         serde_json::from_value(body).map_err(|e| RecordError::Invalid(e.to_string()))?;
     let ctx = IngestContext {
@@ -132,10 +158,10 @@ async fn append(
         .prepare(vec![valid])
         .await
         .map_err(|e| RecordError::Unavailable(e.to_string()))?;
-    log.append(prepared)
-        .await
-        .map(|_| ())
-        .map_err(|e| RecordError::Unavailable(e.to_string()))
+    log.append(prepared).await.map(|_| ()).map_err(|e| match e {
+        tally_store::AppendError::Conflict { .. } => RecordError::Conflict(e.to_string()),
+        e => RecordError::Unavailable(e.to_string()),
+    })
 }
 
 /// A read to record.
@@ -168,7 +194,7 @@ pub(crate) async fn record_read(
         metadata: read.metadata,
     };
     record(&state.log, event).await.map_err(|e| match e {
-        RecordError::Invalid(_) => ApiError::new(
+        RecordError::Invalid(_) | RecordError::Conflict(_) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "audit_error",
             e.to_string(),

@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod aggregate;
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -198,6 +199,8 @@ pub struct AppState {
     pub(crate) oidc: Option<Arc<oidc::Oidc>>,
     /// Seals personal values at ingest and opens records for each reader.
     pub(crate) privacy: Arc<privacy::Privacy>,
+    /// The alert rules in force, when the server runs them.
+    pub(crate) alerts: Option<Arc<alerts::RuleBook>>,
 }
 
 impl AppState {
@@ -279,6 +282,7 @@ impl AppState {
             index_commits: Arc::new(tokio::sync::watch::Sender::new(0)),
             witnesses: None,
             components: Vec::new(),
+            alerts: None,
         }
     }
 
@@ -388,6 +392,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/data-keys/rotate",
             post(privacy::rotate_data_key),
         )
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{id}", get(alerts::get))
+        .route("/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
+        .route("/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/v1/rules", get(alerts::rules).put(alerts::set_rules))
         .route("/v1/checkpoint", get(proofs::checkpoint))
         .route("/v1/log-key", get(proofs::log_key))
         .route("/v1/proof/inclusion", get(proofs::inclusion))

@@ -37,6 +37,12 @@ use crate::routes;
         routes::privacy::erase,
         routes::privacy::get_data_keys,
         routes::privacy::rotate_data_key,
+        routes::alerts::list,
+        routes::alerts::get,
+        routes::alerts::acknowledge,
+        routes::alerts::resolve,
+        routes::alerts::rules,
+        routes::alerts::set_rules,
         routes::proofs::checkpoint,
         routes::proofs::log_key,
         routes::proofs::inclusion,
@@ -54,7 +60,7 @@ use crate::routes;
         crate::extract::LeafIndex, crate::extract::TreeSize, crate::extract::ResumeIndex,
         routes::events::EventKey, routes::ingest::IngestBody, routes::search::SearchOrder,
         routes::search::StatsField, routes::stream::StreamEvent, routes::export::ExportFormat, routes::ops::HealthOk,
-        routes::ops::HealthFailed,
+        routes::ops::HealthFailed, routes::alerts::RuleSchema, routes::alerts::RulesBody,
     )),
     modifiers(&Additions),
     tags(
@@ -65,6 +71,7 @@ use crate::routes;
         (name = "keys", description = "API keys (admin)"),
         (name = "tenants", description = "Tenants: list and describe (read); create, disable, enable and limit (admin of every tenant)"),
         (name = "privacy", description = "Personal data: which values are personal, legal holds, erasure of subjects (admin of the tenant)"),
+        (name = "alerts", description = "Alerts raised by the rules, their state, and the rules (read; rules changed by an admin of every tenant)"),
         (name = "ops", description = "Health, metrics, this document"),
     )
 )]

@@ -118,6 +118,12 @@ impl DataDir {
         self.root.join("tenants.json")
     }
 
+    /// The alert rules in force when they are managed through the API (`PUT /v1/rules`);
+    /// absent: the default rule pack.
+    pub fn alert_rules_path(&self) -> PathBuf {
+        self.root.join("alert-rules.json")
+    }
+
     /// The directory of the search index, a projection of the log that can be deleted and
     /// rebuilt at any time.
     pub fn index_path(&self) -> PathBuf {
@@ -300,7 +306,12 @@ impl TenantDir {
 /// whatever the process umask: data directories hold personal data and keys.
 pub fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name (`--admin-token-file tok`) has the empty path as its parent, which
+    // cannot be opened to be synced: it means the working directory.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let tmp = path.with_extension("tmp");
     let mut file = fs::OpenOptions::new()
         .write(true)

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub(crate) mod alerts;
 pub(crate) mod events;
 pub(crate) mod export;
 pub(crate) mod ingest;

@@ -67,7 +67,7 @@ pub(crate) async fn known(state: &AppState, name: &str) -> Result<Option<Tenant>
 }
 
 /// 403 unless the caller is an admin of every tenant.
-fn require_operator(auth: &Auth) -> Result<&Principal, ApiError> {
+pub(super) fn require_operator(auth: &Auth) -> Result<&Principal, ApiError> {
     let caller = auth.require(Scope::Admin)?;
     if !caller.is_global_admin() {
         return Err(ApiError::new(
