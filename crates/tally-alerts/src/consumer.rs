@@ -155,6 +155,31 @@ impl AlertConsumer {
     }
 }
 
+/// Record `leaf` of `tenant` as the rules see it: opened (personal values in the clear) and
+/// parsed. `None` for a record that cannot be parsed once opened (an erased value can leave a
+/// typed field unreadable): it is skipped rather than holding every rule back.
+pub(crate) fn open_record(
+    opener: &dyn RecordOpener,
+    tenant: &str,
+    leaf: u64,
+    stored: &[u8],
+) -> Result<Option<Record>, ConsumerError> {
+    let opened = opener
+        .open_for_index(tenant, stored)
+        .map_err(|e| format!("record {leaf} of tenant {tenant} cannot be opened: {e}"))?;
+    match Record::parse(&opened.bytes) {
+        Ok(record) => Ok(Some(record)),
+        Err(e) => {
+            tracing::warn!(
+                tenant,
+                leaf,
+                "a record the alert rules cannot read is skipped: {e}"
+            );
+            Ok(None)
+        }
+    }
+}
+
 impl Consumer for AlertConsumer {
     fn resume(&mut self, tenant: &str, cursor: Option<u64>) -> Result<u64, ConsumerError> {
         // The saved state may trail the cursor (records after it are replayed into the
@@ -177,27 +202,8 @@ impl Consumer for AlertConsumer {
             self.engine.set_rules(rules);
         }
         for (leaf, stored) in batch.iter() {
-            let opened = self
-                .opener
-                .open_for_index(batch.tenant, stored)
-                .map_err(|e| {
-                    format!(
-                        "record {leaf} of tenant {} cannot be opened: {e}",
-                        batch.tenant
-                    )
-                })?;
-            let record = match Record::parse(&opened.bytes) {
-                Ok(record) => record,
-                Err(e) => {
-                    // An erased value can leave a typed field unreadable: such a record is
-                    // skipped rather than holding every rule back.
-                    tracing::warn!(
-                        tenant = batch.tenant,
-                        leaf,
-                        "a record the alert rules cannot read is skipped: {e}"
-                    );
-                    continue;
-                }
+            let Some(record) = open_record(&*self.opener, batch.tenant, leaf, stored)? else {
+                continue;
             };
             let alerts = self.engine.observe(batch.tenant, leaf, &record, &NoTokens);
             self.pending.extend(alerts);

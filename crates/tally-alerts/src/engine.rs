@@ -272,7 +272,15 @@ impl Engine {
         }
         let mut alerts = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.spec.enabled || !rule.query.matches(record, ms, tokens) {
+            if !rule.spec.enabled || rule.schedule.as_ref().is_some_and(|s| !s.admits(ms)) {
+                continue;
+            }
+            let follows = rule
+                .then
+                .as_ref()
+                .is_some_and(|then| then.matches(record, ms, tokens));
+            let matches = rule.query.matches(record, ms, tokens);
+            if !matches && !follows {
                 continue;
             }
             let values: Vec<Option<String>> = rule
@@ -313,6 +321,51 @@ impl Engine {
                 first_at: from_ms(events.first().map_or(ms, |e| e.0)),
                 last_at: at,
             };
+            if rule.then.is_some() {
+                // A sequence: the matching events arm the group, the following one fires it.
+                let window = self
+                    .windows
+                    .entry((i, tenant.to_string(), key.clone()))
+                    .or_default();
+                if let Condition::Count { within, .. } | Condition::Distinct { within, .. } =
+                    &rule.condition
+                {
+                    window.evict_before(ms.saturating_sub(within.as_millis() as i64));
+                }
+                if follows {
+                    let reached = match &rule.condition {
+                        Condition::Distinct { .. } => window.distinct(),
+                        _ => window.events.len() as u64,
+                    };
+                    let min = match &rule.condition {
+                        Condition::Count { min, .. } | Condition::Distinct { min, .. } => *min,
+                        _ => 1,
+                    };
+                    if reached >= min {
+                        let mut events: Vec<(i64, u64)> =
+                            window.events.iter().map(|e| (e.0, e.1)).collect();
+                        events.push((ms, leaf));
+                        window.events.clear();
+                        alerts.push(raise(group(), &events));
+                        continue;
+                    }
+                }
+                if matches {
+                    let counted = match &rule.condition {
+                        Condition::Distinct { field, .. } => {
+                            match field.value(record).and_then(|v| v.as_text()) {
+                                Some(v) => Some(digest(&self.salt, &v)),
+                                None => continue,
+                            }
+                        }
+                        _ => None,
+                    };
+                    window.events.push_back((ms, leaf, counted));
+                } else if window.events.is_empty() {
+                    self.windows.remove(&(i, tenant.to_string(), key));
+                }
+                continue;
+            }
             match &rule.condition {
                 Condition::Each => alerts.push(raise(group(), &[(ms, leaf)])),
                 Condition::Value {
@@ -438,6 +491,8 @@ mod tests {
                     severity: Severity::High,
                     matches: m.to_string(),
                     condition: c.map(str::to_string),
+                    then: None,
+                    when: None,
                     enabled: true,
                 })
                 .collect(),
@@ -569,6 +624,65 @@ mod tests {
                 (3, "big:".to_string(), vec![3]),
             ]
         );
+    }
+
+    #[test]
+    fn a_sequence_fires_when_the_following_event_comes_within_the_window() {
+        let mut specs: Vec<RuleSpec> = rules(&[(
+            "guessed",
+            "action:auth.login outcome:FAILURE",
+            Some("count >= 3 within 10m by actor.id"),
+        )])
+        .into_iter()
+        .map(|r| r.spec)
+        .collect();
+        specs[0].then = Some("action:auth.login outcome:SUCCESS".into());
+        let mut engine = Engine::new(check_rules(specs).unwrap());
+        let fail = |s, who| record(s, who, "auth.login", "FAILURE", "x");
+        let success = |s, who| record(s, who, "auth.login", "SUCCESS", "x");
+        let events = vec![
+            fail(0, "alice"),
+            fail(1, "alice"),
+            success(2, "alice"), // two failures only: not armed
+            fail(3, "alice"),
+            success(4, "bob"),   // another group
+            success(5, "alice"), // three failures within 10 min, then a success: fires
+            success(6, "alice"), // the group starts afresh
+            fail(10, "carol"),
+            fail(11, "carol"),
+            fail(12, "carol"),
+            success(1000, "carol"), // too late: the failures left the window
+        ];
+        assert_eq!(
+            fired(&mut engine, &events),
+            [(5, "guessed:alice".to_string(), vec![0, 1, 3, 5])]
+        );
+    }
+
+    #[test]
+    fn a_schedule_counts_only_events_in_or_out_of_its_hours() {
+        let mut specs: Vec<RuleSpec> = rules(&[("off-hours", "action:patient.read", None)])
+            .into_iter()
+            .map(|r| r.spec)
+            .collect();
+        specs[0].when = Some(crate::rule::WhenSpec {
+            time_zone: Some("America/New_York".into()),
+            days: Some("mon-fri".into()),
+            hours: Some("09:00-18:00".into()),
+            outside: true,
+        });
+        let mut engine = Engine::new(check_rules(specs).unwrap());
+        // 2026-05-01 is a Friday; 12:00 UTC is 08:00 in New York (EDT, UTC-4).
+        let read = |s| record(s, "nurse", "patient.read", "SUCCESS", "p-1");
+        let events = vec![
+            read(0),                     // Fri 08:00 New York: before hours, fires
+            read(3600),                  // Fri 09:00: in hours
+            read(9 * 3600 - 1),          // Fri 16:59:59: in hours
+            read(10 * 3600),             // Fri 18:00: after hours, fires
+            read(2 * 86_400 + 3 * 3600), // Sun 11:00: weekend, fires
+        ];
+        let got: Vec<u64> = fired(&mut engine, &events).iter().map(|f| f.0).collect();
+        assert_eq!(got, [0, 3, 4]);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backtest;
 pub mod consumer;
 pub mod engine;
 pub mod pack;
@@ -17,5 +18,6 @@ pub mod rule;
 pub use consumer::{AlertConsumer, AlertOutput, RuleUpdates};
 pub use engine::{Alert, Engine, EngineState};
 pub use rule::{
-    check_rules, parse_rule_file, Condition, Rule, RuleError, RuleFile, RuleSpec, Severity,
+    check_rules, parse_rule_file, Condition, Rule, RuleError, RuleFile, RuleSpec, Schedule,
+    Severity, WhenSpec,
 };

@@ -94,9 +94,153 @@ pub struct RuleSpec {
     /// When the matching events raise an alert; every one when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Makes the rule a sequence: a search for the event that must follow the matching
+    /// ones within the condition's window, in the same group. The condition's threshold
+    /// arms the group; this event fires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
+    /// Counts only events received in (or, with `outside`, out of) these hours and days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<WhenSpec>,
     /// Whether the rule runs (`true` when not given).
     #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
     pub enabled: bool,
+}
+
+/// Hours and days of the week, in a time zone, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    /// An IANA time zone (`Europe/Berlin`); UTC when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Days of the week: `mon-fri`, `sat,sun`, `mon,wed-fri`; every day when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<String>,
+    /// Clock hours, `09:00-18:00` (the end excluded; `22:00-06:00` runs past midnight);
+    /// the whole day when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<String>,
+    /// Count events received *outside* those days and hours (off-hours access).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside: bool,
+}
+
+/// A checked [`WhenSpec`].
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    spec: WhenSpec,
+    tz: jiff::tz::TimeZone,
+    /// Monday first.
+    days: [bool; 7],
+    /// Minutes after midnight: start included, end excluded.
+    start: u16,
+    end: u16,
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec == other.spec
+    }
+}
+
+impl Schedule {
+    /// Checks a written schedule.
+    pub fn new(spec: WhenSpec) -> Result<Schedule, String> {
+        let tz = match &spec.time_zone {
+            None => jiff::tz::TimeZone::UTC,
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|_| {
+                format!("time_zone: `{name}` is not an IANA time zone (such as Europe/Berlin or America/New_York)")
+            })?,
+        };
+        let days = match &spec.days {
+            None => [true; 7],
+            Some(text) => parse_days(text)?,
+        };
+        let (start, end) = match &spec.hours {
+            None => (0, 24 * 60),
+            Some(text) => parse_hours(text)?,
+        };
+        Ok(Schedule {
+            spec,
+            tz,
+            days,
+            start,
+            end,
+        })
+    }
+
+    /// Whether an event received at `ms` (Unix milliseconds) counts.
+    pub fn admits(&self, ms: i64) -> bool {
+        let Ok(ts) = jiff::Timestamp::from_millisecond(ms) else {
+            return false;
+        };
+        let local = ts.to_zoned(self.tz.clone());
+        let minute = local.hour() as u16 * 60 + local.minute() as u16;
+        let day = local.weekday().to_monday_zero_offset() as usize;
+        let inside = if self.start <= self.end {
+            self.days[day] && (self.start..self.end).contains(&minute)
+        } else if minute >= self.start {
+            // Past midnight: the evening belongs to the day it starts on, the early
+            // morning to the day before.
+            self.days[day]
+        } else {
+            minute < self.end && self.days[(day + 6) % 7]
+        };
+        inside != self.spec.outside
+    }
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn parse_days(text: &str) -> Result<[bool; 7], String> {
+    let bad = || {
+        format!("days: `{text}` is not a list of days such as `mon-fri` or `sat,sun` (mon, tue, wed, thu, fri, sat, sun)")
+    };
+    let day = |name: &str| {
+        DAY_NAMES
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(bad)
+    };
+    let mut days = [false; 7];
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                let mut d = a;
+                loop {
+                    days[d] = true;
+                    if d == b {
+                        break;
+                    }
+                    d = (d + 1) % 7;
+                }
+            }
+            None => days[day(part)?] = true,
+        }
+    }
+    Ok(days)
+}
+
+fn parse_hours(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("hours: `{text}` is not a range of clock times such as `09:00-18:00`");
+    let minute = |t: &str| -> Result<u16, String> {
+        let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 24 || m > 59 || (h == 24 && m > 0) || t.trim().len() != 5 {
+            return Err(bad());
+        }
+        Ok(h * 60 + m)
+    };
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (start, end) = (minute(a)?, minute(b)?);
+    if start == end {
+        return Err(format!(
+            "hours: `{text}` is empty: the start and the end are the same"
+        ));
+    }
+    Ok((start, end))
 }
 
 fn enabled() -> bool {
@@ -209,6 +353,10 @@ pub struct Rule {
     pub query: Query,
     /// Its `condition`, parsed.
     pub condition: Condition,
+    /// Its `then`, parsed: the event that fires an armed group.
+    pub then: Option<Query>,
+    /// Its `when`, checked.
+    pub schedule: Option<Schedule>,
 }
 
 /// Whether `id` may name a rule.
@@ -266,10 +414,39 @@ impl Rule {
             None => Condition::Each,
             Some(text) => parse_condition(text).map_err(|m| err("condition", m))?,
         };
+        let then =
+            match spec.then.as_deref() {
+                None => None,
+                Some(text) => {
+                    if !matches!(
+                        condition,
+                        Condition::Count { .. } | Condition::Distinct { .. }
+                    ) {
+                        return Err(err(
+                            "then",
+                            "a sequence needs a window to follow within: a `count` or `distinct` \
+                         condition (`count >= 1 within 10m by actor.id`)"
+                                .into(),
+                        ));
+                    }
+                    if text.chars().count() > MAX_MATCH_CHARS {
+                        return Err(err("then", format!("at most {MAX_MATCH_CHARS} characters")));
+                    }
+                    Some(tally_query::parse(text).map_err(|e| {
+                        err("then", format!("{} (at column {})", e.message, e.column))
+                    })?)
+                }
+            };
+        let schedule = match spec.when.clone() {
+            None => None,
+            Some(when) => Some(Schedule::new(when).map_err(|m| err("when", m))?),
+        };
         Ok(Rule {
             spec,
             query,
             condition,
+            then,
+            schedule,
         })
     }
 }
@@ -476,8 +653,64 @@ mod tests {
             severity: Severity::High,
             matches: matches.into(),
             condition: condition.map(Into::into),
+            then: None,
+            when: None,
             enabled: true,
         }
+    }
+
+    #[test]
+    fn schedules_and_sequences_are_checked() {
+        let when = |days: Option<&str>, hours: Option<&str>, tz: Option<&str>| {
+            let mut s = spec("w", "", None);
+            s.when = Some(WhenSpec {
+                time_zone: tz.map(Into::into),
+                days: days.map(Into::into),
+                hours: hours.map(Into::into),
+                outside: false,
+            });
+            Rule::new(s)
+        };
+        assert!(when(Some("mon-fri"), Some("09:00-18:00"), Some("Europe/Berlin")).is_ok());
+        assert!(when(Some("fri-mon"), Some("22:00-06:00"), None).is_ok());
+        for (days, hours, tz, says) in [
+            (Some("weekdays"), None, None, "not a list of days"),
+            (None, Some("9-18"), None, "not a range of clock times"),
+            (None, Some("09:00-09:00"), None, "is empty"),
+            (None, Some("25:00-26:00"), None, "not a range"),
+            (None, None, Some("Mars/Olympus"), "not an IANA time zone"),
+        ] {
+            let e = when(days, hours, tz).unwrap_err();
+            assert_eq!(e.field, "when");
+            assert!(e.message.contains(says), "{e}");
+        }
+        let mut s = spec("seq", "outcome:FAILURE", None);
+        s.then = Some("outcome:SUCCESS".into());
+        assert!(Rule::new(s.clone())
+            .unwrap_err()
+            .message
+            .contains("needs a window"));
+        s.condition = Some("count >= 1 within 5m by actor".into());
+        assert!(Rule::new(s.clone()).is_ok());
+        s.then = Some("acter:x".into());
+        assert_eq!(Rule::new(s).unwrap_err().field, "then");
+    }
+
+    #[test]
+    fn past_midnight_hours_belong_to_the_day_they_start_on() {
+        let s = Schedule::new(WhenSpec {
+            time_zone: None,
+            days: Some("fri".into()),
+            hours: Some("22:00-06:00".into()),
+            outside: false,
+        })
+        .unwrap();
+        // 2026-05-01 is a Friday.
+        let at = |day: i64, h: i64| (1_777_593_600 + day * 86_400 + h * 3600) * 1000;
+        assert!(s.admits(at(0, 23)), "Friday 23:00");
+        assert!(s.admits(at(1, 5)), "Saturday 05:00, Friday's night");
+        assert!(!s.admits(at(1, 23)), "Saturday 23:00");
+        assert!(!s.admits(at(0, 5)), "Friday 05:00 is Thursday's night");
     }
 
     #[test]

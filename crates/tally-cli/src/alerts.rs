@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use tally_store::TenantRecords;
 
 use crate::client::{check, ApiClient};
 use crate::tenants::segment;
@@ -164,57 +165,68 @@ async fn change(
     Ok(())
 }
 
+/// A group's values as `field=value …`.
+fn group_text(group: &serde_json::Value) -> String {
+    group
+        .as_object()
+        .map(|g| {
+            g.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
 /// The alerts as a table: when, severity, state, rule, group, how many events.
 fn table(alerts: &[serde_json::Value]) -> String {
     if alerts.is_empty() {
         return "no alerts\n".to_string();
     }
-    let rows: Vec<[String; 7]> = alerts
+    let rows = alerts
         .iter()
         .map(|a| {
-            let group = a["group"]
-                .as_object()
-                .map(|g| {
-                    g.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
             let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
-            [
+            vec![
                 text("raised_at"),
                 text("severity"),
                 text("state"),
                 text("rule"),
-                group,
+                group_text(&a["group"]),
                 a["count"].to_string(),
                 text("id"),
             ]
         })
         .collect();
-    let header = [
-        "RAISED", "SEVERITY", "STATE", "RULE", "GROUP", "EVENTS", "ID",
-    ];
-    let mut widths = header.map(str::len);
+    render(
+        &[
+            "RAISED", "SEVERITY", "STATE", "RULE", "GROUP", "EVENTS", "ID",
+        ],
+        rows,
+    )
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn render(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let mut line = |cells: &[&str]| {
+    let mut line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         out.push_str(padded.join("  ").trim_end());
         out.push('\n');
     };
-    line(&header);
+    line(header.to_vec());
     for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+        line(row.iter().map(String::as_str).collect());
     }
     out
 }
@@ -268,6 +280,190 @@ enum RulesAction {
         /// The rules file (YAML or JSON; - for standard input).
         file: PathBuf,
     },
+    /// Run a rule over history and say when it would have fired: reads the data directory
+    /// read-only (a server may be running), appends nothing and notifies nobody.
+    ///
+    /// Examples: tally rules test brute-force --since 30d
+    ///           tally rules test all --rules rules.yaml --since 2026-11-01T00:00:00Z -t acme
+    Test {
+        /// The rule's id, or `all`.
+        rule: String,
+        /// Events received since: a duration ago (30d, 12h) or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Take the rules from this file (default: the rules in force in the data
+        /// directory: those set with `tally rules set`, else the default pack).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Data directory.
+        #[arg(long, short = 'd', env = "TALLY_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// Only this tenant.
+        #[arg(long, short = 't')]
+        tenant: Option<String>,
+        /// Print each alert's event as JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// The key-encryption key, if the server encrypts at rest.
+        #[command(flatten)]
+        kek: crate::kek::KekArgs,
+    },
+}
+
+/// `--since`: a duration ago or an RFC 3339 time, as Unix milliseconds.
+fn since_ms(text: &str) -> Result<i64> {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let ago = humantime::parse_duration(text).map_err(|e| {
+        crate::UsageError(format!(
+            "--since {text:?}: {e}; give a duration such as 30d or 12h, or an RFC 3339 time"
+        ))
+    })?;
+    let now = time::OffsetDateTime::now_utc() - ago;
+    Ok((now.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+struct Backtest {
+    rule: String,
+    since: String,
+    rules: Option<PathBuf>,
+    data: PathBuf,
+    tenant: Option<String>,
+    json: bool,
+    quiet: bool,
+    kek: crate::kek::KekArgs,
+}
+
+fn backtest(args: Backtest) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let since = since_ms(&args.since)?;
+    let reader = tally_store::LogReader::open(&args.data)
+        .with_context(|| format!("opening {}", args.data.display()))?;
+    let at_rest = args.kek.at_rest(reader.data_dir())?;
+    let reader = reader.with_at_rest(at_rest.clone());
+    let (_, mut rules) = tally_server::alerts::RuleBook::load(
+        reader.data_dir(),
+        &tally_server::alerts::AlertSettings {
+            rules_file: args.rules.clone(),
+        },
+    )?;
+    if args.rule != "all" {
+        let ids: Vec<String> = rules.iter().map(|r| r.spec.id.clone()).collect();
+        rules.retain(|r| r.spec.id == args.rule);
+        if rules.is_empty() {
+            anyhow::bail!(
+                "no rule {} among the rules ({}); name one of them or `all`",
+                args.rule,
+                ids.join(", ")
+            );
+        }
+    }
+    // A rule switched off still runs when it is the one asked for.
+    for rule in &mut rules {
+        rule.spec.enabled = true;
+    }
+    let mut tenants = reader.tenants()?;
+    if let Some(t) = &args.tenant {
+        if !tenants.contains(t) {
+            anyhow::bail!("tenant {t} has no log");
+        }
+        tenants = vec![t.clone()];
+    }
+    let logs = tenants
+        .iter()
+        .map(|t| {
+            reader
+                .tenant(t)?
+                .with_context(|| format!("tenant {t} has no log"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let total: u64 = logs.iter().map(|t| t.size()).sum();
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("valid template"),
+        )
+    };
+    let registry =
+        tally_server::tenants::TenantRegistry::open(reader.data_dir().tenant_registry_path())?;
+    let privacy = tally_server::privacy::Privacy::new(
+        reader.data_dir().clone(),
+        std::sync::Arc::new(registry),
+        at_rest,
+    );
+    let mut found = Vec::new();
+    for tlog in &logs {
+        bar.set_message(tlog.name().to_string());
+        let alerts =
+            tally_alerts::backtest::backtest(rules.clone(), tlog, &privacy, since, &mut |n| {
+                bar.inc(n)
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        found.extend(alerts);
+    }
+    bar.finish_and_clear();
+    if args.json {
+        for alert in &found {
+            println!("{}", alert.event());
+        }
+    } else {
+        let rfc3339 = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let rows = found
+            .iter()
+            .map(|a| {
+                vec![
+                    rfc3339(a.last_at),
+                    a.tenant.clone(),
+                    a.rule.clone(),
+                    a.severity.as_str().to_string(),
+                    a.group
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    a.count.to_string(),
+                    a.leaves
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            render(
+                &[
+                    "WOULD FIRE AT",
+                    "TENANT",
+                    "RULE",
+                    "SEVERITY",
+                    "GROUP",
+                    "EVENTS",
+                    "LEAVES"
+                ],
+                rows
+            )
+        );
+        eprintln!(
+            "{} alert(s) would have been raised over {total} events of {} tenant(s); nothing was recorded or sent",
+            found.len(),
+            logs.len()
+        );
+    }
+    Ok(())
 }
 
 fn read_rules(file: &PathBuf) -> Result<Vec<tally_alerts::Rule>> {
@@ -290,6 +486,28 @@ fn read_rules(file: &PathBuf) -> Result<Vec<tally_alerts::Rule>> {
 /// Runs `tally rules …`.
 pub async fn rules(args: RulesArgs) -> Result<()> {
     match args.action {
+        RulesAction::Test {
+            rule,
+            since,
+            rules,
+            data,
+            tenant,
+            json,
+            quiet,
+            kek,
+        } => {
+            let args = Backtest {
+                rule,
+                since,
+                rules,
+                data,
+                tenant,
+                json,
+                quiet,
+                kek,
+            };
+            tokio::task::spawn_blocking(move || backtest(args)).await??;
+        }
         RulesAction::Check { file } => {
             let rules = read_rules(&file)?;
             println!(

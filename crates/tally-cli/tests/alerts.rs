@@ -266,6 +266,58 @@ async fn the_default_rules_raise_alerts_that_are_listed_acknowledged_and_survive
         .output()
         .unwrap();
     ok(&verify);
+
+    // A backtest over the whole history finds the same brute-force alerts, records nothing.
+    let backtest = ok(&std::process::Command::new(common::TALLY)
+        .args([
+            "rules",
+            "test",
+            "brute-force",
+            "--since",
+            "1h",
+            "-q",
+            "--json",
+            "-t",
+            "acme",
+            "--data",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap());
+    let found: Vec<Value> = backtest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let groups: Vec<&Value> = found
+        .iter()
+        .map(|e| &e["metadata"]["alert_group"]["actor.id"])
+        .collect();
+    assert_eq!(
+        groups,
+        [&json!("alice@example.com"), &json!("carol")],
+        "{backtest}"
+    );
+    assert_eq!(found[0]["id"], json!(id), "the same alert, by id");
+    let table = ok(&std::process::Command::new(common::TALLY)
+        .args(["rules", "test", "all", "-q", "--data"])
+        .arg(&dir)
+        .output()
+        .unwrap());
+    assert!(
+        table.contains("WOULD FIRE AT") && table.contains("admin-grant"),
+        "{table}"
+    );
+    let err = fails(
+        &std::process::Command::new(common::TALLY)
+            .args(["rules", "test", "nope", "--data"])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("no rule nope") && err.contains("brute-force"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +363,7 @@ async fn rules_are_checked_replaced_and_read_only_from_a_file() {
     let listed = ok(&server.tally(&["rules", "list", "--json"]));
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["source"], "default");
-    assert_eq!(listed["rules"].as_array().unwrap().len(), 3);
+    assert_eq!(listed["rules"].as_array().unwrap().len(), 5);
 
     // The API refuses a broken set whole, naming each rule and field.
     let response = reqwest::Client::new()

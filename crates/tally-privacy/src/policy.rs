@@ -483,7 +483,8 @@ mod tests {
                 "actor.session_id",
                 "resource.id",
                 "resource.name",
-                "metadata.query_values.*"
+                "metadata.query_values.*",
+                "metadata.alert_group.*"
             ]
         );
         assert_eq!(

@@ -142,7 +142,7 @@ fn lacking(need: Need) -> &'static [&'static str] {
 #[tokio::test]
 async fn every_operation_answers_every_kind_of_credential_exactly() {
     // Encrypted at rest, so that every operation is also seen working on encrypted records.
-    let server = TestServer::start_with(ServerSettings::default(), true, true).await;
+    let server = TestServer::start_full(ServerSettings::default(), true, true, true).await;
     let api = Api {
         http: Client::new(),
         base: server.running.url.clone(),
@@ -377,6 +377,70 @@ async fn every_operation_answers_every_kind_of_credential_exactly() {
             "/v1/tenants/{tenant}/enable",
             "/v1/tenants/spare/enable".into(),
             None,
+            GlobalAdmin,
+            "acme",
+            200,
+            403,
+        ),
+        case(
+            Method::GET,
+            "/v1/alerts",
+            "/v1/alerts?tenant=acme".into(),
+            None,
+            Scope("read"),
+            "acme",
+            200,
+            403,
+        ),
+        // No such alert: the right key learns that, a key of another tenant does not.
+        case(
+            Method::GET,
+            "/v1/alerts/{id}",
+            "/v1/alerts/01900000-0000-7000-8000-000000000000?tenant=acme".into(),
+            None,
+            Scope("read"),
+            "acme",
+            404,
+            403,
+        ),
+        case(
+            Method::POST,
+            "/v1/alerts/{id}/acknowledge",
+            "/v1/alerts/01900000-0000-7000-8000-000000000000/acknowledge?tenant=acme".into(),
+            Some(json!({})),
+            Scope("read"),
+            "acme",
+            404,
+            403,
+        ),
+        case(
+            Method::POST,
+            "/v1/alerts/{id}/resolve",
+            "/v1/alerts/01900000-0000-7000-8000-000000000000/resolve?tenant=acme".into(),
+            Some(json!({"note": "n"})),
+            Scope("read"),
+            "acme",
+            404,
+            403,
+        ),
+        // The rules are the installation's: any reader may see them.
+        case(
+            Method::GET,
+            "/v1/rules",
+            "/v1/rules".into(),
+            None,
+            Scope("read"),
+            "acme",
+            200,
+            200,
+        ),
+        case(
+            Method::PUT,
+            "/v1/rules",
+            "/v1/rules".into(),
+            Some(
+                json!({"rules": [{"id": "grants", "title": "Role grants", "match": "action:role.grant"}]}),
+            ),
             GlobalAdmin,
             "acme",
             200,

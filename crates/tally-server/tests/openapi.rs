@@ -41,6 +41,7 @@ async fn start_server() -> Server {
             ..IndexSettings::default()
         }),
         admin: AdminKey::Create("openapi-test".into()),
+        alerts: Some(tally_server::alerts::AlertSettings::default()),
         ..AppSettings::new(dir.path().join("data"))
     })
     .await

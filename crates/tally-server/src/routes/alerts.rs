@@ -250,7 +250,7 @@ fn add_history(
 ///
 /// Reading alerts is recorded in the tenant's log like any search.
 #[utoipa::path(
-    get, path = "/v1/alerts", tag = "alerts",
+    get, path = "/v1/alerts", tag = "alerts", operation_id = "list_alerts",
     params(
         ("tenant" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", description = "Tenant (default: the key's)"),
         ("state" = Option<String>, Query, pattern = "^(all|(open|acknowledged|resolved)(,(open|acknowledged|resolved))*)$", description = "open, acknowledged, resolved, a comma-separated list of them, or all (default)"),
@@ -490,8 +490,11 @@ pub(crate) async fn get(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateNote {
-    /// Why, for the record (at most 2000 characters).
-    #[schema(max_length = 2000)]
+    /// Why, for the record (at most 2000 characters, no control characters but newlines).
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     note: Option<String>,
 }
 
@@ -713,15 +716,7 @@ pub(crate) async fn set_rules(
 ) -> Result<Json<RulesResponse>, ApiError> {
     let caller = super::tenants::require_operator(&auth)?.clone();
     let book = book(&state)?.clone();
-    let file: RuleFile = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_rules",
-            format!(
-                "the body must be a JSON object such as {{\"rules\": [{{\"id\": \"brute-force\", \"title\": \"Failed logins\", \"match\": \"category:LOGIN outcome:FAILURE\", \"condition\": \"count > 5 within 5m by actor.id\"}}]}}: {e}"
-            ),
-        )
-    })?;
+    let file = parse_rules_body(&body)?;
     let ids: Vec<String> = file.rules.iter().map(|r| r.id.clone()).collect();
     let digest = {
         use sha2::Digest;
@@ -805,6 +800,39 @@ pub(crate) async fn set_rules(
     Ok(Json(RulesResponse { source, rules }))
 }
 
+/// The body of `PUT /v1/rules`. Objects must be objects: serde would also take a rule or
+/// its `when` written as an array of its members' values, which the document does not allow.
+fn parse_rules_body(body: &[u8]) -> Result<RuleFile, ApiError> {
+    let invalid = |why: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_rules",
+            format!(
+                "the body must be a JSON object such as {{\"rules\": [{{\"id\": \"brute-force\", \"title\": \"Failed logins\", \"match\": \"category:LOGIN outcome:FAILURE\", \"condition\": \"count > 5 within 5m by actor.id\"}}]}}: {why}"
+            ),
+        )
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let rules = value
+        .as_object()
+        .and_then(|o| o.get("rules"))
+        .and_then(|r| r.as_array())
+        .ok_or_else(|| invalid("`rules` must be an array of rules".into()))?;
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(rule) = rule.as_object() else {
+            return Err(invalid(format!("rules[{i}] must be an object")));
+        };
+        if rule
+            .get("when")
+            .is_some_and(|w| !w.is_object() && !w.is_null())
+        {
+            return Err(invalid(format!("rules[{i}].when must be an object")));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -844,10 +872,22 @@ impl utoipa::PartialSchema for RuleSchema {
             "properties": {
                 "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$", "description": "Names the rule in alerts, the API and the command line"},
                 "title": {"type": "string", "minLength": 1, "maxLength": tally_alerts::rule::MAX_TITLE_CHARS, "description": "One line for people; not only white space"},
-                "description": {"type": "string", "maxLength": tally_alerts::rule::MAX_DESCRIPTION_CHARS},
+                "description": {"type": ["string", "null"], "maxLength": tally_alerts::rule::MAX_DESCRIPTION_CHARS},
                 "severity": {"type": "string", "enum": ["low", "medium", "high", "critical"], "default": "medium"},
                 "match": {"type": "string", "maxLength": tally_alerts::rule::MAX_MATCH_CHARS, "description": "Which events count: a search in the query syntax of GET /v1/events (empty: every event)", "example": "category:LOGIN outcome:FAILURE"},
-                "condition": {"type": "string", "description": "When matching events raise an alert (absent: every one). `count > N within D [by F,…]`, `distinct F > N within D [by F,…]` or `value PATH > X` (PATH in metadata, before or after); `>=` for at least; D is 1s to 30d (s, m, h, d); F an exact-match field name of the query syntax", "example": "count > 5 within 5m by actor.id"},
+                "condition": {"type": ["string", "null"], "description": "When matching events raise an alert (absent: every one). `count > N within D [by F,…]`, `distinct F > N within D [by F,…]` or `value PATH > X` (PATH in metadata, before or after); `>=` for at least; D is 1s to 30d (s, m, h, d); F an exact-match field name of the query syntax", "example": "count > 5 within 5m by actor.id"},
+                "then": {"type": ["string", "null"], "maxLength": tally_alerts::rule::MAX_MATCH_CHARS, "description": "Makes the rule a sequence: a search for the event that must follow, in the same group, within the window of the condition (a count or distinct condition), whose threshold arms the group", "example": "category:LOGIN outcome:SUCCESS"},
+                "when": {
+                    "type": ["object", "null"],
+                    "additionalProperties": false,
+                    "description": "Count only events received in (or, with outside, out of) these days and hours",
+                    "properties": {
+                        "time_zone": {"type": ["string", "null"], "description": "An IANA time zone (default UTC)", "example": "Europe/Berlin"},
+                        "days": {"type": ["string", "null"], "description": "Days of the week: mon-fri, sat,sun, mon,wed-fri (default every day)", "example": "mon-fri"},
+                        "hours": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$", "description": "Clock hours, the end excluded; 22:00-06:00 runs past midnight (default the whole day)", "example": "09:00-18:00"},
+                        "outside": {"type": "boolean", "default": false, "description": "Count events outside those days and hours"},
+                    },
+                },
                 "enabled": {"type": "boolean", "default": true},
             },
         }))

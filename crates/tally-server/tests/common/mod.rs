@@ -33,6 +33,16 @@ impl TestServer {
     /// [`TestServer::start_app`] with encryption at rest (a key-encryption key in a file of
     /// the temporary directory) when `encrypted` is true.
     pub async fn start_with(settings: ServerSettings, index: bool, encrypted: bool) -> TestServer {
+        TestServer::start_full(settings, index, encrypted, false).await
+    }
+
+    /// [`TestServer::start_with`], running the default alert rules when `alerts` is true.
+    pub async fn start_full(
+        settings: ServerSettings,
+        index: bool,
+        encrypted: bool,
+        alerts: bool,
+    ) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let defaults = AppSettings::new(tmp.path().join("data"));
         let at_rest = encrypted.then(|| {
@@ -54,6 +64,7 @@ impl TestServer {
             index: if index { defaults.index.clone() } else { None },
             admin: AdminKey::Create("admin".into()),
             at_rest,
+            alerts: alerts.then(tally_server::alerts::AlertSettings::default),
             ..defaults
         })
         .await
