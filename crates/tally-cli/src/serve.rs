@@ -206,6 +206,18 @@ pub struct ServeArgs {
     /// Run no alert rules at all.
     #[arg(long, conflicts_with = "rules", help_heading = "Alerts")]
     no_alerts: bool,
+    /// Stream events to SIEMs as this file (YAML or JSON) describes: each sink a receiver
+    /// (syslog+tcp://HOST:PORT, splunk-hec+https://HOST:PORT), a format (json, ocsf, cef), a
+    /// search choosing the events and whether personal values leave masked (default) or
+    /// clear. Each follows every tenant's log from its own cursor, so a receiver that is down
+    /// only makes its sink lag (see `tally consumers`). Example in README.md.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TALLY_SINKS",
+        help_heading = "SIEM streaming"
+    )]
+    sinks: Option<PathBuf>,
     /// Serve the Merkle tree to anyone, without an API key, so monitors and witnesses need
     /// none: checkpoints (/v1/checkpoint, /checkpoint, /logs/TENANT/checkpoint), hash tiles
     /// (/tile/N/..., /logs/TENANT/tile/N/...), inclusion proofs by index and consistency
@@ -403,6 +415,25 @@ impl ServeArgs {
             anchor: crate::anchor::settings(&self.anchor)?,
             admin: AdminKey::OnFirstStart {
                 token_file: self.admin_token_file.clone(),
+            },
+            sinks: match &self.sinks {
+                None => Vec::new(),
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                    tally_sinks::parse_sink_file(&text, &|var| std::env::var(var).ok()).map_err(
+                        |errors| {
+                            let lines: Vec<String> =
+                                errors.iter().map(|e| format!("  {e}")).collect();
+                            crate::UsageError(format!(
+                                "{}: {} broken sink(s):\n{}",
+                                path.display(),
+                                errors.len(),
+                                lines.join("\n")
+                            ))
+                        },
+                    )?
+                }
             },
             alerts: (!self.no_alerts).then(|| tally_server::alerts::AlertSettings {
                 rules_file: self.rules.clone(),

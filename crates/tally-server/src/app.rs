@@ -42,6 +42,8 @@ pub struct AppSettings {
     /// Alert rules over every tenant's log (`None`: no alerting; `tally serve` runs them
     /// unless told not to).
     pub alerts: Option<crate::alerts::AlertSettings>,
+    /// SIEM sinks, each a consumer of every tenant's log with its own cursor.
+    pub sinks: Vec<tally_sinks::Sink>,
 }
 
 /// Where the key-encryption key comes from and how often data keys rotate.
@@ -69,6 +71,7 @@ impl AppSettings {
             admin: AdminKey::OnFirstStart { token_file: None },
             at_rest: None,
             alerts: None,
+            sinks: Vec::new(),
         }
     }
 }
@@ -380,6 +383,16 @@ impl App {
                 .map_err(failed("starting the alert rules' consumer"))?;
             state.alerts = Some(book.clone());
             state = state.with_component("alerts", book);
+        }
+        for sink in settings.sinks {
+            let name = tally_sinks::sink::consumer_name(&sink.spec.name);
+            let views: Arc<dyn tally_sinks::EventViews> = state.privacy.clone();
+            let consumer =
+                tally_sinks::SinkConsumer::new(sink, views, tokio::runtime::Handle::current())
+                    .map_err(|e| failed(format!("configuring sink {name}"))(e))?;
+            consumers
+                .spawn(&name, consumer, tally_sinks::SinkConsumer::settings())
+                .map_err(failed(format!("starting sink {name}")))?;
         }
         state = state.with_component("consumers", consumers.clone());
 

@@ -41,6 +41,7 @@ pub mod process;
 mod rate;
 pub mod reads;
 mod routes;
+pub mod sinks;
 pub mod tenants;
 pub mod tls;
 pub mod transport;
