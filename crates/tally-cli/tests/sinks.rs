@@ -72,15 +72,44 @@ impl Drop for Rsyslog {
     }
 }
 
-/// What the HTTP Event Collector received: each request's Authorization header and events.
-type Received = Arc<Mutex<Vec<(String, Vec<Value>)>>>;
+/// One request an HTTP receiver got.
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Whether it was answered 200.
+    accepted: bool,
+}
 
-/// A minimal HTTP/1.1 server answering every POST as Splunk's collector does.
-fn start_collector(listener: TcpListener, received: Received) {
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as the JSON values it holds, one after the other.
+    fn values(&self) -> Vec<Value> {
+        serde_json::Deserializer::from_slice(&self.body)
+            .into_iter::<Value>()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+type Received = Arc<Mutex<Vec<Request>>>;
+
+/// A minimal HTTP/1.1 server recording every request. It answers 200 with Splunk's success
+/// body, except 500 to the first `fail_first` requests of each path and to every request for
+/// `/fail…`.
+fn start_receiver(listener: TcpListener, received: Received, fail_first: usize) {
+    let served = Arc::new(Mutex::new(std::collections::HashMap::<String, usize>::new()));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let received = received.clone();
+            let (received, served) = (received.clone(), served.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 loop {
@@ -88,7 +117,8 @@ fn start_collector(listener: TcpListener, received: Received) {
                     if reader.read_line(&mut line).unwrap_or(0) == 0 {
                         return;
                     }
-                    let (mut length, mut auth) = (0usize, String::new());
+                    let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                    let mut headers = Vec::new();
                     loop {
                         let mut header = String::new();
                         reader.read_line(&mut header).unwrap();
@@ -97,24 +127,39 @@ fn start_collector(listener: TcpListener, received: Received) {
                             break;
                         }
                         let (name, value) = header.split_once(':').unwrap();
-                        match name.to_ascii_lowercase().as_str() {
-                            "content-length" => length = value.trim().parse().unwrap(),
-                            "authorization" => auth = value.trim().to_string(),
-                            _ => {}
-                        }
+                        headers.push((name.to_string(), value.trim().to_string()));
                     }
+                    let length: usize = headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse().unwrap());
                     let mut body = vec![0; length];
                     reader.read_exact(&mut body).unwrap();
-                    let events: Vec<Value> = serde_json::Deserializer::from_slice(&body)
-                        .into_iter::<Value>()
-                        .map(Result::unwrap)
-                        .collect();
-                    received.lock().unwrap().push((auth, events));
-                    let answer = r#"{"text":"Success","code":0}"#;
+                    let n = {
+                        let mut served = served.lock().unwrap();
+                        let n = served.entry(path.clone()).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    let fail = n <= fail_first || path.starts_with("/fail");
+                    received.lock().unwrap().push(Request {
+                        path,
+                        headers,
+                        body,
+                        accepted: !fail,
+                    });
+                    let (status, answer) = if fail {
+                        (
+                            "500 Internal Server Error",
+                            r#"{"text":"try later","code":8}"#,
+                        )
+                    } else {
+                        ("200 OK", r#"{"text":"Success","code":0}"#)
+                    };
                     let mut stream = reader.get_ref();
                     write!(
                         stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
                         answer.len()
                     )
                     .unwrap();
@@ -250,9 +295,10 @@ async fn sinks_stream_to_rsyslog_and_a_collector_that_comes_up_late() {
 
     // It comes up: the backlog arrives, every event, personal values in the clear as asked.
     let received: Received = Arc::default();
-    start_collector(
+    start_receiver(
         TcpListener::bind(("127.0.0.1", hec_port)).unwrap(),
         received.clone(),
+        0,
     );
     let mut ids = BTreeSet::new();
     for _ in 0..2400 {
@@ -260,9 +306,9 @@ async fn sinks_stream_to_rsyslog_and_a_collector_that_comes_up_late() {
             .lock()
             .unwrap()
             .iter()
-            .flat_map(|(_, events)| {
-                events
-                    .iter()
+            .flat_map(|r| {
+                r.values()
+                    .into_iter()
                     .map(|e| e["event"]["id"].as_str().unwrap().to_string())
             })
             .collect();
@@ -273,8 +319,13 @@ async fn sinks_stream_to_rsyslog_and_a_collector_that_comes_up_late() {
     }
     assert_eq!(ids.len(), 20, "the backlog did not arrive whole");
     let requests = received.lock().unwrap().clone();
-    assert!(requests.iter().all(|(auth, _)| auth == "Splunk hec-secret"));
-    let envelope = &requests[0].1[0];
+    assert!(requests
+        .iter()
+        .all(|r| r.header("authorization") == Some("Splunk hec-secret")));
+    assert!(requests
+        .iter()
+        .all(|r| r.path == "/services/collector/event"));
+    let envelope = &requests[0].values()[0];
     assert_eq!(envelope["source"], "tally");
     assert_eq!(envelope["sourcetype"], "tally:audit");
     assert_eq!(envelope["event"]["tally_tenant"], "acme");
@@ -319,4 +370,164 @@ fn a_broken_sinks_file_stops_the_server_at_start_naming_each_sink() {
     assert!(err.contains("2 broken sink(s)"), "{err}");
     assert!(err.contains("sink `a`, to:"), "{err}");
     assert!(err.contains("TALLY_TEST_UNSET_TOKEN is not set"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_notified_signed_retried_and_dead_lettered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let received: Received = Arc::default();
+    // The first request of each endpoint fails: the notification is retried with backoff.
+    start_receiver(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        received.clone(),
+        1,
+    );
+    std::env::set_var("TEST_WEBHOOK_SECRET", "hook-secret");
+    std::env::set_var("TEST_PD_ROUTING_KEY", "pd-key");
+    let sinks = tmp.path().join("sinks.yaml");
+    std::fs::write(
+        &sinks,
+        format!(
+            "sinks:\n\
+             \x20 - name: hook\n    to: webhook+http://127.0.0.1:{port}/hook\n    match: action:tally.alert.raise\n    secret_env: TEST_WEBHOOK_SECRET\n\
+             \x20 - name: pager\n    to: pagerduty+http://127.0.0.1:{port}/v2/enqueue\n    match: action:tally.alert.raise\n    token_env: TEST_PD_ROUTING_KEY\n\
+             \x20 - name: slack\n    to: slack+http://127.0.0.1:{port}/slack\n    match: action:tally.alert.raise\n\
+             \x20 - name: broken\n    to: webhook+http://127.0.0.1:{port}/fail\n    match: action:tally.alert.raise\n    max_attempts: 2\n"
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("data");
+    let server = Server::start_with(&dir, &["--sinks", sinks.to_str().unwrap()]);
+    let failure = json!({"time": "2026-11-30T12:00:00Z", "actor": {"id": "mallory@example.com"},
+        "action": "user.login", "category": "LOGIN", "outcome": "FAILURE",
+        "resource": {"type": "session", "id": "web"}});
+    server.ingest_acme(&json!(vec![failure; 6])).await;
+
+    // The requests to `path` that were accepted.
+    let by_path = |path: &str| -> Vec<Request> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path && r.accepted)
+            .cloned()
+            .collect()
+    };
+    let dead_letter = dir.join("consumers/sink-broken.dead-letter.jsonl");
+    for _ in 0..2400 {
+        if ["/hook", "/v2/enqueue", "/slack"]
+            .iter()
+            .all(|p| !by_path(p).is_empty())
+            && std::fs::read_to_string(&dead_letter).is_ok_and(|t| t.ends_with('\n'))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The first requests failed and were retried: each notification arrived.
+    let refused = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| !r.accepted && r.path != "/fail")
+        .count();
+    assert_eq!(refused, 3, "one refusal per endpoint, each retried");
+    let hook = by_path("/hook");
+    let request = hook
+        .last()
+        .unwrap_or_else(|| panic!("no webhook call: {:?}", received.lock().unwrap()));
+    let alert = request.values()[0].clone();
+    assert_eq!(alert["action"], "tally.alert.raise");
+    assert_eq!(alert["metadata"]["rule"], "brute-force");
+    assert!(
+        !alert.to_string().contains("mallory"),
+        "masked by default: {alert}"
+    );
+    assert_eq!(request.header("tally-event-id"), alert["id"].as_str());
+    // The signature: HMAC-SHA256 under the secret of "t." and the body, recomputed here.
+    let signature = request.header("tally-signature").expect("signed");
+    let (t, v1) = signature.split_once(",v1=").unwrap();
+    let t = t.strip_prefix("t=").unwrap();
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(&request.body);
+    assert_eq!(v1, hmac_sha256_hex(b"hook-secret", &signed));
+
+    let pager = by_path("/v2/enqueue");
+    let pager = pager.last().expect("a PagerDuty call").values()[0].clone();
+    assert_eq!(pager["routing_key"], "pd-key");
+    assert_eq!(pager["event_action"], "trigger");
+    assert_eq!(pager["dedup_key"], alert["id"]);
+    assert_eq!(pager["payload"]["severity"], "error");
+    let slack = by_path("/slack");
+    let slack = slack.last().expect("a Slack call").values()[0].clone();
+    assert!(
+        slack["text"].as_str().unwrap().contains("brute-force"),
+        "{slack}"
+    );
+
+    // The endpoint that always fails: given up on after two attempts, written down, counted.
+    let dead = std::fs::read_to_string(&dead_letter).unwrap();
+    let dead: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["event"]["id"], alert["id"]);
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("500"),
+        "{dead:?}"
+    );
+    let attempts = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/fail")
+        .count();
+    assert_eq!(attempts, 2, "two attempts, then no more");
+    // Counted once written down (polled: the count follows the file by a moment).
+    let mut metrics = String::new();
+    for _ in 0..400 {
+        metrics = reqwest::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("tally_sink_dead_lettered_events_total{sink=\"broken\"} 1"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tally_sink_dead_lettered_events_total{sink=\"broken\"} 1")),
+        "{metrics}"
+    );
+    server.stop();
+}
+
+/// HMAC-SHA256 written out from its definition (RFC 2104), so that the test does not check
+/// the server's signature with the server's own code.
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| k.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -384,15 +384,25 @@ impl App {
             state.alerts = Some(book.clone());
             state = state.with_component("alerts", book);
         }
-        for sink in settings.sinks {
-            let name = tally_sinks::sink::consumer_name(&sink.spec.name);
-            let views: Arc<dyn tally_sinks::EventViews> = state.privacy.clone();
-            let consumer =
-                tally_sinks::SinkConsumer::new(sink, views, tokio::runtime::Handle::current())
-                    .map_err(|e| failed(format!("configuring sink {name}"))(e))?;
-            consumers
-                .spawn(&name, consumer, tally_sinks::SinkConsumer::settings())
-                .map_err(failed(format!("starting sink {name}")))?;
+        if !settings.sinks.is_empty() {
+            let mut metrics = crate::sinks::SinkMetrics::default();
+            for sink in settings.sinks {
+                let name = tally_sinks::sink::consumer_name(&sink.spec.name);
+                let views: Arc<dyn tally_sinks::EventViews> = state.privacy.clone();
+                let counter = metrics.dead_lettered(&sink.spec.name);
+                let consumer = tally_sinks::SinkConsumer::new(
+                    sink,
+                    views,
+                    tokio::runtime::Handle::current(),
+                    log.data_dir().consumer_dead_letter_path(&name),
+                    counter,
+                )
+                .map_err(|e| failed(format!("configuring sink {name}"))(e))?;
+                consumers
+                    .spawn(&name, consumer, tally_sinks::SinkConsumer::settings())
+                    .map_err(failed(format!("starting sink {name}")))?;
+            }
+            state = state.with_component("sinks", Arc::new(metrics));
         }
         state = state.with_component("consumers", consumers.clone());
 

@@ -6,7 +6,10 @@
 //! `/metrics` and `/healthz` while its receiver is down), so a receiver may see an event
 //! twice after a failure; every event carries its id and leaf index to deduplicate on.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +18,7 @@ use tally_event::Record;
 use tally_query::{NoTokens, Query};
 
 use crate::format::{self, Format};
-use crate::transport::{self, SplunkHec, SyslogTcp};
+use crate::transport::{self, SplunkHec, SyslogTcp, Webhook, WebhookStyle};
 
 /// Opens records for a sink.
 pub trait EventViews: Send + Sync + 'static {
@@ -65,6 +68,15 @@ pub struct SinkSpec {
     /// Splunk: the index to write to (the token's default when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<String>,
+    /// Webhooks: the environment variable holding the secret each request is signed with
+    /// (header `Tally-Signature: t=UNIX_SECONDS,v1=HMAC-SHA256(secret, "t." + body)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// After this many failed attempts at one batch, write it to the sink's dead-letter file
+    /// (`DATA_DIR/consumers/sink-NAME.dead-letter.jsonl`) and go on; without it, retry for
+    /// ever (nothing is skipped, the sink lags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 /// A sinks file: `sinks:` and a list of [`SinkSpec`]s.
@@ -98,6 +110,17 @@ pub enum Target {
         url: String,
         /// The token, read from `token_env`.
         token: String,
+    },
+    /// An endpoint taking one POST per event.
+    Webhook {
+        /// Its URL.
+        url: String,
+        /// Plain JSON, Slack or PagerDuty.
+        style: WebhookStyle,
+        /// PagerDuty's routing key (from `token_env`).
+        token: Option<String>,
+        /// The signing secret (from `secret_env`).
+        secret: Option<String>,
     },
 }
 
@@ -188,19 +211,64 @@ impl Sink {
                 url: url.to_string(),
                 token: token.trim().to_string(),
             }
+        } else if let Some((style, url)) = [
+            ("webhook+", WebhookStyle::Plain),
+            ("slack+", WebhookStyle::Slack),
+            ("pagerduty+", WebhookStyle::PagerDuty),
+        ]
+        .iter()
+        .find_map(|(prefix, style)| spec.to.strip_prefix(prefix).map(|u| (*style, u)))
+        {
+            reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| {
+                    err(
+                        "to",
+                        format!("`{}` is not a webhook+https://… URL", spec.to),
+                    )
+                })?;
+            let from_env =
+                |field: &'static str, var: &Option<String>| -> Result<Option<String>, SinkError> {
+                    match var {
+                        None => Ok(None),
+                        Some(var) => env(var)
+                            .filter(|t| !t.trim().is_empty())
+                            .map(|t| Some(t.trim().to_string()))
+                            .ok_or_else(|| {
+                                err(field, format!("the environment variable {var} is not set"))
+                            }),
+                    }
+                };
+            let token = from_env("token_env", &spec.token_env)?;
+            if style == WebhookStyle::PagerDuty && token.is_none() {
+                return Err(err("token_env", "a PagerDuty sink needs the environment variable holding its routing key (token_env: PAGERDUTY_ROUTING_KEY)".into()));
+            }
+            Target::Webhook {
+                url: url.to_string(),
+                style,
+                token,
+                secret: from_env("secret_env", &spec.secret_env)?,
+            }
         } else {
             return Err(err(
                 "to",
                 format!(
-                    "`{}`: a sink sends to syslog+tcp://HOST:PORT or splunk-hec+https://HOST:PORT",
+                    "`{}`: a sink sends to syslog+tcp://HOST:PORT, splunk-hec+https://HOST:PORT, webhook+https://…, slack+https://… or pagerduty+https://…",
                     spec.to
                 ),
             ));
         };
-        if spec.format == Format::Cef && matches!(target, Target::SplunkHec { .. }) {
+        if spec.max_attempts == Some(0) {
+            return Err(err(
+                "max_attempts",
+                "at least 1 (leave it out to retry for ever)".into(),
+            ));
+        }
+        if spec.format == Format::Cef && !matches!(target, Target::SyslogTcp(_)) {
             return Err(err(
                 "format",
-                "Splunk's collector takes JSON: use json or ocsf".into(),
+                "CEF travels over syslog; HTTP receivers take json or ocsf".into(),
             ));
         }
         Ok(Sink {
@@ -222,7 +290,7 @@ pub fn parse_sink_file(
             field: "sinks",
             message: format!(
                 "not a sinks file ({e}); expected `sinks:` and a list of sinks, each with name, \
-                 to and optionally format, match, personal_data, tenants, token_env, index"
+                 to and optionally format, match, personal_data, tenants, token_env, index, secret_env, max_attempts"
             ),
         }]
     })?;
@@ -252,6 +320,7 @@ pub fn parse_sink_file(
 enum Sender {
     Syslog(SyslogTcp),
     Hec(SplunkHec),
+    Webhook(Webhook, WebhookStyle, Option<String>),
 }
 
 /// A sink following the log.
@@ -260,27 +329,145 @@ pub struct SinkConsumer {
     views: Arc<dyn EventViews>,
     sender: Sender,
     host: String,
+    dead_letter: PathBuf,
+    dead_lettered: Counter,
+    /// The batch being retried (tenant, first leaf) and its failed attempts.
+    failing: Option<((String, u64), u32)>,
 }
 
 impl SinkConsumer {
-    /// The consumer of `sink`; HTTP requests run on `runtime`.
+    /// The consumer of `sink`; HTTP requests run on `runtime`; batches given up on go to
+    /// `dead_letter` (JSON Lines), counted in `dead_lettered`.
     pub fn new(
         sink: Sink,
         views: Arc<dyn EventViews>,
         runtime: tokio::runtime::Handle,
+        dead_letter: PathBuf,
+        dead_lettered: Counter,
     ) -> Result<SinkConsumer, String> {
         let sender = match &sink.target {
             Target::SyslogTcp(addr) => Sender::Syslog(SyslogTcp::new(addr.clone())),
             Target::SplunkHec { url, token } => {
                 Sender::Hec(SplunkHec::new(url.clone(), token.clone(), runtime)?)
             }
+            Target::Webhook {
+                url,
+                style,
+                token,
+                secret,
+            } => Sender::Webhook(
+                Webhook::new(url.clone(), secret.clone().map(String::into_bytes), runtime)?,
+                *style,
+                token.clone(),
+            ),
         };
         Ok(SinkConsumer {
             sink,
             views,
             sender,
             host: transport::hostname(),
+            dead_letter,
+            dead_lettered,
+            failing: None,
         })
+    }
+
+    /// Writes the events of a batch given up on to the dead-letter file, durably.
+    fn bury(
+        &self,
+        tenant: &str,
+        events: &[(u64, Value)],
+        error: &str,
+    ) -> Result<(), ConsumerError> {
+        use std::io::Write;
+        if let Some(dir) = self.dead_letter.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.dead_letter)?;
+        let mut lines = Vec::new();
+        for (leaf, event) in events {
+            serde_json::to_writer(
+                &mut lines,
+                &serde_json::json!({"tenant": tenant, "leaf_index": leaf, "error": error, "event": event}),
+            )?;
+            lines.push(b'\n');
+        }
+        file.write_all(&lines)?;
+        file.sync_all()?;
+        self.dead_lettered.inc_by(events.len() as u64);
+        tracing::error!(
+            sink = %self.sink.spec.name,
+            tenant,
+            events = events.len(),
+            path = %self.dead_letter.display(),
+            "a batch was given up on after {} attempts and written to the dead-letter file: {error}",
+            self.sink.spec.max_attempts.unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    fn send(&mut self, tenant: &str, events: &[(u64, Value)]) -> Result<(), String> {
+        let format = self.sink.spec.format;
+        let render = |e: &Value, leaf: u64| match format {
+            Format::Ocsf => format::ocsf(e, tenant, leaf),
+            _ => format::json(e, tenant, leaf),
+        };
+        match &mut self.sender {
+            Sender::Syslog(syslog) => {
+                let messages: Vec<String> = events
+                    .iter()
+                    .map(|(leaf, e)| {
+                        let payload = match format {
+                            Format::Json => format::json(e, tenant, *leaf).to_string(),
+                            Format::Ocsf => format::ocsf(e, tenant, *leaf).to_string(),
+                            Format::Cef => format::cef(e, tenant, *leaf),
+                        };
+                        transport::syslog_message(e, tenant, *leaf, &self.host, &payload)
+                    })
+                    .collect();
+                syslog.send(&messages)
+            }
+            Sender::Hec(hec) => {
+                let sourcetype = match format {
+                    Format::Ocsf => "ocsf",
+                    _ => "tally:audit",
+                };
+                let envelopes: Vec<Value> = events
+                    .iter()
+                    .map(|(leaf, e)| {
+                        SplunkHec::envelope(
+                            e,
+                            render(e, *leaf),
+                            sourcetype,
+                            self.sink.spec.index.as_deref(),
+                            &self.host,
+                        )
+                    })
+                    .collect();
+                hec.send(&envelopes)
+            }
+            Sender::Webhook(hook, style, token) => {
+                let bodies: Vec<(String, Value)> = events
+                    .iter()
+                    .map(|(leaf, e)| {
+                        (
+                            e["id"].as_str().unwrap_or_default().to_string(),
+                            transport::webhook_body(
+                                *style,
+                                e,
+                                render(e, *leaf),
+                                tenant,
+                                token.as_deref(),
+                            ),
+                        )
+                    })
+                    .collect();
+                hook.send(&bodies)
+            }
+        }
     }
 
     /// The settings `tally serve` uses for sinks: batches of up to 500 events, sent as they
@@ -337,48 +524,28 @@ impl Consumer for SinkConsumer {
         if events.is_empty() {
             return Ok(());
         }
-        let tenant = batch.tenant;
-        let format = self.sink.spec.format;
-        match &mut self.sender {
-            Sender::Syslog(syslog) => {
-                let messages: Vec<String> = events
-                    .iter()
-                    .map(|(leaf, e)| {
-                        let payload = match format {
-                            Format::Json => format::json(e, tenant, *leaf).to_string(),
-                            Format::Ocsf => format::ocsf(e, tenant, *leaf).to_string(),
-                            Format::Cef => format::cef(e, tenant, *leaf),
-                        };
-                        transport::syslog_message(e, tenant, *leaf, &self.host, &payload)
-                    })
-                    .collect();
-                syslog.send(&messages)?;
+        let key = (batch.tenant.to_string(), batch.first);
+        match self.send(batch.tenant, &events) {
+            Ok(()) => {
+                self.failing = None;
+                Ok(())
             }
-            Sender::Hec(hec) => {
-                let sourcetype = match format {
-                    Format::Ocsf => "ocsf",
-                    _ => "tally:audit",
+            Err(error) => {
+                let attempts = match &self.failing {
+                    Some((k, n)) if *k == key => n + 1,
+                    _ => 1,
                 };
-                let envelopes: Vec<Value> = events
-                    .iter()
-                    .map(|(leaf, e)| {
-                        let body = match format {
-                            Format::Ocsf => format::ocsf(e, tenant, *leaf),
-                            _ => format::json(e, tenant, *leaf),
-                        };
-                        SplunkHec::envelope(
-                            e,
-                            body,
-                            sourcetype,
-                            self.sink.spec.index.as_deref(),
-                            &self.host,
-                        )
-                    })
-                    .collect();
-                hec.send(&envelopes)?;
+                self.failing = Some((key, attempts));
+                match self.sink.spec.max_attempts {
+                    Some(max) if attempts >= max => {
+                        self.bury(batch.tenant, &events, &error)?;
+                        self.failing = None;
+                        Ok(())
+                    }
+                    _ => Err(error.into()),
+                }
             }
         }
-        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ConsumerError> {

@@ -199,6 +199,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn webhook_signatures_are_hmac_sha256_of_the_time_and_body() {
+        // RFC 4231 test case 2's key, over "1700000000.{}".
+        let sig = signature(b"Jefe", 1_700_000_000, b"{}");
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"1700000000.{}");
+        assert_eq!(
+            sig,
+            format!(
+                "t=1700000000,v1={}",
+                hex::encode(mac.finalize().into_bytes())
+            )
+        );
+        assert_ne!(sig, signature(b"Jefe", 1_700_000_001, b"{}"));
+    }
+
+    #[test]
+    fn slack_and_pagerduty_bodies_summarise_an_alert() {
+        let alert = serde_json::json!({
+            "id": "a-1", "action": "tally.alert.raise", "reason": "Brute force",
+            "received_at": "2026-05-01T12:00:00Z",
+            "metadata": {"severity": "high", "rule": "brute-force", "count": 6, "alert_group": {"actor.id": "tally:pii:x"}},
+        });
+        let slack = webhook_body(WebhookStyle::Slack, &alert, Value::Null, "acme", None);
+        assert_eq!(slack["text"], "[high] Brute force (rule brute-force, 6 events, actor.id=tally:pii:x) in tenant acme, alert a-1");
+        let pd = webhook_body(
+            WebhookStyle::PagerDuty,
+            &alert,
+            serde_json::json!({"x": 1}),
+            "acme",
+            Some("rk"),
+        );
+        assert_eq!(pd["routing_key"], "rk");
+        assert_eq!(pd["event_action"], "trigger");
+        assert_eq!(pd["dedup_key"], "a-1");
+        assert_eq!(pd["payload"]["severity"], "error");
+        assert_eq!(pd["payload"]["source"], "tally/acme");
+        assert_eq!(pd["payload"]["custom_details"]["x"], 1);
+    }
+
+    #[test]
     fn a_syslog_message_carries_facility_severity_and_where_it_comes_from() {
         let event = serde_json::json!({
             "received_at": "2026-05-01T12:00:00.250Z", "outcome": "FAILURE",
@@ -211,5 +252,173 @@ mod tests {
         );
         let alert = serde_json::json!({"metadata": {"severity": "critical"}, "outcome": "SUCCESS"});
         assert!(syslog_message(&alert, "t", 0, "h", "x").starts_with("<106>1 "));
+    }
+}
+
+/// How a webhook's body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookStyle {
+    /// The event (Tally JSON, or OCSF).
+    Plain,
+    /// A Slack incoming-webhook message (`{"text": …}`).
+    Slack,
+    /// A PagerDuty Events API v2 trigger; the routing key is the sink's token.
+    PagerDuty,
+}
+
+/// The signature header of a webhook request: `t=UNIX_SECONDS,v1=HEX`, where HEX is
+/// HMAC-SHA256 under the sink's secret of `UNIX_SECONDS.` followed by the body, so that a
+/// receiver can check who sent it and refuse replays of old requests.
+pub fn signature(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={unix_seconds},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// A one-line summary of an event for people: an alert's title and group, or who did what.
+pub fn summary(event: &Value, tenant: &str) -> String {
+    let s = |p: &str| event.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    if s("/action") == "tally.alert.raise" {
+        let group: Vec<String> = event
+            .pointer("/metadata/alert_group")
+            .and_then(Value::as_object)
+            .map(|g| {
+                g.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!(
+            "[{}] {} (rule {}, {} events{}) in tenant {tenant}, alert {}",
+            s("/metadata/severity"),
+            s("/reason"),
+            s("/metadata/rule"),
+            event
+                .pointer("/metadata/count")
+                .and_then(Value::as_u64)
+                .unwrap_or(1),
+            if group.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", group.join(" "))
+            },
+            s("/id"),
+        )
+    } else {
+        format!(
+            "{} by {} on {}/{}: {} (tenant {tenant}, event {})",
+            s("/action"),
+            s("/actor/id"),
+            s("/resource/type"),
+            s("/resource/id"),
+            s("/outcome"),
+            s("/id"),
+        )
+    }
+}
+
+/// The body a webhook of `style` sends for one event.
+pub fn webhook_body(
+    style: WebhookStyle,
+    event: &Value,
+    rendered: Value,
+    tenant: &str,
+    token: Option<&str>,
+) -> Value {
+    match style {
+        WebhookStyle::Plain => rendered,
+        WebhookStyle::Slack => serde_json::json!({"text": summary(event, tenant)}),
+        WebhookStyle::PagerDuty => {
+            let severity = match event.pointer("/metadata/severity").and_then(Value::as_str) {
+                Some("critical") => "critical",
+                Some("high") => "error",
+                Some("medium") => "warning",
+                _ => "info",
+            };
+            serde_json::json!({
+                "routing_key": token.unwrap_or_default(),
+                "event_action": "trigger",
+                // PagerDuty deduplicates on it: an event sent again is the same incident.
+                "dedup_key": event["id"],
+                "payload": {
+                    "summary": summary(event, tenant).chars().take(1024).collect::<String>(),
+                    "source": format!("tally/{tenant}"),
+                    "severity": severity,
+                    "timestamp": event["received_at"],
+                    "component": event.pointer("/metadata/rule").cloned().unwrap_or(Value::Null),
+                    "class": event["action"],
+                    "custom_details": rendered,
+                },
+            })
+        }
+    }
+}
+
+/// An HTTPS (or HTTP) endpoint taking one JSON POST per event, signed when a secret is set.
+pub struct Webhook {
+    url: String,
+    secret: Option<Vec<u8>>,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Webhook {
+    /// The endpoint at `url`; requests run on `runtime`.
+    pub fn new(
+        url: String,
+        secret: Option<Vec<u8>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Webhook {
+            url,
+            secret,
+            client,
+            runtime,
+        })
+    }
+
+    /// Posts each body in order; the first failure fails the batch.
+    pub fn send(&self, bodies: &[(String, Value)]) -> Result<(), String> {
+        for (id, body) in bodies {
+            let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+            let mut request = self
+                .client
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .header("Tally-Event-Id", id.as_str());
+            if let Some(secret) = &self.secret {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                request = request.header("Tally-Signature", signature(secret, now, &bytes));
+            }
+            let request = request.body(bytes);
+            self.runtime.block_on(async {
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach the webhook {}: {e}", self.url))?;
+                let status = response.status();
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    let text = response.text().await.unwrap_or_default();
+                    Err(format!(
+                        "the webhook {} answered {status}: {}",
+                        self.url,
+                        text.chars().take(300).collect::<String>()
+                    ))
+                }
+            })?;
+        }
+        Ok(())
     }
 }

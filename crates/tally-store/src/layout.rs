@@ -147,6 +147,13 @@ impl DataDir {
         self.consumers_path().join(format!("{name}.state.json"))
     }
 
+    /// Where a consumer writes what it gave up on (a sink's batches after its last
+    /// attempt), as JSON Lines. `name` must be a valid consumer name.
+    pub fn consumer_dead_letter_path(&self, name: &str) -> PathBuf {
+        self.consumers_path()
+            .join(format!("{name}.dead-letter.jsonl"))
+    }
+
     /// The event-id index (id → leaf index of every tenant), a projection of the `leaves`
     /// files that can be deleted at any time: start-up rebuilds it.
     pub fn id_index_path(&self) -> PathBuf {
