@@ -261,7 +261,7 @@ pub struct RuleFile {
 
 /// A rule that cannot be used: which rule, which of its fields, and the rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
-#[error("rule `{rule}`, {field}: {message}")]
+#[error("{}{field}: {message}", if rule.is_empty() { String::new() } else { format!("rule `{rule}`, ") })]
 pub struct RuleError {
     /// The rule's id as written.
     pub rule: String,
@@ -492,7 +492,8 @@ pub fn parse_rule_file(text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
             field: "rules",
             message: format!(
                 "not a rules file ({e}); expected `rules:` and a list of rules, each with id, \
-                 title, match and optionally severity, condition, description, enabled"
+                 title, match and optionally severity, condition, then, when, description, \
+                 enabled"
             ),
         }]
     })?;
