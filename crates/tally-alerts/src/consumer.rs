@@ -185,15 +185,18 @@ impl Consumer for AlertConsumer {
         // The saved state may trail the cursor (records after it are replayed into the
         // windows; their alerts are raised again, as the same events) or lead it (a crash
         // between saving and the cursor: those records are not counted twice).
-        Ok(match (self.engine.observed(tenant), cursor) {
+        let next = match (self.engine.observed(tenant), cursor) {
             (Some(observed), Some(cursor)) => observed.min(cursor),
             (Some(observed), None) => observed,
-            // The saved state predates every record of this tenant the rules saw: all of
-            // them came after it, so all of them are replayed.
+            // The saved state predates every record of this tenant the rules saw (the state
+            // records where each tenant started): all of them came after it, so all are
+            // replayed.
             (None, _) if self.resumed => 0,
             (None, Some(cursor)) => cursor,
             (None, None) => self.start_at.get(tenant).copied().unwrap_or(0),
-        })
+        };
+        self.engine.start_at(tenant, next);
+        Ok(next)
     }
 
     fn deliver(&mut self, batch: Batch<'_>) -> Result<(), ConsumerError> {
@@ -220,5 +223,49 @@ impl Consumer for AlertConsumer {
             self.save()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl AlertOutput for Nothing {
+        fn raise(&mut self, _: &Alert) -> Result<(), ConsumerError> {
+            Ok(())
+        }
+    }
+
+    fn open(dir: &DataDir, start_at: &[(&str, u64)]) -> AlertConsumer {
+        AlertConsumer::open(
+            dir,
+            Vec::new(),
+            Arc::new(tally_consumers::index::UnsealedOnly),
+            Nothing,
+            RuleUpdates::default(),
+            start_at.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+        )
+    }
+
+    #[test]
+    fn a_quiet_tenant_resumes_where_it_started_not_from_its_first_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::create_or_open(tmp.path().join("data")).unwrap();
+        // First run on a data directory holding history: rules start at the end of it.
+        let mut first = open(&dir, &[("quiet", 1_000_000)]);
+        assert_eq!(first.resume("quiet", None).unwrap(), 1_000_000);
+        first.flush().unwrap();
+        // Restarted with the state saved: the cursor (the runtime's) says 1,000,000 too, and
+        // the history before it is not replayed.
+        let mut second = open(&dir, &[]);
+        assert_eq!(second.resume("quiet", Some(1_000_000)).unwrap(), 1_000_000);
+        // A tenant created after the last save is replayed from its first record.
+        assert_eq!(second.resume("new", Some(40)).unwrap(), 0);
+        // Without any saved state, a cursor is trusted.
+        std::fs::remove_file(dir.consumer_state_path(NAME)).unwrap();
+        let mut third = open(&dir, &[]);
+        assert_eq!(third.resume("other", Some(7)).unwrap(), 7);
     }
 }

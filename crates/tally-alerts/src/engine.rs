@@ -156,6 +156,9 @@ pub struct Engine {
     salt: [u8; 16],
     windows: HashMap<(usize, String, Vec<Option<String>>), Window>,
     observed: HashMap<String, u64>,
+    /// Per tenant: `received_at` (Unix ms) of the last record observed, which idle groups
+    /// are swept against (never another tenant's clock: one tenant may be hours behind).
+    last_ms: HashMap<String, i64>,
     since_sweep: u64,
 }
 
@@ -170,6 +173,7 @@ impl Engine {
             salt: uuid::Uuid::new_v4().into_bytes(),
             windows: HashMap::new(),
             observed: HashMap::new(),
+            last_ms: HashMap::new(),
             since_sweep: 0,
         }
     }
@@ -266,9 +270,10 @@ impl Engine {
         }
         let at = record.received_at;
         let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+        self.last_ms.insert(tenant.to_string(), ms);
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
-            self.sweep(ms);
+            self.sweep();
         }
         let mut alerts = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
@@ -290,6 +295,7 @@ impl Engine {
                 .map(|f| {
                     f.value(record)
                         .and_then(|v| v.as_text())
+                        .filter(|v| !is_withheld(v))
                         .map(|v| v.into_owned())
                 })
                 .collect();
@@ -353,7 +359,11 @@ impl Engine {
                 if matches {
                     let counted = match &rule.condition {
                         Condition::Distinct { field, .. } => {
-                            match field.value(record).and_then(|v| v.as_text()) {
+                            match field
+                                .value(record)
+                                .and_then(|v| v.as_text())
+                                .filter(|v| !is_withheld(v))
+                            {
                                 Some(v) => Some(digest(&self.salt, &v)),
                                 None => continue,
                             }
@@ -387,7 +397,11 @@ impl Engine {
                 Condition::Count { min, within, .. } | Condition::Distinct { min, within, .. } => {
                     let distinct = match &rule.condition {
                         Condition::Distinct { field, .. } => {
-                            match field.value(record).and_then(|v| v.as_text()) {
+                            match field
+                                .value(record)
+                                .and_then(|v| v.as_text())
+                                .filter(|v| !is_withheld(v))
+                            {
                                 Some(v) => Some(digest(&self.salt, &v)),
                                 // Without the counted field, the event counts for nothing.
                                 None => continue,
@@ -417,19 +431,35 @@ impl Engine {
         alerts
     }
 
-    /// Drops groups with nothing left in their window.
-    fn sweep(&mut self, now_ms: i64) {
+    /// Drops groups with nothing left in their window, each against its own tenant's clock:
+    /// only what that tenant's next record would evict anyway, so sweeping never changes
+    /// which alerts are raised.
+    fn sweep(&mut self) {
         self.since_sweep = 0;
-        let rules = &self.rules;
-        self.windows.retain(|(i, _, _), w| {
+        let (rules, last_ms) = (&self.rules, &self.last_ms);
+        self.windows.retain(|(i, tenant, _), w| {
             let within = match &rules[*i].condition {
                 Condition::Count { within, .. } | Condition::Distinct { within, .. } => *within,
                 Condition::Each | Condition::Value { .. } => return false,
             };
-            w.evict_before(now_ms.saturating_sub(within.as_millis() as i64));
+            if let Some(now_ms) = last_ms.get(tenant) {
+                w.evict_before(now_ms.saturating_sub(within.as_millis() as i64));
+            }
             !w.events.is_empty()
         });
     }
+
+    /// Starts `tenant` at leaf `next` when the engine has observed nothing of it (the saved
+    /// state then says where it started, so a restart does not replay what came before).
+    pub fn start_at(&mut self, tenant: &str, next: u64) {
+        self.observed.entry(tenant.to_string()).or_insert(next);
+    }
+}
+
+/// Whether a value is one the privacy layer stands in for a value it cannot show (erased, or
+/// under a key this process does not have): it names no one, so it groups and counts nothing.
+fn is_withheld(value: &str) -> bool {
+    value == tally_privacy::seal::ERASED || value == tally_privacy::seal::UNAVAILABLE
 }
 
 /// The number at `path` (`metadata.rows`) of `record`, if there is one there.
@@ -683,6 +713,19 @@ mod tests {
         ];
         let got: Vec<u64> = fired(&mut engine, &events).iter().map(|f| f.0).collect();
         assert_eq!(got, [0, 3, 4]);
+    }
+
+    #[test]
+    fn erased_values_group_and_count_nothing() {
+        let mut engine = Engine::new(rules(&[(
+            "c",
+            "",
+            Some("count >= 2 within 1h by actor.id"),
+        )]));
+        let erased = |s| record(s, tally_privacy::seal::ERASED, "x.y", "SUCCESS", "r");
+        let got = fired(&mut engine, &[erased(0), erased(1), erased(2)]);
+        // No group of erased people: the events count in the group without a value.
+        assert!(got.iter().all(|(_, g, _)| g == "c:"), "{got:?}");
     }
 
     #[test]

@@ -386,10 +386,17 @@ impl Rule {
                     .into(),
             ));
         }
-        if spec.title.trim().is_empty() || spec.title.chars().count() > MAX_TITLE_CHARS {
+        if spec.title.trim().is_empty()
+            || spec.title.chars().count() > MAX_TITLE_CHARS
+            || spec.title.chars().any(char::is_control)
+            || spec.title.starts_with("tally:")
+        {
             return Err(err(
                 "title",
-                format!("1 to {MAX_TITLE_CHARS} characters, not only white space"),
+                format!(
+                    "1 to {MAX_TITLE_CHARS} characters, not only white space, no control \
+                     characters, not starting with `tally:` (alerts carry it as their reason)"
+                ),
             ));
         }
         if spec
@@ -741,6 +748,21 @@ mod tests {
                 by: vec![FieldRef(&fields::ACTOR_ID), FieldRef(&fields::ACTOR_IP)],
             }
         );
+    }
+
+    #[test]
+    fn titles_that_an_alert_could_not_carry_are_refused() {
+        for bad in [
+            "",
+            "  ",
+            "Brute\u{1}force",
+            "tally:erased",
+            &"x".repeat(201),
+        ] {
+            let mut s = spec("t", "", None);
+            s.title = bad.to_string();
+            assert_eq!(Rule::new(s).unwrap_err().field, "title", "{bad:?}");
+        }
     }
 
     #[test]

@@ -324,8 +324,15 @@ fn since_ms(text: &str) -> Result<i64> {
             "--since {text:?}: {e}; give a duration such as 30d or 12h, or an RFC 3339 time"
         ))
     })?;
-    let now = time::OffsetDateTime::now_utc() - ago;
-    Ok((now.unix_timestamp_nanos() / 1_000_000) as i64)
+    let since = time::Duration::try_from(ago)
+        .ok()
+        .and_then(|ago| time::OffsetDateTime::now_utc().checked_sub(ago))
+        .ok_or_else(|| {
+            crate::UsageError(format!(
+                "--since {text:?} reaches before the year -9999; give a shorter duration"
+            ))
+        })?;
+    Ok((since.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 struct Backtest {

@@ -168,6 +168,30 @@ async fn the_default_rules_raise_alerts_that_are_listed_acknowledged_and_survive
     let masked_brute = by_rule(&masked, "brute-force");
     assert_ne!(masked_brute[0]["group"]["actor.id"], "alice@example.com");
 
+    // An event a client sends with the id a resolution would take changes nothing.
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let forged = tally_alerts::engine::state_event_id(uuid, "resolved").to_string();
+    server
+        .ingest_acme(
+            &json!({"id": forged, "time": "2026-11-30T12:00:00Z", "actor": {"id": "mallory"},
+            "action": "app.noise", "outcome": "SUCCESS", "resource": {"type": "x", "id": "y"}}),
+        )
+        .await;
+    let (_, page) = alerts(&server, &server.token, "&rule=brute-force").await;
+    assert_eq!(page["alerts"][0]["state"], "open", "{page}");
+    // A note the record could not hold is refused, not a 503.
+    let (status, bad) = post(
+        &server,
+        &format!("/v1/alerts/{id}/acknowledge?tenant=acme"),
+        json!({"note": " "}),
+    )
+    .await;
+    assert_eq!(
+        (status, &bad["error"]["details"][0]["field"]),
+        (422, &json!("note")),
+        "{bad}"
+    );
+
     // Acknowledge, then resolve; each recorded, each refused a second time.
     let path = format!("/v1/alerts/{id}/acknowledge?tenant=acme");
     let (status, acked) = post(&server, &path, json!({"note": "looking"})).await;

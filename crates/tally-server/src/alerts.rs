@@ -68,6 +68,7 @@ pub struct RuleBook {
     specs: Mutex<Vec<RuleSpec>>,
     updates: RuleUpdates,
     raised: Family<Vec<(String, String)>, Counter>,
+    dropped: Family<Vec<(String, String)>, Counter>,
 }
 
 impl RuleBook {
@@ -111,6 +112,7 @@ impl RuleBook {
                 specs: Mutex::new(specs),
                 updates: RuleUpdates::default(),
                 raised: Family::default(),
+                dropped: Family::default(),
             },
             rules,
         ))
@@ -152,10 +154,16 @@ impl RuleBook {
 
 impl crate::Component for RuleBook {
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.sub_registry_with_prefix("tally_alerts").register(
+        let r = registry.sub_registry_with_prefix("tally_alerts");
+        r.register(
             "raised",
             "Alerts raised and recorded in their tenant's log, by tenant and rule",
             self.raised.clone(),
+        );
+        r.register(
+            "unrecordable",
+            "Alerts the log refused for good (invalid, or their id taken twice), logged and skipped so that the rules go on",
+            self.dropped.clone(),
         );
     }
 
@@ -188,24 +196,50 @@ impl LogAlertOutput {
 
 impl AlertOutput for LogAlertOutput {
     fn raise(&mut self, alert: &Alert) -> Result<(), ConsumerError> {
-        let appended = self.runtime.block_on(crate::audit::append_server_event(
-            &self.log,
-            &alert.tenant,
-            alert.event(),
-        ));
-        appended.map_err(|e| {
-            format!(
+        use crate::audit::RecordError;
+        let labels = vec![
+            ("tenant".to_string(), alert.tenant.clone()),
+            ("rule".to_string(), alert.rule.clone()),
+        ];
+        let append = |event: serde_json::Value| {
+            self.runtime.block_on(crate::audit::append_server_event(
+                &self.log,
+                &alert.tenant,
+                event,
+            ))
+        };
+        let mut outcome = append(alert.event());
+        if let Err(RecordError::Conflict(_)) = &outcome {
+            // Its id is taken by other content (an event sent with that id, or the same alert
+            // raised before a rule's title changed): recorded under a second id derived from
+            // the first, so that a replay still finds it.
+            let mut event = alert.event();
+            event["id"] = tally_alerts::engine::state_event_id(alert.id, "conflict")
+                .to_string()
+                .into();
+            outcome = append(event);
+        }
+        match outcome {
+            Ok(()) => {
+                self.book.raised.get_or_create(&labels).inc();
+                Ok(())
+            }
+            // Waiting cannot help these: skipping one alert is better than stopping them all.
+            Err(e @ (RecordError::Invalid(_) | RecordError::Conflict(_))) => {
+                tracing::error!(
+                    tenant = alert.tenant,
+                    rule = alert.rule,
+                    alert = %alert.id,
+                    "an alert the log refuses for good is skipped: {e}"
+                );
+                self.book.dropped.get_or_create(&labels).inc();
+                Ok(())
+            }
+            Err(e) => Err(format!(
                 "alert {} of rule {} could not be recorded: {e}",
                 alert.id, alert.rule
             )
-        })?;
-        self.book
-            .raised
-            .get_or_create(&vec![
-                ("tenant".to_string(), alert.tenant.clone()),
-                ("rule".to_string(), alert.rule.clone()),
-            ])
-            .inc();
-        Ok(())
+            .into()),
+        }
     }
 }

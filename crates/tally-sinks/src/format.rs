@@ -23,6 +23,28 @@ pub enum Format {
 /// The OCSF version the mapping follows.
 pub const OCSF_VERSION: &str = "1.1.0";
 
+/// Whether the event is one of Tally's alerts (`tally.alert.raise`, which only the server
+/// writes): only then do its `category` and `metadata.severity` speak for Tally.
+pub fn is_alert(event: &Value) -> bool {
+    event["action"] == "tally.alert.raise"
+}
+
+/// An alert's severity (`low` … `critical`); `None` for any other event, whatever its
+/// metadata claims.
+pub fn alert_severity(event: &Value) -> Option<&str> {
+    if is_alert(event) {
+        text(event, &["metadata", "severity"])
+    } else {
+        None
+    }
+}
+
+/// The actor's IP address when it is one (a masked value is a token, which fields typed as
+/// addresses cannot hold).
+fn actor_ip(event: &Value) -> Option<&str> {
+    text(event, &["actor", "ip"]).filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+}
+
 fn text<'a>(event: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(event, |v, k| v.get(k))
@@ -76,14 +98,14 @@ pub fn ocsf_class(event: &Value) -> (u32, u32, &'static str) {
         "UPDATE" | "ADMIN" | "CONFIG" => (3004, 3, "Entity Management"),
         "DELETE" => (3004, 4, "Entity Management"),
         "READ" | "VIEW_PII" | "EXPORT" => (6003, 2, "API Activity"),
-        "ALERT" => (2004, 1, "Detection Finding"),
+        "ALERT" if is_alert(event) => (2004, 1, "Detection Finding"),
         _ => (6003, 99, "API Activity"),
     }
 }
 
 /// OCSF severity: an alert's own; otherwise Informational, Low for a failure.
 fn ocsf_severity(event: &Value) -> u32 {
-    match text(event, &["metadata", "severity"]) {
+    match alert_severity(event) {
         Some("low") => 2,
         Some("medium") => 3,
         Some("high") => 4,
@@ -137,8 +159,12 @@ pub fn ocsf(event: &Value, tenant: &str, leaf: u64) -> Value {
     if let Some(session) = text(event, &["actor", "session_id"]) {
         out["actor"]["session"] = json!({"uid": session});
     }
-    if let Some(ip) = text(event, &["actor", "ip"]) {
+    if let Some(ip) = actor_ip(event) {
         out["src_endpoint"] = json!({"ip": ip});
+    }
+    // A masked address stays findable by its token, outside the typed field.
+    if let Some(ip) = text(event, &["actor", "ip"]).filter(|_| actor_ip(event).is_none()) {
+        out["unmapped"]["actor_ip"] = ip.into();
     }
     if let Some(agent) = text(event, &["actor", "user_agent"]) {
         out["http_request"] = json!({"user_agent": agent});
@@ -182,7 +208,7 @@ fn cef_value(s: &str) -> String {
 pub fn cef(event: &Value, tenant: &str, leaf: u64) -> String {
     let action = text(event, &["action"]).unwrap_or_default();
     let outcome = text(event, &["outcome"]).unwrap_or_default();
-    let severity = match text(event, &["metadata", "severity"]) {
+    let severity = match alert_severity(event) {
         Some("low") => 3,
         Some("medium") => 5,
         Some("high") => 8,
@@ -210,7 +236,10 @@ pub fn cef(event: &Value, tenant: &str, leaf: u64) -> String {
         }
     };
     push("suser", text(event, &["actor", "id"]));
-    push("src", text(event, &["actor", "ip"]));
+    push("src", actor_ip(event));
+    let masked_ip = text(event, &["actor", "ip"]).filter(|_| actor_ip(event).is_none());
+    push("cs3Label", masked_ip.map(|_| "actorIp"));
+    push("cs3", masked_ip);
     push(
         "requestClientApplication",
         text(event, &["actor", "user_agent"]),
@@ -267,7 +296,11 @@ mod tests {
             ("ALERT", "alert-rule", 2004, 1),
             ("SOMETHING", "X", 6003, 99),
         ] {
-            let o = ocsf(&event(category, resource, "SUCCESS"), "acme", 7);
+            let mut e = event(category, resource, "SUCCESS");
+            if category == "ALERT" {
+                e["action"] = "tally.alert.raise".into();
+            }
+            let o = ocsf(&e, "acme", 7);
             assert_eq!(
                 (o["class_uid"].as_u64(), o["activity_id"].as_u64()),
                 (Some(class), Some(activity)),
@@ -283,6 +316,31 @@ mod tests {
         assert_eq!(o["actor"]["user"]["uid"], "alice");
         assert_eq!(o["metadata"]["sequence"], 7);
         assert_eq!(o["unmapped"]["tenant"], "acme");
+    }
+
+    #[test]
+    fn only_tallys_alerts_are_findings_or_carry_a_severity() {
+        let mut forged = event("ALERT", "x", "SUCCESS");
+        forged["metadata"] = json!({"severity": "critical"});
+        assert_eq!(ocsf(&forged, "t", 0)["class_uid"], 6003);
+        assert_eq!(ocsf(&forged, "t", 0)["severity_id"], 1);
+        assert!(cef(&forged, "t", 0).contains("|3|"));
+        forged["action"] = "tally.alert.raise".into();
+        assert_eq!(ocsf(&forged, "t", 0)["class_uid"], 2004);
+        assert_eq!(ocsf(&forged, "t", 0)["severity_id"], 5);
+        assert!(cef(&forged, "t", 0).contains("|10|"));
+    }
+
+    #[test]
+    fn a_masked_address_stays_out_of_address_fields() {
+        let mut e = event("LOGIN", "SESSION", "SUCCESS");
+        e["actor"]["ip"] = "tally:pii:v1:abc".into();
+        let o = ocsf(&e, "t", 0);
+        assert!(o.get("src_endpoint").is_none());
+        assert_eq!(o["unmapped"]["actor_ip"], "tally:pii:v1:abc");
+        let line = cef(&e, "t", 0);
+        assert!(!line.contains(" src="), "{line}");
+        assert!(line.contains("cs3=tally:pii:v1:abc"), "{line}");
     }
 
     #[test]

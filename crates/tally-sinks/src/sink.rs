@@ -380,12 +380,15 @@ impl SinkConsumer {
         error: &str,
     ) -> Result<(), ConsumerError> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = self.dead_letter.parent() {
-            std::fs::create_dir_all(dir)?;
+            tally_store::layout::create_private_dir_all(dir)?;
         }
+        // The owner's only, as everything in a data directory: it may hold personal data.
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(tally_store::layout::PRIVATE_FILE_MODE)
             .open(&self.dead_letter)?;
         let mut lines = Vec::new();
         for (leaf, event) in events {
@@ -496,8 +499,17 @@ impl SinkConsumer {
                 match Record::parse(&opened) {
                     Ok(record) if self.sink.query.matches(&record, now_ms, &NoTokens) => {}
                     Ok(_) => continue,
-                    // An erased value can leave a typed field unreadable: it is sent as shown.
-                    Err(_) => {}
+                    // An erased value can leave a typed field unreadable: whether it matches
+                    // cannot be told, so it is not sent (as the alert rules skip it).
+                    Err(e) => {
+                        tracing::warn!(
+                            sink = %self.sink.spec.name,
+                            tenant = batch.tenant,
+                            leaf,
+                            "a record the sink's search cannot read is not sent: {e}"
+                        );
+                        continue;
+                    }
                 }
             }
             let shown = self.views.shown(batch.tenant, stored, clear).map_err(|e| {
@@ -527,7 +539,10 @@ impl Consumer for SinkConsumer {
         let key = (batch.tenant.to_string(), batch.first);
         match self.send(batch.tenant, &events) {
             Ok(()) => {
-                self.failing = None;
+                // Another tenant's batch may be the one being retried: its count stands.
+                if self.failing.as_ref().is_some_and(|(k, _)| *k == key) {
+                    self.failing = None;
+                }
                 Ok(())
             }
             Err(error) => {

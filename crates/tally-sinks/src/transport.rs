@@ -13,7 +13,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The syslog severity of an event: an alert's own, a warning for a failure, else
 /// informational.
 fn syslog_severity(event: &Value) -> u8 {
-    match event.pointer("/metadata/severity").and_then(Value::as_str) {
+    match crate::format::alert_severity(event) {
         Some("critical") => 2,
         Some("high") => 3,
         Some("medium") => 4,
@@ -250,7 +250,7 @@ mod tests {
             m,
             format!("<108>1 2026-05-01T12:00:00.250Z host1 tally {pid} audit [tally@32473 tenant=\"ac\\\"me\" leaf=\"7\"] CEF:0|x")
         );
-        let alert = serde_json::json!({"metadata": {"severity": "critical"}, "outcome": "SUCCESS"});
+        let alert = serde_json::json!({"action": "tally.alert.raise", "metadata": {"severity": "critical"}, "outcome": "SUCCESS"});
         assert!(syslog_message(&alert, "t", 0, "h", "x").starts_with("<106>1 "));
     }
 }
@@ -284,7 +284,7 @@ pub fn signature(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
 /// A one-line summary of an event for people: an alert's title and group, or who did what.
 pub fn summary(event: &Value, tenant: &str) -> String {
     let s = |p: &str| event.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    if s("/action") == "tally.alert.raise" {
+    if crate::format::is_alert(event) {
         let group: Vec<String> = event
             .pointer("/metadata/alert_group")
             .and_then(Value::as_object)
@@ -335,7 +335,7 @@ pub fn webhook_body(
         WebhookStyle::Plain => rendered,
         WebhookStyle::Slack => serde_json::json!({"text": summary(event, tenant)}),
         WebhookStyle::PagerDuty => {
-            let severity = match event.pointer("/metadata/severity").and_then(Value::as_str) {
+            let severity = match crate::format::alert_severity(event) {
                 Some("critical") => "critical",
                 Some("high") => "error",
                 Some("medium") => "warning",

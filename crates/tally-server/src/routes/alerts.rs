@@ -35,8 +35,8 @@ const MAX_LIMIT: usize = 500;
 /// Most alert events one request reads while filtering by state or severity; past it, the
 /// page ends early with a cursor.
 const MAX_SCAN: usize = 5000;
-/// Longest note, in characters.
-const MAX_NOTE_CHARS: usize = 2000;
+/// Longest note, in characters (it is the recorded event's `reason`).
+const MAX_NOTE_CHARS: usize = 1024;
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -209,6 +209,24 @@ fn events_json(
         .collect()
 }
 
+/// The ids the event recording that `alert` moved to `name` may take: derived ones, so that
+/// it is found by id alone; the second for when an event sent by a client took the first.
+fn state_ids(alert: uuid::Uuid, name: &str) -> [uuid::Uuid; 2] {
+    [
+        state_event_id(alert, name),
+        state_event_id(alert, &format!("{name} (its first id taken)")),
+    ]
+}
+
+/// Whether `event` is the server's record of `alert` moving to `to`.
+fn is_state_event(event: &serde_json::Value, alert: &str, to: AlertState) -> bool {
+    let action = match to {
+        AlertState::Acknowledged => ACKNOWLEDGE_ACTION,
+        _ => RESOLVE_ACTION,
+    };
+    event["action"] == action && event["metadata"]["alert"] == alert
+}
+
 /// Fills in each alert's state from the acknowledgement and resolution recorded for it,
 /// found by their derived ids ([`tally_alerts::engine::state_event_id`]): exact at once,
 /// with no wait for the index.
@@ -227,10 +245,20 @@ fn add_history(
             (AlertState::Acknowledged, "acknowledged"),
             (AlertState::Resolved, "resolved"),
         ] {
-            let Some(at) = log.lookup(&state_event_id(id, name))? else {
-                continue;
-            };
-            let Some((_, event)) = events_json(state, tenant, &[at], view)?.pop() else {
+            // Only the server's own record of the change counts, whatever else took an id.
+            let mut found = None;
+            for candidate in state_ids(id, name) {
+                let Some(at) = log.lookup(&candidate)? else {
+                    continue;
+                };
+                if let Some((_, event)) = events_json(state, tenant, &[at], view)?.pop() {
+                    if is_state_event(&event, &alert.id, to) {
+                        found = Some((at, event));
+                        break;
+                    }
+                }
+            }
+            let Some((at, event)) = found else {
                 continue;
             };
             alert.state = to;
@@ -490,10 +518,12 @@ pub(crate) async fn get(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateNote {
-    /// Why, for the record (at most 2000 characters, no control characters but newlines).
+    /// Why, for the record: 1 to 1024 characters, no control characters but tab, line feed
+    /// and carriage return, not only white space, not starting with `tally:`.
     #[schema(
-        max_length = 2000,
-        pattern = "^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F-\\u009F]*$"
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
     )]
     note: Option<String>,
 }
@@ -515,12 +545,20 @@ async fn change_state(
         r#"{"note": "password reset forced, actor contacted"}"#,
     )?;
     if let Some(n) = &note.note {
-        if n.chars().count() > MAX_NOTE_CHARS || n.chars().any(|c| c.is_control() && c != '\n') {
+        if n.trim().is_empty()
+            || n.chars().count() > MAX_NOTE_CHARS
+            || n.chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || n.starts_with("tally:")
+        {
             return Err(ApiError::field(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_alert_note",
                 "note",
-                format!("at most {MAX_NOTE_CHARS} characters, no control characters but newlines"),
+                format!(
+                    "1 to {MAX_NOTE_CHARS} characters, not only white space, no control \
+                     characters but tab and line breaks, not starting with `tally:`"
+                ),
             ));
         }
     }
@@ -556,6 +594,26 @@ async fn change_state(
             "an alert without a valid id",
         )
     })?;
+    // The first of its ids that no other event took (the state showed neither taken by a
+    // change of this alert).
+    let log = tenant_log(&state, &tenant)?;
+    let mut free = None;
+    for candidate in state_ids(alert_id, name) {
+        if log.lookup(&candidate)?.is_none() {
+            free = Some(candidate);
+            break;
+        }
+    }
+    let Some(event_id) = free else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "alert_state",
+            format!(
+                "alert {} cannot be {name}: the ids its record would take are used by other events",
+                alert.id
+            ),
+        ));
+    };
     let event = ServerEvent {
         tenant: &tenant,
         actor: Actor::Key(&principal),
@@ -564,27 +622,24 @@ async fn change_state(
         resource: ("alert", &alert.id),
         metadata: serde_json::json!({"alert": alert.id, "rule": alert.rule}),
     };
-    crate::audit::record_with_reason(
-        &state.log,
-        event,
-        note.note.as_deref(),
-        Some(state_event_id(alert_id, name)),
-    )
-    .await
-    .map_err(|e| match e {
-        // Someone else changed it at the same moment.
-        crate::audit::RecordError::Conflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            "alert_state",
-            format!("alert {} was {name} by someone else just now", alert.id),
-        ),
-        e => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("the change could not be recorded in the audit log, so it was not made: {e}"),
-        )
-        .retry_after(5),
-    })?;
+    crate::audit::record_with_reason(&state.log, event, note.note.as_deref(), Some(event_id))
+        .await
+        .map_err(|e| match e {
+            // Someone else changed it at the same moment.
+            crate::audit::RecordError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "alert_state",
+                format!("alert {} was {name} by someone else just now", alert.id),
+            ),
+            e => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "the change could not be recorded in the audit log, so it was not made: {e}"
+                ),
+            )
+            .retry_after(5),
+        })?;
     // Read back: the answer shows the change as recorded.
     Ok(Json(find(&state, &tenant, &alert.id, view).await?))
 }
