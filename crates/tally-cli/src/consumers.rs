@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
 use serde::Deserialize;
 use tally_consumers::{ConsumerReport, CursorFile, LastError, TenantPosition};
-use tally_store::DataDir;
+use tally_store::{DataDir, Storage};
 
 use crate::ServerArgs;
 
@@ -19,8 +19,11 @@ use crate::ServerArgs;
 ///
 /// Examples: tally consumers --data ./data
 ///           tally consumers --url http://127.0.0.1:7700 --json
+///           tally consumers rewind sink-siem --to-time 2026-11-30T00:00:00Z --data ./data
 #[derive(Debug, Args)]
 pub struct ConsumersArgs {
+    #[command(subcommand)]
+    action: Option<ConsumersAction>,
     /// Read the cursors of this data directory instead of asking a server.
     #[arg(long, short = 'd')]
     data: Option<PathBuf>,
@@ -31,7 +34,155 @@ pub struct ConsumersArgs {
     server: ServerArgs,
 }
 
+#[derive(Debug, Subcommand)]
+enum ConsumersAction {
+    /// Send a sink's events again from a leaf index or a time: moves its cursor back in the
+    /// data directory (stop the server first; it takes the directory's lock). The sink sends
+    /// every event from there on when the server starts; receivers see them again, with the
+    /// same ids and leaf indexes to deduplicate on.
+    ///
+    /// Only sinks: the search index is rebuilt with `tally reindex`, and the alert rules run
+    /// over history with `tally rules test`.
+    Rewind {
+        /// The sink's consumer name (sink-NAME, as `tally consumers` lists it).
+        consumer: String,
+        /// Resend from this leaf index (in each tenant that is past it; name one with
+        /// --tenant).
+        #[arg(long, conflicts_with = "to_time", required_unless_present = "to_time")]
+        to_index: Option<u64>,
+        /// Resend the events received at or after this time (RFC 3339).
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Only this tenant (default: every tenant the sink has a position in).
+        #[arg(long, short = 't')]
+        tenant: Option<String>,
+        /// Data directory.
+        #[arg(long, short = 'd', env = "TALLY_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The key-encryption key, if the server encrypts at rest (to read receive times).
+        #[command(flatten)]
+        kek: crate::kek::KekArgs,
+    },
+}
+
+/// Moves a sink's cursor back (see [`ConsumersAction::Rewind`]).
+fn rewind(action: ConsumersAction) -> Result<()> {
+    let ConsumersAction::Rewind {
+        consumer,
+        to_index,
+        to_time,
+        tenant,
+        data,
+        kek,
+    } = action;
+    if !consumer.starts_with("sink-") {
+        bail!(crate::UsageError(format!(
+            "{consumer} is not a sink: only sinks are rewound (the search index is rebuilt \
+             with `tally reindex`, the alert rules run over history with `tally rules test`)"
+        )));
+    }
+    let since_ms = match &to_time {
+        None => None,
+        Some(text) => Some(
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|e| {
+                    crate::UsageError(format!(
+                        "--to-time {text:?}: {e}; give an RFC 3339 time such as 2026-11-30T00:00:00Z"
+                    ))
+                })?,
+        ),
+    };
+    let dir = DataDir::open_existing(&data)
+        .with_context(|| format!("opening data directory {}", data.display()))?;
+    // A running server would overwrite the cursor with its own position.
+    let _lock = tally_store::PosixStorage
+        .lock_writer(&dir.lock_path())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} is in use by a running Tally server; stop it first",
+                data.display()
+            )
+        })?;
+    let mut cursor = CursorFile::load(&dir, &consumer)?.with_context(|| {
+        format!(
+            "{consumer} has no position in {}: it has sent nothing yet",
+            data.display()
+        )
+    })?;
+    let tenants: Vec<String> = match &tenant {
+        Some(t) if cursor.tenants.contains_key(t) => vec![t.clone()],
+        Some(t) => bail!("{consumer} has no position in tenant {t}"),
+        None => cursor.tenants.keys().cloned().collect(),
+    };
+    let reader = match since_ms {
+        Some(_) => {
+            let reader = tally_store::LogReader::open(&data)?;
+            let at_rest = kek.at_rest(reader.data_dir())?;
+            Some(reader.with_at_rest(at_rest))
+        }
+        None => None,
+    };
+    for t in tenants {
+        let now = cursor.tenants[&t];
+        let target = match (to_index, since_ms, &reader) {
+            (Some(index), _, _) => index,
+            (None, Some(ms), Some(reader)) => {
+                use tally_store::TenantRecords;
+                let log = reader
+                    .tenant(&t)?
+                    .with_context(|| format!("tenant {t} has no log"))?;
+                // The first record received at or after the time (receive times grow with the
+                // leaf index).
+                let (mut lo, mut hi) = (0u64, now.min(log.size()));
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    let record = log.records(mid, 1)?.pop().unwrap_or_default();
+                    let value: serde_json::Value = serde_json::from_slice(&record)
+                        .with_context(|| format!("record {mid} of tenant {t} is not JSON"))?;
+                    let received = value["received_at"]
+                        .as_str()
+                        .and_then(|r| {
+                            time::OffsetDateTime::parse(
+                                r,
+                                &time::format_description::well_known::Rfc3339,
+                            )
+                            .ok()
+                        })
+                        .map_or(i64::MIN, |r| (r.unix_timestamp_nanos() / 1_000_000) as i64);
+                    if received < ms {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+            _ => unreachable!("clap requires --to-index or --to-time"),
+        };
+        if target > now {
+            if tenant.is_some() {
+                bail!(crate::UsageError(format!(
+                    "{consumer} is at {now} in tenant {t}: rewinding moves back only (asked for {target})"
+                )));
+            }
+            // Leaf indexes are per tenant: one that has not got that far stays where it is.
+            continue;
+        }
+        cursor.tenants.insert(t.clone(), target);
+        println!(
+            "{consumer}: tenant {t} from {now} back to {target} ({} events will be sent again)",
+            now - target
+        );
+    }
+    cursor.store(&dir)?;
+    Ok(())
+}
+
 pub async fn run(args: ConsumersArgs) -> Result<()> {
+    if let Some(action) = args.action {
+        return tokio::task::spawn_blocking(move || rewind(action)).await?;
+    }
     let reports = match &args.data {
         Some(path) => from_data_dir(path)?,
         None => from_server(&args.server).await?,

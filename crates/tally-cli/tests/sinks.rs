@@ -531,3 +531,95 @@ fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
         .finalize();
     outer.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_rewound_to_an_index_or_a_time_sends_from_there_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let syslog_port = common::free_port();
+    let received_file = tmp.path().join("received.log");
+    let _rsyslog = Rsyslog::start(tmp.path(), syslog_port, &received_file);
+    let sinks = tmp.path().join("sinks.yaml");
+    std::fs::write(
+        &sinks,
+        format!(
+            "sinks:\n  - name: siem\n    to: syslog+tcp://127.0.0.1:{syslog_port}\n    format: cef\n    tenants: [acme]\n"
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("data");
+    let lines = || {
+        std::fs::read_to_string(&received_file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("cs1=acme"))
+            .count()
+    };
+    let wait_for = |n: usize| async move {
+        for _ in 0..2400 {
+            if lines() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(lines(), n);
+    };
+    let event = |i: usize| {
+        json!({"time": "2026-11-30T12:00:00Z", "actor": {"id": "svc"}, "action": "doc.read",
+               "outcome": "SUCCESS", "resource": {"type": "doc", "id": format!("d{i}")}})
+    };
+    let server = Server::start_with(&dir, &["--sinks", sinks.to_str().unwrap()]);
+    server
+        .ingest_acme(&json!((0..10).map(event).collect::<Vec<_>>()))
+        .await;
+    wait_for(10).await;
+    // A running server keeps the directory: rewinding under it is refused.
+    let tally = |args: &[&str]| {
+        Command::new(common::TALLY)
+            .args(["consumers", "rewind"])
+            .args(args)
+            .arg("--data")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let busy = common::fails(&tally(&["sink-siem", "--to-index", "4"]));
+    assert!(busy.contains("stop it first"), "{busy}");
+    server.stop();
+    // Usage mistakes exit 2.
+    let usage = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = usage(tally(&["search-index", "--to-index", "0"]));
+    assert!(err.contains("only sinks are rewound"), "{err}");
+    let err = usage(tally(&[
+        "sink-siem",
+        "--to-index",
+        "99",
+        "--tenant",
+        "acme",
+    ]));
+    assert!(err.contains("moves back only"), "{err}");
+    let out = common::ok(&tally(&["sink-siem", "--to-index", "4"]));
+    assert!(out.contains("from 10 back to 4 (6 events"), "{out}");
+
+    // Started again, it sends leaves 4..10 again.
+    let server = Server::start_with(&dir, &["--sinks", sinks.to_str().unwrap()]);
+    wait_for(16).await;
+    let later = time::OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server
+        .ingest_acme(&json!((10..13).map(event).collect::<Vec<_>>()))
+        .await;
+    wait_for(19).await;
+    server.stop();
+    // By time: only what was received after `later` (leaves 10..13) is sent again.
+    let later = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let out = common::ok(&tally(&["sink-siem", "--to-time", &later]));
+    assert!(out.contains("from 13 back to 10 (3 events"), "{out}");
+    let server = Server::start_with(&dir, &["--sinks", sinks.to_str().unwrap()]);
+    wait_for(22).await;
+    server.stop();
+}
