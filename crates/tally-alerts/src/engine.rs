@@ -134,6 +134,19 @@ impl Window {
     }
 }
 
+/// One group's values seen so far (digests), for `first_seen` rules.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Seen {
+    /// `received_at` (Unix ms) of the group's first matching event.
+    since: i64,
+    /// The digests of the values seen, at most [`MAX_SEEN_VALUES`].
+    values: std::collections::BTreeSet<String>,
+}
+
+/// At most this many values are remembered per group of a `first_seen` rule; past it, new
+/// values raise nothing (a group with so many is not one whose novelties mean much).
+pub const MAX_SEEN_VALUES: usize = 10_000;
+
 /// A group as saved: the rule's id, the tenant and the group's field values.
 type SavedGroup = (String, String, Vec<Option<String>>);
 
@@ -148,6 +161,9 @@ pub struct EngineState {
     windows: Vec<(SavedGroup, Window)>,
     /// Per tenant: the leaf index after the last record observed.
     pub observed: Vec<(String, u64)>,
+    /// Per `first_seen` rule id, tenant and group: the values seen.
+    #[serde(default)]
+    seen: Vec<(SavedGroup, Seen)>,
 }
 
 /// Rules evaluated over records.
@@ -155,6 +171,7 @@ pub struct Engine {
     rules: Vec<Rule>,
     salt: [u8; 16],
     windows: HashMap<(usize, String, Vec<Option<String>>), Window>,
+    seen: HashMap<(usize, String, Vec<Option<String>>), Seen>,
     observed: HashMap<String, u64>,
     /// Per tenant: `received_at` (Unix ms) of the last record observed, which idle groups
     /// are swept against (never another tenant's clock: one tenant may be hours behind).
@@ -172,6 +189,7 @@ impl Engine {
             rules,
             salt: uuid::Uuid::new_v4().into_bytes(),
             windows: HashMap::new(),
+            seen: HashMap::new(),
             observed: HashMap::new(),
             last_ms: HashMap::new(),
             since_sweep: 0,
@@ -184,7 +202,7 @@ impl Engine {
         let mut engine = Engine::new(rules);
         if let Some(salt) = parse_salt(&state.salt) {
             engine.salt = salt;
-        } else if !state.windows.is_empty() {
+        } else if !state.windows.is_empty() || !state.seen.is_empty() {
             // Digests under a lost salt can never match again: start those windows afresh.
             tracing::warn!("the alert rules' saved state has no valid salt; windows start empty");
             engine.observed = state.observed.into_iter().collect();
@@ -193,6 +211,11 @@ impl Engine {
         for ((rule, tenant, key), window) in state.windows {
             if let Some(i) = engine.rules.iter().position(|r| r.spec.id == rule) {
                 engine.windows.insert((i, tenant, key), window);
+            }
+        }
+        for ((rule, tenant, key), seen) in state.seen {
+            if let Some(i) = engine.rules.iter().position(|r| r.spec.id == rule) {
+                engine.seen.insert((i, tenant, key), seen);
             }
         }
         engine.observed = state.observed.into_iter().collect();
@@ -204,17 +227,28 @@ impl Engine {
     /// the windows of a changed or removed rule are dropped.
     pub fn set_rules(&mut self, rules: Vec<Rule>) {
         let old = std::mem::replace(&mut self.rules, rules);
-        let windows = std::mem::take(&mut self.windows);
-        for ((i, tenant, key), window) in windows {
+        let same = |i: usize| {
             let was = &old[i];
-            if let Some(now) = self.rules.iter().position(|r| {
+            self.rules.iter().position(|r| {
                 r.spec.id == was.spec.id
                     && r.spec.matches == was.spec.matches
                     && r.condition == was.condition
-            }) {
-                self.windows.insert((now, tenant, key), window);
+            })
+        };
+        let mut windows = HashMap::new();
+        for ((i, tenant, key), window) in std::mem::take(&mut self.windows) {
+            if let Some(now) = same(i) {
+                windows.insert((now, tenant, key), window);
             }
         }
+        let mut seen = HashMap::new();
+        for ((i, tenant, key), s) in std::mem::take(&mut self.seen) {
+            if let Some(now) = same(i) {
+                seen.insert((now, tenant, key), s);
+            }
+        }
+        self.windows = windows;
+        self.seen = seen;
     }
 
     /// The rules.
@@ -243,10 +277,22 @@ impl Engine {
         windows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut observed: Vec<_> = self.observed.iter().map(|(t, n)| (t.clone(), *n)).collect();
         observed.sort();
+        let mut seen: Vec<_> = self
+            .seen
+            .iter()
+            .map(|((i, tenant, key), s)| {
+                (
+                    (self.rules[*i].spec.id.clone(), tenant.clone(), key.clone()),
+                    s.clone(),
+                )
+            })
+            .collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
         EngineState {
             salt: self.salt.iter().map(|b| format!("{b:02x}")).collect(),
             windows,
             observed,
+            seen,
         }
     }
 
@@ -378,6 +424,32 @@ impl Engine {
             }
             match &rule.condition {
                 Condition::Each => alerts.push(raise(group(), &[(ms, leaf)])),
+                Condition::FirstSeen { field, after, .. } => {
+                    let Some(value) = field
+                        .value(record)
+                        .and_then(|v| v.as_text())
+                        .filter(|v| !is_withheld(v))
+                    else {
+                        continue;
+                    };
+                    let d = digest(&self.salt, &value);
+                    let seen = self
+                        .seen
+                        .entry((i, tenant.to_string(), key.clone()))
+                        .or_insert_with(|| Seen {
+                            since: ms,
+                            values: Default::default(),
+                        });
+                    if seen.values.contains(&d) || seen.values.len() >= MAX_SEEN_VALUES {
+                        continue;
+                    }
+                    seen.values.insert(d);
+                    let learning =
+                        after.is_some_and(|a| ms.saturating_sub(seen.since) < a.as_millis() as i64);
+                    if !learning {
+                        alerts.push(raise(group(), &[(ms, leaf)]));
+                    }
+                }
                 Condition::Value {
                     path,
                     threshold,
@@ -440,7 +512,9 @@ impl Engine {
         self.windows.retain(|(i, tenant, _), w| {
             let within = match &rules[*i].condition {
                 Condition::Count { within, .. } | Condition::Distinct { within, .. } => *within,
-                Condition::Each | Condition::Value { .. } => return false,
+                Condition::Each | Condition::Value { .. } | Condition::FirstSeen { .. } => {
+                    return false
+                }
             };
             if let Some(now_ms) = last_ms.get(tenant) {
                 w.evict_before(now_ms.saturating_sub(within.as_millis() as i64));
@@ -729,6 +803,32 @@ mod tests {
     }
 
     #[test]
+    fn first_seen_values_raise_after_the_group_has_learned() {
+        let mut engine = Engine::new(rules(&[(
+            "novel",
+            "",
+            Some("first_seen resource.type after 1h by actor.id"),
+        )]));
+        let touch = |s, who: &str, kind: &str| {
+            let mut r = record(s, who, "x.read", "SUCCESS", "r");
+            r.resource.as_mut().unwrap().kind = kind.to_string();
+            r
+        };
+        let events = vec![
+            touch(0, "alice", "doc"),        // learning
+            touch(60, "alice", "invoice"),   // learning: usual for alice now
+            touch(4000, "alice", "doc"),     // seen
+            touch(4001, "alice", "patient"), // new, after an hour: fires
+            touch(4002, "alice", "patient"), // seen now
+            touch(4003, "bob", "patient"),   // bob is learning
+        ];
+        assert_eq!(
+            fired(&mut engine, &events),
+            [(3, "novel:alice".to_string(), vec![3])]
+        );
+    }
+
+    #[test]
     fn records_seen_again_count_once_and_alerts_are_not_observed() {
         let mut engine = Engine::new(rules(&[("all", "", Some("count >= 2 within 1h"))]));
         let r = record(0, "a", "x.y", "SUCCESS", "r");
@@ -797,6 +897,7 @@ mod tests {
                 ("c", "outcome:FAILURE", Some("count > 2 within 30s by actor")),
                 ("d", "", Some("distinct resource.id > 1 within 1m by actor")),
                 ("e", "resource:r3", None),
+                ("f", "", Some("first_seen resource.id after 20s by actor")),
             ];
             let mut secs = 0;
             let records: Vec<Record> = events

@@ -14,10 +14,11 @@
 //! matching events raise an alert:
 //!
 //! ```text
-//! condition = count | distinct | value
+//! condition = count | distinct | value | first_seen
 //! count     = "count" cmp N "within" duration [ "by" fields ]
 //! distinct  = "distinct" field cmp N "within" duration [ "by" fields ]
 //! value     = "value" path cmp number          (path in metadata, before or after)
+//! first_seen = "first_seen" field [ "after" duration ] [ "by" fields ]
 //! cmp       = ">" | ">="
 //! duration  = N ( "s" | "m" | "h" | "d" )      (1 s to 30 d)
 //! fields    = field { "," field }              (exact-match fields: actor.id, ip, action, …)
@@ -320,6 +321,17 @@ pub enum Condition {
         /// `>=` rather than `>`.
         inclusive: bool,
     },
+    /// A value of `field` the group has never had before (an actor touching a resource type
+    /// for the first time). With `after`, only once the group is at least that old: its first
+    /// `after` is learning what is usual.
+    FirstSeen {
+        /// The field whose new values count.
+        field: FieldRef,
+        /// How long a group learns before its new values raise alerts.
+        after: Option<Duration>,
+        /// Fields whose values make the group.
+        by: Vec<FieldRef>,
+    },
     /// At least `min` different values of `field` among one group's matching events within
     /// `within`.
     Distinct {
@@ -339,7 +351,9 @@ impl Condition {
     pub fn group_by(&self) -> &[FieldRef] {
         match self {
             Condition::Each | Condition::Value { .. } => &[],
-            Condition::Count { by, .. } | Condition::Distinct { by, .. } => by,
+            Condition::Count { by, .. }
+            | Condition::Distinct { by, .. }
+            | Condition::FirstSeen { by, .. } => by,
         }
     }
 }
@@ -527,9 +541,11 @@ pub fn parse_condition(text: &str) -> Result<Condition, String> {
             &mut at,
             "the field to count the values of",
         )?)?)),
-        "sequence" | "then" | "absent" | "first_seen" | "travel" => {
+        "first_seen" => return first_seen_condition(&words[1..]),
+        "sequence" | "then" | "absent" | "travel" => {
             return Err(format!(
-                "`{kind}` conditions are not available yet: use `count`, `distinct` or `value`"
+                "`{kind}` conditions are not available yet: use `count`, `distinct`, `value` or \
+                 `first_seen` (and `then:` for sequences)"
             ))
         }
         other => {
@@ -554,24 +570,7 @@ pub fn parse_condition(text: &str) -> Result<Condition, String> {
         ));
     }
     let within = duration(next(&mut at, "a duration such as `5m`")?)?;
-    let mut by = Vec::new();
-    if let Some(&kw) = words.get(at) {
-        if kw != "by" {
-            return Err(format!("expected `by` and fields, or the end, not `{kw}`"));
-        }
-        at += 1;
-        let list = words[at..].join("");
-        if list.is_empty() {
-            return Err("expected fields after `by`, such as `by actor.id`".into());
-        }
-        for name in list.split(',') {
-            let f = field(name)?;
-            if by.iter().any(|b: &FieldRef| b.name == f.name) {
-                return Err(format!("`{}` is named twice after `by`", f.name));
-            }
-            by.push(FieldRef(f));
-        }
-    }
+    let by = parse_by(&words[at..])?;
     Ok(match distinct_field {
         None => Condition::Count { min, within, by },
         Some(field) => Condition::Distinct {
@@ -615,6 +614,51 @@ fn value_condition(words: &[&str]) -> Result<Condition, String> {
         path,
         threshold,
         inclusive,
+    })
+}
+
+/// `[by F,…]` at the end of a condition.
+fn parse_by(words: &[&str]) -> Result<Vec<FieldRef>, String> {
+    let mut by = Vec::new();
+    if let Some(&kw) = words.first() {
+        if kw != "by" {
+            return Err(format!("expected `by` and fields, or the end, not `{kw}`"));
+        }
+        let list = words[1..].join("");
+        if list.is_empty() {
+            return Err("expected fields after `by`, such as `by actor.id`".into());
+        }
+        for name in list.split(',') {
+            let f = field(name)?;
+            if by.iter().any(|b: &FieldRef| b.name == f.name) {
+                return Err(format!("`{}` is named twice after `by`", f.name));
+            }
+            by.push(FieldRef(f));
+        }
+    }
+    Ok(by)
+}
+
+/// `first_seen FIELD [after D] [by F,…]`, after `first_seen`.
+fn first_seen_condition(words: &[&str]) -> Result<Condition, String> {
+    let name = words.first().ok_or(
+        "write `first_seen`, the field whose new values count, and optionally `after 7d` and \
+         `by actor.id`",
+    )?;
+    let field = FieldRef(field(name)?);
+    let mut rest = &words[1..];
+    let mut after = None;
+    if rest.first() == Some(&"after") {
+        let d = rest
+            .get(1)
+            .ok_or("expected a duration after `after`, such as `after 7d`")?;
+        after = Some(duration(d)?);
+        rest = &rest[2..];
+    }
+    Ok(Condition::FirstSeen {
+        field,
+        after,
+        by: parse_by(rest)?,
     })
 }
 
@@ -783,6 +827,10 @@ mod tests {
             ("count > 5 within 5m by actor,actor.id", "named twice"),
             ("distinct > 5 within 5m", "unknown field `>`"),
             ("sequence a then b", "not available yet"),
+            ("first_seen", "write `first_seen`"),
+            ("first_seen resource.type after", "expected a duration"),
+            ("first_seen resource.type after 7x", "not a duration"),
+            ("first_seen resource.type per actor", "expected `by`"),
             (
                 "value metadata.rows",
                 "such as `value metadata.rows > 10000`",

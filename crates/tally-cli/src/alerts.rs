@@ -244,8 +244,10 @@ fn render(header: &[&str], rows: Vec<Vec<String>>) -> String {
 ///
 /// `match` is a search (the syntax of `tally query`). `condition` is one of
 /// `count > N within D [by FIELD,…]`, `distinct FIELD > N within D [by FIELD,…]` or
-/// `value PATH > X` (a number in metadata, before or after); `>=` means at least; D is 1s to
-/// 30d. Without a condition every matching event raises an alert.
+/// `value PATH > X` (a number in metadata, before or after), or
+/// `first_seen FIELD [after D] [by FIELD,…]`; `>=` means at least; D is 1s to 30d. `then:` makes
+/// a count a sequence, `when:` limits a rule to hours and days in a time zone. Without a
+/// condition every matching event raises an alert.
 ///
 /// A server runs the default rule pack (brute-force, bulk-export, admin-grant) until rules are set with `tally rules set`, or reads them from the file
 /// given to `tally serve --rules` (then `set` is refused: change the file and restart).
