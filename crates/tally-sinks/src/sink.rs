@@ -578,6 +578,97 @@ mod tests {
         (name == "HEC_TOKEN").then(|| "secret-token".to_string())
     }
 
+    /// Records as they are stored, shown as they are.
+    struct AsStored;
+
+    impl EventViews for AsStored {
+        fn clear(&self, _: &str, stored: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(stored.to_vec())
+        }
+        fn shown(&self, _: &str, stored: &[u8], _: bool) -> Result<Vec<u8>, String> {
+            Ok(stored.to_vec())
+        }
+    }
+
+    fn record(tenant: &str, n: u32) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schema_version": 1, "id": format!("0193c0de-0000-7000-8000-{n:012}"),
+            "tenant": tenant, "time": "2026-05-01T12:00:00Z",
+            "received_at": "2026-05-01T12:00:00Z", "key_id": "k",
+            "actor": {"id": "a"}, "action": "x.y", "outcome": "SUCCESS",
+            "resource": {"type": "r", "id": "1"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_given_up_on_goes_to_a_private_dead_letter_file_after_its_own_attempts() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // A port nothing listens on: every send fails.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = format!(
+            "sinks:\n  - name: s\n    to: syslog+tcp://127.0.0.1:{port}\n    max_attempts: 2\n"
+        );
+        let sink = parse_sink_file(&text, &env).unwrap().remove(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let counter = Counter::default();
+        let path = tmp.path().join("consumers/sink-s.dead-letter.jsonl");
+        let mut consumer = SinkConsumer::new(
+            sink,
+            Arc::new(AsStored),
+            runtime.handle().clone(),
+            path.clone(),
+            counter.clone(),
+        )
+        .unwrap();
+        let (a, b) = (vec![record("a", 1)], vec![record("b", 2)]);
+        let batch = |tenant, records: &'static [Vec<u8>]| Batch {
+            tenant,
+            first: 0,
+            records,
+        };
+        let (a, b): (&'static [Vec<u8>], &'static [Vec<u8>]) = (
+            Box::leak(a.into_boxed_slice()),
+            Box::leak(b.into_boxed_slice()),
+        );
+        // Tenant b's first attempt, then tenant a's (another batch), then b's second: b's two
+        // attempts are counted apart from a's.
+        assert!(consumer.deliver(batch("b", b)).is_err());
+        assert!(consumer.deliver(batch("a", a)).is_err());
+        assert!(!path.exists(), "a's first failure is not b's second");
+        assert!(
+            consumer.deliver(batch("a", a)).is_ok(),
+            "a's second attempt: given up on"
+        );
+        assert!(
+            consumer.deliver(batch("b", b)).is_err(),
+            "b starts counting again"
+        );
+        assert!(consumer.deliver(batch("b", b)).is_ok());
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["tenant"], "a");
+        assert_eq!(lines[1]["tenant"], "b");
+        assert!(lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("syslog receiver"));
+        assert_eq!(counter.get(), 2);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the owner's only");
+    }
+
     #[test]
     fn sinks_files_are_checked_and_every_broken_sink_named() {
         let good = "sinks:\n  - name: siem\n    to: syslog+tcp://127.0.0.1:6514\n    format: cef\n    match: outcome:FAILURE\n  - name: splunk\n    to: splunk-hec+https://splunk.internal:8088\n    token_env: HEC_TOKEN\n    format: ocsf\n";
