@@ -338,12 +338,7 @@ impl Engine {
                 .condition
                 .group_by()
                 .iter()
-                .map(|f| {
-                    f.value(record)
-                        .and_then(|v| v.as_text())
-                        .filter(|v| !is_withheld(v))
-                        .map(|v| v.into_owned())
-                })
+                .map(|f| text_of(f, record))
                 .collect();
             let key: Vec<Option<String>> = values
                 .iter()
@@ -403,18 +398,8 @@ impl Engine {
                     }
                 }
                 if matches {
-                    let counted = match &rule.condition {
-                        Condition::Distinct { field, .. } => {
-                            match field
-                                .value(record)
-                                .and_then(|v| v.as_text())
-                                .filter(|v| !is_withheld(v))
-                            {
-                                Some(v) => Some(digest(&self.salt, &v)),
-                                None => continue,
-                            }
-                        }
-                        _ => None,
+                    let Some(counted) = counted(&rule.condition, record, &self.salt) else {
+                        continue;
                     };
                     window.events.push_back((ms, leaf, counted));
                 } else if window.events.is_empty() {
@@ -425,11 +410,7 @@ impl Engine {
             match &rule.condition {
                 Condition::Each => alerts.push(raise(group(), &[(ms, leaf)])),
                 Condition::FirstSeen { field, after, .. } => {
-                    let Some(value) = field
-                        .value(record)
-                        .and_then(|v| v.as_text())
-                        .filter(|v| !is_withheld(v))
-                    else {
+                    let Some(value) = text_of(field, record) else {
                         continue;
                     };
                     let d = digest(&self.salt, &value);
@@ -467,19 +448,8 @@ impl Engine {
                     }
                 }
                 Condition::Count { min, within, .. } | Condition::Distinct { min, within, .. } => {
-                    let distinct = match &rule.condition {
-                        Condition::Distinct { field, .. } => {
-                            match field
-                                .value(record)
-                                .and_then(|v| v.as_text())
-                                .filter(|v| !is_withheld(v))
-                            {
-                                Some(v) => Some(digest(&self.salt, &v)),
-                                // Without the counted field, the event counts for nothing.
-                                None => continue,
-                            }
-                        }
-                        _ => None,
+                    let Some(distinct) = counted(&rule.condition, record, &self.salt) else {
+                        continue;
                     };
                     let window = self
                         .windows
@@ -527,6 +497,25 @@ impl Engine {
     /// state then says where it started, so a restart does not replay what came before).
     pub fn start_at(&mut self, tenant: &str, next: u64) {
         self.observed.entry(tenant.to_string()).or_insert(next);
+    }
+}
+
+/// The value of `field` in `record` as text, unless the privacy layer withheld it.
+fn text_of(field: &crate::rule::FieldRef, record: &Record) -> Option<String> {
+    field
+        .value(record)
+        .and_then(|v| v.as_text())
+        .filter(|v| !is_withheld(v))
+        .map(|v| v.into_owned())
+}
+
+/// What an event adds to a window: for a `distinct` condition the digest of its counted
+/// value, `None` for the others; `None` outside when the event counts for nothing (no
+/// counted value).
+fn counted(condition: &Condition, record: &Record, salt: &[u8; 16]) -> Option<Option<String>> {
+    match condition {
+        Condition::Distinct { field, .. } => text_of(field, record).map(|v| Some(digest(salt, &v))),
+        _ => Some(None),
     }
 }
 

@@ -349,7 +349,6 @@ struct Backtest {
 }
 
 fn backtest(args: Backtest) -> Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
     let since = since_ms(&args.since)?;
     let reader = tally_store::LogReader::open(&args.data)
         .with_context(|| format!("opening {}", args.data.display()))?;
@@ -376,32 +375,9 @@ fn backtest(args: Backtest) -> Result<()> {
     for rule in &mut rules {
         rule.spec.enabled = true;
     }
-    let mut tenants = reader.tenants()?;
-    if let Some(t) = &args.tenant {
-        if !tenants.contains(t) {
-            anyhow::bail!("tenant {t} has no log");
-        }
-        tenants = vec![t.clone()];
-    }
-    let logs = tenants
-        .iter()
-        .map(|t| {
-            reader
-                .tenant(t)?
-                .with_context(|| format!("tenant {t} has no log"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let logs = crate::investigate::tenant_readers(&reader, args.tenant.as_deref())?;
     let total: u64 = logs.iter().map(|t| t.size()).sum();
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total).with_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta}) {msg}",
-            )
-            .expect("valid template"),
-        )
-    };
+    let bar = crate::investigate::events_bar(total, args.quiet);
     let registry =
         tally_server::tenants::TenantRegistry::open(reader.data_dir().tenant_registry_path())?;
     let privacy = tally_server::privacy::Privacy::new(

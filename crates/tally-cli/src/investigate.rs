@@ -154,6 +154,42 @@ pub struct ReindexArgs {
     kek: crate::kek::KekArgs,
 }
 
+/// The logs of a read-only reader's tenants, or of `only` that one (an error naming it when
+/// it has none).
+pub(crate) fn tenant_readers(
+    reader: &LogReader,
+    only: Option<&str>,
+) -> Result<Vec<tally_store::TenantReader>> {
+    let mut tenants = reader.tenants()?;
+    if let Some(t) = only {
+        if !tenants.iter().any(|n| n == t) {
+            bail!("tenant {t} has no log");
+        }
+        tenants = vec![t.to_string()];
+    }
+    tenants
+        .iter()
+        .map(|t| {
+            reader
+                .tenant(t)?
+                .with_context(|| format!("tenant {t} has no log"))
+        })
+        .collect()
+}
+
+/// A progress bar over `total` events (hidden with `quiet`).
+pub(crate) fn events_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta}) {msg}",
+        )
+        .expect("valid template"),
+    )
+}
+
 pub async fn reindex(args: ReindexArgs) -> Result<()> {
     tokio::task::spawn_blocking(move || reindex_blocking(args)).await?
 }
@@ -170,30 +206,10 @@ fn reindex_blocking(args: ReindexArgs) -> Result<()> {
         tally_index::TantivyOptions::default(),
         at_rest.as_ref(),
     )?;
-    let mut tenants = reader.tenants()?;
-    if let Some(t) = &args.tenant {
-        if !tenants.contains(t) {
-            bail!("tenant {t} has no log");
-        }
-        tenants = vec![t.clone()];
-    }
-    let logs = tenants
-        .iter()
-        .map(|t| {
-            reader
-                .tenant(t)?
-                .with_context(|| format!("tenant {t} has no log"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let logs = tenant_readers(&reader, args.tenant.as_deref())?;
+    let tenants: Vec<String> = logs.iter().map(|t| t.name().to_string()).collect();
     let total: u64 = logs.iter().map(|t| t.size()).sum();
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total).with_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta}) {msg}")
-                .expect("valid template"),
-        )
-    };
+    let bar = events_bar(total, args.quiet);
     // Sealed records are indexed with their personal values opened, as the server does.
     let registry =
         tally_server::tenants::TenantRegistry::open(reader.data_dir().tenant_registry_path())?;

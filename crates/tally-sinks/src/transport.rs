@@ -112,10 +112,68 @@ impl SyslogTcp {
 /// Splunk's HTTP Event Collector (`/services/collector/event`): a batch is one POST of
 /// concatenated event objects, acknowledged by a 200.
 pub struct SplunkHec {
-    url: String,
+    endpoint: Endpoint,
     token: String,
+}
+
+/// An HTTP endpoint a sink posts JSON to, on the server's runtime (a sink runs on its own
+/// thread): what the collector and the webhooks share.
+struct Endpoint {
+    url: String,
+    /// Names it in errors: `the HTTP Event Collector`, `the webhook`.
+    what: &'static str,
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+}
+
+impl Endpoint {
+    fn new(
+        url: String,
+        what: &'static str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Endpoint {
+            url,
+            what,
+            client,
+            runtime,
+        })
+    }
+
+    /// Posts `body` (JSON) with `headers`; any answer but a success is an error naming the
+    /// endpoint and quoting the start of its answer.
+    fn post(&self, headers: &[(&str, String)], body: Vec<u8>) -> Result<(), String> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let request = request.body(body);
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach {} {}: {e}", self.what, self.url))?;
+            let status = response.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                let text = response.text().await.unwrap_or_default();
+                Err(format!(
+                    "{} {} answered {status}: {}",
+                    self.what,
+                    self.url,
+                    text.chars().take(300).collect::<String>()
+                ))
+            }
+        })
+    }
 }
 
 impl SplunkHec {
@@ -126,15 +184,9 @@ impl SplunkHec {
         token: String,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(SplunkHec {
-            url,
+            endpoint: Endpoint::new(url, "the HTTP Event Collector", runtime)?,
             token,
-            client,
-            runtime,
         })
     }
 
@@ -168,29 +220,8 @@ impl SplunkHec {
             serde_json::to_writer(&mut body, e).map_err(|e| e.to_string())?;
             body.push(b'\n');
         }
-        let request = self
-            .client
-            .post(&self.url)
-            .header("Authorization", format!("Splunk {}", self.token))
-            .header("Content-Type", "application/json")
-            .body(body);
-        self.runtime.block_on(async {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| format!("cannot reach the HTTP Event Collector {}: {e}", self.url))?;
-            let status = response.status();
-            if status.is_success() {
-                Ok(())
-            } else {
-                let text = response.text().await.unwrap_or_default();
-                Err(format!(
-                    "the HTTP Event Collector {} answered {status}: {}",
-                    self.url,
-                    text.chars().take(300).collect::<String>()
-                ))
-            }
-        })
+        self.endpoint
+            .post(&[("Authorization", format!("Splunk {}", self.token))], body)
     }
 }
 
@@ -362,10 +393,8 @@ pub fn webhook_body(
 
 /// An HTTPS (or HTTP) endpoint taking one JSON POST per event, signed when a secret is set.
 pub struct Webhook {
-    url: String,
+    endpoint: Endpoint,
     secret: Option<Vec<u8>>,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
 }
 
 impl Webhook {
@@ -375,15 +404,9 @@ impl Webhook {
         secret: Option<Vec<u8>>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(Webhook {
-            url,
+            endpoint: Endpoint::new(url, "the webhook", runtime)?,
             secret,
-            client,
-            runtime,
         })
     }
 
@@ -391,33 +414,12 @@ impl Webhook {
     pub fn send(&self, bodies: &[(String, Value)]) -> Result<(), String> {
         for (id, body) in bodies {
             let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-            let mut request = self
-                .client
-                .post(&self.url)
-                .header("Content-Type", "application/json")
-                .header("Tally-Event-Id", id.as_str());
+            let mut headers = vec![("Tally-Event-Id", id.clone())];
             if let Some(secret) = &self.secret {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                request = request.header("Tally-Signature", signature(secret, now, &bytes));
+                headers.push(("Tally-Signature", signature(secret, now, &bytes)));
             }
-            let request = request.body(bytes);
-            self.runtime.block_on(async {
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot reach the webhook {}: {e}", self.url))?;
-                let status = response.status();
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    let text = response.text().await.unwrap_or_default();
-                    Err(format!(
-                        "the webhook {} answered {status}: {}",
-                        self.url,
-                        text.chars().take(300).collect::<String>()
-                    ))
-                }
-            })?;
+            self.endpoint.post(&headers, bytes)?;
         }
         Ok(())
     }
