@@ -287,32 +287,7 @@ enum RulesAction {
     ///
     /// Examples: tally rules test brute-force --since 30d
     ///           tally rules test all --rules rules.yaml --since 2026-11-01T00:00:00Z -t acme
-    Test {
-        /// The rule's id, or `all`.
-        rule: String,
-        /// Events received since: a duration ago (30d, 12h) or an RFC 3339 time.
-        #[arg(long, default_value = "30d")]
-        since: String,
-        /// Take the rules from this file (default: the rules in force in the data
-        /// directory: those set with `tally rules set`, else the default pack).
-        #[arg(long, value_name = "FILE")]
-        rules: Option<PathBuf>,
-        /// Data directory.
-        #[arg(long, short = 'd', env = "TALLY_DATA", default_value = "./data")]
-        data: PathBuf,
-        /// Only this tenant.
-        #[arg(long, short = 't')]
-        tenant: Option<String>,
-        /// Print each alert's event as JSON Lines instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// No progress bar.
-        #[arg(long, short = 'q')]
-        quiet: bool,
-        /// The key-encryption key, if the server encrypts at rest.
-        #[command(flatten)]
-        kek: crate::kek::KekArgs,
-    },
+    Test(BacktestArgs),
 }
 
 /// `--since`: a duration ago or an RFC 3339 time, as Unix milliseconds.
@@ -337,18 +312,36 @@ fn since_ms(text: &str) -> Result<i64> {
     Ok((since.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-struct Backtest {
+/// `tally rules test`'s arguments.
+#[derive(Debug, Args)]
+struct BacktestArgs {
+    /// The rule's id, or `all`.
     rule: String,
+    /// Events received since: a duration ago (30d, 12h) or an RFC 3339 time.
+    #[arg(long, default_value = "30d")]
     since: String,
+    /// Take the rules from this file (default: the rules in force in the data
+    /// directory: those set with `tally rules set`, else the default pack).
+    #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, short = 'd', env = "TALLY_DATA", default_value = "./data")]
     data: PathBuf,
+    /// Only this tenant.
+    #[arg(long, short = 't')]
     tenant: Option<String>,
+    /// Print each alert's event as JSON Lines instead of a table.
+    #[arg(long)]
     json: bool,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
     quiet: bool,
+    /// The key-encryption key, if the server encrypts at rest.
+    #[command(flatten)]
     kek: crate::kek::KekArgs,
 }
 
-fn backtest(args: Backtest) -> Result<()> {
+fn backtest(args: BacktestArgs) -> Result<()> {
     let since = since_ms(&args.since)?;
     let reader = tally_store::LogReader::open(&args.data)
         .with_context(|| format!("opening {}", args.data.display()))?;
@@ -471,26 +464,7 @@ fn read_rules(file: &PathBuf) -> Result<Vec<tally_alerts::Rule>> {
 /// Runs `tally rules …`.
 pub async fn rules(args: RulesArgs) -> Result<()> {
     match args.action {
-        RulesAction::Test {
-            rule,
-            since,
-            rules,
-            data,
-            tenant,
-            json,
-            quiet,
-            kek,
-        } => {
-            let args = Backtest {
-                rule,
-                since,
-                rules,
-                data,
-                tenant,
-                json,
-                quiet,
-                kek,
-            };
+        RulesAction::Test(args) => {
             tokio::task::spawn_blocking(move || backtest(args)).await??;
         }
         RulesAction::Check { file } => {

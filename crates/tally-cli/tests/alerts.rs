@@ -132,6 +132,27 @@ async fn the_default_rules_raise_alerts_that_are_listed_acknowledged_and_survive
         );
     }
 
+    // Page by page, newest first, the same three.
+    let mut paged = Vec::new();
+    let mut query = "&limit=1".to_string();
+    loop {
+        let (status, page) = alerts(&server, &server.token, &query).await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(
+            page["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => query = format!("&limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    let all_ids: Vec<Value> = all.iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(paged, all_ids);
+
     // The alert is an event of the tenant's log, with the triggering events beside it.
     let id = brute["id"].as_str().unwrap().to_string();
     let (status, one) = {

@@ -18,7 +18,7 @@ use tally_index::{Order, SearchOptions};
 use tally_privacy::record::View;
 
 use super::events::tenant_log;
-use super::search::{index, now_ms, on_index, param};
+use super::search::{decode_cursor, encode_cursor, index, now_ms, on_index, param, parse_limit};
 use crate::alerts::{RuleBook, RuleBookError, RuleSource};
 use crate::audit::{record_read, Actor, ReadAudit, ServerEvent};
 use crate::auth::Scope;
@@ -342,20 +342,12 @@ pub(crate) async fn list(
             "must be a rule id: 1 to 64 characters of a-z, 0-9, '-', '_' and '.'",
         ));
     }
-    let limit = match param(&params, "limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad_param("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
-            })?,
-    };
+    let limit = parse_limit(&params, 50, MAX_LIMIT)?;
     let log = tenant_log(&state, &tenant)?;
     let (mut cursor, upto) = match param(&params, "cursor") {
         Some(c) => {
-            let (upto, last) = decode_cursor(c)?;
+            // The search's cursors: alerts are listed newest first, as it lists events.
+            let (_, upto, last) = decode_cursor(c)?;
             (Some(last), upto)
         }
         None => (None, log.size()),
@@ -390,7 +382,7 @@ pub(crate) async fn list(
                 alerts.push(alert);
             }
             if alerts.len() == limit || scanned >= MAX_SCAN {
-                next_cursor = Some(encode_cursor(upto, last));
+                next_cursor = Some(encode_cursor(upto, last, Order::NewestFirst));
                 break 'pages;
             }
         }
@@ -419,29 +411,6 @@ pub(crate) async fn list(
         alerts,
         next_cursor,
     }))
-}
-
-fn encode_cursor(upto: u64, last: u64) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a.{upto}.{last}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(u64, u64), ApiError> {
-    use base64::Engine;
-    let bad = || ApiError::bad_param("cursor", "is not a cursor returned by /v1/alerts");
-    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let parts: Vec<&str> = text.split('.').collect();
-    match parts.as_slice() {
-        ["a", upto, last] => Ok((
-            upto.parse().map_err(|_| bad())?,
-            last.parse().map_err(|_| bad())?,
-        )),
-        _ => Err(bad()),
-    }
 }
 
 /// Finds the alert `id` of `tenant`, with its history.

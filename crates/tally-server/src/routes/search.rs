@@ -115,6 +115,24 @@ pub(super) fn parse_query(params: &[(String, String)]) -> Result<SearchQuery, Ap
     Ok(query)
 }
 
+/// The `limit` parameter: `default` when absent, else an integer from 1 to `max`.
+pub(super) fn parse_limit(
+    params: &[(String, String)],
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match param(params, "limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_param("limit", format!("must be an integer from 1 to {max}"))
+            }),
+    }
+}
+
 pub(super) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -162,7 +180,7 @@ pub(super) async fn on_index<T: Send + 'static>(
 
 /// A page cursor: the snapshot bound and the last index returned, so pages stay stable while
 /// new events arrive.
-fn encode_cursor(upto: u64, last: u64, order: Order) -> String {
+pub(super) fn encode_cursor(upto: u64, last: u64, order: Order) -> String {
     let o = if matches!(order, Order::NewestFirst) {
         'n'
     } else {
@@ -171,7 +189,7 @@ fn encode_cursor(upto: u64, last: u64, order: Order) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{o}.{upto}.{last}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<(Order, u64, u64), ApiError> {
+pub(super) fn decode_cursor(cursor: &str) -> Result<(Order, u64, u64), ApiError> {
     let bad = || ApiError::bad_param("cursor", "is not a cursor returned by this API");
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
@@ -293,16 +311,7 @@ pub(crate) async fn search(
         "/v1/events",
         &["tenant", "q", "order", "cursor", "limit", "proofs"],
     )?;
-    let limit = match param(&params, "limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad_param("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
-            })?,
-    };
+    let limit = parse_limit(&params, 50, MAX_LIMIT)?;
     let proofs = match param(&params, "proofs") {
         None | Some("false") => false,
         Some("true") => true,
@@ -472,14 +481,7 @@ pub(crate) async fn stats(
         })?),
     };
     let interval_ms = param(&params, "interval").map(parse_interval).transpose()?;
-    let limit = match param(&params, "limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=10_000).contains(l))
-            .ok_or_else(|| ApiError::bad_param("limit", "must be an integer from 1 to 10000"))?,
-    };
+    let limit = parse_limit(&params, 100, 10_000)?;
     tenant_log(&state, &tenant)?;
     let req = StatsRequest {
         now_ms: now_ms(),
